@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Usage: deploy/local/deps.sh
+#
+# Installs what building, running and testing need, and only what is missing: Debian packages
+# (apt, as root) and an Apache Kafka 3.9 broker's jars (Maven Central, cached outside the
+# checkout in $AP_CACHE_DIR). Takes about a second when everything is already there.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+case "${1:-}" in
+    -h|--help) sed -n 2p "$0" | sed 's/^# //'; exit 0 ;;
+    "") ;;
+    *) ap_die "unexpected argument '$1' (usage: deploy/local/deps.sh)" ;;
+esac
+
+PACKAGES=(
+    build-essential cmake ninja-build pkg-config               # toolchain
+    librdkafka-dev libavro-dev libpq-dev libjansson-dev        # libraries the program links
+    libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev
+    postgresql-15 postgresql-client-15                         # local database
+    openjdk-17-jre-headless maven                              # local Kafka broker
+    kcat jq                                                    # tests and humans poking at topics
+)
+
+# --- Debian packages --------------------------------------------------------------------------
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    [ "$status" = installed ] || missing+=("$pkg")
+done
+
+if ((${#missing[@]})); then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+        ap_die "missing Debian packages: ${missing[*]}
+  install them as root:  apt-get update && apt-get install -y ${missing[*]}"
+    fi
+    ap_log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Another apt may be running (unattended upgrades, a colleague): wait for its lock, never
+    # break it. Lock::Timeout covers dpkg's lock; the loop covers apt-get update's list lock.
+    apt_opts=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
+    deadline=$((SECONDS + 600))
+    until apt-get "${apt_opts[@]}" update -qq; do
+        ((SECONDS < deadline)) || ap_die "apt-get update kept failing for 10 minutes"
+        ap_log "apt-get update failed (apt busy?); retrying in 5 s"
+        sleep 5
+    done
+    apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# --- Kafka broker jars ------------------------------------------------------------------------
+if ap_kafka_libs_ready; then
+    exit 0
+fi
+command -v mvn >/dev/null || ap_die "mvn not found (package maven)"
+ap_log "fetching Kafka $AP_KAFKA_VERSION jars from Maven Central into $AP_KAFKA_LIBS"
+mkdir -p "$AP_KAFKA_HOME"
+tmp=$(mktemp -d "$AP_KAFKA_HOME/libs.tmp.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+mvn -q -B -Dstyle.color=never -f "$AP_KAFKA_POM" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp"
+compgen -G "$tmp/kafka_2.13-*.jar" >/dev/null || ap_die "maven finished but no kafka_2.13 jar in $tmp"
+# Swap the folder in whole, so a broken download never looks complete.
+rm -rf "$AP_KAFKA_LIBS"
+mv "$tmp" "$AP_KAFKA_LIBS"
+chmod 755 "$AP_KAFKA_LIBS"
+sha256sum "$AP_KAFKA_POM" | cut -d' ' -f1 >"$AP_KAFKA_MARKER"
+ap_log "Kafka jars ready: $(find "$AP_KAFKA_LIBS" -name '*.jar' | wc -l) jars, $(du -sh "$AP_KAFKA_LIBS" | cut -f1)"

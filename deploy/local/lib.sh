@@ -1,0 +1,35 @@
+# shellcheck shell=bash disable=SC2034  # sourced; the variables are used by the sourcing script
+# Shared settings and helpers for the scripts in deploy/local/. Sourced, not run.
+#
+# Every knob is an environment variable with a default, so two checkouts on one machine can run
+# side by side (different AP_*_PORT values) and CI needs no configuration at all.
+
+# The checkout's root, whatever the caller's working directory.
+AP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+AP_LOCAL_DIR="$AP_ROOT/.local"   # service state: gitignored, per checkout
+
+# Ports (loopback only).
+AP_PG_PORT=${AP_PG_PORT:-55432}
+AP_KAFKA_PORT=${AP_KAFKA_PORT:-9092}
+AP_KAFKA_CONTROLLER_PORT=${AP_KAFKA_CONTROLLER_PORT:-9093}
+
+# Kafka's jars live outside the checkout so a fresh clone does not download ~100 MB again.
+AP_KAFKA_VERSION=3.9.1
+AP_CACHE_DIR=${AP_CACHE_DIR:-${HOME:-/root}/.cache/allocation-processor}
+AP_KAFKA_HOME="$AP_CACHE_DIR/kafka-$AP_KAFKA_VERSION"
+AP_KAFKA_LIBS="$AP_KAFKA_HOME/libs"
+AP_KAFKA_MARKER="$AP_KAFKA_HOME/.complete"   # holds the sha256 of the pom that filled libs/
+AP_KAFKA_POM="$AP_ROOT/deploy/local/kafka/pom.xml"
+
+AP_PG_BIN=${AP_PG_BIN:-/usr/lib/postgresql/15/bin}
+AP_READY_TIMEOUT=${AP_READY_TIMEOUT:-90}     # seconds to wait for a service to answer
+
+ap_log() { printf '[deploy/local] %s\n' "$*" >&2; }
+ap_die() { printf '[deploy/local] error: %s\n' "$*" >&2; exit 1; }
+
+# True when the Kafka jars in the cache were gathered from the current pom.
+ap_kafka_libs_ready() {
+    [ -f "$AP_KAFKA_MARKER" ] || return 1
+    compgen -G "$AP_KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null || return 1
+    [ "$(cat "$AP_KAFKA_MARKER")" = "$(sha256sum "$AP_KAFKA_POM" | cut -d' ' -f1)" ]
+}

@@ -1,0 +1,413 @@
+#!/usr/bin/env bash
+# Usage: deploy/local/services.sh start|stop|restart|status [pg|kafka ...] | env
+#
+# Runs the two services that development and tests need, for this checkout only, on loopback:
+#   pg     PostgreSQL 15, a private cluster (trust auth, user postgres) on 127.0.0.1:$AP_PG_PORT
+#          (55432), with databases `allocation` and `allocation_test`;
+#   kafka  Apache Kafka 3.9.1, one KRaft broker+controller, PLAINTEXT on 127.0.0.1:$AP_KAFKA_PORT
+#          (9092), controller on 127.0.0.1:$AP_KAFKA_CONTROLLER_PORT (9093).
+# State and logs are in .local/ (gitignored). `start` reuses a service that already runs; `status`
+# exits 0 only when every named service runs and answers. `env` prints the variables to connect:
+#   eval "$(deploy/local/services.sh env)"
+# Kafka's jars come from deploy/local/deps.sh.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() { sed -n 2p "$0" | sed 's/^# //' >&2; exit 2; }
+
+PG_DATABASES=(allocation allocation_test)
+KAFKA_DIR="$AP_LOCAL_DIR/kafka"
+KAFKA_PID_FILE="$KAFKA_DIR/kafka.pid"
+KAFKA_LOG="$KAFKA_DIR/server.log"
+STOP_TIMEOUT=60
+
+# --- helpers ------------------------------------------------------------------------------------
+
+# Prints the listener on a TCP port with its process, empty when the port is free.
+port_owner() {
+    ss -Hltnp "( sport = :$1 )" 2>/dev/null || true
+}
+
+# Fails with a readable message when something else listens on a port we are about to bind.
+require_free_port() {
+    local port=$1 what=$2 owner pid
+    owner=$(port_owner "$port")
+    [ -z "$owner" ] && return 0
+    {
+        echo "[deploy/local] error: port $port ($what) is already taken by another process:"
+        echo "  $owner"
+        pid=$(grep -o 'pid=[0-9]*' <<<"$owner" | head -n1 | cut -d= -f2 || true)
+        if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ]; then
+            echo "  command: $(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-300)"
+        fi
+        echo "  Stop it (another checkout: its deploy/local/services.sh stop), or choose other ports"
+        echo "  with AP_PG_PORT / AP_KAFKA_PORT / AP_KAFKA_CONTROLLER_PORT."
+    } >&2
+    exit 1
+}
+
+tail_log() {
+    local file=$1
+    [ -f "$file" ] || return 0
+    echo "----- last 30 lines of $file -----" >&2
+    tail -n 30 "$file" >&2
+    echo "-----" >&2
+}
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+# Postgres refuses to run as root: as root, its commands run as the `postgres` OS user.
+
+as_pg() {
+    if [ "$(id -u)" -eq 0 ]; then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        "$@"
+    fi
+}
+
+# Picks the cluster's folder once: .local/pg when the postgres user can reach it and the socket
+# path fits the 107-byte limit of a unix socket; otherwise a folder under /tmp named after this
+# checkout, with .local/pg as a symlink to it (e.g. a clone in root's private home).
+pg_dir() {
+    local dir="$AP_LOCAL_DIR/pg" alt
+    alt="/tmp/allocation-processor-pg-$(printf %s "$AP_ROOT" | sha256sum | cut -c1-12)"
+    if [ ! -L "$dir" ]; then
+        mkdir -p "$dir"
+        chmod o+x "$AP_LOCAL_DIR"
+        pg_own "$dir"
+        if as_pg test -w "$dir" && ((${#dir} + 24 < 107)); then
+            echo "$dir"
+            return
+        fi
+        ap_log "postgres cannot use $dir; keeping its cluster in $alt (.local/pg links there)"
+        rmdir "$dir"
+        ln -s "$alt" "$dir"
+    fi
+    mkdir -p "$alt"   # again after a reboot emptied /tmp
+    chmod 755 "$alt"
+    pg_own "$alt"
+    echo "$alt"
+}
+
+pg_own() {
+    if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$1"; fi
+}
+
+PG_DIR=""
+pg_paths() {
+    [ -n "$PG_DIR" ] && return
+    mkdir -p "$AP_LOCAL_DIR"
+    PG_DIR=$(pg_dir)
+    PG_DATA="$PG_DIR/data"
+    PG_LOG="$PG_DIR/log/postgresql.log"
+    PG_SOCKET_DIR="$PG_DIR/run"
+}
+
+pg_answers() {
+    "$AP_PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$AP_PG_PORT" -U postgres -d postgres -t 2
+}
+
+pg_running() {
+    pg_paths
+    [ -f "$PG_DATA/postmaster.pid" ] && pg_data_is_ours && as_pg "$AP_PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1
+}
+
+# True when the data folder is owned by the user postgres runs as, with a mode postgres accepts.
+pg_data_is_ours() {
+    as_pg test -O "$PG_DATA" || return 1
+    case "$(stat -c %a "$PG_DATA")" in 700|750) return 0 ;; *) return 1 ;; esac
+}
+
+pg_init() {
+    # initdb makes the folder 0700 and owned by postgres. Anything else was copied in (a clone of
+    # a repository that tracked .local/, say): postgres refuses it, and a copy of a live cluster is
+    # not safe to start anyway. Keep it aside and make a new cluster.
+    if [ -f "$PG_DATA/PG_VERSION" ] && ! pg_data_is_ours; then
+        local aside
+        aside="$PG_DATA.foreign-$(date +%Y%m%d%H%M%S)"
+        ap_log "postgres: $PG_DATA was not made by initdb here (owner/mode); moving it to $aside"
+        mv "$PG_DATA" "$aside"
+    fi
+    [ -f "$PG_DATA/PG_VERSION" ] && return 0
+    ap_log "postgres: creating a cluster in $PG_DATA"
+    as_pg "$AP_PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust \
+        --encoding=UTF8 --locale=C.UTF-8 >"$PG_DIR/initdb.log" 2>&1 \
+        || { tail_log "$PG_DIR/initdb.log"; ap_die "postgres: initdb failed"; }
+    echo "include_if_exists = 'allocation_processor.conf'" | as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null
+}
+
+# Rewritten at each start, so a changed AP_PG_PORT takes effect.
+pg_write_conf() {
+    mkdir -p "$PG_DIR/log" "$PG_SOCKET_DIR"
+    if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$PG_DIR/log" "$PG_SOCKET_DIR"; fi
+    as_pg tee "$PG_DATA/allocation_processor.conf" >/dev/null <<EOF
+# Written by deploy/local/services.sh at each start; edits are lost.
+listen_addresses = '127.0.0.1'
+port = $AP_PG_PORT
+unix_socket_directories = '$PG_SOCKET_DIR'
+max_connections = 100
+shared_buffers = 128MB
+synchronous_commit = on
+EOF
+}
+
+pg_create_databases() {
+    local db
+    for db in "${PG_DATABASES[@]}"; do
+        if [ -z "$(psql_admin -Atc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
+            psql_admin -qc "CREATE DATABASE \"$db\"" >/dev/null
+            ap_log "postgres: created database $db"
+        fi
+    done
+}
+
+psql_admin() {
+    PGCONNECT_TIMEOUT=5 psql -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$AP_PG_PORT" -U postgres -d postgres "$@"
+}
+
+pg_start() {
+    pg_paths
+    if pg_running; then
+        ap_log "postgres: already running (data $PG_DATA)"
+    else
+        require_free_port "$AP_PG_PORT" "PostgreSQL"
+        pg_init
+        pg_write_conf
+        ap_log "postgres: starting on 127.0.0.1:$AP_PG_PORT"
+        # pg_ctl -w polls until the server accepts connections, and fails at once if it dies.
+        as_pg "$AP_PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t "$AP_READY_TIMEOUT" start >/dev/null 9>&- \
+            || { tail_log "$PG_LOG"; ap_die "postgres: did not start"; }
+    fi
+    local deadline=$((SECONDS + AP_READY_TIMEOUT))
+    until pg_answers; do
+        if ((SECONDS >= deadline)); then
+            tail_log "$PG_LOG"
+            ap_die "postgres: no answer on 127.0.0.1:$AP_PG_PORT after ${AP_READY_TIMEOUT}s (running on another port? try: $0 restart pg)"
+        fi
+        sleep 0.2
+    done
+    pg_create_databases
+    ap_log "postgres: ready on 127.0.0.1:$AP_PG_PORT"
+}
+
+pg_stop() {
+    pg_paths
+    if ! pg_running; then
+        ap_log "postgres: not running"
+        return 0
+    fi
+    ap_log "postgres: stopping"
+    as_pg "$AP_PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t "$STOP_TIMEOUT" stop >/dev/null \
+        || { tail_log "$PG_LOG"; ap_die "postgres: did not stop"; }
+}
+
+pg_status() {
+    pg_paths
+    if pg_running && pg_answers; then
+        echo "pg: running, pid $(head -n1 "$PG_DATA/postmaster.pid"), 127.0.0.1:$AP_PG_PORT, data $PG_DATA"
+    elif pg_running; then
+        echo "pg: running but not answering on 127.0.0.1:$AP_PG_PORT (log $PG_LOG)"
+        return 1
+    else
+        echo "pg: stopped"
+        return 1
+    fi
+}
+
+# --- Kafka --------------------------------------------------------------------------------------
+
+kafka_pid() {
+    local pid
+    [ -f "$KAFKA_PID_FILE" ] || return 1
+    pid=$(cat "$KAFKA_PID_FILE")
+    # A pid file can outlive its process (reboot, kill -9) and the pid be reused: check the command.
+    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *" kafka.Kafka "* ]] || return 1
+    echo "$pid"
+}
+
+kafka_running() { kafka_pid >/dev/null; }
+
+# A metadata request that lists broker 1 means the broker has joined the quorum and serves clients.
+kafka_answers() {
+    local metadata
+    metadata=$(kcat -b "127.0.0.1:$AP_KAFKA_PORT" -L -m 2 2>/dev/null) || return 1
+    [[ "$metadata" == *"broker 1 at"* ]]
+}
+
+# -Dap.checkout tags the process with its checkout, for `ps` and port-conflict messages.
+KAFKA_JAVA_OPTS=(-Xms256m -Xmx512m -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
+                 -Dap.checkout="$AP_ROOT")
+
+kafka_write_conf() {
+    mkdir -p "$KAFKA_DIR/data"
+    cat >"$KAFKA_DIR/server.properties" <<EOF
+# Written by deploy/local/services.sh at each start; edits are lost.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$AP_KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$AP_KAFKA_PORT,CONTROLLER://127.0.0.1:$AP_KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$AP_KAFKA_PORT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=1
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+EOF
+    cat >"$KAFKA_DIR/log4j.properties" <<EOF
+# Written by deploy/local/services.sh at each start; edits are lost.
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=$KAFKA_LOG
+log4j.appender.file.Append=true
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+# Quieter than the defaults: per-request and per-segment chatter is of no use here.
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.kafka.log.LogCleaner=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.org.apache.kafka.storage.internals.log=WARN
+EOF
+    # The storage tool prints its result on stdout; its own logging goes to stderr, warnings only.
+    cat >"$KAFKA_DIR/tools-log4j.properties" <<EOF
+log4j.rootLogger=WARN, stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.Target=System.err
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
+EOF
+}
+
+kafka_storage_tool() {
+    java "${KAFKA_JAVA_OPTS[@]}" -Dlog4j.configuration="file:$KAFKA_DIR/tools-log4j.properties" \
+        -cp "$AP_KAFKA_LIBS/*" kafka.tools.StorageTool "$@"
+}
+
+# KRaft needs its log folder formatted once with a cluster id; --ignore-formatted makes it a no-op
+# afterwards.
+kafka_format() {
+    if [ ! -s "$KAFKA_DIR/cluster.id" ]; then
+        kafka_storage_tool random-uuid >"$KAFKA_DIR/cluster.id.tmp"
+        mv "$KAFKA_DIR/cluster.id.tmp" "$KAFKA_DIR/cluster.id"
+    fi
+    if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
+        ap_log "kafka: formatting $KAFKA_DIR/data (cluster id $(cat "$KAFKA_DIR/cluster.id"))"
+    fi
+    kafka_storage_tool format -t "$(cat "$KAFKA_DIR/cluster.id")" \
+        -c "$KAFKA_DIR/server.properties" --ignore-formatted >"$KAFKA_DIR/format.log" 2>&1 \
+        || { tail_log "$KAFKA_DIR/format.log"; ap_die "kafka: storage format failed"; }
+}
+
+kafka_start() {
+    local pid started_at=$SECONDS
+    if pid=$(kafka_pid); then
+        ap_log "kafka: already running (pid $pid)"
+    else
+        ap_kafka_libs_ready || ap_die "kafka: jars missing in $AP_KAFKA_LIBS; run deploy/local/deps.sh"
+        require_free_port "$AP_KAFKA_PORT" "Kafka"
+        require_free_port "$AP_KAFKA_CONTROLLER_PORT" "Kafka controller"
+        kafka_write_conf
+        kafka_format
+        ap_log "kafka: starting on 127.0.0.1:$AP_KAFKA_PORT (log $KAFKA_LOG)"
+        # setsid: its own session, so a Ctrl-C in the caller's terminal does not reach it.
+        nohup setsid java "${KAFKA_JAVA_OPTS[@]}" -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" \
+            -cp "$AP_KAFKA_LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
+            >>"$KAFKA_DIR/stdout.log" 2>&1 </dev/null 9>&- &
+        echo $! >"$KAFKA_PID_FILE"
+    fi
+    local deadline=$((SECONDS + AP_READY_TIMEOUT))
+    until kafka_answers; do
+        if ! kafka_running; then
+            tail_log "$KAFKA_LOG"
+            tail_log "$KAFKA_DIR/stdout.log"
+            ap_die "kafka: the broker exited during startup"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail_log "$KAFKA_LOG"
+            ap_die "kafka: no answer on 127.0.0.1:$AP_KAFKA_PORT after ${AP_READY_TIMEOUT}s"
+        fi
+        sleep 0.5
+    done
+    ap_log "kafka: ready on 127.0.0.1:$AP_KAFKA_PORT ($((SECONDS - started_at))s)"
+}
+
+kafka_stop() {
+    local pid deadline
+    if ! pid=$(kafka_pid); then
+        ap_log "kafka: not running"
+        rm -f "$KAFKA_PID_FILE"
+        return 0
+    fi
+    ap_log "kafka: stopping (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + STOP_TIMEOUT))
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            ap_log "kafka: still running after ${STOP_TIMEOUT}s; sending KILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.2
+    done
+    rm -f "$KAFKA_PID_FILE"
+}
+
+kafka_status() {
+    local pid
+    if pid=$(kafka_pid) && kafka_answers; then
+        echo "kafka: running, pid $pid, 127.0.0.1:$AP_KAFKA_PORT (controller :$AP_KAFKA_CONTROLLER_PORT), data $KAFKA_DIR/data"
+    elif [ -n "${pid:-}" ]; then
+        echo "kafka: running (pid $pid) but not answering on 127.0.0.1:$AP_KAFKA_PORT (log $KAFKA_LOG)"
+        return 1
+    else
+        echo "kafka: stopped"
+        return 1
+    fi
+}
+
+# --- main ---------------------------------------------------------------------------------------
+
+print_env() {
+    echo "export DATABASE_URL=postgresql://postgres@127.0.0.1:$AP_PG_PORT/allocation"
+    echo "export TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:$AP_PG_PORT/allocation_test"
+    echo "export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$AP_KAFKA_PORT"
+}
+
+action=${1:-}
+[ -n "$action" ] || usage
+shift
+services=("$@")
+((${#services[@]})) || services=(pg kafka)
+for svc in "${services[@]}"; do
+    case "$svc" in pg|kafka) ;; *) ap_log "unknown service '$svc' (pg or kafka)"; usage ;; esac
+done
+
+if [ "$action" = env ]; then
+    print_env
+    exit 0
+fi
+
+mkdir -p "$AP_LOCAL_DIR"
+chmod 755 "$AP_LOCAL_DIR"
+# One services.sh at a time per checkout changes state (two test runs starting at once). The
+# services themselves must not inherit this descriptor: they would hold the lock forever.
+if [ "$action" != status ]; then
+    exec 9>"$AP_LOCAL_DIR/services.lock"
+    flock -w 300 9 || ap_die "another deploy/local/services.sh holds $AP_LOCAL_DIR/services.lock"
+fi
+
+rc=0
+case "$action" in
+    start)   for svc in "${services[@]}"; do "${svc}_start"; done ;;
+    stop)    # in reverse order of start
+             for ((i = ${#services[@]} - 1; i >= 0; i--)); do "${services[i]}_stop"; done ;;
+    restart) for svc in "${services[@]}"; do "${svc}_stop"; "${svc}_start"; done ;;
+    status)  for svc in "${services[@]}"; do "${svc}_status" || rc=3; done ;;
+    *)       usage ;;
+esac
+exit "$rc"

@@ -1,0 +1,33 @@
+/*
+ * codec.h - turning the bytes of a Kafka message into a command.
+ *
+ * A value is JSON (what people type into kcat) or, later, Avro; the first byte tells which.
+ */
+#ifndef AP_CODEC_H
+#define AP_CODEC_H
+
+#include <stddef.h>
+
+#include "ap/error.h"
+#include "ap/messages.h"
+
+/*
+ * Decodes one command value. `type_hint` is the type named by a `command-type` header or
+ * implied by a typed topic (AP_MSG_NONE when neither): a header wins over the value's own
+ * `type`, which wins over the topic (the caller passes the strongest hint it has and says
+ * whether it came from a header through `hint_overrides`).
+ *
+ * Returns AP_OK; AP_ERR_DECODE when the bytes are not a command at all (bad JSON, not an
+ * object, no known command type), which is dead-letter material; or AP_ERR_INVALID_COMMAND
+ * when they are a command of a known type with a field of the wrong type or size, or a bad
+ * date, which the domain rejects. `cmd->type` is set whenever the type is known, also on
+ * failure. `why` receives one line.
+ */
+ap_err_t ap_command_decode_json(const void *value, size_t len, ap_msg_type_t type_hint,
+                                bool hint_overrides, ap_msg_t *cmd, char *why, size_t whylen);
+
+/* Picks the decoder for a value by its first byte. */
+ap_err_t ap_command_decode(const void *value, size_t len, ap_msg_type_t type_hint,
+                           bool hint_overrides, ap_msg_t *cmd, char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,56 @@
+/*
+ * config.h - the processor's configuration: environment variables (12-factor), optionally
+ * backed by a `--config FILE` of KEY=value lines. contract.md lists every key.
+ */
+#ifndef AP_CONFIG_H
+#define AP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ap/error.h"
+#include "ap/log.h"
+
+#define AP_DEFAULT_DATABASE_URL "postgresql://postgres@127.0.0.1:55432/allocation"
+
+typedef struct ap_kv {
+    char *key; /* a librdkafka property name, e.g. "security.protocol" */
+    char *value;
+} ap_kv_t;
+
+typedef struct ap_config {
+    char *database_url;
+    char *bootstrap_servers;
+    char *group_id;
+    char *topic_prefix;
+    char **command_topics; /* NULL-terminated */
+    size_t ncommand_topics;
+    ap_kv_t *kafka;        /* KAFKA_<NAME> pass-through properties */
+    size_t nkafka;
+    int topic_partitions;         /* partitions of topics the processor creates */
+    int topic_replication_factor; /* -1: the broker's default */
+    char *avro_wire_format;
+    char *schema_registry_url;
+    char *notify_to;
+    char *notify_from;
+    char *smtp_url;
+    char *http_addr;
+    ap_log_level_t log_level;
+    bool log_json;
+} ap_config_t;
+
+/*
+ * Reads the configuration from `env` (an environ-style NULL-terminated array) and, when
+ * `file` is not NULL, from that file; the environment wins where both set a key. On a bad
+ * value returns AP_ERR_CONFIG with one line naming the key and the problem in `err`
+ * (never a secret). On success the caller releases with ap_config_release.
+ */
+ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, char *err,
+                        size_t errlen);
+void ap_config_release(ap_config_t *cfg);
+
+/* The topic carrying one command type, e.g. "allocation.commands.allocate". A topic of that
+ * shape implies its command type. */
+#define AP_TYPED_TOPIC_SUFFIX ".commands."
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * kafka.h - the Kafka consumer adapter: a consumer-group member that reads command topics
+ * with cooperative-sticky assignment, never commits offsets to Kafka on its own, and asks
+ * its owner where each newly assigned partition starts.
+ *
+ * The processor keeps the source of truth for offsets in Postgres, committed with the
+ * effects they cover; Kafka's group offsets are only written afterwards, as a courtesy to
+ * lag monitors. One thread uses a consumer; the rebalance callbacks run inside
+ * ap_kafka_consumer_poll on that thread.
+ */
+#ifndef AP_KAFKA_H
+#define AP_KAFKA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ap/config.h"
+#include "ap/error.h"
+
+typedef struct ap_kafka_consumer ap_kafka_consumer_t;
+
+/* A consumed message, borrowed until ap_kafka_record_release. */
+typedef struct ap_record {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+    void *handle; /* the adapter's own message */
+} ap_record_t;
+
+typedef struct ap_kafka_rebalance {
+    /* A partition was assigned: write where to start reading (-1: the beginning). An error
+     * leaves the partition unassigned until the next rebalance. */
+    ap_err_t (*assigned)(void *ctx, const char *topic, int32_t partition, int64_t *start);
+    /* A partition was taken away; no record of it is handed out after this. */
+    void (*revoked)(void *ctx, const char *topic, int32_t partition);
+    void *ctx;
+} ap_kafka_rebalance_t;
+
+/* Creates the consumer (not yet subscribed). `rebalance` is copied. */
+ap_err_t ap_kafka_consumer_new(const ap_config_t *cfg, const ap_kafka_rebalance_t *rebalance,
+                               ap_kafka_consumer_t **out);
+
+/* Creates the topics that do not exist yet, with the configured partitions and replication. */
+ap_err_t ap_kafka_ensure_topics(ap_kafka_consumer_t *consumer, char *const *topics,
+                                size_t ntopics, int partitions, int replication_factor,
+                                int timeout_ms);
+
+ap_err_t ap_kafka_consumer_subscribe(ap_kafka_consumer_t *consumer, char *const *topics,
+                                     size_t ntopics);
+
+/* Waits up to timeout_ms for a record: AP_OK with `rec` filled, or AP_ERR_NOT_FOUND. */
+ap_err_t ap_kafka_consumer_poll(ap_kafka_consumer_t *consumer, int timeout_ms, ap_record_t *rec);
+void ap_kafka_record_release(ap_record_t *rec);
+
+/* The value of a record's last header named `name`, or NULL. Borrowed like the record. */
+const char *ap_kafka_record_header(const ap_record_t *rec, const char *name, size_t *len);
+
+/* Restarts reading a partition at `offset` (after a fenced commit). */
+ap_err_t ap_kafka_consumer_seek(ap_kafka_consumer_t *consumer, const char *topic,
+                                int32_t partition, int64_t offset);
+
+/* Tells the group how far we are (asynchronously; informational only). */
+void ap_kafka_consumer_report_offset(ap_kafka_consumer_t *consumer, const char *topic,
+                                     int32_t partition, int64_t next_offset);
+
+/* Leaves the group (revoking every partition) and frees. NULL is a no-op. */
+void ap_kafka_consumer_close(ap_kafka_consumer_t *consumer);
+
+#endif

@@ -1,0 +1,29 @@
+/*
+ * log.h - one line per record, text or JSON (LOG_FORMAT=json), to stderr.
+ *
+ * The only process-wide state in the program: the level and format, set once at start-up
+ * before threads exist. Adapters and entrypoints log; the domain never does.
+ */
+#ifndef AP_LOG_H
+#define AP_LOG_H
+
+#include <stdbool.h>
+
+typedef enum { AP_LOG_DEBUG, AP_LOG_INFO, AP_LOG_WARN, AP_LOG_ERROR } ap_log_level_t;
+
+/* Parses "debug"/"info"/"warn"/"error"; false when unknown. */
+bool ap_log_level_parse(const char *text, ap_log_level_t *level);
+
+void ap_log_setup(ap_log_level_t level, bool json);
+bool ap_log_enabled(ap_log_level_t level);
+
+/* `component` names the module ("kafka", "pg", "bus", ...). */
+void ap_log(ap_log_level_t level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define AP_DEBUG(c, ...) ap_log(AP_LOG_DEBUG, c, __VA_ARGS__)
+#define AP_INFO(c, ...) ap_log(AP_LOG_INFO, c, __VA_ARGS__)
+#define AP_WARN(c, ...) ap_log(AP_LOG_WARN, c, __VA_ARGS__)
+#define AP_ERROR(c, ...) ap_log(AP_LOG_ERROR, c, __VA_ARGS__)
+
+#endif

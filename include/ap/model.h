@@ -1,0 +1,127 @@
+/*
+ * model.h - the allocation domain: OrderLine, Batch and the Product aggregate.
+ *
+ * Pure C: no I/O, no logging, no library but libc. Every change goes through a Product
+ * function, which keeps the invariants (domain.md), bumps `version_number` once per
+ * accepted change, records the domain events it caused (collected later by the message
+ * bus) and records the writes storage must make (drained by the repository on commit).
+ *
+ * The structs are visible so adapters and tests can read them; write them only through
+ * the functions below.
+ */
+#ifndef AP_MODEL_H
+#define AP_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ap/error.h"
+#include "ap/messages.h"
+
+typedef struct ap_order_line {
+    char orderid[AP_STR_SIZE];
+    char sku[AP_STR_SIZE];
+    int64_t qty;
+} ap_order_line_t;
+
+typedef struct ap_batch {
+    char ref[AP_STR_SIZE];
+    char sku[AP_STR_SIZE];
+    int64_t purchased_qty;
+    bool has_eta;
+    int32_t eta;             /* days since 1970-01-01, when has_eta */
+    ap_order_line_t *lines;  /* in allocation order */
+    size_t nlines, lines_cap;
+} ap_batch_t;
+
+/* A write storage must apply, in order, to persist a product's changes. */
+typedef enum {
+    AP_CHANGE_ADD_BATCH,    /* insert batches[batch] */
+    AP_CHANGE_SET_QTY,      /* update batches[batch].purchased_qty */
+    AP_CHANGE_ADD_LINE,     /* allocate `line` to batches[batch] */
+    AP_CHANGE_REMOVE_LINE,  /* deallocate `line` from batches[batch] */
+} ap_change_kind_t;
+
+typedef struct ap_change {
+    ap_change_kind_t kind;
+    size_t batch; /* index into product->batches; batches are never removed */
+    ap_order_line_t line;
+} ap_change_t;
+
+typedef struct ap_product {
+    char sku[AP_STR_SIZE];
+    int64_t version_number;
+    int64_t stored_version; /* the version storage holds; the commit's compare-and-set token */
+    bool is_new;            /* not in storage yet */
+    ap_batch_t *batches;    /* in creation order (ties in preference go to the first) */
+    size_t nbatches, batches_cap;
+    ap_msg_t *events;       /* recorded, not yet collected by the bus */
+    size_t nevents, events_cap;
+    ap_change_t *changes;   /* not yet written to storage */
+    size_t nchanges, changes_cap;
+} ap_product_t;
+
+ap_err_t ap_order_line_init(ap_order_line_t *line, const char *orderid, const char *sku,
+                            int64_t qty);
+bool ap_order_line_equal(const ap_order_line_t *a, const ap_order_line_t *b);
+
+int64_t ap_batch_allocated_qty(const ap_batch_t *batch);
+int64_t ap_batch_available_qty(const ap_batch_t *batch);
+bool ap_batch_can_allocate(const ap_batch_t *batch, const ap_order_line_t *line);
+bool ap_batch_has_line(const ap_batch_t *batch, const ap_order_line_t *line);
+
+/* A product that storage has never seen: version 0, is_new. Caller frees with
+ * ap_product_free. NULL on out-of-memory (or a sku longer than AP_STR_MAX). */
+ap_product_t *ap_product_new(const char *sku);
+
+/*
+ * Rebuilding a product from storage (repositories only). `restore` makes an empty stored
+ * product at `version`; `restore_batch` appends a batch (call in creation order) and
+ * `restore_line` appends a line to it (call in allocation order). None of them records
+ * events or changes.
+ */
+ap_product_t *ap_product_restore(const char *sku, int64_t version);
+ap_err_t ap_product_restore_batch(ap_product_t *product, const char *ref, int64_t purchased_qty,
+                                  bool has_eta, int32_t eta, ap_batch_t **out);
+ap_err_t ap_product_restore_line(ap_batch_t *batch, const char *orderid, int64_t qty);
+
+/* A deep copy, events and changes included. Caller frees. NULL on out-of-memory. */
+ap_product_t *ap_product_clone(const ap_product_t *product);
+
+void ap_product_free(ap_product_t *product);
+
+ap_batch_t *ap_product_find_batch(const ap_product_t *product, const char *ref);
+
+/*
+ * Adds a batch. The same ref with identical fields is accepted as a no-op; the same ref
+ * with different fields gives AP_ERR_BATCH_EXISTS. Records BatchCreated.
+ */
+ap_err_t ap_product_add_batch(ap_product_t *product, const char *ref, int64_t qty, bool has_eta,
+                              int32_t eta);
+
+/*
+ * Allocates a line to the preferred batch that can take all of it (warehouse stock first,
+ * then earliest eta, ties to the batch created first) and records Allocated; records
+ * OutOfStock and changes nothing when none can. An identical line already allocated in
+ * this product is a no-op. `batchref_out`, if not NULL, receives the chosen batch's ref
+ * (or NULL when nothing was allocated). AP_ERR_INVALID_SKU when the line's sku is not
+ * this product's.
+ */
+ap_err_t ap_product_allocate(ap_product_t *product, const ap_order_line_t *line,
+                             const char **batchref_out);
+
+/*
+ * Sets a batch's purchased quantity and records BatchQuantityChanged; then, while the
+ * batch's available quantity is negative, takes back its most recently allocated line and
+ * records Deallocated for it. AP_ERR_UNKNOWN_BATCH when the product has no such batch.
+ */
+ap_err_t ap_product_change_batch_quantity(ap_product_t *product, const char *ref, int64_t qty);
+
+/* Drops the recorded events (after the bus has copied them). */
+void ap_product_clear_events(ap_product_t *product);
+
+/* Storage wrote `changes`: forget them and take version_number as the stored version. */
+void ap_product_mark_stored(ap_product_t *product);
+
+#endif

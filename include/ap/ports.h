@@ -1,0 +1,180 @@
+/*
+ * ports.h - what the service layer needs from the world, as function tables.
+ *
+ * A port is a struct whose first member points to a `static const` table of functions. An
+ * adapter (or a test fake) embeds the port first and gets itself back with container_of.
+ * Callers use the ap_<port>_<verb> dispatchers, never the table by hand. No library type
+ * crosses a port: adapters translate libpq/librdkafka errors into ap_err_t.
+ *
+ * Threads: every port instance belongs to the one thread that uses it.
+ */
+#ifndef AP_PORTS_H
+#define AP_PORTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ap/error.h"
+#include "ap/messages.h"
+#include "ap/model.h"
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+#endif
+
+/* ---------------------------------------------------------------- unit of work */
+
+typedef struct ap_uow ap_uow_t;
+
+/*
+ * The unit of work: a transaction, the repository of Products and the read-model writes.
+ *
+ * Scopes nest: the outermost begin opens a transaction, each inner begin a savepoint, so a
+ * batch of commands can share one transaction while each command (and each event handler)
+ * still succeeds or fails alone. Every scope ends with exactly one commit or rollback.
+ */
+struct ap_uow_ops {
+    ap_err_t (*begin)(ap_uow_t *uow);
+    /* Writes every product in uow->seen that has changes, each guarded by a compare-and-set
+     * of its stored version (AP_ERR_CONFLICT when stale), then ends the scope. On error the
+     * dispatcher rolls the scope back. */
+    ap_err_t (*commit)(ap_uow_t *uow);
+    void (*rollback)(ap_uow_t *uow);
+    /* Repository: a freshly loaded product (caller owns it) or AP_ERR_NOT_FOUND. */
+    ap_err_t (*load)(ap_uow_t *uow, const char *sku, ap_product_t **out);
+    ap_err_t (*load_by_batchref)(ap_uow_t *uow, const char *ref, ap_product_t **out);
+    /* Read model writes (allocations_view), inside the current scope. Removing a row that
+     * is not there is not an error. */
+    ap_err_t (*view_add)(ap_uow_t *uow, const char *orderid, const char *sku,
+                         const char *batchref);
+    ap_err_t (*view_remove)(ap_uow_t *uow, const char *orderid, const char *sku,
+                            const char *batchref);
+    /*
+     * Consumer offsets, stored with the effects they cover. `claim` takes ownership of a
+     * partition for this consumer: it bumps and returns the partition's owner epoch and
+     * returns the next offset to read (-1 when none is stored). `advance` moves the offset
+     * from `expected` to `next` only if the epoch is still ours and the offset is still
+     * `expected`; otherwise AP_ERR_FENCED. Both run inside the current scope.
+     */
+    ap_err_t (*claim_partition)(ap_uow_t *uow, const char *group, const char *topic,
+                                int32_t partition, int64_t *epoch, int64_t *next_offset);
+    ap_err_t (*advance_offset)(ap_uow_t *uow, const char *group, const char *topic,
+                               int32_t partition, int64_t epoch, int64_t expected, int64_t next);
+    void (*free)(ap_uow_t *uow);
+};
+
+struct ap_uow {
+    const struct ap_uow_ops *ops;
+    /* Maintained by the dispatchers (service/uow.c); adapters read `seen` in commit. */
+    unsigned depth;       /* open scopes */
+    ap_product_t **seen;  /* every product handed out since the last collect; owned */
+    size_t nseen, seen_cap;
+};
+
+/* Initialises the shared part of an adapter's uow. */
+void ap_uow_init(ap_uow_t *uow, const struct ap_uow_ops *ops);
+
+ap_err_t ap_uow_begin(ap_uow_t *uow);
+ap_err_t ap_uow_commit(ap_uow_t *uow);
+void ap_uow_rollback(ap_uow_t *uow);
+
+/*
+ * The repository. Products handed out are borrowed: the uow owns them and remembers them so
+ * the bus can collect their events; the same sku asked for twice gives the same object.
+ */
+ap_err_t ap_uow_get(ap_uow_t *uow, const char *sku, ap_product_t **out);
+ap_err_t ap_uow_get_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **out);
+/* Takes ownership of a new product (from ap_product_new), written on commit. */
+ap_err_t ap_uow_add(ap_uow_t *uow, ap_product_t *product);
+
+ap_err_t ap_uow_view_add(ap_uow_t *uow, const char *orderid, const char *sku,
+                         const char *batchref);
+ap_err_t ap_uow_view_remove(ap_uow_t *uow, const char *orderid, const char *sku,
+                            const char *batchref);
+ap_err_t ap_uow_claim_partition(ap_uow_t *uow, const char *group, const char *topic,
+                                int32_t partition, int64_t *epoch, int64_t *next_offset);
+ap_err_t ap_uow_advance_offset(ap_uow_t *uow, const char *group, const char *topic,
+                               int32_t partition, int64_t epoch, int64_t expected, int64_t next);
+
+/*
+ * Hands the events recorded by every product handed out (oldest first) to `sink`, then
+ * forgets those products. Called by the bus after each handler.
+ */
+typedef ap_err_t (*ap_event_sink_fn)(void *ctx, const ap_msg_t *event);
+ap_err_t ap_uow_collect_new_events(ap_uow_t *uow, ap_event_sink_fn sink, void *ctx);
+
+/* Forgets the products handed out, without their events. */
+void ap_uow_forget(ap_uow_t *uow);
+
+void ap_uow_free(ap_uow_t *uow);
+
+/* ---------------------------------------------------------------- publisher */
+
+/* Where "publish" sends an event. Transactional adapters write inside the uow's scope. */
+typedef struct ap_publisher ap_publisher_t;
+struct ap_publisher_ops {
+    ap_err_t (*publish)(ap_publisher_t *pub, const ap_msg_t *event);
+    void (*free)(ap_publisher_t *pub);
+};
+struct ap_publisher {
+    const struct ap_publisher_ops *ops;
+};
+ap_err_t ap_publisher_publish(ap_publisher_t *pub, const ap_msg_t *event);
+void ap_publisher_free(ap_publisher_t *pub);
+
+/* ---------------------------------------------------------------- notifications */
+
+typedef struct ap_notifier ap_notifier_t;
+struct ap_notifier_ops {
+    ap_err_t (*send)(ap_notifier_t *notifier, const char *to, const char *subject,
+                     const char *body);
+    void (*free)(ap_notifier_t *notifier);
+};
+struct ap_notifier {
+    const struct ap_notifier_ops *ops;
+};
+ap_err_t ap_notifier_send(ap_notifier_t *notifier, const char *to, const char *subject,
+                          const char *body);
+void ap_notifier_free(ap_notifier_t *notifier);
+
+/* ---------------------------------------------------------------- clock */
+
+typedef struct ap_clock ap_clock_t;
+struct ap_clock_ops {
+    int64_t (*now_ms)(ap_clock_t *clock);  /* monotonic */
+    void (*sleep_ms)(ap_clock_t *clock, int64_t ms);
+    uint32_t (*random)(ap_clock_t *clock); /* for jitter */
+    void (*free)(ap_clock_t *clock);
+};
+struct ap_clock {
+    const struct ap_clock_ops *ops;
+};
+int64_t ap_clock_now_ms(ap_clock_t *clock);
+void ap_clock_sleep_ms(ap_clock_t *clock, int64_t ms);
+uint32_t ap_clock_random(ap_clock_t *clock);
+void ap_clock_free(ap_clock_t *clock);
+
+/* ---------------------------------------------------------------- read model queries */
+
+typedef struct ap_allocation_row {
+    char sku[AP_STR_SIZE];
+    char batchref[AP_STR_SIZE];
+} ap_allocation_row_t;
+
+/* The CQRS read side: plain queries of allocations_view, never through the domain model. */
+typedef struct ap_views ap_views_t;
+struct ap_views_ops {
+    /* Rows for one order in allocation order; AP_ERR_NOT_FOUND when there are none.
+     * Caller frees *rows with free(). */
+    ap_err_t (*allocations)(ap_views_t *views, const char *orderid, ap_allocation_row_t **rows,
+                            size_t *nrows);
+    void (*free)(ap_views_t *views);
+};
+struct ap_views {
+    const struct ap_views_ops *ops;
+};
+ap_err_t ap_views_allocations(ap_views_t *views, const char *orderid, ap_allocation_row_t **rows,
+                              size_t *nrows);
+void ap_views_free(ap_views_t *views);
+
+#endif

@@ -1,0 +1,317 @@
+/*
+ * kafka_consumer.c - librdkafka behind the consumer port of kafka.h.
+ *
+ * Offsets are never committed automatically: the entrypoint stores them in Postgres with the
+ * effects they cover and tells us where each assigned partition starts. Everything librdkafka
+ * says goes through ap_log, once.
+ */
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "ap/kafka.h"
+#include "ap/log.h"
+
+struct ap_kafka_consumer {
+    rd_kafka_t *rk;
+    ap_kafka_rebalance_t rebalance;
+};
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *text)
+{
+    (void)rk;
+    ap_log_level_t ours = level <= LOG_ERR       ? AP_LOG_ERROR
+                          : level <= LOG_WARNING ? AP_LOG_WARN
+                          : level <= LOG_INFO    ? AP_LOG_INFO
+                                                 : AP_LOG_DEBUG;
+    ap_log(ours, "kafka", "%s: %s", facility, text);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char text[512];
+        rd_kafka_fatal_error(rk, text, sizeof text);
+        AP_ERROR("kafka", "fatal: %s", text);
+        return;
+    }
+    /* Transport errors come and go while brokers restart; librdkafka retries them itself. */
+    AP_WARN("kafka", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    ap_kafka_consumer_t *self = opaque;
+    bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_topic_partition_list_t *accepted = rd_kafka_topic_partition_list_new(parts->cnt);
+        for (int i = 0; i < parts->cnt; i++) {
+            rd_kafka_topic_partition_t *p = &parts->elems[i];
+            int64_t start = -1;
+            if (self->rebalance.assigned(self->rebalance.ctx, p->topic, p->partition, &start)) {
+                AP_ERROR("kafka", "%s [%d] not taken: its start offset is unknown", p->topic,
+                         (int)p->partition);
+                continue;
+            }
+            rd_kafka_topic_partition_list_add(accepted, p->topic, p->partition)->offset =
+                start >= 0 ? start : RD_KAFKA_OFFSET_BEGINNING;
+            AP_INFO("kafka", "assigned %s [%d] from offset %lld", p->topic, (int)p->partition,
+                    (long long)start);
+        }
+        if (cooperative)
+            error = rd_kafka_incremental_assign(rk, accepted);
+        else
+            rerr = rd_kafka_assign(rk, accepted);
+        rd_kafka_topic_partition_list_destroy(accepted);
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        for (int i = 0; i < parts->cnt; i++) {
+            self->rebalance.revoked(self->rebalance.ctx, parts->elems[i].topic,
+                                    parts->elems[i].partition);
+            AP_INFO("kafka", "revoked %s [%d]", parts->elems[i].topic,
+                    (int)parts->elems[i].partition);
+        }
+        if (cooperative)
+            error = rd_kafka_incremental_unassign(rk, parts);
+        else
+            rerr = rd_kafka_assign(rk, NULL);
+    } else {
+        AP_ERROR("kafka", "rebalance failed: %s", rd_kafka_err2str(err));
+        if (cooperative)
+            error = rd_kafka_incremental_unassign(rk, parts);
+        else
+            rerr = rd_kafka_assign(rk, NULL);
+    }
+    if (error) {
+        AP_ERROR("kafka", "assignment change failed: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else if (rerr) {
+        AP_ERROR("kafka", "assignment change failed: %s", rd_kafka_err2str(rerr));
+    }
+}
+
+static bool set(rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr) == RD_KAFKA_CONF_OK)
+        return true;
+    AP_ERROR("kafka", "%s: %s", name, errstr);
+    return false;
+}
+
+ap_err_t ap_kafka_consumer_new(const ap_config_t *cfg, const ap_kafka_rebalance_t *rebalance,
+                               ap_kafka_consumer_t **out)
+{
+    char errstr[512];
+    ap_kafka_consumer_t *self = calloc(1, sizeof *self);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    ap_err_t err = AP_ERR_CONFIG;
+
+    if (!self || !conf) {
+        err = AP_ERR_NOMEM;
+        goto out;
+    }
+    self->rebalance = *rebalance;
+    bool ok = set(conf, "bootstrap.servers", cfg->bootstrap_servers) &&
+              set(conf, "group.id", cfg->group_id) &&
+              set(conf, "client.id", "allocation-processor") &&
+              set(conf, "partition.assignment.strategy", "cooperative-sticky") &&
+              set(conf, "enable.auto.commit", "false") &&
+              set(conf, "enable.auto.offset.store", "false") &&
+              set(conf, "auto.offset.reset", "earliest") &&
+              set(conf, "enable.partition.eof", "false");
+    /* The user's KAFKA_* settings come last, so they can override the defaults above. */
+    for (size_t i = 0; ok && i < cfg->nkafka; i++)
+        ok = set(conf, cfg->kafka[i].key, cfg->kafka[i].value);
+    if (!ok)
+        goto out;
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, self);
+
+    self->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!self->rk) {
+        AP_ERROR("kafka", "cannot create consumer: %s", errstr);
+        goto out;
+    }
+    conf = NULL; /* owned by rk now */
+    rd_kafka_poll_set_consumer(self->rk);
+    *out = self;
+    self = NULL;
+    err = AP_OK;
+out:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    free(self);
+    return err;
+}
+
+ap_err_t ap_kafka_ensure_topics(ap_kafka_consumer_t *consumer, char *const *topics,
+                                size_t ntopics, int partitions, int replication_factor,
+                                int timeout_ms)
+{
+    char errstr[512];
+    rd_kafka_NewTopic_t **newt = calloc(ntopics, sizeof *newt);
+    rd_kafka_queue_t *queue = rd_kafka_queue_new(consumer->rk);
+    rd_kafka_AdminOptions_t *options =
+        rd_kafka_AdminOptions_new(consumer->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_event_t *event = NULL;
+    ap_err_t err = AP_ERR_NOMEM;
+
+    if (!newt)
+        goto out;
+    for (size_t i = 0; i < ntopics; i++) {
+        newt[i] = rd_kafka_NewTopic_new(topics[i], partitions, replication_factor, errstr,
+                                        sizeof errstr);
+        if (!newt[i]) {
+            AP_ERROR("kafka", "topic %s: %s", topics[i], errstr);
+            err = AP_ERR_CONFIG;
+            goto out;
+        }
+    }
+    rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, errstr, sizeof errstr);
+    rd_kafka_CreateTopics(consumer->rk, newt, ntopics, options, queue);
+    event = rd_kafka_queue_poll(queue, timeout_ms + 1000);
+    if (!event || rd_kafka_event_error(event)) {
+        AP_ERROR("kafka", "cannot create topics: %s",
+                 event ? rd_kafka_event_error_string(event) : "timed out");
+        err = AP_ERR_UNAVAILABLE;
+        goto out;
+    }
+    size_t n = 0;
+    const rd_kafka_topic_result_t **results =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &n);
+    err = AP_OK;
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t terr = rd_kafka_topic_result_error(results[i]);
+        const char *name = rd_kafka_topic_result_name(results[i]);
+        if (terr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            AP_INFO("kafka", "created topic %s (%d partitions)", name, partitions);
+        } else if (terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            AP_ERROR("kafka", "cannot create topic %s: %s", name,
+                     rd_kafka_topic_result_error_string(results[i]));
+            err = AP_ERR_UNAVAILABLE;
+        }
+    }
+out:
+    if (event)
+        rd_kafka_event_destroy(event);
+    for (size_t i = 0; newt && i < ntopics; i++) {
+        if (newt[i])
+            rd_kafka_NewTopic_destroy(newt[i]);
+    }
+    free(newt);
+    rd_kafka_AdminOptions_destroy(options);
+    rd_kafka_queue_destroy(queue);
+    return err;
+}
+
+ap_err_t ap_kafka_consumer_subscribe(ap_kafka_consumer_t *consumer, char *const *topics,
+                                     size_t ntopics)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)ntopics);
+    for (size_t i = 0; i < ntopics; i++)
+        rd_kafka_topic_partition_list_add(list, topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t rerr = rd_kafka_subscribe(consumer->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (rerr) {
+        AP_ERROR("kafka", "subscribe: %s", rd_kafka_err2str(rerr));
+        return AP_ERR_UNAVAILABLE;
+    }
+    return AP_OK;
+}
+
+ap_err_t ap_kafka_consumer_poll(ap_kafka_consumer_t *consumer, int timeout_ms, ap_record_t *rec)
+{
+    rd_kafka_message_t *msg = rd_kafka_consumer_poll(consumer->rk, timeout_ms);
+    if (!msg)
+        return AP_ERR_NOT_FOUND;
+    if (msg->err) {
+        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            AP_WARN("kafka", "consume: %s", rd_kafka_message_errstr(msg));
+        rd_kafka_message_destroy(msg);
+        return AP_ERR_NOT_FOUND;
+    }
+    rec->topic = rd_kafka_topic_name(msg->rkt);
+    rec->partition = msg->partition;
+    rec->offset = msg->offset;
+    rec->key = msg->key;
+    rec->key_len = msg->key_len;
+    rec->value = msg->payload;
+    rec->value_len = msg->len;
+    rec->handle = msg;
+    return AP_OK;
+}
+
+void ap_kafka_record_release(ap_record_t *rec)
+{
+    if (rec->handle)
+        rd_kafka_message_destroy(rec->handle);
+    memset(rec, 0, sizeof *rec);
+}
+
+const char *ap_kafka_record_header(const ap_record_t *rec, const char *name, size_t *len)
+{
+    rd_kafka_headers_t *headers;
+    const void *value;
+    size_t size;
+
+    if (rd_kafka_message_headers(rec->handle, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(headers, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        !value)
+        return NULL;
+    *len = size;
+    return value;
+}
+
+ap_err_t ap_kafka_consumer_seek(ap_kafka_consumer_t *consumer, const char *topic,
+                                int32_t partition, int64_t offset)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic, partition)->offset =
+        offset >= 0 ? offset : RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_error_t *error = rd_kafka_seek_partitions(consumer->rk, list, 5000);
+    ap_err_t err = AP_OK;
+    if (error) {
+        AP_ERROR("kafka", "seek %s [%d]: %s", topic, (int)partition,
+                 rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+        err = AP_ERR_UNAVAILABLE;
+    } else if (list->elems[0].err) {
+        AP_ERROR("kafka", "seek %s [%d]: %s", topic, (int)partition,
+                 rd_kafka_err2str(list->elems[0].err));
+        err = AP_ERR_UNAVAILABLE;
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    return err;
+}
+
+void ap_kafka_consumer_report_offset(ap_kafka_consumer_t *consumer, const char *topic,
+                                     int32_t partition, int64_t next_offset)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic, partition)->offset = next_offset;
+    rd_kafka_resp_err_t rerr = rd_kafka_commit(consumer->rk, list, 1);
+    if (rerr)
+        AP_DEBUG("kafka", "informational commit %s [%d]: %s", topic, (int)partition,
+                 rd_kafka_err2str(rerr));
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+void ap_kafka_consumer_close(ap_kafka_consumer_t *consumer)
+{
+    if (!consumer)
+        return;
+    rd_kafka_resp_err_t rerr = rd_kafka_consumer_close(consumer->rk);
+    if (rerr)
+        AP_WARN("kafka", "leaving the group: %s", rd_kafka_err2str(rerr));
+    rd_kafka_destroy(consumer->rk);
+    free(consumer);
+}

@@ -1,0 +1,104 @@
+/*
+ * log_adapters.c - stand-ins with no infrastructure behind them: a publisher and a notifier
+ * that only log, and the system clock. Production wiring uses the first two until the
+ * outbox and email adapters exist.
+ */
+#include <stdlib.h>
+#include <time.h>
+
+#include "ap/bootstrap.h"
+#include "ap/log.h"
+
+static ap_err_t log_publish(ap_publisher_t *pub, const ap_msg_t *event)
+{
+    (void)pub;
+    AP_INFO("publish", "%s sku=%s ref=%s orderid=%s batchref=%s qty=%lld",
+            ap_msg_type_name(event->type), event->sku, event->ref, event->orderid,
+            event->batchref, (long long)event->qty);
+    return AP_OK;
+}
+
+static void log_publisher_free(ap_publisher_t *pub)
+{
+    free(pub);
+}
+
+static const struct ap_publisher_ops log_publisher_ops = {log_publish, log_publisher_free};
+
+ap_publisher_t *ap_log_publisher_new(void)
+{
+    ap_publisher_t *pub = calloc(1, sizeof *pub);
+    if (pub)
+        pub->ops = &log_publisher_ops;
+    return pub;
+}
+
+static ap_err_t log_send(ap_notifier_t *notifier, const char *to, const char *subject,
+                         const char *body)
+{
+    (void)notifier;
+    AP_INFO("notify", "to=%s subject=\"%s\" body=\"%s\"", to, subject, body);
+    return AP_OK;
+}
+
+static void log_notifier_free(ap_notifier_t *notifier)
+{
+    free(notifier);
+}
+
+static const struct ap_notifier_ops log_notifier_ops = {log_send, log_notifier_free};
+
+ap_notifier_t *ap_log_notifier_new(void)
+{
+    ap_notifier_t *notifier = calloc(1, sizeof *notifier);
+    if (notifier)
+        notifier->ops = &log_notifier_ops;
+    return notifier;
+}
+
+struct system_clock {
+    ap_clock_t clock;
+    unsigned int seed;
+};
+
+static int64_t system_now_ms(ap_clock_t *clock)
+{
+    struct timespec ts;
+    (void)clock;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void system_sleep_ms(ap_clock_t *clock, int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    (void)clock;
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+static uint32_t system_random(ap_clock_t *clock)
+{
+    struct system_clock *self = container_of(clock, struct system_clock, clock);
+    return (uint32_t)rand_r(&self->seed);
+}
+
+static void system_clock_free(ap_clock_t *clock)
+{
+    free(clock ? container_of(clock, struct system_clock, clock) : NULL);
+}
+
+static const struct ap_clock_ops system_clock_ops = {system_now_ms, system_sleep_ms,
+                                                     system_random, system_clock_free};
+
+ap_clock_t *ap_system_clock_new(void)
+{
+    struct system_clock *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    self->clock.ops = &system_clock_ops;
+    self->seed = (unsigned int)(ts.tv_nsec ^ ts.tv_sec);
+    return &self->clock;
+}

@@ -1,0 +1,48 @@
+/*
+ * pg_internal.h - helpers shared by the PostgreSQL adapters (pg_uow.c, pg_views.c,
+ * pg_migrate.c): connecting, and turning a libpq failure into one log line and an ap_err_t.
+ *
+ * Private to processor/adapters/: libpq types never cross a port, so nothing outside the pg
+ * adapters includes this. The helpers are defined in pg_uow.c.
+ */
+#ifndef AP_ADAPTERS_PG_INTERNAL_H
+#define AP_ADAPTERS_PG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "ap/error.h"
+
+/*
+ * Opens a connection, routes the server's notices to the log (debug level) instead of
+ * stderr, and returns it; NULL (logged, AP_ERR_UNAVAILABLE territory) when the server cannot
+ * be reached or refuses us. `conninfo` is never logged: it may hold a password. Caller
+ * closes with PQfinish.
+ */
+PGconn *ap_pg_connect(const char *conninfo);
+
+/*
+ * Maps a failed command to an error and logs libpq's text once, prefixed with `what`.
+ * `res` may be NULL (libpq could not even produce a result: out of memory or a dead
+ * connection). Serialization failures, deadlocks and unique violations give
+ * AP_ERR_CONFLICT; a lost connection (any 08 SQLSTATE, an administrator's shutdown or a
+ * connection that is no longer CONNECTION_OK) gives AP_ERR_UNAVAILABLE; anything else
+ * AP_ERR_INTERNAL. Does not clear `res`.
+ */
+ap_err_t ap_pg_fail(PGconn *conn, const PGresult *res, const char *what);
+
+/*
+ * Runs a parameterless command (simple query protocol, several statements allowed) and
+ * checks it ended in PGRES_COMMAND_OK or PGRES_TUPLES_OK; logs and maps any failure.
+ */
+ap_err_t ap_pg_exec(PGconn *conn, const char *sql, const char *what);
+
+/* Text for a 64-bit integer query parameter: "-9223372036854775808" fits. */
+#define AP_PG_INT_SIZE 24
+
+/* Parses a bigint column's text; false when it is not one. */
+bool ap_pg_get_int64(const PGresult *res, int row, int col, int64_t *out);
+
+#endif

@@ -1,0 +1,944 @@
+/*
+ * pg_uow.c - the unit of work on PostgreSQL: transactions and savepoints, the Product
+ * repository, and the writes that must commit with the effects they belong to (the
+ * allocations_view read model and the consumer offsets).
+ *
+ * The dispatchers in service/uow.c keep the scope depth and the products handed out; this
+ * file only turns those into SQL. It is not the domain: it never decides anything about a
+ * product, it replays the changes the product recorded (model.h) and guards each write with
+ * a compare-and-set of the stored version. Concurrency is optimistic: loads take no locks,
+ * and a transaction that loaded a version someone else has since replaced gets
+ * AP_ERR_CONFLICT on commit (READ COMMITTED re-checks the WHERE clause against the newest
+ * row, so the stale UPDATE matches nothing).
+ *
+ * One connection per uow, one thread. Round trips are what a command costs, so: every
+ * statement is prepared once per connection; a commit sends all its writes in one libpq
+ * pipeline; and savepoints are opened and released lazily, riding in the pipeline of the
+ * next statement that needs the server (a scope that touched nothing costs nothing). A
+ * failure that leaves the session in doubt marks it broken; the next outermost begin
+ * reconnects. The connection helpers the other pg adapters share (pg_internal.h) live here
+ * too.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "adapters/pg_internal.h"
+#include "ap/log.h"
+#include "ap/pg.h"
+
+/* ---------------------------------------------------------------- shared helpers */
+
+/* Server notices (e.g. "relation already exists, skipping") go to the log, not stderr. */
+static void notice_to_log(void *arg, const char *message)
+{
+    (void)arg;
+    size_t len = strlen(message);
+    while (len > 0 && (message[len - 1] == '\n' || message[len - 1] == ' '))
+        len--;
+    AP_DEBUG("pg", "server: %.*s", (int)len, message);
+}
+
+PGconn *ap_pg_connect(const char *conninfo)
+{
+    /* libpq's parse errors quote pieces of the string, which may be a password: check the
+     * syntax first and say only that it is wrong. */
+    char *why = NULL;
+    PQconninfoOption *options = PQconninfoParse(conninfo, &why);
+    if (!options) {
+        AP_ERROR("pg", "connect: DATABASE_URL is not a valid connection string");
+        PQfreemem(why);
+        return NULL;
+    }
+    PQconninfoFree(options);
+
+    PGconn *conn = PQconnectdb(conninfo);
+    if (!conn) {
+        AP_ERROR("pg", "connect: out of memory");
+        return NULL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        (void)ap_pg_fail(conn, NULL, "connect");
+        PQfinish(conn);
+        return NULL;
+    }
+    PQsetNoticeProcessor(conn, notice_to_log, NULL);
+    return conn;
+}
+
+static bool sqlstate_is(const char *state, const char *prefix)
+{
+    return state && strncmp(state, prefix, strlen(prefix)) == 0;
+}
+
+ap_err_t ap_pg_fail(PGconn *conn, const PGresult *res, const char *what)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *text = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    ap_err_t err;
+
+    if (!text || !*text)
+        text = res ? PQresultErrorMessage(res) : "";
+    if (!*text && conn)
+        text = PQerrorMessage(conn);
+    if (!*text)
+        text = res ? PQresStatus(PQresultStatus(res)) : "no result";
+
+    if (sqlstate_is(state, "40001") || sqlstate_is(state, "40P01") ||
+        sqlstate_is(state, "23505"))
+        err = AP_ERR_CONFLICT;
+    else if (!conn || PQstatus(conn) != CONNECTION_OK || sqlstate_is(state, "08") ||
+             sqlstate_is(state, "57P") || sqlstate_is(state, "53300"))
+        err = AP_ERR_UNAVAILABLE;
+    else
+        err = AP_ERR_INTERNAL;
+
+    /* One line: libpq's text spans several (DETAIL, HINT, "server closed ..."). */
+    char line[512];
+    size_t len = 0;
+    for (const char *p = text; *p && len < sizeof line - 1; p++) {
+        bool space = *p == '\n' || *p == '\t' || *p == '\r' || *p == ' ';
+        if (!space)
+            line[len++] = *p;
+        else if (len > 0 && line[len - 1] != ' ')
+            line[len++] = ' ';
+    }
+    while (len > 0 && line[len - 1] == ' ')
+        len--;
+    line[len] = '\0';
+
+    ap_log_level_t level = err == AP_ERR_CONFLICT      ? AP_LOG_DEBUG
+                           : err == AP_ERR_UNAVAILABLE ? AP_LOG_WARN
+                                                       : AP_LOG_ERROR;
+    ap_log(level, "pg", "%s: %s%s%s%s", what, line, state ? " (SQLSTATE " : "",
+           state ? state : "", state ? ")" : "");
+    return err;
+}
+
+ap_err_t ap_pg_exec(PGconn *conn, const char *sql, const char *what)
+{
+    PGresult *res = PQexec(conn, sql);
+    ExecStatusType status = PQresultStatus(res); /* PGRES_FATAL_ERROR for NULL */
+    ap_err_t err = AP_OK;
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+        err = ap_pg_fail(conn, res, what);
+    PQclear(res);
+    return err;
+}
+
+bool ap_pg_get_int64(const PGresult *res, int row, int col, int64_t *out)
+{
+    if (PQgetisnull(res, row, col))
+        return false;
+    const char *text = PQgetvalue(res, row, col);
+    char *end;
+    errno = 0;
+    long long value = strtoll(text, &end, 10);
+    if (errno || end == text || *end)
+        return false;
+    *out = (int64_t)value;
+    return true;
+}
+
+/* ---------------------------------------------------------------- statements */
+
+/*
+ * Savepoint statements not sent yet. The scope functions queue them and the next statement
+ * that goes to the server sends them first, in the same pipeline. The queue always reads
+ * "RELEASE ..., then SAVEPOINT ..." and its SAVEPOINTs are exactly the open scopes the
+ * server has not heard of, which is what lets a commit or rollback of such a scope just
+ * drop its SAVEPOINT from the queue.
+ */
+#define MAX_PENDING 32
+
+typedef struct pg_uow {
+    ap_uow_t uow;   /* first: the port (container_of) */
+    PGconn *conn;   /* NULL while disconnected */
+    char *conninfo; /* kept for reconnecting; never logged */
+    bool prepared;  /* the statements below exist on `conn` */
+    bool broken;    /* the session is in doubt: drop it at the next outermost begin */
+    struct {
+        bool release;   /* RELEASE SAVEPOINT, else SAVEPOINT */
+        unsigned level; /* the scope's level: savepoint s<level> */
+    } pending[MAX_PENDING];
+    size_t npending;
+} pg_uow_t;
+
+enum stmt {
+    ST_LOAD_SKU,
+    ST_LOAD_REF,
+    ST_PRODUCT_INSERT,
+    ST_PRODUCT_CAS,
+    ST_BATCH_INSERT,
+    ST_BATCH_SET_QTY,
+    ST_LINE_ADD,
+    ST_LINE_REMOVE,
+    ST_VIEW_ADD,
+    ST_VIEW_REMOVE,
+    ST_CLAIM,
+    ST_ADVANCE,
+    ST__COUNT
+};
+
+/* A product with its batches and their lines, in creation and allocation (id) order, in one
+ * round trip. Columns: 0 sku, 1 version, 2 batch id, 3 ref, 4 purchased qty, 5 eta as days
+ * since 1970-01-01, 6 orderid, 7 line qty; 2-7 are NULL for a product without batches,
+ * 6-7 for a batch without lines. */
+#define LOAD_PRODUCT                                                                    \
+    "SELECT p.sku, p.version_number, b.id, b.reference, b.purchased_quantity,"          \
+    "       b.eta - date '1970-01-01', a.orderid, a.qty"                                \
+    "  FROM products p"                                                                 \
+    "  LEFT JOIN batches b ON b.sku = p.sku"                                            \
+    "  LEFT JOIN allocations a ON a.batch_id = b.id"
+
+static const struct {
+    const char *name;
+    const char *sql;
+} stmts[ST__COUNT] = {
+    [ST_LOAD_SKU] = {"ap_load_sku", LOAD_PRODUCT " WHERE p.sku = $1::text ORDER BY b.id, a.id"},
+    [ST_LOAD_REF] = {"ap_load_ref", LOAD_PRODUCT " WHERE p.sku = (SELECT sku FROM batches"
+                                    " WHERE reference = $1::text) ORDER BY b.id, a.id"},
+    /* A new product: zero rows means someone created it first (a conflict). */
+    [ST_PRODUCT_INSERT] = {"ap_product_insert",
+                           "INSERT INTO products (sku, version_number)"
+                           " VALUES ($1::text, $2::bigint) ON CONFLICT DO NOTHING"},
+    /* The optimistic-concurrency check: zero rows means the stored version moved on. */
+    [ST_PRODUCT_CAS] = {"ap_product_cas",
+                        "UPDATE products SET version_number = $3::bigint"
+                        " WHERE sku = $1::text AND version_number = $2::bigint"},
+    [ST_BATCH_INSERT] = {"ap_batch_insert",
+                         "INSERT INTO batches (reference, sku, purchased_quantity, eta)"
+                         " VALUES ($1::text, $2::text, $3::bigint,"
+                         "         date '1970-01-01' + $4::integer)"},
+    [ST_BATCH_SET_QTY] = {"ap_batch_set_qty",
+                          "UPDATE batches SET purchased_quantity = $2::bigint"
+                          " WHERE reference = $1::text"},
+    [ST_LINE_ADD] = {"ap_line_add",
+                     "INSERT INTO allocations (batch_id, orderid, qty)"
+                     " SELECT id, $2::text, $3::bigint FROM batches WHERE reference = $1::text"},
+    /* Deallocation takes back the newest matching line. */
+    [ST_LINE_REMOVE] = {"ap_line_remove",
+                        "DELETE FROM allocations WHERE id = ("
+                        " SELECT a.id FROM allocations a JOIN batches b ON b.id = a.batch_id"
+                        "  WHERE b.reference = $1::text AND a.orderid = $2::text"
+                        "    AND a.qty = $3::bigint ORDER BY a.id DESC LIMIT 1)"},
+    [ST_VIEW_ADD] = {"ap_view_add",
+                     "INSERT INTO allocations_view (orderid, sku, batchref)"
+                     " VALUES ($1::text, $2::text, $3::text)"},
+    [ST_VIEW_REMOVE] = {"ap_view_remove",
+                        "DELETE FROM allocations_view WHERE id = ("
+                        " SELECT id FROM allocations_view WHERE orderid = $1::text"
+                        "    AND sku = $2::text AND batchref = $3::text"
+                        "  ORDER BY id DESC LIMIT 1)"},
+    [ST_CLAIM] = {"ap_claim",
+                  "INSERT INTO consumer_offsets AS o"
+                  "   (group_id, topic, partition, next_offset, owner_epoch)"
+                  " VALUES ($1::text, $2::text, $3::integer, -1, 1)"
+                  " ON CONFLICT (group_id, topic, partition) DO UPDATE"
+                  "   SET owner_epoch = o.owner_epoch + 1, updated_at = now()"
+                  " RETURNING owner_epoch, next_offset"},
+    /* Fencing: only the latest claimant, from the offset it expects. */
+    [ST_ADVANCE] = {"ap_advance",
+                    "UPDATE consumer_offsets SET next_offset = $6::bigint, updated_at = now()"
+                    " WHERE group_id = $1::text AND topic = $2::text AND partition = $3::integer"
+                    "   AND owner_epoch = $4::bigint AND next_offset = $5::bigint"},
+};
+
+static const char *fmt_int(char buf[AP_PG_INT_SIZE], int64_t value)
+{
+    snprintf(buf, AP_PG_INT_SIZE, "%" PRId64, value);
+    return buf;
+}
+
+/* Remembers that the session is in doubt after a failure that may have lost it. */
+static ap_err_t note(pg_uow_t *self, ap_err_t err)
+{
+    if (err == AP_ERR_UNAVAILABLE || !self->conn || PQstatus(self->conn) != CONNECTION_OK)
+        self->broken = true;
+    return err;
+}
+
+static ap_err_t usable(const pg_uow_t *self)
+{
+    return self->conn && !self->broken ? AP_OK : AP_ERR_UNAVAILABLE;
+}
+
+/* ---------------------------------------------------------------- pipelines */
+
+/*
+ * A libpq pipeline: statements are sent without waiting, and a sync collects their results
+ * every PIPE_CHUNK statements and at the end, so neither side's buffers fill up. It starts
+ * with the pending savepoint statements. The first failure wins and is logged once: later
+ * statements are not sent, and on the server an error skips the rest of the chunk. What
+ * ran anyway is undone by the rollback that follows a failed call.
+ */
+#define PIPE_CHUNK 64
+
+typedef enum {
+    EXPECT_DONE,    /* only has to succeed (SAVEPOINT, RELEASE) */
+    EXPECT_VERSION, /* the version check: one row, else a conflict */
+    EXPECT_ONE_ROW, /* a change: one row, else storage and the model disagree */
+    EXPECT_KEEP,    /* the caller reads the result: status `want`, kept in `kept` */
+} expect_t;
+
+typedef struct pipe {
+    pg_uow_t *self;
+    bool open;          /* in pipeline mode */
+    ap_err_t err;       /* the first failure */
+    ExecStatusType want;
+    PGresult *kept;     /* EXPECT_KEEP's result; the caller clears it */
+    size_t nsent;       /* since the last sync */
+    struct {
+        const char *what; /* for the log: the statement's name */
+        const char *key;  /* for the log: the sku or ref it is about, or NULL */
+        expect_t expect;
+    } sent[PIPE_CHUNK];
+} pipe_t;
+
+/* Records a failure; only the first is logged, the rest would be its echoes. */
+static void pipe_fail(pipe_t *pipe, const PGresult *res, const char *what)
+{
+    if (pipe->err == AP_OK)
+        pipe->err = note(pipe->self, ap_pg_fail(pipe->self->conn, res, what));
+    else
+        (void)note(pipe->self, pipe->err);
+}
+
+/* A pipeline we can no longer read in step: give the session up. */
+static void pipe_lost(pipe_t *pipe, const PGresult *res, const char *what)
+{
+    pipe_fail(pipe, res, what);
+    pipe->self->broken = true;
+}
+
+/* Checks one statement's result; true when it was kept for the caller. */
+static bool pipe_check(pipe_t *pipe, size_t i, PGresult *res)
+{
+    ExecStatusType status = PQresultStatus(res);
+    expect_t expect = pipe->sent[i].expect;
+    const char *key = pipe->sent[i].key ? pipe->sent[i].key : "";
+
+    if (status == PGRES_PIPELINE_ABORTED || pipe->err)
+        return false; /* an earlier failure already decided */
+    if (status != (expect == EXPECT_KEEP ? pipe->want : PGRES_COMMAND_OK)) {
+        pipe_fail(pipe, res, pipe->sent[i].what);
+        return false;
+    }
+    if (expect == EXPECT_KEEP) {
+        pipe->kept = res;
+        return true;
+    }
+    if (expect == EXPECT_DONE || strtol(PQcmdTuples(res), NULL, 10) == 1)
+        return false;
+    if (expect == EXPECT_VERSION) {
+        AP_DEBUG("pg", "product %s: stored version changed since it was loaded", key);
+        pipe->err = AP_ERR_CONFLICT;
+    } else {
+        AP_ERROR("pg", "%s %s: storage does not match the loaded product", pipe->sent[i].what,
+                 key);
+        pipe->err = AP_ERR_INTERNAL;
+    }
+    return false;
+}
+
+/* Sends a sync and reads the results of everything sent since the last one. */
+static void pipe_sync(pipe_t *pipe)
+{
+    PGconn *conn = pipe->self->conn;
+    PGresult *res = NULL;
+    size_t nsent = pipe->nsent;
+
+    pipe->nsent = 0;
+    if (!PQpipelineSync(conn)) {
+        pipe_lost(pipe, NULL, "pipeline sync");
+        return;
+    }
+    for (size_t i = 0; i < nsent; i++) {
+        /* Each statement gives one result, then NULL. */
+        if (!(res = PQgetResult(conn))) {
+            pipe_lost(pipe, NULL, "pipeline");
+            return;
+        }
+        if (!pipe_check(pipe, i, res))
+            PQclear(res);
+        if (PQstatus(conn) != CONNECTION_OK) {
+            pipe_lost(pipe, NULL, "pipeline");
+            return;
+        }
+        if ((res = PQgetResult(conn))) {
+            PQclear(res);
+            AP_ERROR("pg", "pipeline: more results than statements");
+            pipe_lost(pipe, NULL, "pipeline");
+            return;
+        }
+    }
+    res = PQgetResult(conn);
+    if (PQresultStatus(res) != PGRES_PIPELINE_SYNC)
+        pipe_lost(pipe, res, "pipeline sync");
+    PQclear(res);
+}
+
+/* Bookkeeping after a send; `sent` is what PQsend* returned. */
+static void pipe_sent(pipe_t *pipe, int sent, const char *what, const char *key, expect_t expect)
+{
+    if (!sent) {
+        pipe_lost(pipe, NULL, what); /* the statements before it can no longer be read */
+        return;
+    }
+    pipe->sent[pipe->nsent].what = what;
+    pipe->sent[pipe->nsent].key = key;
+    pipe->sent[pipe->nsent].expect = expect;
+    if (++pipe->nsent == PIPE_CHUNK)
+        pipe_sync(pipe);
+}
+
+static void pipe_send(pipe_t *pipe, enum stmt st, expect_t expect, const char *key, int nparams,
+                      const char *const *params)
+{
+    if (pipe->err)
+        return;
+    int sent = PQsendQueryPrepared(pipe->self->conn, stmts[st].name, nparams, params, NULL, NULL,
+                                   0);
+    pipe_sent(pipe, sent, stmts[st].name, key, expect);
+}
+
+/* Enters pipeline mode and sends the pending savepoint statements first. */
+static void pipe_open(pipe_t *pipe, pg_uow_t *self)
+{
+    memset(pipe, 0, sizeof *pipe);
+    pipe->self = self;
+    if ((pipe->err = usable(self)))
+        return;
+    if (!PQenterPipelineMode(self->conn)) {
+        pipe_lost(pipe, NULL, "pipeline");
+        return;
+    }
+    pipe->open = true;
+    for (size_t i = 0; i < self->npending && !pipe->err; i++) {
+        char sql[48];
+        unsigned level = self->pending[i].level;
+        snprintf(sql, sizeof sql, "%sSAVEPOINT s%u", self->pending[i].release ? "RELEASE " : "",
+                 level);
+        int sent = PQsendQueryParams(self->conn, sql, 0, NULL, NULL, NULL, NULL, 0);
+        pipe_sent(pipe, sent, self->pending[i].release ? "release savepoint" : "savepoint", NULL,
+                  EXPECT_DONE);
+    }
+    self->npending = 0;
+}
+
+/* Syncs what is left and leaves pipeline mode; returns the first failure. */
+static ap_err_t pipe_close(pipe_t *pipe)
+{
+    pg_uow_t *self = pipe->self;
+    if (pipe->open && !self->broken && pipe->nsent > 0)
+        pipe_sync(pipe);
+    if (pipe->open && !self->broken && !PQexitPipelineMode(self->conn))
+        pipe_lost(pipe, NULL, "pipeline");
+    if (pipe->err && pipe->kept) {
+        PQclear(pipe->kept);
+        pipe->kept = NULL;
+    }
+    return pipe->err;
+}
+
+/* Sends the pending savepoint statements on their own (the queue is full). */
+static ap_err_t flush_pending(pg_uow_t *self)
+{
+    pipe_t pipe;
+    pipe_open(&pipe, self);
+    return pipe_close(&pipe);
+}
+
+/* ---------------------------------------------------------------- running statements */
+
+/* Runs a prepared statement; on success *out holds the result (caller clears). */
+static ap_err_t query(pg_uow_t *self, enum stmt st, int nparams, const char *const *params,
+                      ExecStatusType want, PGresult **out)
+{
+    ap_err_t err = usable(self);
+    if (err)
+        return err;
+    if (self->npending > 0) {
+        pipe_t pipe;
+        pipe_open(&pipe, self);
+        pipe.want = want;
+        pipe_send(&pipe, st, EXPECT_KEEP, NULL, nparams, params);
+        if ((err = pipe_close(&pipe)))
+            return err;
+        assert(pipe.kept);
+        *out = pipe.kept;
+        return AP_OK;
+    }
+    PGresult *res = PQexecPrepared(self->conn, stmts[st].name, nparams, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != want) {
+        err = note(self, ap_pg_fail(self->conn, res, stmts[st].name));
+        PQclear(res);
+        return err;
+    }
+    *out = res;
+    return AP_OK;
+}
+
+/* Runs a prepared command and returns how many rows it touched. */
+static ap_err_t command(pg_uow_t *self, enum stmt st, int nparams, const char *const *params,
+                        long *rows)
+{
+    PGresult *res = NULL;
+    ap_err_t err = query(self, st, nparams, params, PGRES_COMMAND_OK, &res);
+    if (err)
+        return err;
+    *rows = strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return AP_OK;
+}
+
+/* Runs a transaction-control command; the scope functions empty the queue before. */
+static ap_err_t exec(pg_uow_t *self, const char *sql, const char *what)
+{
+    assert(self->npending == 0);
+    ap_err_t err = usable(self);
+    if (err)
+        return err;
+    return note(self, ap_pg_exec(self->conn, sql, what));
+}
+
+/* ---------------------------------------------------------------- sessions and scopes */
+
+static ap_err_t prepare_all(pg_uow_t *self)
+{
+    ap_err_t err = AP_OK;
+    for (int i = 0; i < ST__COUNT && err == AP_OK; i++) {
+        PGresult *res = PQprepare(self->conn, stmts[i].name, stmts[i].sql, 0, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            err = note(self, ap_pg_fail(self->conn, res, stmts[i].name));
+        PQclear(res);
+    }
+    self->prepared = err == AP_OK;
+    return err;
+}
+
+/* A fresh connection, with a fresh set of prepared statements. */
+static ap_err_t reconnect(pg_uow_t *self)
+{
+    if (self->conn) {
+        AP_INFO("pg", "reconnecting");
+        PQfinish(self->conn);
+    }
+    self->prepared = false;
+    self->broken = false;
+    self->npending = 0;
+    self->conn = ap_pg_connect(self->conninfo);
+    if (!self->conn)
+        return AP_ERR_UNAVAILABLE;
+    return prepare_all(self);
+}
+
+/* Before an outermost begin: a live, idle session with our statements prepared. */
+static ap_err_t ready_session(pg_uow_t *self)
+{
+    PGconn *conn = self->conn;
+    bool healthy = conn && !self->broken && PQstatus(conn) == CONNECTION_OK &&
+                   PQpipelineStatus(conn) == PQ_PIPELINE_OFF;
+
+    self->npending = 0;
+    if (healthy && PQtransactionStatus(conn) != PQTRANS_IDLE) {
+        /* A transaction a failed rollback left open: end it, or start over. */
+        healthy = ap_pg_exec(conn, "ROLLBACK", "rollback") == AP_OK &&
+                  PQtransactionStatus(conn) == PQTRANS_IDLE;
+    }
+    if (!healthy)
+        return reconnect(self);
+    if (!self->prepared)
+        return prepare_all(self);
+    return AP_OK;
+}
+
+static ap_err_t queue_savepoint(pg_uow_t *self, bool release, unsigned level)
+{
+    ap_err_t err;
+    if (self->npending == MAX_PENDING && (err = flush_pending(self)))
+        return err;
+    self->pending[self->npending].release = release;
+    self->pending[self->npending].level = level;
+    self->npending++;
+    return AP_OK;
+}
+
+/* Where scope `level`'s SAVEPOINT waits in the queue, or -1 when the server has it. */
+static long pending_savepoint(const pg_uow_t *self, unsigned level)
+{
+    for (size_t i = self->npending; i-- > 0;) {
+        if (!self->pending[i].release && self->pending[i].level == level)
+            return (long)i;
+    }
+    return -1;
+}
+
+static ap_err_t pg_begin(ap_uow_t *uow)
+{
+    pg_uow_t *self = container_of(uow, pg_uow_t, uow);
+    ap_err_t err;
+
+    /* Inside a transaction: a savepoint named after the level it opens, sent lazily. */
+    if (uow->depth > 0) {
+        if ((err = usable(self)))
+            return err;
+        return queue_savepoint(self, false, uow->depth + 1);
+    }
+    if ((err = ready_session(self)))
+        return err;
+    err = exec(self, "BEGIN ISOLATION LEVEL READ COMMITTED", "begin");
+    if (err == AP_ERR_UNAVAILABLE) {
+        /* The server dropped an idle connection (restart, failover, idle timeout): nothing
+         * was lost yet, so try once more on a new one. */
+        if ((err = reconnect(self)))
+            return err;
+        err = exec(self, "BEGIN ISOLATION LEVEL READ COMMITTED", "begin");
+    }
+    return err;
+}
+
+static void pg_rollback(ap_uow_t *uow)
+{
+    pg_uow_t *self = container_of(uow, pg_uow_t, uow);
+    unsigned level = uow->depth;
+    char sql[80];
+
+    /* A lost connection took its transaction with it; begin will reconnect. */
+    if (usable(self) != AP_OK || PQstatus(self->conn) != CONNECTION_OK) {
+        self->broken = true;
+        self->npending = 0;
+        return;
+    }
+    /* A savepoint the server never saw: forget it and everything queued after it. */
+    long at = level > 1 ? pending_savepoint(self, level) : -1;
+    if (at >= 0) {
+        self->npending = (size_t)at;
+        return;
+    }
+    /* Everything still queued belongs to this scope, which goes anyway. */
+    self->npending = 0;
+    if (level <= 1)
+        snprintf(sql, sizeof sql, "ROLLBACK");
+    else
+        snprintf(sql, sizeof sql, "ROLLBACK TO SAVEPOINT s%u; RELEASE SAVEPOINT s%u", level,
+                 level);
+    /* If even this fails the session is in doubt: start the next transaction afresh. */
+    if (exec(self, sql, "rollback"))
+        self->broken = true;
+}
+
+/* ---------------------------------------------------------------- repository: load */
+
+/* A stored row that the model refuses (or a broken query): a bug or manual tampering. */
+static ap_err_t bad_row(const char *what, int row)
+{
+    AP_ERROR("pg", "%s: row %d does not fit the model", what, row);
+    return AP_ERR_INTERNAL;
+}
+
+static ap_err_t load(pg_uow_t *self, enum stmt st, const char *key, ap_product_t **out)
+{
+    const char *params[1] = {key};
+    const char *what = stmts[st].name;
+    PGresult *res = NULL;
+    ap_product_t *product = NULL;
+    ap_batch_t *batch = NULL;
+    int64_t batch_id = 0, version, value;
+    ap_err_t err;
+
+    if ((err = query(self, st, 1, params, PGRES_TUPLES_OK, &res)))
+        goto out;
+    int nrows = PQntuples(res);
+    if (nrows == 0) {
+        err = AP_ERR_NOT_FOUND;
+        goto out;
+    }
+    if (PQnfields(res) != 8 || !ap_pg_get_int64(res, 0, 1, &version)) {
+        err = bad_row(what, 0);
+        goto out;
+    }
+    if (!(product = ap_product_restore(PQgetvalue(res, 0, 0), version))) {
+        err = AP_ERR_NOMEM;
+        goto out;
+    }
+    for (int row = 0; row < nrows; row++) {
+        if (PQgetisnull(res, row, 2))
+            continue; /* a product without batches */
+        int64_t id, qty, eta = 0;
+        if (!ap_pg_get_int64(res, row, 2, &id)) {
+            err = bad_row(what, row);
+            goto out;
+        }
+        if (!batch || id != batch_id) {
+            bool has_eta = !PQgetisnull(res, row, 5);
+            if (!ap_pg_get_int64(res, row, 4, &qty) ||
+                (has_eta && (!ap_pg_get_int64(res, row, 5, &eta) || eta < INT32_MIN ||
+                             eta > INT32_MAX))) {
+                err = bad_row(what, row);
+                goto out;
+            }
+            err = ap_product_restore_batch(product, PQgetvalue(res, row, 3), qty, has_eta,
+                                           (int32_t)eta, &batch);
+            if (err) {
+                err = err == AP_ERR_NOMEM ? err : bad_row(what, row);
+                goto out;
+            }
+            batch_id = id;
+        }
+        if (PQgetisnull(res, row, 6))
+            continue; /* a batch without lines */
+        if (!ap_pg_get_int64(res, row, 7, &value)) {
+            err = bad_row(what, row);
+            goto out;
+        }
+        if ((err = ap_product_restore_line(batch, PQgetvalue(res, row, 6), value))) {
+            err = err == AP_ERR_NOMEM ? err : bad_row(what, row);
+            goto out;
+        }
+    }
+    *out = product;
+    product = NULL;
+out:
+    ap_product_free(product);
+    PQclear(res);
+    return err;
+}
+
+static ap_err_t pg_load(ap_uow_t *uow, const char *sku, ap_product_t **out)
+{
+    return load(container_of(uow, pg_uow_t, uow), ST_LOAD_SKU, sku, out);
+}
+
+static ap_err_t pg_load_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **out)
+{
+    return load(container_of(uow, pg_uow_t, uow), ST_LOAD_REF, ref, out);
+}
+
+/* ---------------------------------------------------------------- repository: commit */
+
+static bool needs_write(const ap_product_t *product)
+{
+    return product->is_new || product->nchanges > 0;
+}
+
+/* The version check, then the recorded changes in order. */
+static void send_product(pipe_t *pipe, const ap_product_t *product)
+{
+    char version[AP_PG_INT_SIZE], stored[AP_PG_INT_SIZE], qty[AP_PG_INT_SIZE];
+    char eta[AP_PG_INT_SIZE];
+
+    fmt_int(version, product->version_number);
+    if (product->is_new) {
+        const char *params[] = {product->sku, version};
+        pipe_send(pipe, ST_PRODUCT_INSERT, EXPECT_VERSION, product->sku, 2, params);
+    } else {
+        const char *params[] = {product->sku, fmt_int(stored, product->stored_version), version};
+        pipe_send(pipe, ST_PRODUCT_CAS, EXPECT_VERSION, product->sku, 3, params);
+    }
+    for (size_t i = 0; i < product->nchanges; i++) {
+        const ap_change_t *change = &product->changes[i];
+        const ap_batch_t *batch = &product->batches[change->batch];
+        switch (change->kind) {
+        case AP_CHANGE_ADD_BATCH: {
+            const char *params[] = {batch->ref, batch->sku, fmt_int(qty, batch->purchased_qty),
+                                    batch->has_eta ? fmt_int(eta, batch->eta) : NULL};
+            pipe_send(pipe, ST_BATCH_INSERT, EXPECT_ONE_ROW, batch->ref, 4, params);
+            break;
+        }
+        case AP_CHANGE_SET_QTY: {
+            const char *params[] = {batch->ref, fmt_int(qty, batch->purchased_qty)};
+            pipe_send(pipe, ST_BATCH_SET_QTY, EXPECT_ONE_ROW, batch->ref, 2, params);
+            break;
+        }
+        case AP_CHANGE_ADD_LINE:
+        case AP_CHANGE_REMOVE_LINE: {
+            const char *params[] = {batch->ref, change->line.orderid,
+                                    fmt_int(qty, change->line.qty)};
+            enum stmt st = change->kind == AP_CHANGE_ADD_LINE ? ST_LINE_ADD : ST_LINE_REMOVE;
+            pipe_send(pipe, st, EXPECT_ONE_ROW, batch->ref, 3, params);
+            break;
+        }
+        }
+    }
+}
+
+/* Writes every product handed out that has something to write, in one pipeline. */
+static ap_err_t write_products(pg_uow_t *self)
+{
+    const ap_uow_t *uow = &self->uow;
+    size_t nwrites = 0;
+    pipe_t pipe;
+
+    for (size_t i = 0; i < uow->nseen; i++)
+        nwrites += needs_write(uow->seen[i]);
+    if (nwrites == 0)
+        return AP_OK;
+    pipe_open(&pipe, self);
+    for (size_t i = 0; i < uow->nseen && !pipe.err; i++) {
+        if (needs_write(uow->seen[i]))
+            send_product(&pipe, uow->seen[i]);
+    }
+    return pipe_close(&pipe);
+}
+
+/* COMMIT of a transaction that had already failed answers ROLLBACK, not an error. */
+static ap_err_t commit_transaction(pg_uow_t *self)
+{
+    PGresult *res = PQexec(self->conn, "COMMIT");
+    ap_err_t err = AP_OK;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        err = note(self, ap_pg_fail(self->conn, res, "commit"));
+    } else if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+        AP_ERROR("pg", "commit: the transaction had failed earlier and was rolled back");
+        err = AP_ERR_INTERNAL;
+    }
+    PQclear(res);
+    return err;
+}
+
+static ap_err_t pg_commit(ap_uow_t *uow)
+{
+    pg_uow_t *self = container_of(uow, pg_uow_t, uow);
+    unsigned level = uow->depth;
+    ap_err_t err;
+
+    if ((err = usable(self)) || (err = write_products(self)))
+        return err;
+    if (level > 1) {
+        /* A scope the server never heard of needs no RELEASE: it was the queue's last. */
+        long at = pending_savepoint(self, level);
+        if (at >= 0) {
+            assert((size_t)at == self->npending - 1);
+            self->npending--;
+        } else if ((err = queue_savepoint(self, true, level))) {
+            return err;
+        }
+    } else {
+        /* COMMIT ends every savepoint: the queued RELEASEs have nothing left to do. */
+        self->npending = 0;
+        if ((err = usable(self)) || (err = commit_transaction(self)))
+            return err;
+    }
+    for (size_t i = 0; i < uow->nseen; i++) {
+        if (needs_write(uow->seen[i]))
+            ap_product_mark_stored(uow->seen[i]);
+    }
+    return AP_OK;
+}
+
+/* ---------------------------------------------------------------- read model, offsets */
+
+static ap_err_t pg_view_add(ap_uow_t *uow, const char *orderid, const char *sku,
+                            const char *batchref)
+{
+    const char *params[] = {orderid, sku, batchref};
+    long rows;
+    return command(container_of(uow, pg_uow_t, uow), ST_VIEW_ADD, 3, params, &rows);
+}
+
+static ap_err_t pg_view_remove(ap_uow_t *uow, const char *orderid, const char *sku,
+                               const char *batchref)
+{
+    const char *params[] = {orderid, sku, batchref};
+    long rows;
+    return command(container_of(uow, pg_uow_t, uow), ST_VIEW_REMOVE, 3, params, &rows);
+}
+
+static ap_err_t pg_claim_partition(ap_uow_t *uow, const char *group, const char *topic,
+                                   int32_t partition, int64_t *epoch, int64_t *next_offset)
+{
+    pg_uow_t *self = container_of(uow, pg_uow_t, uow);
+    char part[AP_PG_INT_SIZE];
+    const char *params[] = {group, topic, fmt_int(part, partition)};
+    PGresult *res = NULL;
+    int64_t claimed, next;
+    ap_err_t err;
+
+    if ((err = query(self, ST_CLAIM, 3, params, PGRES_TUPLES_OK, &res)))
+        goto out;
+    if (PQntuples(res) != 1 || !ap_pg_get_int64(res, 0, 0, &claimed) ||
+        !ap_pg_get_int64(res, 0, 1, &next)) {
+        err = bad_row(stmts[ST_CLAIM].name, 0);
+        goto out;
+    }
+    *epoch = claimed;
+    *next_offset = next;
+out:
+    PQclear(res);
+    return err;
+}
+
+static ap_err_t pg_advance_offset(ap_uow_t *uow, const char *group, const char *topic,
+                                  int32_t partition, int64_t epoch, int64_t expected,
+                                  int64_t next)
+{
+    pg_uow_t *self = container_of(uow, pg_uow_t, uow);
+    char part[AP_PG_INT_SIZE], ep[AP_PG_INT_SIZE], from[AP_PG_INT_SIZE], to[AP_PG_INT_SIZE];
+    const char *params[] = {group,
+                            topic,
+                            fmt_int(part, partition),
+                            fmt_int(ep, epoch),
+                            fmt_int(from, expected),
+                            fmt_int(to, next)};
+    long rows;
+    ap_err_t err = command(self, ST_ADVANCE, 6, params, &rows);
+    if (err)
+        return err;
+    if (rows != 1) {
+        AP_DEBUG("pg", "advance %s/%s/%d: fenced (epoch %" PRId64 ", offset %" PRId64 ")",
+                 group, topic, (int)partition, epoch, expected);
+        return AP_ERR_FENCED;
+    }
+    return AP_OK;
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+static void pg_free(ap_uow_t *uow)
+{
+    pg_uow_t *self = container_of(uow, pg_uow_t, uow);
+    PQfinish(self->conn);
+    free(self->conninfo);
+    free(self);
+}
+
+static const struct ap_uow_ops pg_uow_ops = {
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .load = pg_load,
+    .load_by_batchref = pg_load_by_batchref,
+    .view_add = pg_view_add,
+    .view_remove = pg_view_remove,
+    .claim_partition = pg_claim_partition,
+    .advance_offset = pg_advance_offset,
+    .free = pg_free,
+};
+
+ap_err_t ap_pg_uow_new(const char *conninfo, ap_uow_t **out)
+{
+    pg_uow_t *self = calloc(1, sizeof *self);
+    ap_err_t err = AP_ERR_NOMEM;
+
+    if (!self || !(self->conninfo = strdup(conninfo)))
+        goto out;
+    ap_uow_init(&self->uow, &pg_uow_ops);
+    if ((err = reconnect(self)))
+        goto out;
+    *out = &self->uow;
+    self = NULL;
+out:
+    if (self) {
+        PQfinish(self->conn);
+        free(self->conninfo);
+        free(self);
+    }
+    return err;
+}

@@ -1,0 +1,407 @@
+/*
+ * config.c - configuration from the environment and an optional KEY=value file.
+ *
+ * Every value is checked here, once, so that a bad one stops the program at start-up with
+ * a line naming the key, and nothing later has to second-guess the config. The KAFKA_*
+ * pass-through properties are checked by librdkafka itself on a scratch configuration.
+ */
+#include "ap/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Keys with a meaning of their own; any other KAFKA_<NAME> goes to librdkafka. */
+static const char *const known_keys[] = {
+    "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_GROUP_ID", "COMMAND_TOPICS",
+    "TOPIC_PREFIX", "TOPIC_PARTITIONS", "TOPIC_REPLICATION_FACTOR", "AVRO_WIRE_FORMAT",
+    "SCHEMA_REGISTRY_URL", "NOTIFY_EMAIL_TO", "NOTIFY_EMAIL_FROM", "SMTP_URL", "HTTP_ADDR",
+    "LOG_LEVEL", "LOG_FORMAT", NULL};
+
+/* Collected KEY=value settings, later ones replacing earlier ones. */
+typedef struct settings {
+    ap_kv_t *items;
+    size_t n;
+} settings_t;
+
+static bool is_known(const char *key)
+{
+    for (const char *const *k = known_keys; *k; k++) {
+        if (strcmp(*k, key) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool is_ours(const char *key)
+{
+    return is_known(key) || strncmp(key, "KAFKA_", 6) == 0;
+}
+
+static ap_err_t settings_put(settings_t *s, const char *key, size_t keylen, const char *value)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (strlen(s->items[i].key) == keylen && memcmp(s->items[i].key, key, keylen) == 0) {
+            char *copy = strdup(value);
+            if (!copy)
+                return AP_ERR_NOMEM;
+            free(s->items[i].value);
+            s->items[i].value = copy;
+            return AP_OK;
+        }
+    }
+    ap_kv_t *grown = realloc(s->items, (s->n + 1) * sizeof *grown);
+    if (!grown)
+        return AP_ERR_NOMEM;
+    s->items = grown;
+    ap_kv_t *kv = &s->items[s->n];
+    kv->key = strndup(key, keylen);
+    kv->value = strdup(value);
+    if (!kv->key || !kv->value) {
+        free(kv->key);
+        free(kv->value);
+        return AP_ERR_NOMEM;
+    }
+    s->n++;
+    return AP_OK;
+}
+
+static const char *settings_get(const settings_t *s, const char *key)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (strcmp(s->items[i].key, key) == 0)
+            return s->items[i].value;
+    }
+    return NULL;
+}
+
+static void settings_release(settings_t *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->items[i].key);
+        free(s->items[i].value);
+    }
+    free(s->items);
+}
+
+static char *trim(char *text)
+{
+    while (isspace((unsigned char)*text))
+        text++;
+    size_t len = strlen(text);
+    while (len > 0 && isspace((unsigned char)text[len - 1]))
+        text[--len] = '\0';
+    return text;
+}
+
+static ap_err_t read_file(settings_t *s, const char *path, char *err, size_t errlen)
+{
+    FILE *fp = fopen(path, "r");
+    char line[4096];
+    int lineno = 0;
+    ap_err_t rc = AP_OK;
+
+    if (!fp) {
+        snprintf(err, errlen, "config file %s: %s", path, strerror(errno));
+        return AP_ERR_CONFIG;
+    }
+    while (rc == AP_OK && fgets(line, sizeof line, fp)) {
+        lineno++;
+        char *text = trim(line);
+        if (*text == '\0' || *text == '#')
+            continue;
+        if (strncmp(text, "export ", 7) == 0)
+            text = trim(text + 7);
+        char *eq = strchr(text, '=');
+        if (!eq) {
+            snprintf(err, errlen, "config file %s line %d: expected KEY=value", path, lineno);
+            rc = AP_ERR_CONFIG;
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(text), *value = trim(eq + 1);
+        size_t vlen = strlen(value);
+        if (vlen >= 2 && (value[0] == '"' || value[0] == '\'') && value[vlen - 1] == value[0]) {
+            value[vlen - 1] = '\0';
+            value++;
+        }
+        if (!is_ours(key)) {
+            snprintf(err, errlen, "config file %s line %d: unknown key %s", path, lineno, key);
+            rc = AP_ERR_CONFIG;
+            break;
+        }
+        rc = settings_put(s, key, strlen(key), value);
+    }
+    fclose(fp);
+    return rc;
+}
+
+static ap_err_t read_env(settings_t *s, char *const *env)
+{
+    for (; env && *env; env++) {
+        const char *eq = strchr(*env, '=');
+        if (!eq)
+            continue;
+        size_t keylen = (size_t)(eq - *env);
+        char key[128];
+        if (keylen >= sizeof key)
+            continue;
+        memcpy(key, *env, keylen);
+        key[keylen] = '\0';
+        if (!is_ours(key))
+            continue;
+        ap_err_t rc = settings_put(s, key, keylen, eq + 1);
+        if (rc)
+            return rc;
+    }
+    return AP_OK;
+}
+
+/* ---------------------------------------------------------------- interpreting values */
+
+static bool dup_into(char **dst, const char *value)
+{
+    free(*dst);
+    *dst = value ? strdup(value) : NULL;
+    return !value || *dst;
+}
+
+static bool parse_int(const char *text, long min, long max, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+/* Kafka's legal topic characters: ASCII alphanumerics, '.', '_' and '-'. */
+static bool valid_topic(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > 249)
+        return false;
+    for (const char *p = name; *p; p++) {
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
+            return false;
+    }
+    return true;
+}
+
+static ap_err_t split_topics(ap_config_t *cfg, const char *list, char *err, size_t errlen)
+{
+    char *copy = strdup(list), *save = NULL;
+    ap_err_t rc = AP_OK;
+    if (!copy)
+        return AP_ERR_NOMEM;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *name = trim(tok);
+        if (*name == '\0')
+            continue;
+        if (!valid_topic(name)) {
+            snprintf(err, errlen, "COMMAND_TOPICS: invalid topic name \"%s\"", name);
+            rc = AP_ERR_CONFIG;
+            break;
+        }
+        char **grown = realloc(cfg->command_topics, (cfg->ncommand_topics + 2) * sizeof *grown);
+        if (!grown || !(grown[cfg->ncommand_topics] = strdup(name))) {
+            if (grown)
+                cfg->command_topics = grown;
+            rc = AP_ERR_NOMEM;
+            break;
+        }
+        cfg->command_topics = grown;
+        cfg->command_topics[++cfg->ncommand_topics] = NULL;
+    }
+    free(copy);
+    if (rc == AP_OK && cfg->ncommand_topics == 0) {
+        snprintf(err, errlen, "COMMAND_TOPICS: no topic given");
+        rc = AP_ERR_CONFIG;
+    }
+    return rc;
+}
+
+/* KAFKA_SECURITY_PROTOCOL -> security.protocol */
+static char *kafka_property(const char *key)
+{
+    char *name = strdup(key + 6);
+    if (!name)
+        return NULL;
+    for (char *p = name; *p; p++)
+        *p = *p == '_' ? '.' : (char)tolower((unsigned char)*p);
+    return name;
+}
+
+static ap_err_t collect_kafka(ap_config_t *cfg, const settings_t *s, char *err, size_t errlen)
+{
+    char errstr[512];
+    rd_kafka_conf_t *scratch = rd_kafka_conf_new();
+    ap_err_t rc = AP_OK;
+
+    for (size_t i = 0; i < s->n && rc == AP_OK; i++) {
+        const ap_kv_t *kv = &s->items[i];
+        if (strncmp(kv->key, "KAFKA_", 6) != 0 || is_known(kv->key))
+            continue;
+        char *name = kafka_property(kv->key);
+        ap_kv_t *grown = name ? realloc(cfg->kafka, (cfg->nkafka + 1) * sizeof *grown) : NULL;
+        if (!grown) {
+            free(name);
+            rc = AP_ERR_NOMEM;
+            break;
+        }
+        cfg->kafka = grown;
+        cfg->kafka[cfg->nkafka].key = name;
+        if (!(cfg->kafka[cfg->nkafka].value = strdup(kv->value))) {
+            free(name);
+            rc = AP_ERR_NOMEM;
+            break;
+        }
+        cfg->nkafka++;
+        /* librdkafka's message names the property, not its value, so no secret leaks. */
+        if (rd_kafka_conf_set(scratch, name, kv->value, errstr, sizeof errstr) !=
+            RD_KAFKA_CONF_OK) {
+            snprintf(err, errlen, "%s: %s", kv->key, errstr);
+            rc = AP_ERR_CONFIG;
+        }
+    }
+    rd_kafka_conf_destroy(scratch);
+    return rc;
+}
+
+ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, char *err,
+                        size_t errlen)
+{
+    settings_t s = {0};
+    ap_err_t rc;
+    const char *v;
+
+    memset(cfg, 0, sizeof *cfg);
+    err[0] = '\0';
+    if ((file && (rc = read_file(&s, file, err, errlen))) || (rc = read_env(&s, env)))
+        goto out;
+
+#define STRING(key, field, fallback)                                                          \
+    do {                                                                                      \
+        v = settings_get(&s, key);                                                            \
+        if (!dup_into(&cfg->field, v && *v ? v : (fallback))) {                               \
+            rc = AP_ERR_NOMEM;                                                                \
+            goto out;                                                                         \
+        }                                                                                     \
+    } while (0)
+
+    STRING("DATABASE_URL", database_url, AP_DEFAULT_DATABASE_URL);
+    STRING("KAFKA_BOOTSTRAP_SERVERS", bootstrap_servers, "127.0.0.1:9092");
+    STRING("KAFKA_GROUP_ID", group_id, "allocation-processor");
+    STRING("TOPIC_PREFIX", topic_prefix, "allocation");
+    STRING("AVRO_WIRE_FORMAT", avro_wire_format, "single-object");
+    STRING("SCHEMA_REGISTRY_URL", schema_registry_url, NULL);
+    STRING("NOTIFY_EMAIL_TO", notify_to, "stock@made.com");
+    STRING("NOTIFY_EMAIL_FROM", notify_from, "allocations@example.com");
+    STRING("SMTP_URL", smtp_url, NULL);
+    STRING("HTTP_ADDR", http_addr, "127.0.0.1:8080");
+#undef STRING
+
+    rc = AP_ERR_CONFIG;
+    char *pqerr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(cfg->database_url, &pqerr);
+    if (!opts) {
+        snprintf(err, errlen, "DATABASE_URL: %s", pqerr ? trim(pqerr) : "cannot be parsed");
+        PQfreemem(pqerr);
+        goto out;
+    }
+    PQconninfoFree(opts);
+
+    if (!valid_topic(cfg->topic_prefix)) {
+        snprintf(err, errlen, "TOPIC_PREFIX: \"%s\" is not a valid Kafka topic name",
+                 cfg->topic_prefix);
+        goto out;
+    }
+    if (*cfg->group_id == '\0') {
+        snprintf(err, errlen, "KAFKA_GROUP_ID: must not be empty");
+        goto out;
+    }
+
+    v = settings_get(&s, "COMMAND_TOPICS");
+    char defaults[300];
+    snprintf(defaults, sizeof defaults, "%s.commands", cfg->topic_prefix);
+    if ((rc = split_topics(cfg, v && *v ? v : defaults, err, errlen)))
+        goto out;
+    rc = AP_ERR_CONFIG;
+
+    cfg->topic_partitions = 3;
+    if ((v = settings_get(&s, "TOPIC_PARTITIONS")) &&
+        !parse_int(v, 1, 10000, &cfg->topic_partitions)) {
+        snprintf(err, errlen, "TOPIC_PARTITIONS: \"%s\" is not an integer in 1..10000", v);
+        goto out;
+    }
+    cfg->topic_replication_factor = -1;
+    if ((v = settings_get(&s, "TOPIC_REPLICATION_FACTOR")) &&
+        !parse_int(v, -1, 100, &cfg->topic_replication_factor)) {
+        snprintf(err, errlen, "TOPIC_REPLICATION_FACTOR: \"%s\" is not an integer in -1..100",
+                 v);
+        goto out;
+    }
+
+    if (strcmp(cfg->avro_wire_format, "single-object") != 0 &&
+        strcmp(cfg->avro_wire_format, "confluent") != 0) {
+        snprintf(err, errlen, "AVRO_WIRE_FORMAT: \"%s\" is neither single-object nor confluent",
+                 cfg->avro_wire_format);
+        goto out;
+    }
+    if (strcmp(cfg->avro_wire_format, "confluent") == 0 && !cfg->schema_registry_url) {
+        snprintf(err, errlen, "SCHEMA_REGISTRY_URL: required when AVRO_WIRE_FORMAT=confluent");
+        goto out;
+    }
+
+    cfg->log_level = AP_LOG_INFO;
+    if ((v = settings_get(&s, "LOG_LEVEL")) && *v && !ap_log_level_parse(v, &cfg->log_level)) {
+        snprintf(err, errlen, "LOG_LEVEL: \"%s\" is not one of debug, info, warn, error", v);
+        goto out;
+    }
+    if ((v = settings_get(&s, "LOG_FORMAT")) && *v) {
+        if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0) {
+            snprintf(err, errlen, "LOG_FORMAT: \"%s\" is neither text nor json", v);
+            goto out;
+        }
+        cfg->log_json = strcmp(v, "json") == 0;
+    }
+
+    rc = collect_kafka(cfg, &s, err, errlen);
+
+out:
+    if (rc == AP_ERR_NOMEM)
+        snprintf(err, errlen, "out of memory reading the configuration");
+    settings_release(&s);
+    if (rc)
+        ap_config_release(cfg);
+    return rc;
+}
+
+void ap_config_release(ap_config_t *cfg)
+{
+    free(cfg->database_url);
+    free(cfg->bootstrap_servers);
+    free(cfg->group_id);
+    free(cfg->topic_prefix);
+    for (size_t i = 0; i < cfg->ncommand_topics; i++)
+        free(cfg->command_topics[i]);
+    free(cfg->command_topics);
+    for (size_t i = 0; i < cfg->nkafka; i++) {
+        free(cfg->kafka[i].key);
+        free(cfg->kafka[i].value);
+    }
+    free(cfg->kafka);
+    free(cfg->avro_wire_format);
+    free(cfg->schema_registry_url);
+    free(cfg->notify_to);
+    free(cfg->notify_from);
+    free(cfg->smtp_url);
+    free(cfg->http_addr);
+    memset(cfg, 0, sizeof *cfg);
+}

@@ -1,0 +1,379 @@
+/*
+ * model.c - the allocation rules: which batch serves an order line, and what a quantity
+ * change takes back.
+ *
+ * Everything a Product does is recorded twice: as domain events for the outside world and
+ * as changes for storage. The first goes to the message bus, the second to the repository;
+ * neither leaves this file by any other way. Pure C: no I/O, no logging.
+ */
+#include "ap/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Makes room for `need` elements of `size` bytes in *items, growing geometrically. */
+static bool reserve(void **items, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return true;
+    size_t ncap = *cap ? *cap * 2 : 4;
+    while (ncap < need)
+        ncap *= 2;
+    void *grown = realloc(*items, ncap * size);
+    if (!grown)
+        return false;
+    *items = grown;
+    *cap = ncap;
+    return true;
+}
+
+#define RESERVE(arr, cap, need) reserve((void **)&(arr), &(cap), (need), sizeof *(arr))
+
+/* ---------------------------------------------------------------- order lines, batches */
+
+ap_err_t ap_order_line_init(ap_order_line_t *line, const char *orderid, const char *sku,
+                            int64_t qty)
+{
+    memset(line, 0, sizeof *line);
+    if (!ap_str_set(line->orderid, orderid, strlen(orderid)) ||
+        !ap_str_set(line->sku, sku, strlen(sku)))
+        return AP_ERR_INVALID_COMMAND;
+    line->qty = qty;
+    return AP_OK;
+}
+
+bool ap_order_line_equal(const ap_order_line_t *a, const ap_order_line_t *b)
+{
+    return a->qty == b->qty && strcmp(a->orderid, b->orderid) == 0 && strcmp(a->sku, b->sku) == 0;
+}
+
+int64_t ap_batch_allocated_qty(const ap_batch_t *batch)
+{
+    int64_t sum = 0;
+    for (size_t i = 0; i < batch->nlines; i++)
+        sum += batch->lines[i].qty;
+    return sum;
+}
+
+int64_t ap_batch_available_qty(const ap_batch_t *batch)
+{
+    return batch->purchased_qty - ap_batch_allocated_qty(batch);
+}
+
+bool ap_batch_can_allocate(const ap_batch_t *batch, const ap_order_line_t *line)
+{
+    return strcmp(batch->sku, line->sku) == 0 && ap_batch_available_qty(batch) >= line->qty;
+}
+
+bool ap_batch_has_line(const ap_batch_t *batch, const ap_order_line_t *line)
+{
+    for (size_t i = 0; i < batch->nlines; i++) {
+        if (ap_order_line_equal(&batch->lines[i], line))
+            return true;
+    }
+    return false;
+}
+
+static ap_err_t batch_append_line(ap_batch_t *batch, const ap_order_line_t *line)
+{
+    if (!RESERVE(batch->lines, batch->lines_cap, batch->nlines + 1))
+        return AP_ERR_NOMEM;
+    batch->lines[batch->nlines++] = *line;
+    return AP_OK;
+}
+
+/* ---------------------------------------------------------------- product lifecycle */
+
+static ap_product_t *product_alloc(const char *sku, int64_t version, bool is_new)
+{
+    ap_product_t *product = calloc(1, sizeof *product);
+    if (!product)
+        return NULL;
+    if (!ap_str_set(product->sku, sku, strlen(sku))) {
+        free(product);
+        return NULL;
+    }
+    product->version_number = version;
+    product->stored_version = version;
+    product->is_new = is_new;
+    return product;
+}
+
+ap_product_t *ap_product_new(const char *sku)
+{
+    return product_alloc(sku, 0, true);
+}
+
+ap_product_t *ap_product_restore(const char *sku, int64_t version)
+{
+    return product_alloc(sku, version, false);
+}
+
+static ap_batch_t *product_append_batch(ap_product_t *product, const char *ref, int64_t qty,
+                                        bool has_eta, int32_t eta)
+{
+    if (!RESERVE(product->batches, product->batches_cap, product->nbatches + 1))
+        return NULL;
+    ap_batch_t *batch = &product->batches[product->nbatches];
+    memset(batch, 0, sizeof *batch);
+    if (!ap_str_set(batch->ref, ref, strlen(ref)))
+        return NULL;
+    memcpy(batch->sku, product->sku, sizeof batch->sku);
+    batch->purchased_qty = qty;
+    batch->has_eta = has_eta;
+    batch->eta = has_eta ? eta : 0;
+    product->nbatches++;
+    return batch;
+}
+
+ap_err_t ap_product_restore_batch(ap_product_t *product, const char *ref, int64_t purchased_qty,
+                                  bool has_eta, int32_t eta, ap_batch_t **out)
+{
+    ap_batch_t *batch = product_append_batch(product, ref, purchased_qty, has_eta, eta);
+    if (!batch)
+        return AP_ERR_NOMEM;
+    if (out)
+        *out = batch;
+    return AP_OK;
+}
+
+ap_err_t ap_product_restore_line(ap_batch_t *batch, const char *orderid, int64_t qty)
+{
+    ap_order_line_t line;
+    ap_err_t err = ap_order_line_init(&line, orderid, batch->sku, qty);
+    if (err)
+        return err;
+    return batch_append_line(batch, &line);
+}
+
+void ap_product_free(ap_product_t *product)
+{
+    if (!product)
+        return;
+    for (size_t i = 0; i < product->nbatches; i++)
+        free(product->batches[i].lines);
+    free(product->batches);
+    free(product->events);
+    free(product->changes);
+    free(product);
+}
+
+/* Copies n elements of `size` bytes into a new exact-size array; true when n is 0. */
+static bool dup_array(void **dst, size_t *cap, const void *src, size_t n, size_t size)
+{
+    *dst = NULL;
+    *cap = 0;
+    if (n == 0)
+        return true;
+    if (!(*dst = malloc(n * size)))
+        return false;
+    memcpy(*dst, src, n * size);
+    *cap = n;
+    return true;
+}
+
+ap_product_t *ap_product_clone(const ap_product_t *product)
+{
+    ap_product_t *copy = malloc(sizeof *copy);
+    if (!copy)
+        return NULL;
+    *copy = *product;
+    copy->batches = NULL;
+    copy->nbatches = 0;
+    copy->events = NULL;
+    copy->changes = NULL;
+
+    bool ok = dup_array((void **)&copy->events, &copy->events_cap, product->events,
+                        product->nevents, sizeof *product->events) &&
+              dup_array((void **)&copy->changes, &copy->changes_cap, product->changes,
+                        product->nchanges, sizeof *product->changes) &&
+              dup_array((void **)&copy->batches, &copy->batches_cap, product->batches,
+                        product->nbatches, sizeof *product->batches);
+    if (ok) {
+        /* The batches were copied shallowly; give each its own lines. */
+        for (size_t i = 0; i < product->nbatches; i++) {
+            ap_batch_t *batch = &copy->batches[i];
+            ok = ok && dup_array((void **)&batch->lines, &batch->lines_cap,
+                                 product->batches[i].lines, product->batches[i].nlines,
+                                 sizeof *batch->lines);
+            if (!ok)
+                batch->lines = NULL;
+            copy->nbatches = i + 1;
+        }
+    }
+    if (!ok) {
+        ap_product_free(copy);
+        return NULL;
+    }
+    return copy;
+}
+
+ap_batch_t *ap_product_find_batch(const ap_product_t *product, const char *ref)
+{
+    for (size_t i = 0; i < product->nbatches; i++) {
+        if (strcmp(product->batches[i].ref, ref) == 0)
+            return &product->batches[i];
+    }
+    return NULL;
+}
+
+void ap_product_clear_events(ap_product_t *product)
+{
+    product->nevents = 0;
+}
+
+void ap_product_mark_stored(ap_product_t *product)
+{
+    product->nchanges = 0;
+    product->stored_version = product->version_number;
+    product->is_new = false;
+}
+
+/* ---------------------------------------------------------------- recording */
+
+static ap_err_t record_event(ap_product_t *product, const ap_msg_t *event)
+{
+    if (!RESERVE(product->events, product->events_cap, product->nevents + 1))
+        return AP_ERR_NOMEM;
+    product->events[product->nevents++] = *event;
+    return AP_OK;
+}
+
+static ap_err_t record_change(ap_product_t *product, ap_change_kind_t kind,
+                              const ap_batch_t *batch, const ap_order_line_t *line)
+{
+    if (!RESERVE(product->changes, product->changes_cap, product->nchanges + 1))
+        return AP_ERR_NOMEM;
+    ap_change_t *change = &product->changes[product->nchanges++];
+    memset(change, 0, sizeof *change);
+    change->kind = kind;
+    change->batch = (size_t)(batch - product->batches);
+    if (line)
+        change->line = *line;
+    return AP_OK;
+}
+
+static ap_msg_t line_event(ap_msg_type_t type, const ap_order_line_t *line,
+                           const ap_batch_t *batch)
+{
+    ap_msg_t event = {.type = type, .qty = line->qty};
+    memcpy(event.orderid, line->orderid, sizeof event.orderid);
+    memcpy(event.sku, line->sku, sizeof event.sku);
+    memcpy(event.batchref, batch->ref, sizeof event.batchref);
+    return event;
+}
+
+/*
+ * Reserves room for everything an operation may record, so that once it starts changing
+ * the product it cannot fail half-way.
+ */
+static ap_err_t reserve_records(ap_product_t *product, size_t events, size_t changes)
+{
+    if (!RESERVE(product->events, product->events_cap, product->nevents + events) ||
+        !RESERVE(product->changes, product->changes_cap, product->nchanges + changes))
+        return AP_ERR_NOMEM;
+    return AP_OK;
+}
+
+/* ---------------------------------------------------------------- behaviour */
+
+ap_err_t ap_product_add_batch(ap_product_t *product, const char *ref, int64_t qty, bool has_eta,
+                              int32_t eta)
+{
+    const ap_batch_t *existing = ap_product_find_batch(product, ref);
+    if (existing) {
+        bool same = existing->purchased_qty == qty && existing->has_eta == has_eta &&
+                    (!has_eta || existing->eta == eta);
+        return same ? AP_OK : AP_ERR_BATCH_EXISTS;
+    }
+
+    ap_err_t err = reserve_records(product, 1, 1);
+    if (err)
+        return err;
+    ap_batch_t *batch = product_append_batch(product, ref, qty, has_eta, eta);
+    if (!batch)
+        return AP_ERR_NOMEM;
+
+    ap_msg_t event = {.type = AP_EVT_BATCH_CREATED, .qty = qty, .has_eta = batch->has_eta,
+                      .eta = batch->eta};
+    memcpy(event.ref, batch->ref, sizeof event.ref);
+    memcpy(event.sku, batch->sku, sizeof event.sku);
+    record_change(product, AP_CHANGE_ADD_BATCH, batch, NULL);
+    record_event(product, &event);
+    product->version_number++;
+    return AP_OK;
+}
+
+/* Orders batches by preference: in the warehouse first, then earliest eta. */
+static bool preferred(const ap_batch_t *a, const ap_batch_t *b)
+{
+    if (a->has_eta != b->has_eta)
+        return !a->has_eta;
+    return a->has_eta && a->eta < b->eta;
+}
+
+ap_err_t ap_product_allocate(ap_product_t *product, const ap_order_line_t *line,
+                             const char **batchref_out)
+{
+    if (batchref_out)
+        *batchref_out = NULL;
+    if (strcmp(line->sku, product->sku) != 0)
+        return AP_ERR_INVALID_SKU;
+
+    ap_batch_t *best = NULL;
+    for (size_t i = 0; i < product->nbatches; i++) {
+        ap_batch_t *batch = &product->batches[i];
+        if (ap_batch_has_line(batch, line))
+            return AP_OK; /* already allocated: idempotent */
+        /* Strictly better only, so ties stay with the batch created first. */
+        if (ap_batch_can_allocate(batch, line) && (!best || preferred(batch, best)))
+            best = batch;
+    }
+
+    ap_err_t err = reserve_records(product, 1, 1);
+    if (err)
+        return err;
+    if (!best) {
+        ap_msg_t event = {.type = AP_EVT_OUT_OF_STOCK};
+        memcpy(event.sku, product->sku, sizeof event.sku);
+        return record_event(product, &event);
+    }
+    if ((err = batch_append_line(best, line)))
+        return err;
+    ap_msg_t event = line_event(AP_EVT_ALLOCATED, line, best);
+    record_change(product, AP_CHANGE_ADD_LINE, best, line);
+    record_event(product, &event);
+    product->version_number++;
+    if (batchref_out)
+        *batchref_out = best->ref;
+    return AP_OK;
+}
+
+ap_err_t ap_product_change_batch_quantity(ap_product_t *product, const char *ref, int64_t qty)
+{
+    ap_batch_t *batch = ap_product_find_batch(product, ref);
+    if (!batch)
+        return AP_ERR_UNKNOWN_BATCH;
+
+    /* Room for the quantity change plus, at worst, every line leaving. */
+    ap_err_t err = reserve_records(product, 1 + batch->nlines, 1 + batch->nlines);
+    if (err)
+        return err;
+
+    batch->purchased_qty = qty;
+    ap_msg_t event = {.type = AP_EVT_BATCH_QUANTITY_CHANGED, .qty = qty};
+    memcpy(event.ref, batch->ref, sizeof event.ref);
+    memcpy(event.sku, batch->sku, sizeof event.sku);
+    record_change(product, AP_CHANGE_SET_QTY, batch, NULL);
+    record_event(product, &event);
+
+    /* Last in, first out: the most recent allocations leave first. */
+    while (ap_batch_available_qty(batch) < 0 && batch->nlines > 0) {
+        ap_order_line_t line = batch->lines[--batch->nlines];
+        ap_msg_t left = line_event(AP_EVT_DEALLOCATED, &line, batch);
+        record_change(product, AP_CHANGE_REMOVE_LINE, batch, &line);
+        record_event(product, &left);
+    }
+    product->version_number++;
+    return AP_OK;
+}

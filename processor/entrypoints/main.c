@@ -1,0 +1,230 @@
+/*
+ * main.c - the command line: `allocation-processor [--config FILE] COMMAND [ARGS]`.
+ *
+ * Exit codes: 0 success; 1 a runtime failure (or `allocations` found nothing); 2 a usage or
+ * configuration error, always reported as one line naming the problem.
+ */
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ap/bootstrap.h"
+#include "ap/config.h"
+#include "ap/log.h"
+#include "ap/pg.h"
+#include "entrypoints/consumer.h"
+
+extern char **environ;
+
+static volatile sig_atomic_t stop_requested;
+
+static const char usage[] =
+    "Usage: allocation-processor [--config FILE] COMMAND [ARGS]\n"
+    "\n"
+    "Commands:\n"
+    "  run                   apply migrations, then consume the command topics until\n"
+    "                        SIGINT/SIGTERM\n"
+    "  migrate               apply the SQL migrations not applied yet\n"
+    "  allocations ORDERID   print the read model for one order as JSON\n"
+    "\n"
+    "Options:\n"
+    "  --config FILE         read KEY=value settings from FILE (the environment wins)\n"
+    "  -h, --help            show this help\n"
+    "  -V, --version         show the version\n"
+    "\n"
+    "Configuration comes from environment variables (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS,\n"
+    "KAFKA_GROUP_ID, COMMAND_TOPICS, TOPIC_PREFIX, LOG_LEVEL, LOG_FORMAT, KAFKA_<NAME>, ...);\n"
+    "see the README.\n";
+
+/* Prints one line, "allocation-processor: <problem> <detail> (see --help)", and gives 2. */
+static int fail_usage(const char *problem, const char *detail)
+{
+    fprintf(stderr, "allocation-processor: %s%s%s (see --help)\n", problem, *detail ? " " : "",
+            detail);
+    return 2;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void install_signal_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* Migrations, retried while Postgres is not reachable yet (it may start after us). */
+static ap_err_t migrate_when_ready(const ap_config_t *cfg)
+{
+    ap_clock_t *clock = ap_system_clock_new();
+    ap_err_t err = AP_ERR_NOMEM;
+    int64_t wait = 250;
+
+    while (clock) {
+        int applied = 0;
+        err = ap_pg_migrate(cfg->database_url, &applied);
+        if (err != AP_ERR_UNAVAILABLE || stop_requested)
+            break;
+        AP_WARN("main", "database not reachable; retrying in %lld ms", (long long)wait);
+        for (int64_t slept = 0; slept < wait && !stop_requested; slept += 50)
+            ap_clock_sleep_ms(clock, 50);
+        wait = wait < 8000 ? wait * 2 : wait;
+    }
+    ap_clock_free(clock);
+    return err;
+}
+
+static int cmd_run(const ap_config_t *cfg)
+{
+    ap_app_t app;
+    ap_uow_t *uow = NULL;
+    ap_err_t err;
+
+    install_signal_handlers();
+    AP_INFO("main", "allocation-processor %s starting", AP_VERSION);
+    if ((err = migrate_when_ready(cfg))) {
+        if (stop_requested)
+            return 0;
+        AP_ERROR("main", "migrations failed: %s", ap_strerror(err));
+        return 1;
+    }
+    if ((err = ap_pg_uow_new(cfg->database_url, &uow))) {
+        AP_ERROR("main", "cannot open the unit of work: %s", ap_strerror(err));
+        return 1;
+    }
+    err = ap_bootstrap(&app, uow, ap_log_publisher_new(), ap_log_notifier_new(),
+                       ap_system_clock_new(), cfg->notify_to);
+    if (err) {
+        AP_ERROR("main", "bootstrap: %s", ap_strerror(err));
+        return 1;
+    }
+    int rc = ap_consumer_run(cfg, &app, &stop_requested);
+    ap_app_release(&app);
+    AP_INFO("main", "stopped");
+    return rc;
+}
+
+static int cmd_migrate(const ap_config_t *cfg)
+{
+    int applied = 0;
+    ap_err_t err = ap_pg_migrate(cfg->database_url, &applied);
+    if (err) {
+        AP_ERROR("main", "migrations failed: %s", ap_strerror(err));
+        return 1;
+    }
+    AP_INFO("main", "%d migration(s) applied", applied);
+    return 0;
+}
+
+static int cmd_allocations(const ap_config_t *cfg, const char *orderid)
+{
+    ap_views_t *views = NULL;
+    ap_allocation_row_t *rows = NULL;
+    size_t nrows = 0;
+    int rc = 1;
+
+    ap_err_t err = ap_pg_views_new(cfg->database_url, &views);
+    if (err == AP_OK)
+        err = ap_views_allocations(views, orderid, &rows, &nrows);
+    if (err == AP_ERR_NOT_FOUND) {
+        fputs("not found\n", stderr);
+        goto out;
+    }
+    if (err) {
+        AP_ERROR("main", "reading allocations: %s", ap_strerror(err));
+        goto out;
+    }
+
+    json_t *array = json_array();
+    for (size_t i = 0; i < nrows; i++) {
+        json_t *row = json_object();
+        json_object_set_new(row, "sku", json_string(rows[i].sku));
+        json_object_set_new(row, "batchref", json_string(rows[i].batchref));
+        json_array_append_new(array, row);
+    }
+    char *text = json_dumps(array, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(array);
+    if (text) {
+        puts(text);
+        free(text);
+        rc = 0;
+    }
+out:
+    free(rows);
+    ap_views_free(views);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_file = NULL;
+    int i = 1;
+
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (strcmp(arg, "-V") == 0 || strcmp(arg, "--version") == 0) {
+            printf("allocation-processor %s\n", AP_VERSION);
+            return 0;
+        }
+        if (strcmp(arg, "--config") == 0) {
+            if (++i == argc)
+                return fail_usage("a file name must follow", arg);
+            config_file = argv[i];
+        } else if (strncmp(arg, "--config=", 9) == 0) {
+            config_file = arg + 9;
+        } else {
+            return fail_usage("unknown option", arg);
+        }
+    }
+    if (i == argc)
+        return fail_usage("missing command", "");
+
+    static const struct {
+        const char *name;
+        int nargs;
+        const char *args;
+    } commands[] = {{"run", 0, ""}, {"migrate", 0, ""}, {"allocations", 1, " ORDERID"}};
+    const char *command = argv[i++];
+    size_t c = 0;
+    while (c < sizeof commands / sizeof *commands && strcmp(commands[c].name, command) != 0)
+        c++;
+    if (c == sizeof commands / sizeof *commands)
+        return fail_usage("unknown command", command);
+    if (argc - i != commands[c].nargs) {
+        fprintf(stderr, "allocation-processor: usage: allocation-processor %s%s (see --help)\n",
+                command, commands[c].args);
+        return 2;
+    }
+
+    ap_config_t cfg;
+    char err[512];
+    if (ap_config_load(&cfg, config_file, environ, err, sizeof err)) {
+        fprintf(stderr, "allocation-processor: %s\n", err);
+        return 2;
+    }
+    ap_log_setup(cfg.log_level, cfg.log_json);
+
+    int rc;
+    if (strcmp(command, "run") == 0)
+        rc = cmd_run(&cfg);
+    else if (strcmp(command, "migrate") == 0)
+        rc = cmd_migrate(&cfg);
+    else
+        rc = cmd_allocations(&cfg, argv[i]);
+    ap_config_release(&cfg);
+    return rc;
+}

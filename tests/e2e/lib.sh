@@ -1,0 +1,120 @@
+# lib.sh - helpers for the end-to-end tests: they drive the built program the way a person
+# would (kcat to produce, the CLI and psql to look), against the real Kafka and Postgres.
+#
+# Every test gets its own topic prefix, consumer group and skus, so tests never see each
+# other's data. Waits are polls with deadlines, never bare sleeps.
+set -euo pipefail
+
+: "${AP_BIN:?AP_BIN must point to the allocation-processor binary}"
+: "${DATABASE_URL:?DATABASE_URL must point to the test database (deploy/local/test sets it)}"
+: "${KAFKA_BOOTSTRAP_SERVERS:?KAFKA_BOOTSTRAP_SERVERS must be set (deploy/local/test sets it)}"
+
+RUN_ID="e2e-$(basename "$0" .sh)-$$-$(date +%s%N | tail -c 7)"
+export TOPIC_PREFIX="$RUN_ID"
+export KAFKA_GROUP_ID="$RUN_ID"
+export COMMAND_TOPIC="$RUN_ID.commands"
+export LOG_LEVEL="${LOG_LEVEL:-info}"
+WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/$RUN_ID.XXXX")"
+PROCESSOR_PID=""
+PROCESSOR_LOG="$WORK_DIR/processor.log"
+
+fail() {
+    echo "FAIL: $*" >&2
+    if [[ -f "$PROCESSOR_LOG" ]]; then
+        echo "--- last lines of the processor's log ($PROCESSOR_LOG):" >&2
+        tail -n 40 "$PROCESSOR_LOG" >&2
+    fi
+    exit 1
+}
+
+cleanup() {
+    if [[ -n "$PROCESSOR_PID" ]] && kill -0 "$PROCESSOR_PID" 2>/dev/null; then
+        kill -KILL "$PROCESSOR_PID" 2>/dev/null || true
+        wait "$PROCESSOR_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+# Checks the services are there: in CI a missing service is a failure, never a skip.
+require_services() {
+    psql "$DATABASE_URL" -qAtc 'select 1' >/dev/null 2>&1 || fail "Postgres not reachable at DATABASE_URL"
+    kcat -b "$KAFKA_BOOTSTRAP_SERVERS" -L -m 5 >/dev/null 2>&1 || fail "Kafka not reachable at $KAFKA_BOOTSTRAP_SERVERS"
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND... : polls COMMAND until it succeeds or time runs out.
+wait_for() {
+    local what="$1" seconds="$2"
+    shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@"; do
+        ((SECONDS < deadline)) || fail "timed out after ${seconds}s waiting for: $what"
+        sleep 0.2
+    done
+}
+
+sql() {
+    psql "$DATABASE_URL" -qAtX -v ON_ERROR_STOP=1 -c "$1"
+}
+
+# produce KEY < lines : one message per input line, keyed by KEY, to the command topic.
+produce() {
+    kcat -P -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$COMMAND_TOPIC" -k "$1" "${@:2}"
+}
+
+# produce_keyed < "key<TAB>value" lines
+produce_keyed() {
+    kcat -P -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$COMMAND_TOPIC" -K $'\t' "$@"
+}
+
+start_processor() {
+    "$AP_BIN" run >>"$PROCESSOR_LOG" 2>&1 &
+    PROCESSOR_PID=$!
+    wait_for "the processor to own its partitions" 60 processor_owns_partitions
+}
+
+processor_owns_partitions() {
+    kill -0 "$PROCESSOR_PID" 2>/dev/null || fail "the processor exited early"
+    [[ "$(sql "select count(*) from consumer_offsets where group_id = '$KAFKA_GROUP_ID'" 2>/dev/null)" -ge 1 ]] &&
+        grep -q "assigned $COMMAND_TOPIC" "$PROCESSOR_LOG"
+}
+
+# stop_processor [SIGNAL]: TERM by default, which must end in exit code 0.
+stop_processor() {
+    local signal="${1:-TERM}" rc=0
+    kill "-$signal" "$PROCESSOR_PID"
+    local deadline=$((SECONDS + 30))
+    while kill -0 "$PROCESSOR_PID" 2>/dev/null; do
+        ((SECONDS < deadline)) || fail "the processor did not stop within 30s of SIG$signal"
+        sleep 0.1
+    done
+    wait "$PROCESSOR_PID" || rc=$?
+    PROCESSOR_PID=""
+    if [[ "$signal" == TERM || "$signal" == INT ]]; then
+        [[ $rc -eq 0 ]] || fail "the processor exited with $rc after SIG$signal, expected 0"
+    fi
+}
+
+# The sum over partitions of the next offset stored for our group: how many records were
+# consumed and committed.
+committed_records() {
+    sql "select coalesce(sum(next_offset), 0) from consumer_offsets where group_id = '$KAFKA_GROUP_ID' and topic = '$COMMAND_TOPIC' and next_offset > 0"
+}
+
+# The sum of the latest offsets of the command topic's partitions: how many were produced.
+produced_records() {
+    local total=0 p
+    for p in $(kcat -b "$KAFKA_BOOTSTRAP_SERVERS" -L -t "$COMMAND_TOPIC" -J | jq -r '.topics[0].partitions[].partition'); do
+        local end
+        end=$(kcat -Q -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$COMMAND_TOPIC:$p:-1" | awk '{print $NF}')
+        total=$((total + end))
+    done
+    echo "$total"
+}
+
+all_records_committed() {
+    [[ "$(committed_records)" == "$(produced_records)" ]]
+}
+
+pass() {
+    echo "PASS: $(basename "$0")"
+}

@@ -1,0 +1,365 @@
+/*
+ * fake_uow.c - the unit of work over an in-memory store, for unit tests.
+ *
+ * The store holds committed copies of products, the read model's rows and consumer offsets.
+ * Each begin snapshots the whole store and a rollback restores it, which is exactly what a
+ * savepoint does, at a cost that only a test can afford.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fakes.h"
+
+typedef struct view_row {
+    char orderid[AP_STR_SIZE];
+    ap_allocation_row_t row;
+} view_row_t;
+
+typedef struct offset_row {
+    char key[3 * AP_STR_SIZE];
+    int64_t epoch, next_offset;
+} offset_row_t;
+
+typedef struct store {
+    ap_product_t **products;
+    size_t nproducts;
+    view_row_t *rows;
+    size_t nrows;
+    offset_row_t *offsets;
+    size_t noffsets;
+} store_t;
+
+typedef struct fake_uow {
+    ap_uow_t uow;
+    store_t store;
+    store_t *snapshots; /* one per open scope */
+    size_t commits, scope_commits;
+    ap_err_t fail_err;
+    unsigned fail_count;
+} fake_uow_t;
+
+static fake_uow_t *self_of(ap_uow_t *uow)
+{
+    return container_of(uow, fake_uow_t, uow);
+}
+
+static void store_release(store_t *store)
+{
+    for (size_t i = 0; i < store->nproducts; i++)
+        ap_product_free(store->products[i]);
+    free(store->products);
+    free(store->rows);
+    free(store->offsets);
+    memset(store, 0, sizeof *store);
+}
+
+static void *dup_bytes(const void *src, size_t size)
+{
+    void *copy = malloc(size ? size : 1);
+    if (copy && size)
+        memcpy(copy, src, size);
+    return copy;
+}
+
+static bool store_copy(store_t *dst, const store_t *src)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->products = calloc(src->nproducts + 1, sizeof *dst->products);
+    dst->rows = dup_bytes(src->rows, src->nrows * sizeof *src->rows);
+    dst->offsets = dup_bytes(src->offsets, src->noffsets * sizeof *src->offsets);
+    if (!dst->products || !dst->rows || !dst->offsets) {
+        store_release(dst);
+        return false;
+    }
+    dst->nrows = src->nrows;
+    dst->noffsets = src->noffsets;
+    for (size_t i = 0; i < src->nproducts; i++) {
+        if (!(dst->products[i] = ap_product_clone(src->products[i]))) {
+            store_release(dst);
+            return false;
+        }
+        dst->nproducts++;
+    }
+    return true;
+}
+
+static ap_product_t **stored_slot(fake_uow_t *self, const char *sku)
+{
+    for (size_t i = 0; i < self->store.nproducts; i++) {
+        if (strcmp(self->store.products[i]->sku, sku) == 0)
+            return &self->store.products[i];
+    }
+    return NULL;
+}
+
+static ap_err_t fake_begin(ap_uow_t *uow)
+{
+    fake_uow_t *self = self_of(uow);
+    store_t *grown = realloc(self->snapshots, (uow->depth + 1) * sizeof *grown);
+    if (!grown)
+        return AP_ERR_NOMEM;
+    self->snapshots = grown;
+    return store_copy(&self->snapshots[uow->depth], &self->store) ? AP_OK : AP_ERR_NOMEM;
+}
+
+static ap_err_t write_product(fake_uow_t *self, ap_product_t *product)
+{
+    ap_product_t **slot = stored_slot(self, product->sku);
+    if (product->is_new ? slot != NULL : !slot || (*slot)->version_number != product->stored_version)
+        return AP_ERR_CONFLICT;
+
+    ap_product_t *copy = ap_product_clone(product);
+    if (!copy)
+        return AP_ERR_NOMEM;
+    ap_product_clear_events(copy);
+    ap_product_mark_stored(copy);
+    if (slot) {
+        ap_product_free(*slot);
+        *slot = copy;
+    } else {
+        ap_product_t **grown = realloc(self->store.products,
+                                       (self->store.nproducts + 1) * sizeof *grown);
+        if (!grown) {
+            ap_product_free(copy);
+            return AP_ERR_NOMEM;
+        }
+        self->store.products = grown;
+        self->store.products[self->store.nproducts++] = copy;
+    }
+    ap_product_mark_stored(product);
+    return AP_OK;
+}
+
+static ap_err_t fake_commit(ap_uow_t *uow)
+{
+    fake_uow_t *self = self_of(uow);
+
+    for (size_t i = 0; i < uow->nseen; i++) {
+        ap_product_t *product = uow->seen[i];
+        if (!product->is_new && product->nchanges == 0)
+            continue;
+        if (self->fail_count > 0) {
+            self->fail_count--;
+            return self->fail_err;
+        }
+        ap_err_t err = write_product(self, product);
+        if (err)
+            return err;
+    }
+    store_release(&self->snapshots[uow->depth - 1]);
+    self->scope_commits++;
+    if (uow->depth == 1)
+        self->commits++;
+    return AP_OK;
+}
+
+static void fake_rollback(ap_uow_t *uow)
+{
+    fake_uow_t *self = self_of(uow);
+    store_release(&self->store);
+    self->store = self->snapshots[uow->depth - 1];
+}
+
+static ap_err_t fake_load(ap_uow_t *uow, const char *sku, ap_product_t **out)
+{
+    ap_product_t **slot = stored_slot(self_of(uow), sku);
+    if (!slot)
+        return AP_ERR_NOT_FOUND;
+    return (*out = ap_product_clone(*slot)) ? AP_OK : AP_ERR_NOMEM;
+}
+
+static ap_err_t fake_load_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **out)
+{
+    fake_uow_t *self = self_of(uow);
+    for (size_t i = 0; i < self->store.nproducts; i++) {
+        if (ap_product_find_batch(self->store.products[i], ref))
+            return (*out = ap_product_clone(self->store.products[i])) ? AP_OK : AP_ERR_NOMEM;
+    }
+    return AP_ERR_NOT_FOUND;
+}
+
+static ap_err_t fake_view_add(ap_uow_t *uow, const char *orderid, const char *sku,
+                              const char *batchref)
+{
+    store_t *store = &self_of(uow)->store;
+    view_row_t *grown = realloc(store->rows, (store->nrows + 1) * sizeof *grown);
+    if (!grown)
+        return AP_ERR_NOMEM;
+    store->rows = grown;
+    view_row_t *row = &store->rows[store->nrows++];
+    memset(row, 0, sizeof *row);
+    ap_str_set(row->orderid, orderid, strlen(orderid));
+    ap_str_set(row->row.sku, sku, strlen(sku));
+    ap_str_set(row->row.batchref, batchref, strlen(batchref));
+    return AP_OK;
+}
+
+static ap_err_t fake_view_remove(ap_uow_t *uow, const char *orderid, const char *sku,
+                                 const char *batchref)
+{
+    store_t *store = &self_of(uow)->store;
+    for (size_t i = store->nrows; i-- > 0;) {
+        view_row_t *row = &store->rows[i];
+        if (strcmp(row->orderid, orderid) == 0 && strcmp(row->row.sku, sku) == 0 &&
+            strcmp(row->row.batchref, batchref) == 0) {
+            memmove(row, row + 1, (store->nrows - i - 1) * sizeof *row);
+            store->nrows--;
+            break;
+        }
+    }
+    return AP_OK;
+}
+
+static offset_row_t *offset_row(store_t *store, const char *group, const char *topic,
+                                int32_t partition, bool create)
+{
+    char key[sizeof ((offset_row_t *)0)->key];
+    snprintf(key, sizeof key, "%s\n%s\n%d", group, topic, (int)partition);
+    for (size_t i = 0; i < store->noffsets; i++) {
+        if (strcmp(store->offsets[i].key, key) == 0)
+            return &store->offsets[i];
+    }
+    if (!create)
+        return NULL;
+    offset_row_t *grown = realloc(store->offsets, (store->noffsets + 1) * sizeof *grown);
+    if (!grown)
+        return NULL;
+    store->offsets = grown;
+    offset_row_t *row = &store->offsets[store->noffsets++];
+    memcpy(row->key, key, sizeof key);
+    row->epoch = 0;
+    row->next_offset = -1;
+    return row;
+}
+
+static ap_err_t fake_claim(ap_uow_t *uow, const char *group, const char *topic,
+                           int32_t partition, int64_t *epoch, int64_t *next_offset)
+{
+    offset_row_t *row = offset_row(&self_of(uow)->store, group, topic, partition, true);
+    if (!row)
+        return AP_ERR_NOMEM;
+    *epoch = ++row->epoch;
+    *next_offset = row->next_offset;
+    return AP_OK;
+}
+
+static ap_err_t fake_advance(ap_uow_t *uow, const char *group, const char *topic,
+                             int32_t partition, int64_t epoch, int64_t expected, int64_t next)
+{
+    offset_row_t *row = offset_row(&self_of(uow)->store, group, topic, partition, false);
+    if (!row || row->epoch != epoch || row->next_offset != expected)
+        return AP_ERR_FENCED;
+    row->next_offset = next;
+    return AP_OK;
+}
+
+static void fake_free(ap_uow_t *uow)
+{
+    fake_uow_t *self = self_of(uow);
+    store_release(&self->store);
+    free(self->snapshots);
+    free(self);
+}
+
+static const struct ap_uow_ops fake_uow_ops = {
+    .begin = fake_begin,
+    .commit = fake_commit,
+    .rollback = fake_rollback,
+    .load = fake_load,
+    .load_by_batchref = fake_load_by_batchref,
+    .view_add = fake_view_add,
+    .view_remove = fake_view_remove,
+    .claim_partition = fake_claim,
+    .advance_offset = fake_advance,
+    .free = fake_free,
+};
+
+ap_uow_t *ap_fake_uow_new(void)
+{
+    fake_uow_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    ap_uow_init(&self->uow, &fake_uow_ops);
+    return &self->uow;
+}
+
+size_t ap_fake_uow_commits(ap_uow_t *uow)
+{
+    return self_of(uow)->commits;
+}
+
+size_t ap_fake_uow_scope_commits(ap_uow_t *uow)
+{
+    return self_of(uow)->scope_commits;
+}
+
+const ap_product_t *ap_fake_uow_stored(ap_uow_t *uow, const char *sku)
+{
+    ap_product_t **slot = stored_slot(self_of(uow), sku);
+    return slot ? *slot : NULL;
+}
+
+void ap_fake_uow_fail_commits(ap_uow_t *uow, ap_err_t err, unsigned count)
+{
+    self_of(uow)->fail_err = err;
+    self_of(uow)->fail_count = count;
+}
+
+size_t ap_fake_uow_view_count(ap_uow_t *uow)
+{
+    return self_of(uow)->store.nrows;
+}
+
+const ap_allocation_row_t *ap_fake_uow_view_row(ap_uow_t *uow, size_t i, const char **orderid)
+{
+    view_row_t *row = &self_of(uow)->store.rows[i];
+    if (orderid)
+        *orderid = row->orderid;
+    return &row->row;
+}
+
+/* ---------------------------------------------------------------- views over the store */
+
+typedef struct fake_views {
+    ap_views_t views;
+    ap_uow_t *uow;
+} fake_views_t;
+
+static ap_err_t fake_allocations(ap_views_t *views, const char *orderid,
+                                 ap_allocation_row_t **rows, size_t *nrows)
+{
+    store_t *store = &self_of(container_of(views, fake_views_t, views)->uow)->store;
+    ap_allocation_row_t *found = malloc((store->nrows + 1) * sizeof *found);
+    size_t n = 0;
+    if (!found)
+        return AP_ERR_NOMEM;
+    for (size_t i = 0; i < store->nrows; i++) {
+        if (strcmp(store->rows[i].orderid, orderid) == 0)
+            found[n++] = store->rows[i].row;
+    }
+    if (n == 0) {
+        free(found);
+        return AP_ERR_NOT_FOUND;
+    }
+    *rows = found;
+    *nrows = n;
+    return AP_OK;
+}
+
+static void fake_views_free(ap_views_t *views)
+{
+    free(container_of(views, fake_views_t, views));
+}
+
+static const struct ap_views_ops fake_views_ops = {fake_allocations, fake_views_free};
+
+ap_views_t *ap_fake_views_new(ap_uow_t *uow)
+{
+    fake_views_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->views.ops = &fake_views_ops;
+    self->uow = uow;
+    return &self->views;
+}

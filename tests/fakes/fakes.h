@@ -1,0 +1,48 @@
+/*
+ * fakes.h - in-memory adapters for unit tests, wired through the same ap_bootstrap as
+ * production. They keep state in memory and expose it for assertions.
+ */
+#ifndef AP_TEST_FAKES_H
+#define AP_TEST_FAKES_H
+
+#include <stddef.h>
+
+#include "ap/ports.h"
+
+/*
+ * A unit of work over an in-memory store. Scopes nest like savepoints: a rollback restores
+ * the store (products, view rows, offsets) as it was at the matching begin.
+ */
+ap_uow_t *ap_fake_uow_new(void);
+/* Outermost commits so far (a "transaction" committed). */
+size_t ap_fake_uow_commits(ap_uow_t *uow);
+/* Commits of any scope so far. */
+size_t ap_fake_uow_scope_commits(ap_uow_t *uow);
+/* The stored (committed) product, or NULL. Borrowed, valid until the next uow call. */
+const ap_product_t *ap_fake_uow_stored(ap_uow_t *uow, const char *sku);
+/* The next `count` scope commits that write a product fail with `err` (e.g. AP_ERR_CONFLICT). */
+void ap_fake_uow_fail_commits(ap_uow_t *uow, ap_err_t err, unsigned count);
+/* View rows, for assertions; `i` < count, in insertion order. */
+size_t ap_fake_uow_view_count(ap_uow_t *uow);
+const ap_allocation_row_t *ap_fake_uow_view_row(ap_uow_t *uow, size_t i, const char **orderid);
+/* Read-model queries over a fake uow's view rows (borrowed; must outlive the views). */
+ap_views_t *ap_fake_views_new(ap_uow_t *uow);
+
+/* Records every published event. */
+ap_publisher_t *ap_fake_publisher_new(void);
+size_t ap_fake_publisher_count(ap_publisher_t *pub);
+const ap_msg_t *ap_fake_publisher_event(ap_publisher_t *pub, size_t i);
+
+/* Records every notification sent. */
+ap_notifier_t *ap_fake_notifier_new(void);
+size_t ap_fake_notifier_count(ap_notifier_t *notifier);
+/* The i-th notification's recipient and body (borrowed). */
+const char *ap_fake_notifier_to(ap_notifier_t *notifier, size_t i);
+const char *ap_fake_notifier_body(ap_notifier_t *notifier, size_t i);
+
+/* Time stands still until someone sleeps; sleeping advances it at once. random() is a
+ * fixed-seed generator. */
+ap_clock_t *ap_fake_clock_new(void);
+int64_t ap_fake_clock_slept_ms(ap_clock_t *clock);
+
+#endif

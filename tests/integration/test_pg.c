@@ -1,0 +1,1073 @@
+/*
+ * test_pg.c - the PostgreSQL adapters (pg_uow.c, pg_views.c, pg_migrate.c) against a real
+ * server at $DATABASE_URL: migrations, the repository, scopes and savepoints, optimistic
+ * concurrency, the read model, consumer offsets and connection loss.
+ *
+ * A missing DATABASE_URL is a failure, not a skip. Every test makes its own skus, refs,
+ * orders and consumer groups (suffixed with the pid, the time and a counter), so tests never
+ * see each other's rows and the suite can run twice, or twice at once, on one database.
+ * Tests go through the dispatchers (ap_uow_begin, ap_uow_get, ...), as the service layer does.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "adapters/migrations.h"
+#include "ap/log.h"
+#include "ap/model.h"
+#include "ap/pg.h"
+#include "ap/ports.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+static const char *db_url(void)
+{
+    const char *url = getenv("DATABASE_URL");
+    if (!url || !*url)
+        fail_msg("DATABASE_URL is not set: point it at a PostgreSQL database "
+                 "(deploy/local/services.sh env gives TEST_DATABASE_URL)");
+    return url;
+}
+
+/* A name no other test (or run) uses: "<what>-<pid>-<time>-<n>". */
+static void uniq(char *buf, size_t size, const char *what)
+{
+    static unsigned counter;
+    snprintf(buf, size, "%s-%ld-%ld-%u", what, (long)getpid(), (long)time(NULL), ++counter);
+}
+
+/* The same as uniq, fit for an SQL identifier or application_name. */
+static void uniq_ident(char *buf, size_t size, const char *what)
+{
+    uniq(buf, size, what);
+    for (char *p = buf; *p; p++)
+        if (*p == '-')
+            *p = '_';
+}
+
+/* DATABASE_URL with one keyword replaced, as a keyword=value string. Caller frees. */
+static char *conninfo_with(const char *key, const char *value)
+{
+    char *why = NULL;
+    PQconninfoOption *options = PQconninfoParse(db_url(), &why);
+    if (!options)
+        fail_msg("DATABASE_URL does not parse: %s", why ? why : "?");
+    size_t cap = 8192, len = 0;
+    char *out = calloc(1, cap);
+    assert_non_null(out);
+    for (PQconninfoOption *o = options; o->keyword; o++) {
+        const char *val = strcmp(o->keyword, key) == 0 ? value : o->val;
+        if (!val)
+            continue;
+        len += (size_t)snprintf(out + len, cap - len, "%s='", o->keyword);
+        for (const char *p = val; *p && len < cap - 4; p++) {
+            if (*p == '\'' || *p == '\\')
+                out[len++] = '\\';
+            out[len++] = *p;
+        }
+        len += (size_t)snprintf(out + len, cap - len, "' ");
+        assert_true(len < cap - 8);
+    }
+    PQconninfoFree(options);
+    return out;
+}
+
+static ap_uow_t *new_uow(void)
+{
+    ap_uow_t *uow = NULL;
+    assert_int_equal(ap_pg_uow_new(db_url(), &uow), AP_OK);
+    assert_non_null(uow);
+    return uow;
+}
+
+/* A plain libpq connection for checking rows behind the adapters' backs. */
+static PGconn *admin(void)
+{
+    PGconn *conn = PQconnectdb(db_url());
+    if (PQstatus(conn) != CONNECTION_OK)
+        fail_msg("cannot connect to DATABASE_URL: %s", PQerrorMessage(conn));
+    return conn;
+}
+
+/* Runs a one-parameter query that returns one number. */
+static long long scalar(const char *sql, const char *param)
+{
+    PGconn *conn = admin();
+    const char *params[] = {param};
+    PGresult *res = PQexecParams(conn, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        fail_msg("%s: %s", sql, PQerrorMessage(conn));
+    long long value = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQfinish(conn);
+    return value;
+}
+
+static void admin_exec(const char *sql)
+{
+    PGconn *conn = admin();
+    PGresult *res = PQexec(conn, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(conn));
+    PQclear(res);
+    PQfinish(conn);
+}
+
+static void line_init(ap_order_line_t *line, const char *orderid, const char *sku, int64_t qty)
+{
+    assert_int_equal(ap_order_line_init(line, orderid, sku, qty), AP_OK);
+}
+
+static void allocate(ap_product_t *product, const char *orderid, int64_t qty,
+                     const char *expect_batch)
+{
+    ap_order_line_t line;
+    const char *batchref = NULL;
+    line_init(&line, orderid, product->sku, qty);
+    assert_int_equal(ap_product_allocate(product, &line, &batchref), AP_OK);
+    if (expect_batch) {
+        assert_non_null(batchref);
+        assert_string_equal(batchref, expect_batch);
+    }
+}
+
+/* Commits a new product with one warehouse batch of `qty`, in a transaction of its own. */
+static void store_product(const char *sku, const char *ref, int64_t qty)
+{
+    ap_uow_t *uow = new_uow();
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_product_t *product = ap_product_new(sku);
+    assert_non_null(product);
+    assert_int_equal(ap_product_add_batch(product, ref, qty, false, 0), AP_OK);
+    assert_int_equal(ap_uow_add(uow, product), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_free(uow);
+}
+
+/* A copy of the stored product (caller frees), or NULL when there is none. */
+static ap_product_t *fetch(const char *sku)
+{
+    ap_uow_t *uow = new_uow();
+    ap_product_t *product = NULL, *copy = NULL;
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_err_t err = ap_uow_get(uow, sku, &product);
+    if (err == AP_OK) {
+        copy = ap_product_clone(product);
+        assert_non_null(copy);
+    } else {
+        assert_int_equal(err, AP_ERR_NOT_FOUND);
+    }
+    ap_uow_rollback(uow);
+    ap_uow_free(uow);
+    return copy;
+}
+
+static long long view_rows(const char *orderid)
+{
+    return scalar("SELECT count(*) FROM allocations_view WHERE orderid = $1", orderid);
+}
+
+/* ---------------------------------------------------------------- migrations */
+
+/* A scratch database, so migrations start from nothing. */
+static char *create_scratch_db(char *name, size_t size)
+{
+    char sql[256];
+    uniq_ident(name, size, "ap_scratch");
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    admin_exec(sql);
+    return conninfo_with("dbname", name);
+}
+
+static void drop_scratch_db(const char *name)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+    admin_exec(sql);
+}
+
+static long long scratch_scalar(const char *conninfo, const char *sql)
+{
+    PGconn *conn = PQconnectdb(conninfo);
+    assert_int_equal(PQstatus(conn), CONNECTION_OK);
+    PGresult *res = PQexec(conn, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        fail_msg("%s: %s", sql, PQerrorMessage(conn));
+    long long value = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQfinish(conn);
+    return value;
+}
+
+static void test_migrate_twice(void **state)
+{
+    (void)state;
+    char name[128];
+    char *conninfo = create_scratch_db(name, sizeof name);
+    int applied = -1;
+
+    assert_int_equal(ap_pg_migrate(conninfo, &applied), AP_OK);
+    assert_int_equal(applied, (int)ap_migrations_count);
+    assert_true(ap_migrations_count >= 1);
+    assert_int_equal(ap_pg_migrate(conninfo, &applied), AP_OK);
+    assert_int_equal(applied, 0);
+
+    assert_int_equal(scratch_scalar(conninfo, "SELECT count(*) FROM schema_migrations"),
+                     (long long)ap_migrations_count);
+    assert_int_equal(scratch_scalar(conninfo, "SELECT count(*) FROM information_schema.tables"
+                                              " WHERE table_schema = 'public' AND table_name IN"
+                                              " ('products', 'batches', 'allocations',"
+                                              "  'allocations_view', 'consumer_offsets')"),
+                     5);
+    free(conninfo);
+    drop_scratch_db(name);
+}
+
+struct migrate_run {
+    const char *conninfo;
+    ap_err_t err;
+    int applied;
+};
+
+static void *migrate_thread(void *arg)
+{
+    struct migrate_run *run = arg;
+    run->err = ap_pg_migrate(run->conninfo, &run->applied);
+    return NULL;
+}
+
+static void test_migrate_concurrently(void **state)
+{
+    (void)state;
+    char name[128];
+    char *conninfo = create_scratch_db(name, sizeof name);
+    struct migrate_run runs[2] = {{conninfo, AP_ERR_INTERNAL, -1},
+                                  {conninfo, AP_ERR_INTERNAL, -1}};
+    pthread_t threads[2];
+
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, migrate_thread, &runs[i]), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+
+    assert_int_equal(runs[0].err, AP_OK);
+    assert_int_equal(runs[1].err, AP_OK);
+    /* Each migration ran exactly once, in one of the two. */
+    assert_int_equal(runs[0].applied + runs[1].applied, (int)ap_migrations_count);
+    assert_int_equal(scratch_scalar(conninfo, "SELECT count(*) FROM schema_migrations"),
+                     (long long)ap_migrations_count);
+    free(conninfo);
+    drop_scratch_db(name);
+}
+
+static void test_migrate_bad_server(void **state)
+{
+    (void)state;
+    char *conninfo = conninfo_with("port", "1"); /* nothing listens there */
+    int applied = -7;
+    assert_int_equal(ap_pg_migrate(conninfo, &applied), AP_ERR_UNAVAILABLE);
+    assert_int_equal(applied, -7);
+    ap_uow_t *uow = NULL;
+    assert_int_equal(ap_pg_uow_new(conninfo, &uow), AP_ERR_UNAVAILABLE);
+    assert_null(uow);
+    ap_views_t *views = NULL;
+    assert_int_equal(ap_pg_views_new(conninfo, &views), AP_ERR_UNAVAILABLE);
+    assert_null(views);
+    free(conninfo);
+}
+
+/* ---------------------------------------------------------------- repository */
+
+static void test_repository_round_trip(void **state)
+{
+    (void)state;
+    char sku[96], warehouse[96], shipment[96];
+    uniq(sku, sizeof sku, "LAMP");
+    uniq(warehouse, sizeof warehouse, "b-warehouse");
+    uniq(shipment, sizeof shipment, "b-shipment");
+
+    ap_uow_t *uow = new_uow();
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_product_t *product = ap_product_new(sku);
+    assert_non_null(product);
+    assert_int_equal(ap_product_add_batch(product, shipment, 50, true, 20000), AP_OK);
+    assert_int_equal(ap_product_add_batch(product, warehouse, 100, false, 0), AP_OK);
+    allocate(product, "o1", 10, warehouse);
+    allocate(product, "o2", 90, warehouse);
+    allocate(product, "o3", 5, shipment);
+    allocate(product, "o1", 10, NULL); /* the same line again: a no-op */
+    int64_t version = product->version_number;
+    assert_int_equal(ap_uow_add(uow, product), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    assert_false(product->is_new);
+    assert_int_equal(product->nchanges, 0);
+    assert_int_equal(product->stored_version, version);
+    ap_uow_free(uow);
+
+    ap_product_t *loaded = fetch(sku);
+    assert_non_null(loaded);
+    assert_string_equal(loaded->sku, sku);
+    assert_int_equal(loaded->version_number, version);
+    assert_int_equal(loaded->stored_version, version);
+    assert_false(loaded->is_new);
+    assert_int_equal(loaded->nchanges, 0);
+    assert_int_equal(loaded->nevents, 0);
+    assert_int_equal(loaded->nbatches, 2);
+
+    const ap_batch_t *b0 = &loaded->batches[0], *b1 = &loaded->batches[1];
+    assert_string_equal(b0->ref, shipment); /* creation order, not preference order */
+    assert_int_equal(b0->purchased_qty, 50);
+    assert_true(b0->has_eta);
+    assert_int_equal(b0->eta, 20000);
+    assert_int_equal(b0->nlines, 1);
+    assert_string_equal(b0->lines[0].orderid, "o3");
+    assert_string_equal(b0->lines[0].sku, sku);
+    assert_int_equal(b0->lines[0].qty, 5);
+
+    assert_string_equal(b1->ref, warehouse);
+    assert_int_equal(b1->purchased_qty, 100);
+    assert_false(b1->has_eta);
+    assert_int_equal(b1->nlines, 2);
+    assert_string_equal(b1->lines[0].orderid, "o1");
+    assert_int_equal(b1->lines[0].qty, 10);
+    assert_string_equal(b1->lines[1].orderid, "o2");
+    assert_int_equal(b1->lines[1].qty, 90);
+    ap_product_free(loaded);
+}
+
+static void test_repository_updates(void **state)
+{
+    (void)state;
+    char sku[96], ref[96], later[96];
+    uniq(sku, sizeof sku, "TABLE");
+    uniq(ref, sizeof ref, "b-table");
+    uniq(later, sizeof later, "b-later");
+    store_product(sku, ref, 30);
+
+    /* Allocate three lines, then shrink the batch: the newest lines go first. */
+    ap_uow_t *uow = new_uow();
+    ap_product_t *product = NULL;
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
+    assert_int_equal(product->version_number, 1);
+    allocate(product, "o1", 10, ref);
+    allocate(product, "o2", 10, ref);
+    allocate(product, "o3", 10, ref);
+    assert_int_equal(ap_product_change_batch_quantity(product, ref, 15), AP_OK);
+    assert_int_equal(ap_product_add_batch(product, later, 7, true, 19000), AP_OK);
+    int64_t version = product->version_number;
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_free(uow);
+
+    ap_product_t *loaded = fetch(sku);
+    assert_non_null(loaded);
+    assert_int_equal(loaded->version_number, version);
+    assert_int_equal(loaded->nbatches, 2);
+    assert_int_equal(loaded->batches[0].purchased_qty, 15);
+    assert_int_equal(loaded->batches[0].nlines, 1);
+    assert_string_equal(loaded->batches[0].lines[0].orderid, "o1");
+    assert_string_equal(loaded->batches[1].ref, later);
+    assert_int_equal(loaded->batches[1].eta, 19000);
+    ap_product_free(loaded);
+    assert_int_equal(scalar("SELECT count(*) FROM allocations a JOIN batches b"
+                            " ON b.id = a.batch_id WHERE b.sku = $1", sku),
+                     1);
+}
+
+/* More writes than one pipeline chunk holds, and a second chunk. */
+static void test_repository_many_changes(void **state)
+{
+    (void)state;
+    char sku[96], ref[96], orderid[32];
+    uniq(sku, sizeof sku, "SPOON");
+    uniq(ref, sizeof ref, "b-spoon");
+
+    ap_uow_t *uow = new_uow();
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_product_t *product = ap_product_new(sku);
+    assert_non_null(product);
+    assert_int_equal(ap_product_add_batch(product, ref, 1000, false, 0), AP_OK);
+    for (int i = 0; i < 150; i++) {
+        snprintf(orderid, sizeof orderid, "o%03d", i);
+        allocate(product, orderid, 1 + i % 3, ref);
+    }
+    assert_int_equal(ap_uow_add(uow, product), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_free(uow);
+
+    ap_product_t *loaded = fetch(sku);
+    assert_non_null(loaded);
+    assert_int_equal(loaded->version_number, 151);
+    assert_int_equal(loaded->batches[0].nlines, 150);
+    for (int i = 0; i < 150; i++) {
+        snprintf(orderid, sizeof orderid, "o%03d", i);
+        assert_string_equal(loaded->batches[0].lines[i].orderid, orderid);
+        assert_int_equal(loaded->batches[0].lines[i].qty, 1 + i % 3);
+    }
+    ap_product_free(loaded);
+}
+
+static void test_load_by_batchref(void **state)
+{
+    (void)state;
+    char sku[96], ref[96], other[96], missing[96];
+    uniq(sku, sizeof sku, "CHAIR");
+    uniq(ref, sizeof ref, "b-chair");
+    uniq(other, sizeof other, "b-chair2");
+    uniq(missing, sizeof missing, "b-missing");
+    store_product(sku, ref, 20);
+
+    ap_uow_t *uow = new_uow();
+    ap_product_t *product = NULL, *again = NULL;
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get_by_batchref(uow, ref, &product), AP_OK);
+    assert_string_equal(product->sku, sku);
+    assert_int_equal(product->nbatches, 1);
+    assert_string_equal(product->batches[0].ref, ref);
+    assert_int_equal(product->batches[0].purchased_qty, 20);
+    assert_int_equal(ap_product_add_batch(product, other, 5, false, 0), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_forget(uow);
+
+    /* Any of the product's refs finds the whole product. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get_by_batchref(uow, other, &again), AP_OK);
+    assert_string_equal(again->sku, sku);
+    assert_int_equal(again->nbatches, 2);
+    assert_int_equal(again->version_number, 2);
+    assert_int_equal(ap_uow_get_by_batchref(uow, missing, &product), AP_ERR_NOT_FOUND);
+    assert_int_equal(ap_uow_get(uow, missing, &product), AP_ERR_NOT_FOUND);
+    ap_uow_rollback(uow);
+    ap_uow_free(uow);
+}
+
+/* ---------------------------------------------------------------- scopes */
+
+static void test_rollback_by_default(void **state)
+{
+    (void)state;
+    char sku[96], ref[96], orderid[96];
+    uniq(sku, sizeof sku, "SOFA");
+    uniq(ref, sizeof ref, "b-sofa");
+    uniq(orderid, sizeof orderid, "o-sofa");
+
+    /* An explicit rollback. */
+    ap_uow_t *uow = new_uow();
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_product_t *product = ap_product_new(sku);
+    assert_non_null(product);
+    assert_int_equal(ap_product_add_batch(product, ref, 10, false, 0), AP_OK);
+    assert_int_equal(ap_uow_add(uow, product), AP_OK);
+    assert_int_equal(ap_uow_view_add(uow, orderid, sku, ref), AP_OK);
+    ap_uow_rollback(uow);
+    ap_uow_free(uow);
+    assert_null(fetch(sku));
+    assert_int_equal(view_rows(orderid), 0);
+
+    /* Leaving without commit (freeing with the scope open) rolls back too. */
+    uow = new_uow();
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    product = ap_product_new(sku);
+    assert_non_null(product);
+    assert_int_equal(ap_product_add_batch(product, ref, 10, false, 0), AP_OK);
+    assert_int_equal(ap_uow_add(uow, product), AP_OK);
+    assert_int_equal(ap_uow_view_add(uow, orderid, sku, ref), AP_OK);
+    ap_uow_free(uow);
+    assert_null(fetch(sku));
+    assert_int_equal(view_rows(orderid), 0);
+}
+
+static void test_rollback_on_error(void **state)
+{
+    (void)state;
+    char sku[96], ref[96], thief[96], orderid[96];
+    uniq(sku, sizeof sku, "DESK");
+    uniq(ref, sizeof ref, "b-desk");
+    uniq(thief, sizeof thief, "THIEF");
+    uniq(orderid, sizeof orderid, "o-desk");
+    store_product(sku, ref, 10);
+
+    /* Another product reusing a stored batch ref: a unique violation at commit, which
+     * undoes everything the transaction did and leaves the uow usable. */
+    ap_uow_t *uow = new_uow();
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_view_add(uow, orderid, thief, ref), AP_OK);
+    ap_product_t *product = ap_product_new(thief);
+    assert_non_null(product);
+    assert_int_equal(ap_product_add_batch(product, ref, 99, false, 0), AP_OK);
+    assert_int_equal(ap_uow_add(uow, product), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_ERR_CONFLICT);
+    assert_int_equal(uow->depth, 0);
+    assert_null(fetch(thief));
+    assert_int_equal(view_rows(orderid), 0);
+
+    /* The same uow works afterwards. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
+    allocate(product, orderid, 3, ref);
+    assert_int_equal(ap_uow_view_add(uow, orderid, sku, ref), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_free(uow);
+    assert_int_equal(view_rows(orderid), 1);
+    ap_product_t *loaded = fetch(sku);
+    assert_non_null(loaded);
+    assert_int_equal(loaded->batches[0].nlines, 1);
+    assert_int_equal(loaded->batches[0].purchased_qty, 10);
+    ap_product_free(loaded);
+}
+
+static void test_savepoints(void **state)
+{
+    (void)state;
+    char sku_a[96], sku_b[96], ref_a[96], ref_b[96], orderid[96];
+    uniq(sku_a, sizeof sku_a, "RUG-A");
+    uniq(sku_b, sizeof sku_b, "RUG-B");
+    uniq(ref_a, sizeof ref_a, "b-rug-a");
+    uniq(ref_b, sizeof ref_b, "b-rug-b");
+    uniq(orderid, sizeof orderid, "o-rug");
+
+    ap_uow_t *uow = new_uow();
+    assert_int_equal(ap_uow_begin(uow), AP_OK); /* the transaction */
+
+    /* Command A: its scope commits. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_product_t *product = ap_product_new(sku_a);
+    assert_non_null(product);
+    assert_int_equal(ap_product_add_batch(product, ref_a, 10, false, 0), AP_OK);
+    assert_int_equal(ap_uow_add(uow, product), AP_OK);
+    /* An event handler inside A, in a scope of its own. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(uow->depth, 3);
+    assert_int_equal(ap_uow_view_add(uow, orderid, sku_a, ref_a), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_forget(uow);
+
+    /* Command B: its scope rolls back, including a handler scope that had committed. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    product = ap_product_new(sku_b);
+    assert_non_null(product);
+    assert_int_equal(ap_product_add_batch(product, ref_b, 10, false, 0), AP_OK);
+    assert_int_equal(ap_uow_add(uow, product), AP_OK);
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_view_add(uow, orderid, sku_b, ref_b), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_rollback(uow);
+
+    /* Command C: a scope that fails on its own after B rolled back. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    product = ap_product_new(sku_b);
+    assert_non_null(product);
+    assert_int_equal(ap_product_add_batch(product, ref_a, 10, false, 0), AP_OK); /* A's ref */
+    assert_int_equal(ap_uow_add(uow, product), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_ERR_CONFLICT);
+    assert_int_equal(uow->depth, 1);
+
+    /* A's writes are visible inside the transaction, and not outside it yet. */
+    ap_product_t *seen = NULL;
+    assert_int_equal(ap_uow_get(uow, sku_a, &seen), AP_OK);
+    assert_int_equal(seen->nbatches, 1);
+    ap_uow_forget(uow);
+    assert_null(fetch(sku_a));
+
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    assert_int_equal(uow->depth, 0);
+    ap_uow_free(uow);
+
+    ap_product_t *loaded = fetch(sku_a);
+    assert_non_null(loaded);
+    assert_string_equal(loaded->batches[0].ref, ref_a);
+    ap_product_free(loaded);
+    assert_null(fetch(sku_b));
+    assert_int_equal(view_rows(orderid), 1);
+    assert_int_equal(scalar("SELECT count(*) FROM allocations_view WHERE orderid = $1"
+                            " AND sku = (SELECT sku FROM batches WHERE reference = batchref)",
+                            orderid),
+                     1);
+}
+
+/* An outer rollback undoes the inner scopes that committed. */
+static void test_outer_rollback_undoes_inner_commits(void **state)
+{
+    (void)state;
+    char sku[96], ref[96];
+    uniq(sku, sizeof sku, "VASE");
+    uniq(ref, sizeof ref, "b-vase");
+
+    ap_uow_t *uow = new_uow();
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_product_t *product = ap_product_new(sku);
+    assert_non_null(product);
+    assert_int_equal(ap_product_add_batch(product, ref, 10, false, 0), AP_OK);
+    assert_int_equal(ap_uow_add(uow, product), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_rollback(uow);
+    assert_int_equal(uow->depth, 0);
+    ap_uow_free(uow);
+    assert_null(fetch(sku));
+}
+
+/* The batchrefs stored in the view for `orderid`, in id order, joined with ",". */
+static void view_refs(const char *orderid, char *out, size_t size)
+{
+    PGconn *conn = admin();
+    const char *params[] = {orderid};
+    PGresult *res = PQexecParams(conn,
+                                 "SELECT coalesce(string_agg(batchref, ',' ORDER BY id), '')"
+                                 "  FROM allocations_view WHERE orderid = $1",
+                                 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("view_refs: %s", PQerrorMessage(conn));
+    snprintf(out, size, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQfinish(conn);
+}
+
+/*
+ * Random nests of begin/commit/rollback with view writes in between, checked against a
+ * model of what must survive: a row survives when every scope around it committed. Covers
+ * the savepoints the adapter sends lazily (scopes that touch nothing, scopes rolled back
+ * before or after the server heard of them, names reused by sibling scopes).
+ */
+#define MAX_LEVELS 12
+#define MAX_TEXT 8192
+
+static void append(char *dst, const char *src)
+{
+    size_t len = strlen(dst), add = strlen(src);
+    assert_true(len + add < MAX_TEXT);
+    memmove(dst + len, src, add + 1);
+}
+
+static void test_scopes_random(void **state)
+{
+    (void)state;
+    char orderid[96];
+    uniq(orderid, sizeof orderid, "o-scopes");
+    ap_uow_t *uow = new_uow();
+    unsigned seed = 12345;
+    unsigned tag = 0;
+    static char kept[MAX_LEVELS + 1][MAX_TEXT]; /* per open scope: its rows so far */
+    static char expected[MAX_TEXT], actual[MAX_TEXT];
+    expected[0] = '\0';
+
+    for (int round = 0; round < 25; round++) {
+        assert_int_equal(ap_uow_begin(uow), AP_OK);
+        kept[1][0] = '\0';
+        for (int step = 0; step < 40; step++) {
+            unsigned r = (seed = seed * 1103515245u + 12345u) >> 16;
+            unsigned depth = uow->depth;
+            if (r % 10 < 3 && depth < MAX_LEVELS) {
+                assert_int_equal(ap_uow_begin(uow), AP_OK);
+                kept[depth + 1][0] = '\0';
+            } else if (r % 10 < 5 && depth > 1) {
+                assert_int_equal(ap_uow_commit(uow), AP_OK);
+                append(kept[depth - 1], kept[depth]);
+            } else if (r % 10 < 6 && depth > 1) {
+                ap_uow_rollback(uow);
+            } else if (r % 10 < 8) {
+                char ref[32];
+                snprintf(ref, sizeof ref, "t%u", ++tag);
+                assert_int_equal(ap_uow_view_add(uow, orderid, "SKU", ref), AP_OK);
+                append(kept[depth], ref);
+                append(kept[depth], ",");
+            }
+            /* else: a scope that does nothing this step */
+        }
+        while (uow->depth > 1) {
+            unsigned depth = uow->depth;
+            if (tag % 2) {
+                assert_int_equal(ap_uow_commit(uow), AP_OK);
+                append(kept[depth - 1], kept[depth]);
+            } else {
+                ap_uow_rollback(uow);
+            }
+            tag++;
+        }
+        if (round % 4 == 3) {
+            ap_uow_rollback(uow);
+        } else {
+            assert_int_equal(ap_uow_commit(uow), AP_OK);
+            append(expected, kept[1]);
+        }
+        assert_true(strlen(expected) < MAX_TEXT / 2);
+    }
+    ap_uow_free(uow);
+
+    size_t len = strlen(expected);
+    if (len)
+        expected[len - 1] = '\0'; /* the last "," */
+    view_refs(orderid, actual, sizeof actual);
+    assert_string_equal(actual, expected);
+}
+
+/* Deeper nests than the adapter's queue of lazy savepoint statements holds. */
+static void test_scopes_deep(void **state)
+{
+    (void)state;
+    char orderid[96], ref[32];
+    uniq(orderid, sizeof orderid, "o-deep");
+    ap_uow_t *uow = new_uow();
+
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    for (int i = 0; i < 80; i++) {
+        assert_int_equal(ap_uow_begin(uow), AP_OK);
+        if (i % 2 == 0) {
+            snprintf(ref, sizeof ref, "d%d", i);
+            assert_int_equal(ap_uow_view_add(uow, orderid, "SKU", ref), AP_OK);
+        }
+    }
+    ap_uow_rollback(uow); /* level 81, which never touched anything */
+    ap_uow_rollback(uow); /* level 80: row d78 */
+    while (uow->depth > 1)
+        assert_int_equal(ap_uow_commit(uow), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_free(uow);
+    assert_int_equal(view_rows(orderid), 39);
+}
+
+/* ---------------------------------------------------------------- concurrency */
+
+static void test_concurrent_transactions(void **state)
+{
+    (void)state;
+    char sku[96], ref[96];
+    uniq(sku, sizeof sku, "BED");
+    uniq(ref, sizeof ref, "b-bed");
+    store_product(sku, ref, 100);
+
+    ap_uow_t *first = new_uow(), *second = new_uow();
+    ap_product_t *p1 = NULL, *p2 = NULL;
+    assert_int_equal(ap_uow_begin(first), AP_OK);
+    assert_int_equal(ap_uow_begin(second), AP_OK);
+    assert_int_equal(ap_uow_get(first, sku, &p1), AP_OK);
+    assert_int_equal(ap_uow_get(second, sku, &p2), AP_OK);
+    int64_t version = p1->version_number;
+    assert_int_equal(p2->version_number, version);
+    allocate(p1, "o1", 10, ref);
+    allocate(p2, "o2", 20, ref);
+    assert_int_equal(ap_uow_commit(first), AP_OK);
+    assert_int_equal(ap_uow_commit(second), AP_ERR_CONFLICT);
+    assert_int_equal(second->depth, 0);
+
+    /* The retry starts from scratch and sees the first one's allocation. */
+    assert_int_equal(ap_uow_begin(second), AP_OK);
+    assert_int_equal(ap_uow_get(second, sku, &p2), AP_OK);
+    assert_int_equal(p2->version_number, version + 1);
+    allocate(p2, "o2", 20, ref);
+    assert_int_equal(ap_uow_commit(second), AP_OK);
+    ap_uow_free(first);
+    ap_uow_free(second);
+
+    ap_product_t *loaded = fetch(sku);
+    assert_non_null(loaded);
+    assert_int_equal(loaded->version_number, version + 2);
+    assert_int_equal(loaded->batches[0].nlines, 2);
+    assert_string_equal(loaded->batches[0].lines[0].orderid, "o1");
+    assert_string_equal(loaded->batches[0].lines[1].orderid, "o2");
+    ap_product_free(loaded);
+    assert_int_equal(scalar("SELECT count(*) FROM allocations a JOIN batches b"
+                            " ON b.id = a.batch_id WHERE b.sku = $1",
+                            sku),
+                     2);
+}
+
+/* Two transactions creating the same product: one wins, the other conflicts. */
+static void test_concurrent_creation(void **state)
+{
+    (void)state;
+    char sku[96], ref1[96], ref2[96];
+    uniq(sku, sizeof sku, "SHELF");
+    uniq(ref1, sizeof ref1, "b-shelf1");
+    uniq(ref2, sizeof ref2, "b-shelf2");
+
+    ap_uow_t *first = new_uow(), *second = new_uow();
+    assert_int_equal(ap_uow_begin(first), AP_OK);
+    assert_int_equal(ap_uow_begin(second), AP_OK);
+    ap_product_t *p1 = NULL, *p2 = NULL;
+    assert_int_equal(ap_uow_get(first, sku, &p1), AP_ERR_NOT_FOUND);
+    assert_int_equal(ap_uow_get(second, sku, &p2), AP_ERR_NOT_FOUND);
+    p1 = ap_product_new(sku);
+    p2 = ap_product_new(sku);
+    assert_non_null(p1);
+    assert_non_null(p2);
+    assert_int_equal(ap_product_add_batch(p1, ref1, 10, false, 0), AP_OK);
+    assert_int_equal(ap_product_add_batch(p2, ref2, 20, false, 0), AP_OK);
+    assert_int_equal(ap_uow_add(first, p1), AP_OK);
+    assert_int_equal(ap_uow_add(second, p2), AP_OK);
+    assert_int_equal(ap_uow_commit(first), AP_OK);
+    assert_int_equal(ap_uow_commit(second), AP_ERR_CONFLICT);
+
+    /* The retry finds the product and adds its batch to it. */
+    assert_int_equal(ap_uow_begin(second), AP_OK);
+    assert_int_equal(ap_uow_get(second, sku, &p2), AP_OK);
+    assert_int_equal(ap_product_add_batch(p2, ref2, 20, false, 0), AP_OK);
+    assert_int_equal(ap_uow_commit(second), AP_OK);
+    ap_uow_free(first);
+    ap_uow_free(second);
+
+    ap_product_t *loaded = fetch(sku);
+    assert_non_null(loaded);
+    assert_int_equal(loaded->version_number, 2);
+    assert_int_equal(loaded->nbatches, 2);
+    assert_string_equal(loaded->batches[0].ref, ref1);
+    assert_string_equal(loaded->batches[1].ref, ref2);
+    ap_product_free(loaded);
+}
+
+/* ---------------------------------------------------------------- read model */
+
+static void test_views(void **state)
+{
+    (void)state;
+    char orderid[96], missing[96], sku1[96], sku2[96], ref1[96], ref2[96];
+    uniq(orderid, sizeof orderid, "o-view");
+    uniq(missing, sizeof missing, "o-none");
+    uniq(sku1, sizeof sku1, "MUG");
+    uniq(sku2, sizeof sku2, "CUP");
+    uniq(ref1, sizeof ref1, "b-mug");
+    uniq(ref2, sizeof ref2, "b-cup");
+
+    ap_uow_t *uow = new_uow();
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_view_add(uow, orderid, sku1, ref1), AP_OK);
+    assert_int_equal(ap_uow_view_add(uow, orderid, sku2, ref2), AP_OK);
+    assert_int_equal(ap_uow_view_add(uow, orderid, sku1, ref1), AP_OK);
+    /* Removes one row, the newest of the two identical ones; a missing row is no error. */
+    assert_int_equal(ap_uow_view_remove(uow, orderid, sku1, ref1), AP_OK);
+    assert_int_equal(ap_uow_view_remove(uow, orderid, sku2, ref1), AP_OK);
+    assert_int_equal(ap_uow_view_remove(uow, missing, sku1, ref1), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+
+    ap_views_t *views = NULL;
+    ap_allocation_row_t *rows = NULL;
+    size_t nrows = 0;
+    assert_int_equal(ap_pg_views_new(db_url(), &views), AP_OK);
+    assert_int_equal(ap_views_allocations(views, orderid, &rows, &nrows), AP_OK);
+    assert_int_equal(nrows, 2);
+    assert_string_equal(rows[0].sku, sku1);
+    assert_string_equal(rows[0].batchref, ref1);
+    assert_string_equal(rows[1].sku, sku2);
+    assert_string_equal(rows[1].batchref, ref2);
+    free(rows);
+    rows = NULL;
+    assert_int_equal(ap_views_allocations(views, missing, &rows, &nrows), AP_ERR_NOT_FOUND);
+    assert_null(rows);
+
+    /* Uncommitted rows are invisible to the read side. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_view_add(uow, missing, sku1, ref1), AP_OK);
+    assert_int_equal(ap_views_allocations(views, missing, &rows, &nrows), AP_ERR_NOT_FOUND);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    assert_int_equal(ap_views_allocations(views, missing, &rows, &nrows), AP_OK);
+    assert_int_equal(nrows, 1);
+    free(rows);
+
+    ap_views_free(views);
+    ap_uow_free(uow);
+}
+
+/* ---------------------------------------------------------------- offsets */
+
+static void test_offsets(void **state)
+{
+    (void)state;
+    char group[96];
+    const char *topic = "allocation.commands";
+    uniq(group, sizeof group, "group");
+    int64_t epoch = 0, next = 0, epoch2 = 0;
+
+    ap_uow_t *uow = new_uow(), *other = new_uow();
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_claim_partition(uow, group, topic, 3, &epoch, &next), AP_OK);
+    assert_int_equal(epoch, 1);
+    assert_int_equal(next, -1);
+    assert_int_equal(ap_uow_advance_offset(uow, group, topic, 3, epoch, -1, 5), AP_OK);
+    /* The offset moved: expecting the old one is fenced. */
+    assert_int_equal(ap_uow_advance_offset(uow, group, topic, 3, epoch, -1, 6), AP_ERR_FENCED);
+    assert_int_equal(ap_uow_advance_offset(uow, group, topic, 3, epoch, 5, 9), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+
+    /* Another partition of the same topic is independent. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_claim_partition(uow, group, topic, 4, &epoch2, &next), AP_OK);
+    assert_int_equal(epoch2, 1);
+    assert_int_equal(next, -1);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+
+    /* A new owner claims partition 3: it starts where the old one stopped, and the old one
+     * can no longer move the offset. */
+    assert_int_equal(ap_uow_begin(other), AP_OK);
+    assert_int_equal(ap_uow_claim_partition(other, group, topic, 3, &epoch2, &next), AP_OK);
+    assert_int_equal(epoch2, 2);
+    assert_int_equal(next, 9);
+    assert_int_equal(ap_uow_commit(other), AP_OK);
+
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_advance_offset(uow, group, topic, 3, epoch, 9, 10), AP_ERR_FENCED);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+
+    assert_int_equal(ap_uow_begin(other), AP_OK);
+    assert_int_equal(ap_uow_advance_offset(other, group, topic, 3, epoch2, 9, 10), AP_OK);
+    assert_int_equal(ap_uow_commit(other), AP_OK);
+
+    /* An advance that is rolled back is not stored. */
+    assert_int_equal(ap_uow_begin(other), AP_OK);
+    assert_int_equal(ap_uow_advance_offset(other, group, topic, 3, epoch2, 10, 11), AP_OK);
+    ap_uow_rollback(other);
+
+    assert_int_equal(scalar("SELECT next_offset FROM consumer_offsets WHERE group_id = $1"
+                            " AND partition = 3",
+                            group),
+                     10);
+    ap_uow_free(uow);
+    ap_uow_free(other);
+}
+
+/* ---------------------------------------------------------------- connection loss */
+
+/* Terminates the sessions that set application_name `name`, and waits until they are gone. */
+static void kill_sessions(const char *name)
+{
+    PGconn *conn = admin();
+    const char *params[] = {name};
+    PGresult *res = PQexecParams(conn,
+                                 "SELECT count(pg_terminate_backend(pid, 5000))"
+                                 "  FROM pg_stat_activity WHERE application_name = $1"
+                                 "   AND pid <> pg_backend_pid()",
+                                 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("terminate: %s", PQerrorMessage(conn));
+    assert_true(atoll(PQgetvalue(res, 0, 0)) >= 1);
+    PQclear(res);
+    PQfinish(conn);
+
+    time_t deadline = time(NULL) + 10;
+    while (scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", name)) {
+        if (time(NULL) > deadline)
+            fail_msg("sessions %s still alive after 10 s", name);
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
+
+static void test_connection_loss(void **state)
+{
+    (void)state;
+    char app[96], sku[96], ref[96];
+    uniq_ident(app, sizeof app, "ap_test_pg");
+    uniq(sku, sizeof sku, "LOST");
+    uniq(ref, sizeof ref, "b-lost");
+    store_product(sku, ref, 10);
+    char *conninfo = conninfo_with("application_name", app);
+    ap_uow_t *uow = NULL;
+    ap_product_t *product = NULL;
+    assert_int_equal(ap_pg_uow_new(conninfo, &uow), AP_OK);
+
+    /* Lost in the middle of a transaction: the caller hears about it... */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    kill_sessions(app);
+    assert_int_equal(ap_uow_get(uow, sku, &product), AP_ERR_UNAVAILABLE);
+    ap_uow_rollback(uow);
+
+    /* ...and the next transaction runs on a new connection. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
+    allocate(product, "o1", 1, ref);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+
+    /* Lost before commit: the commit fails, nothing is stored. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
+    allocate(product, "o2", 1, ref);
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    kill_sessions(app);
+    assert_int_equal(ap_uow_commit(uow), AP_ERR_UNAVAILABLE);
+    assert_int_equal(uow->depth, 1);
+    assert_int_equal(ap_uow_view_add(uow, "o2", sku, ref), AP_ERR_UNAVAILABLE);
+    ap_uow_rollback(uow);
+    assert_int_equal(uow->depth, 0);
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
+    assert_int_equal(product->batches[0].nlines, 1);
+    assert_string_equal(product->batches[0].lines[0].orderid, "o1");
+    ap_uow_rollback(uow);
+
+    /* Lost between transactions: begin notices and reconnects by itself. */
+    kill_sessions(app);
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
+    assert_int_equal(product->batches[0].nlines, 1);
+    ap_uow_rollback(uow);
+    ap_uow_free(uow);
+
+    /* The read side reconnects too. */
+    ap_views_t *views = NULL;
+    ap_allocation_row_t *rows = NULL;
+    size_t nrows = 0;
+    assert_int_equal(ap_pg_views_new(conninfo, &views), AP_OK);
+    assert_int_equal(ap_views_allocations(views, sku, &rows, &nrows), AP_ERR_NOT_FOUND);
+    kill_sessions(app);
+    assert_int_equal(ap_views_allocations(views, sku, &rows, &nrows), AP_ERR_NOT_FOUND);
+    ap_views_free(views);
+    free(conninfo);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static int migrate_once(void **state)
+{
+    (void)state;
+    /* Tests share the database named by DATABASE_URL; bring it up to date first. */
+    return ap_pg_migrate(db_url(), NULL) == AP_OK ? 0 : -1;
+}
+
+int main(void)
+{
+    const char *url = getenv("DATABASE_URL");
+    if (!url || !*url) {
+        fprintf(stderr, "test_pg: DATABASE_URL is not set; these tests need a PostgreSQL "
+                        "database (eval \"$(deploy/local/services.sh env)\" and use "
+                        "DATABASE_URL=$TEST_DATABASE_URL)\n");
+        return 1;
+    }
+    ap_log_setup(getenv("LOG_LEVEL") && strcmp(getenv("LOG_LEVEL"), "debug") == 0
+                     ? AP_LOG_DEBUG
+                     : AP_LOG_WARN,
+                 false);
+
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_migrate_twice),
+        cmocka_unit_test(test_migrate_concurrently),
+        cmocka_unit_test(test_migrate_bad_server),
+        cmocka_unit_test(test_repository_round_trip),
+        cmocka_unit_test(test_repository_updates),
+        cmocka_unit_test(test_repository_many_changes),
+        cmocka_unit_test(test_load_by_batchref),
+        cmocka_unit_test(test_rollback_by_default),
+        cmocka_unit_test(test_rollback_on_error),
+        cmocka_unit_test(test_savepoints),
+        cmocka_unit_test(test_outer_rollback_undoes_inner_commits),
+        cmocka_unit_test(test_scopes_random),
+        cmocka_unit_test(test_scopes_deep),
+        cmocka_unit_test(test_concurrent_transactions),
+        cmocka_unit_test(test_concurrent_creation),
+        cmocka_unit_test(test_views),
+        cmocka_unit_test(test_offsets),
+        cmocka_unit_test(test_connection_loss),
+    };
+    return cmocka_run_group_tests(tests, migrate_once, NULL);
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Keeps the architecture honest: dependencies point one way (domain <- service <- adapters
+# <- entrypoints), so the domain and service layers include no infrastructure library, the
+# domain does no logging, and every source file opens with a comment saying what it is.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+status=0
+
+complain() {
+    echo "lint: $*" >&2
+    status=1
+}
+
+infra='#include *[<"](libpq-fe\.h|librdkafka/|avro|jansson\.h|curl/|microhttpd\.h)'
+while IFS= read -r hit; do
+    complain "infrastructure include in the core: $hit"
+done < <(grep -rEn "$infra" processor/domain processor/service include/ap/{error,messages,model,ports,bus}.h || true)
+
+while IFS= read -r hit; do
+    complain "the domain must not log or reach the service layer: $hit"
+done < <(grep -rEn '#include *"ap/(log|ports|bus|bootstrap)\.h"' processor/domain include/ap/{error,messages,model}.h || true)
+
+while IFS= read -r hit; do
+    complain "the core must not depend on adapters or entrypoints: $hit"
+done < <(grep -rEn '#include *"(adapters|entrypoints)/|#include *"ap/(pg|kafka|codec|config)\.h"' processor/domain processor/service || true)
+
+for file in $(git ls-files 'processor/*.c' 'processor/*.h' 'include/*.h' 'tests/*.c' 'tests/*.h' 2>/dev/null || find processor include tests -name '*.[ch]'); do
+    head -n 1 "$file" | grep -q '^/\*' || complain "$file does not open with a comment saying what it is"
+done
+
+if [[ $status -eq 0 ]]; then
+    echo "1 passed, 0 failed"
+fi
+exit $status
