@@ -84,8 +84,10 @@ ap_err_t ap_bus_handle(ap_bus_t *bus, const ap_msg_t *cmd, char *why, size_t why
 
 /*
  * ap_bus_handle inside a scope of its own (a savepoint when a transaction is open), retried
- * from scratch with jittered exponential backoff while the failure is transient, up to the
- * bus's retry policy. The scope is committed on success and rolled back otherwise, so a
+ * from scratch with jittered exponential backoff on a conflict, up to the bus's retry
+ * policy. A lost connection (AP_ERR_UNAVAILABLE) is retried the same way only when no
+ * transaction was open: an open one is lost with the connection, so it goes back to the
+ * caller. The scope is committed on success and rolled back otherwise, so a
  * rejected command leaves nothing behind.
  */
 ap_err_t ap_bus_execute(ap_bus_t *bus, const ap_msg_t *cmd, char *why, size_t whylen);

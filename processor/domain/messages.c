@@ -113,6 +113,14 @@ static ap_err_t reject(char *why, size_t whylen, const char *type, const char *p
 ap_err_t ap_command_validate(const ap_msg_t *msg, char *why, size_t whylen)
 {
     const char *name = ap_msg_type_name(msg->type);
+    const char *fields[] = {msg->ref, msg->sku, msg->orderid, msg->batchref};
+
+    /* Only a struct filled by hand can hold an unterminated field; refuse it before any
+     * string function reads past its end. */
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+        if (strnlen(fields[i], AP_STR_SIZE) == AP_STR_SIZE)
+            return reject(why, whylen, name, "a field is longer than 255 bytes");
+    }
 
     switch (msg->type) {
     case AP_CMD_CREATE_BATCH:

@@ -140,20 +140,25 @@ ap_err_t ap_bus_execute(ap_bus_t *bus, const ap_msg_t *cmd, char *why, size_t wh
 {
     ap_uow_t *uow = bus->deps->uow;
     ap_err_t err = AP_ERR_INTERNAL;
+    /* A lost connection also loses a caller's open transaction: only the caller can retry
+     * that. Without one, the next begin reconnects, so it is worth retrying here. */
+    bool owns_transaction = uow->depth == 0;
 
     for (unsigned attempt = 1; attempt <= bus->retry.max_attempts; attempt++) {
-        if ((err = ap_uow_begin(uow)))
-            break;
-        err = ap_bus_handle(bus, cmd, why, whylen);
-        if (err == AP_OK)
-            err = ap_uow_commit(uow);
-        else
-            ap_uow_rollback(uow);
-        if (err != AP_ERR_CONFLICT || attempt == bus->retry.max_attempts)
+        err = ap_uow_begin(uow);
+        if (err == AP_OK) {
+            err = ap_bus_handle(bus, cmd, why, whylen);
+            if (err == AP_OK)
+                err = ap_uow_commit(uow);
+            else
+                ap_uow_rollback(uow);
+        }
+        bool retry = err == AP_ERR_CONFLICT || (err == AP_ERR_UNAVAILABLE && owns_transaction);
+        if (!retry || attempt == bus->retry.max_attempts)
             break;
         bus->stats.retries++;
-        AP_DEBUG("bus", "%s: conflict, retrying (attempt %u)", ap_msg_type_name(cmd->type),
-                 attempt + 1);
+        AP_DEBUG("bus", "%s: %s, retrying (attempt %u)", ap_msg_type_name(cmd->type),
+                 ap_strerror(err), attempt + 1);
         ap_clock_sleep_ms(bus->deps->clock, backoff_ms(&bus->retry, bus->deps->clock, attempt));
     }
 

@@ -18,7 +18,8 @@ ap_uow_t *ap_fake_uow_new(void);
 size_t ap_fake_uow_commits(ap_uow_t *uow);
 /* Commits of any scope so far. */
 size_t ap_fake_uow_scope_commits(ap_uow_t *uow);
-/* The stored (committed) product, or NULL. Borrowed, valid until the next uow call. */
+/* The stored product as committed by the scopes so far (an open outer scope's writes
+ * included), or NULL. Borrowed, valid until the next uow call. */
 const ap_product_t *ap_fake_uow_stored(ap_uow_t *uow, const char *sku);
 /* The next `count` scope commits that write a product fail with `err` (e.g. AP_ERR_CONFLICT). */
 void ap_fake_uow_fail_commits(ap_uow_t *uow, ap_err_t err, unsigned count);
