@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 
 #include "ap/error.h"
+#include "ap/ports.h"
 
 /*
  * Opens a connection, routes the server's notices to the log (debug level) instead of
@@ -38,6 +39,19 @@ ap_err_t ap_pg_fail(PGconn *conn, const PGresult *res, const char *what);
  * checks it ended in PGRES_COMMAND_OK or PGRES_TUPLES_OK; logs and maps any failure.
  */
 ap_err_t ap_pg_exec(PGconn *conn, const char *sql, const char *what);
+
+/*
+ * For other pg adapters that write inside a pg uow's current scope (a transactional outbox):
+ * runs one parameterised command on the uow's connection, after the savepoint statements
+ * the uow deferred, in the same round trip. Never use the uow's connection directly: its
+ * latest savepoint may not exist on the server yet. `lengths` and `formats` are
+ * PQexecParams's (NULL: every parameter is NUL-terminated text; format 1 = binary, e.g. a
+ * bytea). `rows` (if not NULL) receives the number of rows touched. Errors are mapped and
+ * logged like the uow's own; a lost connection marks the uow for reconnecting.
+ * AP_ERR_INTERNAL when `uow` is not a pg uow. Same thread as the uow.
+ */
+ap_err_t ap_pg_uow_command(ap_uow_t *uow, const char *sql, int nparams, const char *const *params,
+                           const int *lengths, const int *formats, long *rows);
 
 /* Text for a 64-bit integer query parameter: "-9223372036854775808" fits. */
 #define AP_PG_INT_SIZE 24

@@ -52,7 +52,7 @@ PGconn *ap_pg_connect(const char *conninfo)
     char *why = NULL;
     PQconninfoOption *options = PQconninfoParse(conninfo, &why);
     if (!options) {
-        AP_ERROR("pg", "connect: DATABASE_URL is not a valid connection string");
+        AP_ERROR("pg", "connect: the connection string is not valid");
         PQfreemem(why);
         return NULL;
     }
@@ -408,6 +408,18 @@ static void pipe_send(pipe_t *pipe, enum stmt st, expect_t expect, const char *k
     pipe_sent(pipe, sent, stmts[st].name, key, expect);
 }
 
+/* The same for a statement that is not prepared (the unnamed statement). */
+static void pipe_send_sql(pipe_t *pipe, const char *what, const char *sql, expect_t expect,
+                          int nparams, const char *const *params, const int *lengths,
+                          const int *formats)
+{
+    if (pipe->err)
+        return;
+    int sent = PQsendQueryParams(pipe->self->conn, sql, nparams, NULL, params, lengths, formats,
+                                 0);
+    pipe_sent(pipe, sent, what, NULL, expect);
+}
+
 /* Enters pipeline mode and sends the pending savepoint statements first. */
 static void pipe_open(pipe_t *pipe, pg_uow_t *self)
 {
@@ -425,9 +437,8 @@ static void pipe_open(pipe_t *pipe, pg_uow_t *self)
         unsigned level = self->pending[i].level;
         snprintf(sql, sizeof sql, "%sSAVEPOINT s%u", self->pending[i].release ? "RELEASE " : "",
                  level);
-        int sent = PQsendQueryParams(self->conn, sql, 0, NULL, NULL, NULL, NULL, 0);
-        pipe_sent(pipe, sent, self->pending[i].release ? "release savepoint" : "savepoint", NULL,
-                  EXPECT_DONE);
+        pipe_send_sql(pipe, self->pending[i].release ? "release savepoint" : "savepoint", sql,
+                      EXPECT_DONE, 0, NULL, NULL, NULL);
     }
     self->npending = 0;
 }
@@ -457,32 +468,65 @@ static ap_err_t flush_pending(pg_uow_t *self)
 
 /* ---------------------------------------------------------------- running statements */
 
-/* Runs a prepared statement; on success *out holds the result (caller clears). */
-static ap_err_t query(pg_uow_t *self, enum stmt st, int nparams, const char *const *params,
-                      ExecStatusType want, PGresult **out)
+/* A statement to run: prepared (`st`), or `sql` with PQexecParams's arguments. */
+typedef struct stmt_call {
+    enum stmt st; /* ST__COUNT: `sql` */
+    const char *sql;
+    int nparams;
+    const char *const *params;
+    const int *lengths, *formats;
+} stmt_call_t;
+
+/*
+ * Runs a statement; on success *out holds the result (caller clears). With savepoint
+ * statements pending, they go first in a pipeline: still one round trip.
+ */
+static ap_err_t run(pg_uow_t *self, const stmt_call_t *call, ExecStatusType want,
+                    PGresult **out)
 {
+    enum stmt st = call->st;
+    int nparams = call->nparams;
+    const char *const *params = call->params;
+    const char *what = st == ST__COUNT ? "command" : stmts[st].name;
+    PGresult *res;
     ap_err_t err = usable(self);
+
     if (err)
         return err;
     if (self->npending > 0) {
         pipe_t pipe;
         pipe_open(&pipe, self);
         pipe.want = want;
-        pipe_send(&pipe, st, EXPECT_KEEP, NULL, nparams, params);
+        if (st == ST__COUNT)
+            pipe_send_sql(&pipe, what, call->sql, EXPECT_KEEP, nparams, params, call->lengths,
+                          call->formats);
+        else
+            pipe_send(&pipe, st, EXPECT_KEEP, NULL, nparams, params);
         if ((err = pipe_close(&pipe)))
             return err;
         assert(pipe.kept);
         *out = pipe.kept;
         return AP_OK;
     }
-    PGresult *res = PQexecPrepared(self->conn, stmts[st].name, nparams, params, NULL, NULL, 0);
+    if (st == ST__COUNT)
+        res = PQexecParams(self->conn, call->sql, nparams, NULL, params, call->lengths,
+                           call->formats, 0);
+    else
+        res = PQexecPrepared(self->conn, stmts[st].name, nparams, params, NULL, NULL, 0);
     if (PQresultStatus(res) != want) {
-        err = note(self, ap_pg_fail(self->conn, res, stmts[st].name));
+        err = note(self, ap_pg_fail(self->conn, res, what));
         PQclear(res);
         return err;
     }
     *out = res;
     return AP_OK;
+}
+
+static ap_err_t query(pg_uow_t *self, enum stmt st, int nparams, const char *const *params,
+                      ExecStatusType want, PGresult **out)
+{
+    const stmt_call_t call = {.st = st, .nparams = nparams, .params = params};
+    return run(self, &call, want, out);
 }
 
 /* Runs a prepared command and returns how many rows it touched. */
@@ -921,6 +965,26 @@ static const struct ap_uow_ops pg_uow_ops = {
     .advance_offset = pg_advance_offset,
     .free = pg_free,
 };
+
+ap_err_t ap_pg_uow_command(ap_uow_t *uow, const char *sql, int nparams, const char *const *params,
+                           const int *lengths, const int *formats, long *rows)
+{
+    const stmt_call_t call = {ST__COUNT, sql, nparams, params, lengths, formats};
+    PGresult *res = NULL;
+    ap_err_t err;
+
+    if (uow->ops != &pg_uow_ops) {
+        AP_ERROR("pg", "command: not a PostgreSQL unit of work");
+        return AP_ERR_INTERNAL;
+    }
+    err = run(container_of(uow, pg_uow_t, uow), &call, PGRES_COMMAND_OK, &res);
+    if (err)
+        return err;
+    if (rows)
+        *rows = strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return AP_OK;
+}
 
 ap_err_t ap_pg_uow_new(const char *conninfo, ap_uow_t **out)
 {

@@ -3,7 +3,9 @@
 --
 -- Applied once, inside a transaction, by ap_pg_migrate (processor/adapters/pg_migrate.c),
 -- which keeps its own bookkeeping in schema_migrations. Later changes go in new files
--- (002_<what>.sql, ...); an applied migration is never edited.
+-- (002_<what>.sql, ...); an applied migration is never edited. A migration file holds no
+-- BEGIN/COMMIT of its own and nothing that refuses to run in a transaction (such as
+-- CREATE INDEX CONCURRENTLY).
 
 -- The Product aggregate's root: one row per sku. version_number is the optimistic-concurrency
 -- token: a commit writes `SET version_number = new WHERE version_number = loaded` and treats

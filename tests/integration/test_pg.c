@@ -25,6 +25,7 @@
 #include <libpq-fe.h>
 
 #include "adapters/migrations.h"
+#include "adapters/pg_internal.h"
 #include "ap/log.h"
 #include "ap/model.h"
 #include "ap/pg.h"
@@ -739,6 +740,61 @@ static void test_scopes_deep(void **state)
     assert_int_equal(view_rows(orderid), 39);
 }
 
+/* Another pg adapter writing through the uow lands inside the uow's current scope. */
+static void test_uow_command(void **state)
+{
+    (void)state;
+    char orderid[96];
+    uniq(orderid, sizeof orderid, "o-outbox");
+    const char *sql = "INSERT INTO allocations_view (orderid, sku, batchref) VALUES ($1, $2, $3)";
+    const char *rolled[] = {orderid, "SKU", "rolled-back"};
+    const char *kept[] = {orderid, "SKU", "kept"};
+    long rows = 0;
+
+    ap_uow_t *uow = new_uow();
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_pg_uow_command(uow, sql, 3, rolled, NULL, NULL, &rows), AP_OK);
+    assert_int_equal(rows, 1);
+    ap_uow_rollback(uow);
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_pg_uow_command(uow, sql, 3, kept, NULL, NULL, NULL), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    /* Binary parameters (the outbox's bytea key and value). */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    const char bytes[3] = {'a', '\0', 'b'};
+    const char *binary[] = {bytes};
+    const int lengths[] = {3}, formats[] = {1};
+    assert_int_equal(ap_pg_uow_command(uow,
+                                       "CREATE TEMP TABLE blobs (b bytea) ON COMMIT DROP;",
+                                       0, NULL, NULL, NULL, NULL),
+                     AP_OK);
+    assert_int_equal(ap_pg_uow_command(uow,
+                                       "INSERT INTO blobs SELECT $1::bytea"
+                                       " WHERE $1::bytea = '\\x610062'::bytea",
+                                       1, binary, lengths, formats, &rows),
+                     AP_OK);
+    assert_int_equal(rows, 1);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_rollback(uow);
+
+    /* A failing command is an error of the scope it ran in, which rolls back alone. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_pg_uow_command(uow, "INSERT INTO no_such_table VALUES ($1)", 1, kept,
+                                       NULL, NULL, NULL),
+                     AP_ERR_INTERNAL);
+    ap_uow_rollback(uow);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_free(uow);
+
+    char refs[256];
+    view_refs(orderid, refs, sizeof refs);
+    assert_string_equal(refs, "kept");
+}
+
 /* ---------------------------------------------------------------- concurrency */
 
 static void test_concurrent_transactions(void **state)
@@ -1063,6 +1119,7 @@ int main(void)
         cmocka_unit_test(test_outer_rollback_undoes_inner_commits),
         cmocka_unit_test(test_scopes_random),
         cmocka_unit_test(test_scopes_deep),
+        cmocka_unit_test(test_uow_command),
         cmocka_unit_test(test_concurrent_transactions),
         cmocka_unit_test(test_concurrent_creation),
         cmocka_unit_test(test_views),
