@@ -5,8 +5,12 @@
 #ifndef AP_BOOTSTRAP_H
 #define AP_BOOTSTRAP_H
 
+#include "ap/avro.h"
 #include "ap/bus.h"
+#include "ap/config.h"
+#include "ap/outbox.h"
 #include "ap/ports.h"
+#include "ap/registry.h"
 
 typedef struct ap_app {
     ap_deps_t deps;
@@ -23,10 +27,24 @@ ap_err_t ap_bootstrap(ap_app_t *app, ap_uow_t *uow, ap_publisher_t *publisher,
 
 void ap_app_release(ap_app_t *app);
 
-/* Adapters with no infrastructure behind them, used by production wiring until the outbox
- * and email arrive: they log at info level. Caller frees. */
-ap_publisher_t *ap_log_publisher_new(void);
+/* Adapters with no infrastructure behind them: a notifier that logs at info level (until the
+ * email adapter arrives) and the system clock. Caller frees. */
 ap_notifier_t *ap_log_notifier_new(void);
 ap_clock_t *ap_system_clock_new(void);
+
+/*
+ * The production wiring for `run`: a PostgreSQL unit of work, the transactional outbox as
+ * publisher (Avro per AVRO_WIRE_FORMAT; with `confluent`, every event schema registered
+ * under `<topic>-value` first), the logging notifier and the system clock.
+ */
+typedef struct ap_runtime {
+    ap_app_t app;
+    ap_avro_codec_t *codec;
+    ap_registry_t *registry; /* NULL unless AVRO_WIRE_FORMAT=confluent */
+    ap_outbox_t *outbox;     /* the app's publisher, seen as an outbox; owned by app */
+} ap_runtime_t;
+
+ap_err_t ap_bootstrap_runtime(ap_runtime_t *rt, const ap_config_t *cfg);
+void ap_runtime_release(ap_runtime_t *rt);
 
 #endif

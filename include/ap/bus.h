@@ -66,7 +66,8 @@ typedef struct ap_bus {
     const ap_deps_t *deps;
     const ap_handler_table_t *handlers;
     ap_retry_policy_t retry;
-    ap_msg_t *queue; /* ring of pending messages */
+    ap_msg_meta_t meta; /* the provenance of the command being handled */
+    ap_msg_t *queue;    /* ring of pending messages */
     size_t qhead, qlen, qcap;
     ap_bus_stats_t stats;
 } ap_bus_t;

@@ -45,9 +45,8 @@ typedef struct ap_kafka_rebalance {
 ap_err_t ap_kafka_consumer_new(const ap_config_t *cfg, const ap_kafka_rebalance_t *rebalance,
                                ap_kafka_consumer_t **out);
 
-/* Creates the topics that do not exist yet, with the configured partitions and replication. */
-ap_err_t ap_kafka_ensure_topics(ap_kafka_consumer_t *consumer, char *const *topics,
-                                size_t ntopics, int partitions, int replication_factor,
+/* Creates the topics that do not exist yet, with cfg's partitions and replication factor. */
+ap_err_t ap_kafka_create_topics(const ap_config_t *cfg, char *const *topics, size_t ntopics,
                                 int timeout_ms);
 
 ap_err_t ap_kafka_consumer_subscribe(ap_kafka_consumer_t *consumer, char *const *topics,
@@ -59,6 +58,10 @@ void ap_kafka_record_release(ap_record_t *rec);
 
 /* The value of a record's last header named `name`, or NULL. Borrowed like the record. */
 const char *ap_kafka_record_header(const ap_record_t *rec, const char *name, size_t *len);
+
+/* The i-th header of a record (i from 0), or false past the last. Borrowed like the record. */
+bool ap_kafka_record_header_at(const ap_record_t *rec, size_t i, const char **name,
+                               const void **value, size_t *len);
 
 /* Restarts reading a partition at `offset` (after a fenced commit). */
 ap_err_t ap_kafka_consumer_seek(ap_kafka_consumer_t *consumer, const char *topic,

@@ -15,6 +15,8 @@
  *   AP_EVT_DEALLOCATED                 x     x        x        x
  *   AP_EVT_OUT_OF_STOCK                x
  *
+ * Every message also carries `meta`, its provenance (below).
+ *
  * Dates are days since 1970-01-01 (the Avro `date` logical type); `has_eta` false means the
  * batch is already in the warehouse. This module is pure: no I/O, no allocation.
  */
@@ -44,8 +46,22 @@ typedef enum {
     AP_MSG__COUNT
 } ap_msg_type_t;
 
+/*
+ * Where a message came from, carried from a command to every event it causes (the Kafka
+ * headers of contract.md). The domain never reads or writes it; the bus copies a command's
+ * metadata onto the events it collects.
+ */
+#define AP_TRACEPARENT_SIZE 128
+typedef struct ap_msg_meta {
+    char message_id[AP_STR_SIZE];     /* the sender's id, if it gave one */
+    char correlation_id[AP_STR_SIZE]; /* from the command, or generated */
+    char causation_id[AP_STR_SIZE];   /* the command's message-id, or topic/partition/offset */
+    char traceparent[AP_TRACEPARENT_SIZE];
+} ap_msg_meta_t;
+
 typedef struct ap_msg {
     ap_msg_type_t type;
+    ap_msg_meta_t meta;
     char ref[AP_STR_SIZE];
     char sku[AP_STR_SIZE];
     char orderid[AP_STR_SIZE];

@@ -153,66 +153,6 @@ out:
     return err;
 }
 
-ap_err_t ap_kafka_ensure_topics(ap_kafka_consumer_t *consumer, char *const *topics,
-                                size_t ntopics, int partitions, int replication_factor,
-                                int timeout_ms)
-{
-    char errstr[512];
-    rd_kafka_NewTopic_t **newt = calloc(ntopics, sizeof *newt);
-    rd_kafka_queue_t *queue = rd_kafka_queue_new(consumer->rk);
-    rd_kafka_AdminOptions_t *options =
-        rd_kafka_AdminOptions_new(consumer->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_event_t *event = NULL;
-    ap_err_t err = AP_ERR_NOMEM;
-
-    if (!newt)
-        goto out;
-    for (size_t i = 0; i < ntopics; i++) {
-        newt[i] = rd_kafka_NewTopic_new(topics[i], partitions, replication_factor, errstr,
-                                        sizeof errstr);
-        if (!newt[i]) {
-            AP_ERROR("kafka", "topic %s: %s", topics[i], errstr);
-            err = AP_ERR_CONFIG;
-            goto out;
-        }
-    }
-    rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, errstr, sizeof errstr);
-    rd_kafka_CreateTopics(consumer->rk, newt, ntopics, options, queue);
-    event = rd_kafka_queue_poll(queue, timeout_ms + 1000);
-    if (!event || rd_kafka_event_error(event)) {
-        AP_ERROR("kafka", "cannot create topics: %s",
-                 event ? rd_kafka_event_error_string(event) : "timed out");
-        err = AP_ERR_UNAVAILABLE;
-        goto out;
-    }
-    size_t n = 0;
-    const rd_kafka_topic_result_t **results =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &n);
-    err = AP_OK;
-    for (size_t i = 0; i < n; i++) {
-        rd_kafka_resp_err_t terr = rd_kafka_topic_result_error(results[i]);
-        const char *name = rd_kafka_topic_result_name(results[i]);
-        if (terr == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            AP_INFO("kafka", "created topic %s (%d partitions)", name, partitions);
-        } else if (terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-            AP_ERROR("kafka", "cannot create topic %s: %s", name,
-                     rd_kafka_topic_result_error_string(results[i]));
-            err = AP_ERR_UNAVAILABLE;
-        }
-    }
-out:
-    if (event)
-        rd_kafka_event_destroy(event);
-    for (size_t i = 0; newt && i < ntopics; i++) {
-        if (newt[i])
-            rd_kafka_NewTopic_destroy(newt[i]);
-    }
-    free(newt);
-    rd_kafka_AdminOptions_destroy(options);
-    rd_kafka_queue_destroy(queue);
-    return err;
-}
-
 ap_err_t ap_kafka_consumer_subscribe(ap_kafka_consumer_t *consumer, char *const *topics,
                                      size_t ntopics)
 {
@@ -269,6 +209,15 @@ const char *ap_kafka_record_header(const ap_record_t *rec, const char *name, siz
         return NULL;
     *len = size;
     return value;
+}
+
+bool ap_kafka_record_header_at(const ap_record_t *rec, size_t i, const char **name,
+                               const void **value, size_t *len)
+{
+    rd_kafka_headers_t *headers;
+    if (rd_kafka_message_headers(rec->handle, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return false;
+    return rd_kafka_header_get_all(headers, i, name, value, len) == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 ap_err_t ap_kafka_consumer_seek(ap_kafka_consumer_t *consumer, const char *topic,

@@ -1,37 +1,12 @@
 /*
- * log_adapters.c - stand-ins with no infrastructure behind them: a publisher and a notifier
- * that only log, and the system clock. Production wiring uses the first two until the
- * outbox and email adapters exist.
+ * log_adapters.c - adapters with no infrastructure behind them: a notifier that only logs
+ * (production uses it until the email adapter exists) and the system clock.
  */
 #include <stdlib.h>
 #include <time.h>
 
 #include "ap/bootstrap.h"
 #include "ap/log.h"
-
-static ap_err_t log_publish(ap_publisher_t *pub, const ap_msg_t *event)
-{
-    (void)pub;
-    AP_INFO("publish", "%s sku=%s ref=%s orderid=%s batchref=%s qty=%lld",
-            ap_msg_type_name(event->type), event->sku, event->ref, event->orderid,
-            event->batchref, (long long)event->qty);
-    return AP_OK;
-}
-
-static void log_publisher_free(ap_publisher_t *pub)
-{
-    free(pub);
-}
-
-static const struct ap_publisher_ops log_publisher_ops = {log_publish, log_publisher_free};
-
-ap_publisher_t *ap_log_publisher_new(void)
-{
-    ap_publisher_t *pub = calloc(1, sizeof *pub);
-    if (pub)
-        pub->ops = &log_publisher_ops;
-    return pub;
-}
 
 static ap_err_t log_send(ap_notifier_t *notifier, const char *to, const char *subject,
                          const char *body)

@@ -6,13 +6,18 @@
 
 #include <signal.h>
 
+#include "ap/avro.h"
 #include "ap/bootstrap.h"
 #include "ap/config.h"
+#include "ap/outbox.h"
 
 /*
- * Consumes the command topics until *stop becomes non-zero, then finishes the record in
- * hand, leaves the group and returns 0; returns 1 when the consumer cannot start.
+ * Creates the topics if missing, then consumes the command topics until *stop becomes
+ * non-zero; finishes the record in hand, leaves the group and returns 0; returns 1 when the
+ * consumer cannot start. Rejections and dead letters go to `outbox` (the one bound to the
+ * app's unit of work); Avro commands are decoded with `codec`. All borrowed.
  */
-int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, volatile sig_atomic_t *stop);
+int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
+                    ap_avro_codec_t *codec, volatile sig_atomic_t *stop);
 
 #endif

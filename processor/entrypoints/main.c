@@ -14,7 +14,9 @@
 #include "ap/config.h"
 #include "ap/log.h"
 #include "ap/pg.h"
+#include "ap/registry.h"
 #include "entrypoints/consumer.h"
+#include "entrypoints/relay.h"
 
 extern char **environ;
 
@@ -28,6 +30,8 @@ static const char usage[] =
     "                        SIGINT/SIGTERM\n"
     "  migrate               apply the SQL migrations not applied yet\n"
     "  allocations ORDERID   print the read model for one order as JSON\n"
+    "  decode                read event values framed as by kcat -f '%R%s' on stdin and\n"
+    "                        print each as one line of JSON\n"
     "\n"
     "Options:\n"
     "  --config FILE         read KEY=value settings from FILE (the environment wins)\n"
@@ -86,8 +90,8 @@ static ap_err_t migrate_when_ready(const ap_config_t *cfg)
 
 static int cmd_run(const ap_config_t *cfg)
 {
-    ap_app_t app;
-    ap_uow_t *uow = NULL;
+    ap_runtime_t rt;
+    ap_relay_t *relay = NULL;
     ap_err_t err;
 
     install_signal_handlers();
@@ -98,18 +102,19 @@ static int cmd_run(const ap_config_t *cfg)
         AP_ERROR("main", "migrations failed: %s", ap_strerror(err));
         return 1;
     }
-    if ((err = ap_pg_uow_new(cfg->database_url, &uow))) {
-        AP_ERROR("main", "cannot open the unit of work: %s", ap_strerror(err));
+    if ((err = ap_bootstrap_runtime(&rt, cfg))) {
+        AP_ERROR("main", "cannot start: %s", ap_strerror(err));
         return 1;
     }
-    err = ap_bootstrap(&app, uow, ap_log_publisher_new(), ap_log_notifier_new(),
-                       ap_system_clock_new(), cfg->notify_to);
-    if (err) {
-        AP_ERROR("main", "bootstrap: %s", ap_strerror(err));
+    if ((err = ap_relay_start(cfg, &relay))) {
+        AP_ERROR("main", "cannot start the outbox relay: %s", ap_strerror(err));
+        ap_runtime_release(&rt);
         return 1;
     }
-    int rc = ap_consumer_run(cfg, &app, &stop_requested);
-    ap_app_release(&app);
+    int rc = ap_consumer_run(cfg, &rt.app, rt.outbox, rt.codec, &stop_requested);
+    /* The consumer has committed its last record; let the relay deliver what it can. */
+    ap_relay_stop(relay);
+    ap_runtime_release(&rt);
     AP_INFO("main", "stopped");
     return rc;
 }
@@ -165,6 +170,73 @@ out:
     return rc;
 }
 
+static ap_err_t lookup_schema(void *ctx, int32_t id, char **schema_json)
+{
+    return ap_registry_schema_by_id(ctx, id, schema_json);
+}
+
+/* Reads exactly `len` bytes; false at end of input (or on a short read). */
+static bool read_exact(FILE *in, void *buf, size_t len)
+{
+    return len == 0 || fread(buf, 1, len, in) == len;
+}
+
+/*
+ * `decode`: a stream of (4-byte big-endian length, value) pairs, as kcat's -f '%R%s' writes
+ * them, to one JSON line per value. A value that cannot be decoded is reported on stderr
+ * and the stream goes on; the exit code says whether any failed.
+ */
+static int cmd_decode(const ap_config_t *cfg)
+{
+    ap_avro_codec_t *codec = NULL;
+    ap_registry_t *registry = NULL;
+    unsigned char header[4], *value = NULL;
+    size_t cap = 0, count = 0, failed = 0;
+    int rc = 1;
+
+    if (ap_avro_codec_new(AP_WIRE_SINGLE_OBJECT, &codec))
+        goto out;
+    if (cfg->schema_registry_url) {
+        if (ap_registry_new(cfg->schema_registry_url, &registry))
+            goto out;
+        ap_avro_codec_set_lookup(codec, lookup_schema, registry);
+    }
+    while (read_exact(stdin, header, sizeof header)) {
+        uint32_t len = (uint32_t)header[0] << 24 | (uint32_t)header[1] << 16 |
+                       (uint32_t)header[2] << 8 | header[3];
+        if (len == UINT32_MAX)
+            continue; /* kcat's -1: a NULL value (a tombstone) */
+        if (len > cap) {
+            unsigned char *grown = realloc(value, len);
+            if (!grown)
+                goto out;
+            value = grown;
+            cap = len;
+        }
+        if (!read_exact(stdin, value, len)) {
+            fprintf(stderr, "allocation-processor: decode: input ends inside a value\n");
+            failed++;
+            break;
+        }
+        char *json = NULL, why[512] = "";
+        count++;
+        if (ap_avro_decode_to_json(codec, value, len, &json, why, sizeof why) == AP_OK) {
+            puts(json);
+            free(json);
+        } else {
+            fprintf(stderr, "allocation-processor: decode: value %zu: %s\n", count, why);
+            failed++;
+        }
+    }
+    fflush(stdout);
+    rc = failed ? 1 : 0;
+out:
+    free(value);
+    ap_registry_free(registry);
+    ap_avro_codec_free(codec);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *config_file = NULL;
@@ -197,7 +269,8 @@ int main(int argc, char **argv)
         const char *name;
         int nargs;
         const char *args;
-    } commands[] = {{"run", 0, ""}, {"migrate", 0, ""}, {"allocations", 1, " ORDERID"}};
+    } commands[] = {{"run", 0, ""}, {"migrate", 0, ""}, {"allocations", 1, " ORDERID"},
+                    {"decode", 0, ""}};
     const char *command = argv[i++];
     size_t c = 0;
     while (c < sizeof commands / sizeof *commands && strcmp(commands[c].name, command) != 0)
@@ -223,6 +296,8 @@ int main(int argc, char **argv)
         rc = cmd_run(&cfg);
     else if (strcmp(command, "migrate") == 0)
         rc = cmd_migrate(&cfg);
+    else if (strcmp(command, "decode") == 0)
+        rc = cmd_decode(&cfg);
     else
         rc = cmd_allocations(&cfg, argv[i]);
     ap_config_release(&cfg);

@@ -27,10 +27,9 @@ void ap_bus_release(ap_bus_t *bus)
     bus->qcap = bus->qhead = bus->qlen = 0;
 }
 
-/* ap_event_sink_fn: appends to the ring buffer, growing it when full. */
-static ap_err_t enqueue(void *ctx, const ap_msg_t *msg)
+/* Appends to the ring buffer, growing it when full. */
+static ap_err_t enqueue(ap_bus_t *bus, const ap_msg_t *msg)
 {
-    ap_bus_t *bus = ctx;
     if (bus->qlen == bus->qcap) {
         size_t ncap = bus->qcap ? bus->qcap * 2 : 16;
         ap_msg_t *grown = malloc(ncap * sizeof *grown);
@@ -46,6 +45,15 @@ static ap_err_t enqueue(void *ctx, const ap_msg_t *msg)
     bus->queue[(bus->qhead + bus->qlen) % bus->qcap] = *msg;
     bus->qlen++;
     return AP_OK;
+}
+
+/* ap_event_sink_fn: a new event joins the queue carrying its command's provenance. */
+static ap_err_t enqueue_event(void *ctx, const ap_msg_t *event)
+{
+    ap_bus_t *bus = ctx;
+    ap_msg_t stamped = *event;
+    stamped.meta = bus->meta;
+    return enqueue(bus, &stamped);
 }
 
 static bool dequeue(ap_bus_t *bus, ap_msg_t *msg)
@@ -71,7 +79,7 @@ static ap_err_t handle_command(ap_bus_t *bus, const ap_msg_t *cmd, char *why, si
         ap_uow_forget(bus->deps->uow);
         return err;
     }
-    return ap_uow_collect_new_events(bus->deps->uow, enqueue, bus);
+    return ap_uow_collect_new_events(bus->deps->uow, enqueue_event, bus);
 }
 
 static ap_err_t handle_event(ap_bus_t *bus, const ap_msg_t *event)
@@ -82,7 +90,7 @@ static ap_err_t handle_event(ap_bus_t *bus, const ap_msg_t *event)
         char why[256] = "";
         ap_err_t err = handlers[i](bus->deps, event, why, sizeof why);
         if (err == AP_OK)
-            err = ap_uow_collect_new_events(bus->deps->uow, enqueue, bus);
+            err = ap_uow_collect_new_events(bus->deps->uow, enqueue_event, bus);
         else
             ap_uow_forget(bus->deps->uow);
         if (err == AP_OK)
@@ -106,6 +114,7 @@ ap_err_t ap_bus_handle(ap_bus_t *bus, const ap_msg_t *cmd, char *why, size_t why
     if (why && whylen)
         why[0] = '\0';
     bus->qhead = bus->qlen = 0;
+    bus->meta = cmd->meta;
     if ((err = enqueue(bus, cmd)))
         return err;
     while (dequeue(bus, &msg)) {

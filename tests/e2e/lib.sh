@@ -118,3 +118,36 @@ all_records_committed() {
 pass() {
     echo "PASS: $(basename "$0")"
 }
+
+# decoded_events EVENT: every value on <prefix>.events.EVENT so far, decoded to JSON lines.
+decoded_events() {
+    kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$TOPIC_PREFIX.events.$1" -o beginning -e -q \
+        -f '%R%s' 2>/dev/null | "$AP_BIN" decode
+}
+
+# topic_lines TOPIC FORMAT: every message of TOPIC so far, printed with kcat's -f FORMAT.
+topic_lines() {
+    kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$1" -o beginning -e -q -f "$2" 2>/dev/null
+}
+
+# outbox_rows: rows of this test's topics still waiting in the outbox.
+outbox_rows() {
+    sql "select count(*) from outbox where topic like '$TOPIC_PREFIX.%'"
+}
+
+outbox_empty() {
+    [[ "$(outbox_rows)" -eq 0 ]]
+}
+
+# events_with_ids EVENT: "<event-id> <decoded JSON>" per message of <prefix>.events.EVENT,
+# partition by partition (values and headers are read in two passes of the same offsets).
+events_with_ids() {
+    local topic="$TOPIC_PREFIX.events.$1" p
+    for p in $(kcat -b "$KAFKA_BOOTSTRAP_SERVERS" -L -t "$topic" -J | jq -r '.topics[0].partitions[].partition'); do
+        paste -d' ' \
+            <(kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$topic" -p "$p" -o beginning -e -q -f '%h\n' 2>/dev/null |
+                sed -E 's/.*event-id=([^,]*).*/\1/') \
+            <(kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$topic" -p "$p" -o beginning -e -q -f '%R%s' 2>/dev/null |
+                "$AP_BIN" decode)
+    done
+}

@@ -37,7 +37,7 @@ allocated_o4() { "$AP_BIN" allocations "$RUN_ID-o4" >/dev/null 2>&1; }
 wait_for "order o4 after the bad input" 30 allocated_o4
 wait_for "every record committed" 30 all_records_committed
 [[ "$(committed_records)" -eq 7 ]] || fail "expected 7 committed records, got $(committed_records)"
-grep -q "undecodable, skipped" "$PROCESSOR_LOG" || fail "the undecodable record was not logged"
+grep -q "undecodable, dead-lettered" "$PROCESSOR_LOG" || fail "the undecodable record was not logged"
 grep -q "rejected (invalid_sku): Invalid sku $RUN_ID-NO-SUCH-SKU" "$PROCESSOR_LOG" || fail "the invalid sku was not logged"
 grep -q "rejected (invalid_command)" "$PROCESSOR_LOG" || fail "the invalid command was not logged"
 [[ "$(sql "select count(*) from allocations_view where orderid like '$RUN_ID-%'")" -eq 2 ]] ||

@@ -1,0 +1,52 @@
+/*
+ * outbox.h - the transactional outbox, writing side: events, rejections and dead letters
+ * become rows of the `outbox` table inside the unit of work's current scope, so they commit
+ * or vanish with the state change and the consumer offset that caused them. The relay
+ * (entrypoints/relay.h) delivers them after commit.
+ */
+#ifndef AP_OUTBOX_H
+#define AP_OUTBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ap/avro.h"
+#include "ap/error.h"
+#include "ap/messages.h"
+#include "ap/ports.h"
+
+typedef struct ap_header {
+    const char *name;
+    const void *value; /* NULL for a header without a value */
+    size_t len;
+} ap_header_t;
+
+typedef struct ap_outbox ap_outbox_t;
+
+/*
+ * An outbox writing through `uow` (a PostgreSQL unit of work, borrowed) and encoding with
+ * `codec` (borrowed). Topics are `<topic_prefix>.events.<event>`, `<prefix>.dead_letter`.
+ * The outbox is also a publisher port: ap_outbox_publisher gives that view, and freeing the
+ * publisher (ap_publisher_free) frees the outbox.
+ */
+ap_err_t ap_pg_outbox_new(ap_uow_t *uow, ap_avro_codec_t *codec, const char *topic_prefix,
+                          ap_outbox_t **out);
+ap_publisher_t *ap_outbox_publisher(ap_outbox_t *outbox);
+
+/* The topic an event type goes to, e.g. "allocation.events.allocated". */
+void ap_outbox_event_topic(const char *topic_prefix, ap_msg_type_t type, char *buf, size_t len);
+
+/* A CommandRejected event, keyed by the input's key, with the command's provenance. */
+ap_err_t ap_outbox_reject(ap_outbox_t *outbox, const ap_rejection_t *rejection,
+                          const ap_msg_meta_t *meta, const void *key, size_t key_len);
+
+/*
+ * Copies undecodable input to the dead-letter topic: key, value and headers unchanged, plus
+ * dlq-reason, dlq-source-topic, dlq-source-partition and dlq-source-offset.
+ */
+ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const void *key, size_t key_len,
+                               const void *value, size_t value_len, const ap_header_t *headers,
+                               size_t nheaders, const char *reason, const char *source_topic,
+                               int32_t source_partition, int64_t source_offset);
+
+#endif

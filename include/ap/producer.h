@@ -1,0 +1,88 @@
+/*
+ * producer.h - the Kafka producer adapter: an idempotent librdkafka producer (acks=all,
+ * Java-compatible murmur2 partitioning, retries without a deadline) that sends records with
+ * headers and reports each delivery through a callback carrying the caller's per-record
+ * opaque.
+ *
+ * It is not a queue of its own and knows nothing of the outbox: the relay decides what to
+ * send and what a delivery report means. One thread uses a producer; delivery callbacks run
+ * on that thread, inside ap_producer_poll and ap_producer_flush.
+ */
+#ifndef AP_PRODUCER_H
+#define AP_PRODUCER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ap/config.h"
+#include "ap/error.h"
+
+typedef struct ap_producer ap_producer_t;
+
+/* One Kafka header. The name need not be NUL-terminated; a NULL value is a null header. */
+typedef struct ap_kafka_header {
+    const char *name;
+    size_t name_len;
+    const void *value;
+    size_t value_len;
+} ap_kafka_header_t;
+
+/*
+ * Called once per record sent, on the polling thread. `opaque` is the record's, as given to
+ * ap_producer_send. `err` is AP_OK when Kafka acknowledged the record (acks=all); otherwise
+ * `reason` is librdkafka's text (borrowed for the call). Records purged at shutdown report
+ * AP_ERR_UNAVAILABLE.
+ */
+typedef void (*ap_producer_delivery_fn)(void *ctx, void *opaque, ap_err_t err,
+                                        const char *reason);
+
+/*
+ * Creates a producer for cfg->bootstrap_servers: enable.idempotence=true, acks=all,
+ * partitioner=murmur2_random, linger.ms=5, message.timeout.ms=0 (retry until delivered),
+ * then cfg->kafka's pass-through properties, which may override any of these. `client_id`
+ * names it to the brokers. AP_ERR_CONFIG (logged) when librdkafka refuses a property.
+ * Caller frees with ap_producer_free.
+ */
+ap_err_t ap_producer_new(const ap_config_t *cfg, const char *client_id,
+                         ap_producer_delivery_fn on_delivery, void *ctx, ap_producer_t **out);
+
+/*
+ * Queues one record; everything is copied. A NULL key or value is sent as null (an empty,
+ * non-NULL one as empty). `headers` are sent in order. AP_ERR_UNAVAILABLE when the local
+ * queue is full (poll, then send again); any other error is logged and means this record
+ * will never be sent (no delivery report follows).
+ */
+ap_err_t ap_producer_send(ap_producer_t *producer, const char *topic, const void *key,
+                          size_t key_len, const void *value, size_t value_len,
+                          const ap_kafka_header_t *headers, size_t nheaders, void *opaque);
+
+/* Serves delivery reports and librdkafka events for up to timeout_ms; returns how many. */
+int ap_producer_poll(ap_producer_t *producer, int timeout_ms);
+
+/* Waits up to timeout_ms for every queued record's report: AP_OK or AP_ERR_UNAVAILABLE. */
+ap_err_t ap_producer_flush(ap_producer_t *producer, int timeout_ms);
+
+/*
+ * Gives up on every record not acknowledged yet: each gets a report with AP_ERR_UNAVAILABLE
+ * (served before this returns, bounded by timeout_ms). Kafka may still have stored some of
+ * them, so re-sending them later may duplicate.
+ */
+void ap_producer_purge(ap_producer_t *producer, int timeout_ms);
+
+/* Records queued or in flight, not yet reported. */
+int ap_producer_pending(ap_producer_t *producer);
+
+/*
+ * True once librdkafka raised a fatal error (the idempotent producer cannot continue);
+ * logged once. The owner purges, frees and creates a new producer.
+ */
+bool ap_producer_fatal(ap_producer_t *producer);
+
+/* False after librdkafka reported every broker down, until a record is acknowledged again. */
+bool ap_producer_reachable(ap_producer_t *producer);
+
+/* Frees at once: records not reported yet are dropped without a report (flush or purge
+ * first). NULL is a no-op. */
+void ap_producer_free(ap_producer_t *producer);
+
+#endif

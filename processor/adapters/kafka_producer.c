@@ -1,0 +1,225 @@
+/*
+ * kafka_producer.c - librdkafka behind producer.h: an idempotent producer whose delivery
+ * reports come back through one callback with each record's own opaque.
+ *
+ * Delivery is retried by librdkafka without a deadline (message.timeout.ms=0); idempotence
+ * keeps the order of a partition's records across those retries, which is what the outbox's
+ * per-sku ordering rests on. It is not the relay: what to send and what to do with a failed
+ * report is decided by its owner. Everything librdkafka says goes through ap_log, once.
+ */
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "ap/log.h"
+#include "ap/producer.h"
+
+struct ap_producer {
+    rd_kafka_t *rk;
+    ap_producer_delivery_fn on_delivery;
+    void *ctx;
+    int pending;      /* sent and not reported yet; touched only on the owner's thread */
+    bool fatal;       /* a fatal error was logged */
+    bool unreachable; /* all brokers down since the last acknowledgement */
+};
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *text)
+{
+    (void)rk;
+    ap_log_level_t ours = level <= LOG_ERR       ? AP_LOG_ERROR
+                          : level <= LOG_WARNING ? AP_LOG_WARN
+                          : level <= LOG_INFO    ? AP_LOG_INFO
+                                                 : AP_LOG_DEBUG;
+    /* A broker connection failure comes to error_cb as well: say it once, there. */
+    if (strcmp(facility, "FAIL") == 0)
+        ours = AP_LOG_DEBUG;
+    ap_log(ours, "kafka", "producer %s: %s", facility, text);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    ap_producer_t *self = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char text[512];
+        rd_kafka_fatal_error(rk, text, sizeof text);
+        if (!self->fatal)
+            AP_ERROR("kafka", "producer fatal error: %s", text);
+        self->fatal = true;
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        self->unreachable = true;
+    /* Transport errors come and go while brokers restart; librdkafka retries them itself. */
+    AP_WARN("kafka", "producer %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static ap_err_t map_delivery_error(rd_kafka_resp_err_t rerr)
+{
+    switch (rerr) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return AP_OK;
+    case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__FATAL:
+        return AP_ERR_UNAVAILABLE;
+    default:
+        return AP_ERR_IO;
+    }
+}
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    (void)rk;
+    ap_producer_t *self = opaque;
+    ap_err_t err = map_delivery_error(msg->err);
+    self->pending--;
+    if (err == AP_OK)
+        self->unreachable = false;
+    self->on_delivery(self->ctx, msg->_private, err, err ? rd_kafka_err2str(msg->err) : NULL);
+}
+
+static bool set(rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr) == RD_KAFKA_CONF_OK)
+        return true;
+    AP_ERROR("kafka", "producer %s: %s", name, errstr);
+    return false;
+}
+
+ap_err_t ap_producer_new(const ap_config_t *cfg, const char *client_id,
+                         ap_producer_delivery_fn on_delivery, void *ctx, ap_producer_t **out)
+{
+    char errstr[512];
+    ap_producer_t *self = calloc(1, sizeof *self);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    ap_err_t err = AP_ERR_CONFIG;
+
+    if (!self || !conf) {
+        err = AP_ERR_NOMEM;
+        goto out;
+    }
+    self->on_delivery = on_delivery;
+    self->ctx = ctx;
+    bool ok = set(conf, "bootstrap.servers", cfg->bootstrap_servers) &&
+              set(conf, "client.id", client_id) && set(conf, "enable.idempotence", "true") &&
+              set(conf, "acks", "all") &&
+              /* Where a Java producer would put the same key. */
+              set(conf, "partitioner", "murmur2_random") && set(conf, "linger.ms", "5") &&
+              /* Never give up on a record: the row stays in the outbox until it is delivered,
+               * and a timed-out record would be re-sent behind newer ones of its key. */
+              set(conf, "message.timeout.ms", "0");
+    /* The user's KAFKA_* settings come last, so they can override the defaults above. */
+    for (size_t i = 0; ok && i < cfg->nkafka; i++)
+        ok = set(conf, cfg->kafka[i].key, cfg->kafka[i].value);
+    if (!ok)
+        goto out;
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    rd_kafka_conf_set_opaque(conf, self);
+
+    self->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!self->rk) {
+        AP_ERROR("kafka", "cannot create producer: %s", errstr);
+        goto out;
+    }
+    conf = NULL; /* owned by rk now */
+    *out = self;
+    self = NULL;
+    err = AP_OK;
+out:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    free(self);
+    return err;
+}
+
+ap_err_t ap_producer_send(ap_producer_t *producer, const char *topic, const void *key,
+                          size_t key_len, const void *value, size_t value_len,
+                          const ap_kafka_header_t *headers, size_t nheaders, void *opaque)
+{
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders + 1);
+    for (size_t i = 0; i < nheaders; i++)
+        rd_kafka_header_add(hdrs, headers[i].name, (ssize_t)headers[i].name_len,
+                            headers[i].value, headers[i].value ? (ssize_t)headers[i].value_len : 0);
+
+    rd_kafka_resp_err_t rerr = rd_kafka_producev(
+        producer->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(key, key ? key_len : 0), RD_KAFKA_V_VALUE((void *)value, value ? value_len : 0),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        producer->pending++;
+        return AP_OK; /* hdrs belong to the record now */
+    }
+    rd_kafka_headers_destroy(hdrs);
+    if (rerr == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        return AP_ERR_UNAVAILABLE;
+    AP_ERROR("kafka", "cannot produce to %s: %s", topic, rd_kafka_err2str(rerr));
+    return rerr == RD_KAFKA_RESP_ERR__FATAL ? AP_ERR_UNAVAILABLE : AP_ERR_IO;
+}
+
+int ap_producer_poll(ap_producer_t *producer, int timeout_ms)
+{
+    return rd_kafka_poll(producer->rk, timeout_ms);
+}
+
+ap_err_t ap_producer_flush(ap_producer_t *producer, int timeout_ms)
+{
+    rd_kafka_resp_err_t rerr = rd_kafka_flush(producer->rk, timeout_ms);
+    /* rd_kafka_flush can return before the last report was served to us. */
+    if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR && producer->pending > 0)
+        rd_kafka_poll(producer->rk, 0);
+    return producer->pending > 0 ? AP_ERR_UNAVAILABLE : AP_OK;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ap_producer_purge(ap_producer_t *producer, int timeout_ms)
+{
+    if (producer->pending == 0)
+        return;
+    rd_kafka_resp_err_t rerr =
+        rd_kafka_purge(producer->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    if (rerr)
+        AP_WARN("kafka", "producer purge: %s", rd_kafka_err2str(rerr));
+    long long deadline = now_ms() + timeout_ms;
+    while (producer->pending > 0 && now_ms() < deadline)
+        rd_kafka_poll(producer->rk, 50);
+    if (producer->pending > 0)
+        AP_WARN("kafka", "producer purge: %d record(s) still unreported", producer->pending);
+}
+
+int ap_producer_pending(ap_producer_t *producer)
+{
+    return producer->pending;
+}
+
+bool ap_producer_fatal(ap_producer_t *producer)
+{
+    return producer->fatal || rd_kafka_fatal_error(producer->rk, NULL, 0) != 0;
+}
+
+bool ap_producer_reachable(ap_producer_t *producer)
+{
+    return !producer->unreachable;
+}
+
+void ap_producer_free(ap_producer_t *producer)
+{
+    if (!producer)
+        return;
+    rd_kafka_destroy(producer->rk);
+    free(producer);
+}

@@ -1,0 +1,241 @@
+/*
+ * pg_outbox.c - the outbox's writing side on PostgreSQL: one INSERT per event, rejection or
+ * dead letter, through the unit of work's connection and inside its current scope.
+ *
+ * Values are encoded here (Avro, per the configured framing) so the relay only moves bytes.
+ * Keys and values travel as binary parameters; headers as two arrays (names, and values in
+ * hex, decoded by the statement) so arbitrary header bytes survive unchanged.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/pg_internal.h"
+#include "ap/log.h"
+#include "ap/outbox.h"
+
+struct ap_outbox {
+    ap_publisher_t pub; /* first: the publisher port */
+    ap_uow_t *uow;
+    ap_avro_codec_t *codec;
+    char *topic_prefix;
+};
+
+static const char insert_sql[] =
+    "INSERT INTO outbox (topic, key, value, header_names, header_values) "
+    "VALUES ($1, $2, $3, $4::text[], "
+    "ARRAY(SELECT decode(v, 'hex') FROM unnest($5::text[]) WITH ORDINALITY AS h(v, n) "
+    "ORDER BY n))";
+
+/* ---------------------------------------------------------------- array literals */
+
+typedef struct text_buf {
+    char *data;
+    size_t len, cap;
+    bool failed;
+} text_buf_t;
+
+static void buf_put(text_buf_t *buf, const char *bytes, size_t n)
+{
+    if (buf->failed)
+        return;
+    if (buf->len + n + 1 > buf->cap) {
+        size_t ncap = buf->cap ? buf->cap : 256;
+        while (ncap < buf->len + n + 1)
+            ncap *= 2;
+        char *grown = realloc(buf->data, ncap);
+        if (!grown) {
+            buf->failed = true;
+            return;
+        }
+        buf->data = grown;
+        buf->cap = ncap;
+    }
+    memcpy(buf->data + buf->len, bytes, n);
+    buf->len += n;
+    buf->data[buf->len] = '\0';
+}
+
+/* Appends one quoted element of a text[] literal: "..." with " and \ escaped. */
+static void buf_put_element(text_buf_t *buf, const char *text)
+{
+    buf_put(buf, buf->len > 1 ? ",\"" : "\"", buf->len > 1 ? 2 : 1);
+    for (const char *p = text; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_put(buf, "\\", 1);
+        buf_put(buf, p, 1);
+    }
+    buf_put(buf, "\"", 1);
+}
+
+static void buf_put_hex_element(text_buf_t *buf, const void *value, size_t len)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *bytes = value;
+    if (!value) {
+        buf_put(buf, buf->len > 1 ? ",NULL" : "NULL", buf->len > 1 ? 5 : 4);
+        return;
+    }
+    buf_put(buf, buf->len > 1 ? ",\"" : "\"", buf->len > 1 ? 2 : 1);
+    for (size_t i = 0; i < len; i++) {
+        char pair[2] = {digits[bytes[i] >> 4], digits[bytes[i] & 15]};
+        buf_put(buf, pair, 2);
+    }
+    buf_put(buf, "\"", 1);
+}
+
+/* ---------------------------------------------------------------- the insert */
+
+static ap_err_t insert_row(ap_outbox_t *outbox, const char *topic, const void *key,
+                           size_t key_len, const void *value, size_t value_len,
+                           const ap_header_t *headers, size_t nheaders)
+{
+    text_buf_t names = {0}, values = {0};
+    ap_err_t err = AP_ERR_NOMEM;
+
+    buf_put(&names, "{", 1);
+    buf_put(&values, "{", 1);
+    for (size_t i = 0; i < nheaders; i++) {
+        buf_put_element(&names, headers[i].name);
+        buf_put_hex_element(&values, headers[i].value, headers[i].len);
+    }
+    buf_put(&names, "}", 1);
+    buf_put(&values, "}", 1);
+    if (names.failed || values.failed)
+        goto out;
+
+    const char *params[5] = {topic, key, value, names.data, values.data};
+    const int lengths[5] = {0, (int)key_len, (int)value_len, 0, 0};
+    const int formats[5] = {0, 1, 1, 0, 0};
+    err = ap_pg_uow_command(outbox->uow, insert_sql, 5, params, lengths, formats, NULL);
+out:
+    free(names.data);
+    free(values.data);
+    return err;
+}
+
+/* Appends the provenance headers every event carries (event-id is added by the relay). */
+static size_t meta_headers(const ap_msg_meta_t *meta, const char *event_type, ap_header_t *h)
+{
+    size_t n = 0;
+    h[n++] = (ap_header_t){"event-type", event_type, strlen(event_type)};
+    if (meta->correlation_id[0])
+        h[n++] = (ap_header_t){"correlation-id", meta->correlation_id,
+                               strlen(meta->correlation_id)};
+    if (meta->causation_id[0])
+        h[n++] = (ap_header_t){"causation-id", meta->causation_id, strlen(meta->causation_id)};
+    if (meta->traceparent[0])
+        h[n++] = (ap_header_t){"traceparent", meta->traceparent, strlen(meta->traceparent)};
+    return n;
+}
+
+void ap_outbox_event_topic(const char *topic_prefix, ap_msg_type_t type, char *buf, size_t len)
+{
+    /* "BatchQuantityChanged" -> "batch_quantity_changed" */
+    char snake[64];
+    size_t n = 0;
+    for (const char *p = ap_msg_type_name(type); *p && n + 2 < sizeof snake; p++) {
+        if (*p >= 'A' && *p <= 'Z') {
+            if (n > 0)
+                snake[n++] = '_';
+            snake[n++] = (char)(*p - 'A' + 'a');
+        } else {
+            snake[n++] = *p;
+        }
+    }
+    snake[n] = '\0';
+    snprintf(buf, len, "%s.events.%s", topic_prefix, snake);
+}
+
+static ap_err_t outbox_publish(ap_publisher_t *pub, const ap_msg_t *event)
+{
+    ap_outbox_t *outbox = container_of(pub, ap_outbox_t, pub);
+    ap_header_t headers[4];
+    char topic[400];
+    uint8_t *value = NULL;
+    size_t len = 0;
+
+    ap_err_t err = ap_avro_encode_event(outbox->codec, event, &value, &len);
+    if (err) {
+        AP_ERROR("outbox", "cannot encode %s: %s", ap_msg_type_name(event->type),
+                 ap_strerror(err));
+        return err;
+    }
+    ap_outbox_event_topic(outbox->topic_prefix, event->type, topic, sizeof topic);
+    size_t nheaders = meta_headers(&event->meta, ap_msg_type_name(event->type), headers);
+    err = insert_row(outbox, topic, event->sku, strlen(event->sku), value, len, headers,
+                     nheaders);
+    free(value);
+    return err;
+}
+
+ap_err_t ap_outbox_reject(ap_outbox_t *outbox, const ap_rejection_t *rejection,
+                          const ap_msg_meta_t *meta, const void *key, size_t key_len)
+{
+    ap_header_t headers[4];
+    char topic[400];
+    uint8_t *value = NULL;
+    size_t len = 0;
+
+    ap_err_t err = ap_avro_encode_rejection(outbox->codec, rejection, &value, &len);
+    if (err)
+        return err;
+    snprintf(topic, sizeof topic, "%s.events.command_rejected", outbox->topic_prefix);
+    size_t nheaders = meta_headers(meta, "CommandRejected", headers);
+    err = insert_row(outbox, topic, key, key_len, value, len, headers, nheaders);
+    free(value);
+    return err;
+}
+
+ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const void *key, size_t key_len,
+                               const void *value, size_t value_len, const ap_header_t *headers,
+                               size_t nheaders, const char *reason, const char *source_topic,
+                               int32_t source_partition, int64_t source_offset)
+{
+    char topic[400], partition[16], offset[AP_PG_INT_SIZE];
+    ap_header_t *all = malloc((nheaders + 4) * sizeof *all);
+    if (!all)
+        return AP_ERR_NOMEM;
+
+    snprintf(topic, sizeof topic, "%s.dead_letter", outbox->topic_prefix);
+    snprintf(partition, sizeof partition, "%d", (int)source_partition);
+    snprintf(offset, sizeof offset, "%lld", (long long)source_offset);
+    memcpy(all, headers, nheaders * sizeof *all);
+    all[nheaders] = (ap_header_t){"dlq-reason", reason, strlen(reason)};
+    all[nheaders + 1] = (ap_header_t){"dlq-source-topic", source_topic, strlen(source_topic)};
+    all[nheaders + 2] = (ap_header_t){"dlq-source-partition", partition, strlen(partition)};
+    all[nheaders + 3] = (ap_header_t){"dlq-source-offset", offset, strlen(offset)};
+    ap_err_t err =
+        insert_row(outbox, topic, key, key_len, value, value_len, all, nheaders + 4);
+    free(all);
+    return err;
+}
+
+static void outbox_free(ap_publisher_t *pub)
+{
+    ap_outbox_t *outbox = container_of(pub, ap_outbox_t, pub);
+    free(outbox->topic_prefix);
+    free(outbox);
+}
+
+static const struct ap_publisher_ops outbox_publisher_ops = {outbox_publish, outbox_free};
+
+ap_err_t ap_pg_outbox_new(ap_uow_t *uow, ap_avro_codec_t *codec, const char *topic_prefix,
+                          ap_outbox_t **out)
+{
+    ap_outbox_t *outbox = calloc(1, sizeof *outbox);
+    if (!outbox || !(outbox->topic_prefix = strdup(topic_prefix))) {
+        free(outbox);
+        return AP_ERR_NOMEM;
+    }
+    outbox->pub.ops = &outbox_publisher_ops;
+    outbox->uow = uow;
+    outbox->codec = codec;
+    *out = outbox;
+    return AP_OK;
+}
+
+ap_publisher_t *ap_outbox_publisher(ap_outbox_t *outbox)
+{
+    return &outbox->pub;
+}

@@ -1,0 +1,444 @@
+/*
+ * relay.c - the outbox relay loop (relay.h): one thread that, while it holds the relay lock,
+ * moves committed outbox rows to Kafka and deletes the acknowledged ones.
+ *
+ * A batch at a time: read the oldest rows, send them all, wait for every delivery report,
+ * delete the acknowledged ones. The next batch is read only after that, so a row is never
+ * sent while an older row of its key may still be retried, and the producer's idempotence
+ * keeps the order inside a batch. When the table is empty the thread sleeps on LISTEN/NOTIFY
+ * (with a short timeout as a fallback). Postgres and Kafka are adapters (outbox_relay.h,
+ * producer.h); this file holds only the policy: leadership, batching, backoff and stopping.
+ */
+#include "entrypoints/relay.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ap/log.h"
+#include "ap/outbox_relay.h"
+#include "ap/producer.h"
+
+#define BATCH_MAX 1000        /* rows read, sent and deleted at a time */
+#define LOCK_RETRY_MS 1500    /* how often a standby asks for the lock */
+#define IDLE_WAIT_MS 500      /* the polling fallback when no notification comes */
+#define STOP_FLUSH_MS 5000    /* how long a stop waits for the batch in flight */
+#define RECONNECT_MIN_MS 500  /* reconnect backoff, doubling up to ... */
+#define RECONNECT_MAX_MS 10000
+#define FAILURE_MIN_MS 250    /* backoff after a batch with failed deliveries, doubling to ... */
+#define FAILURE_MAX_MS 5000
+#define EVENT_ID_HEADER "event-id"
+
+enum slot_state { SLOT_PENDING, SLOT_DELIVERED, SLOT_FAILED };
+
+/* One record of the batch in flight; its address is the record's delivery opaque. */
+typedef struct slot {
+    int64_t id;
+    enum slot_state state;
+} slot_t;
+
+struct ap_relay {
+    const ap_config_t *cfg; /* borrowed until ap_relay_stop returns */
+    pthread_t thread;
+    atomic_bool stop;
+    pthread_mutex_t mutex; /* guards stats; with `wake`, lets a stop cut a nap short */
+    pthread_cond_t wake;
+    ap_relay_stats_t stats;
+
+    /* Owned by the thread once it runs. */
+    ap_outbox_relay_t *pg;
+    ap_producer_t *producer;
+    slot_t slots[BATCH_MAX];
+    int64_t acked[BATCH_MAX];
+    ap_kafka_header_t *headers; /* one row's headers plus event-id, reused */
+    size_t headers_cap;
+    size_t batch_failed;     /* failed reports in the batch in flight */
+    char batch_error[256];   /* the first one's text */
+    char logged_error[256];  /* the last failure text logged at warn level */
+};
+
+/* ---------------------------------------------------------------- time and stopping */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool stopping(ap_relay_t *relay)
+{
+    return atomic_load(&relay->stop);
+}
+
+/* Sleeps up to `ms`, less when asked to stop. */
+static void nap(ap_relay_t *relay, int ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&relay->mutex);
+    while (!stopping(relay) &&
+           pthread_cond_timedwait(&relay->wake, &relay->mutex, &until) == 0) {
+    }
+    pthread_mutex_unlock(&relay->mutex);
+}
+
+static int doubled(int ms, int max)
+{
+    return ms >= max / 2 ? max : ms * 2;
+}
+
+/* ---------------------------------------------------------------- stats */
+
+static void set_state(ap_relay_t *relay, bool leader, bool connected)
+{
+    pthread_mutex_lock(&relay->mutex);
+    relay->stats.leader = leader;
+    relay->stats.connected = connected;
+    pthread_mutex_unlock(&relay->mutex);
+}
+
+static void set_connected(ap_relay_t *relay, bool connected)
+{
+    pthread_mutex_lock(&relay->mutex);
+    relay->stats.connected = connected;
+    pthread_mutex_unlock(&relay->mutex);
+}
+
+static void count(ap_relay_t *relay, size_t delivered, size_t failed)
+{
+    pthread_mutex_lock(&relay->mutex);
+    relay->stats.delivered += delivered;
+    relay->stats.failed += failed;
+    pthread_mutex_unlock(&relay->mutex);
+}
+
+void ap_relay_stats(ap_relay_t *relay, ap_relay_stats_t *stats)
+{
+    pthread_mutex_lock(&relay->mutex);
+    *stats = relay->stats;
+    pthread_mutex_unlock(&relay->mutex);
+}
+
+/* ---------------------------------------------------------------- one batch */
+
+static void on_delivery(void *ctx, void *opaque, ap_err_t err, const char *reason)
+{
+    ap_relay_t *relay = ctx;
+    slot_t *slot = opaque;
+    if (err == AP_OK) {
+        slot->state = SLOT_DELIVERED;
+        return;
+    }
+    slot->state = SLOT_FAILED;
+    if (relay->batch_failed++ == 0)
+        snprintf(relay->batch_error, sizeof relay->batch_error, "%s", reason ? reason : "?");
+}
+
+static void note_failure(ap_relay_t *relay, const char *reason)
+{
+    if (relay->batch_failed++ == 0)
+        snprintf(relay->batch_error, sizeof relay->batch_error, "%s", reason);
+}
+
+/* A row's headers, then event-id, in relay->headers. */
+static bool gather_headers(ap_relay_t *relay, const ap_outbox_row_t *row)
+{
+    size_t want = row->nheaders + 1;
+    if (want > relay->headers_cap) {
+        ap_kafka_header_t *grown = realloc(relay->headers, want * sizeof *grown);
+        if (!grown)
+            return false;
+        relay->headers = grown;
+        relay->headers_cap = want;
+    }
+    if (row->nheaders)
+        memcpy(relay->headers, row->headers, row->nheaders * sizeof *row->headers);
+    /* Last, so readers taking a header's last value see the relay's id. */
+    relay->headers[row->nheaders] = (ap_kafka_header_t){
+        .name = EVENT_ID_HEADER,
+        .name_len = strlen(EVENT_ID_HEADER),
+        .value = row->event_id,
+        .value_len = strlen(row->event_id),
+    };
+    return true;
+}
+
+/* Queues one row; false when the producer can no longer take records (fatal error). */
+static bool send_row(ap_relay_t *relay, const ap_outbox_row_t *row, slot_t *slot)
+{
+    if (!gather_headers(relay, row)) {
+        slot->state = SLOT_FAILED;
+        note_failure(relay, "out of memory");
+        return true;
+    }
+    for (;;) {
+        ap_err_t err = ap_producer_send(relay->producer, row->topic, row->key, row->key_len,
+                                        row->value, row->value_len, relay->headers,
+                                        row->nheaders + 1, slot);
+        if (err == AP_OK)
+            return true;
+        if (ap_producer_fatal(relay->producer)) {
+            slot->state = SLOT_FAILED;
+            note_failure(relay, "fatal producer error");
+            return false;
+        }
+        if (err != AP_ERR_UNAVAILABLE) {
+            /* Logged by the producer; the row stays and is tried again next batch. */
+            slot->state = SLOT_FAILED;
+            note_failure(relay, ap_strerror(err));
+            return true;
+        }
+        /* The local queue is full: let reports drain it. */
+        ap_producer_poll(relay->producer, 100);
+    }
+}
+
+/* Waits for every report of the batch; bounded once a stop is asked for. */
+static void await_reports(ap_relay_t *relay)
+{
+    long long stop_deadline = -1;
+    while (ap_producer_pending(relay->producer) > 0) {
+        ap_producer_poll(relay->producer, 100);
+        set_connected(relay, ap_outbox_relay_connected(relay->pg) &&
+                                 ap_producer_reachable(relay->producer));
+        if (ap_producer_fatal(relay->producer)) {
+            ap_producer_purge(relay->producer, 2000);
+            return;
+        }
+        if (stopping(relay)) {
+            if (stop_deadline < 0)
+                stop_deadline = now_ms() + STOP_FLUSH_MS;
+            if (now_ms() >= stop_deadline) {
+                AP_WARN("relay", "stopping: %d record(s) not acknowledged after %d ms; their "
+                                 "rows stay in the outbox",
+                        ap_producer_pending(relay->producer), STOP_FLUSH_MS);
+                ap_producer_purge(relay->producer, 2000);
+                return;
+            }
+        }
+    }
+}
+
+/*
+ * Relays one batch: AP_OK with `nrows` read (0 when the table is empty) and `failed` set
+ * when some rows were not delivered; an error when Postgres failed (logged).
+ */
+static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
+{
+    const ap_outbox_row_t *rows = NULL;
+    size_t n = 0, nacked = 0, deleted = 0;
+    ap_err_t err;
+    long long started = now_ms();
+
+    *failed = false;
+    if ((err = ap_outbox_relay_fetch(relay->pg, BATCH_MAX, &rows, &n)))
+        return err;
+    *nrows = n;
+    if (n == 0)
+        return AP_OK;
+
+    relay->batch_failed = 0;
+    relay->batch_error[0] = '\0';
+    size_t i = 0;
+    for (; i < n; i++) {
+        relay->slots[i] = (slot_t){.id = rows[i].id, .state = SLOT_PENDING};
+        if (!send_row(relay, &rows[i], &relay->slots[i])) {
+            i++;
+            break;
+        }
+    }
+    for (size_t j = i; j < n; j++)
+        relay->slots[j] = (slot_t){.id = rows[j].id, .state = SLOT_FAILED};
+    await_reports(relay);
+
+    for (size_t j = 0; j < n; j++) {
+        if (relay->slots[j].state == SLOT_DELIVERED)
+            relay->acked[nacked++] = relay->slots[j].id;
+    }
+    size_t nfailed = n - nacked;
+    err = ap_outbox_relay_delete(relay->pg, relay->acked, nacked, &deleted);
+    count(relay, err ? 0 : deleted, nfailed);
+    AP_DEBUG("relay", "batch of %zu row(s), ids %lld..%lld: %zu delivered, %zu failed, %lld ms", n,
+             (long long)rows[0].id, (long long)rows[n - 1].id, nacked, nfailed,
+             now_ms() - started);
+    if (nfailed) {
+        *failed = true;
+        const char *why = relay->batch_error[0] ? relay->batch_error : "not acknowledged";
+        /* One warning per distinct cause, not one per retry; a stop has said its own. */
+        bool quiet = stopping(relay) || strcmp(why, relay->logged_error) == 0;
+        ap_log(quiet ? AP_LOG_DEBUG : AP_LOG_WARN, "relay",
+               "%zu of %zu record(s) not delivered (first: %s); their rows stay in the outbox",
+               nfailed, n, why);
+        snprintf(relay->logged_error, sizeof relay->logged_error, "%s", why);
+    } else {
+        relay->logged_error[0] = '\0';
+    }
+    if (err)
+        AP_WARN("relay", "%zu delivered row(s) not deleted; they will be sent again", nacked);
+    return err;
+}
+
+/* ---------------------------------------------------------------- the thread */
+
+static void renew_producer(ap_relay_t *relay)
+{
+    ap_producer_t *fresh = NULL;
+    ap_producer_purge(relay->producer, 2000);
+    if (ap_producer_new(relay->cfg, "allocation-processor-relay", on_delivery, relay, &fresh)) {
+        AP_ERROR("relay", "cannot replace the failed producer; retrying");
+        return;
+    }
+    ap_producer_free(relay->producer);
+    relay->producer = fresh;
+    AP_INFO("relay", "replaced the producer after a fatal error");
+}
+
+static void *relay_main(void *arg)
+{
+    ap_relay_t *relay = arg;
+    bool leader = false, standby_logged = false;
+    int reconnect_ms = RECONNECT_MIN_MS, failure_ms = FAILURE_MIN_MS;
+
+    while (!stopping(relay)) {
+        ap_producer_poll(relay->producer, 0);
+        if (ap_producer_fatal(relay->producer)) {
+            renew_producer(relay);
+            nap(relay, reconnect_ms);
+            reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+            continue;
+        }
+        if (!ap_outbox_relay_connected(relay->pg)) {
+            if (leader)
+                AP_WARN("relay", "no longer active: the database session holding the relay "
+                                 "lock ended");
+            leader = false;
+            set_state(relay, false, false);
+            if (ap_outbox_relay_connect(relay->pg)) {
+                nap(relay, reconnect_ms);
+                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+                continue;
+            }
+        }
+        if (!leader) {
+            bool got = false;
+            if (ap_outbox_relay_try_lock(relay->pg, &got)) {
+                nap(relay, reconnect_ms);
+                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+                continue;
+            }
+            reconnect_ms = RECONNECT_MIN_MS;
+            set_state(relay, got, ap_producer_reachable(relay->producer));
+            if (!got) {
+                if (!standby_logged)
+                    AP_INFO("relay", "standing by: another relay holds the relay lock");
+                standby_logged = true;
+                nap(relay, LOCK_RETRY_MS);
+                continue;
+            }
+            AP_INFO("relay", "active: took the relay lock");
+            leader = true;
+            standby_logged = false;
+        }
+
+        size_t nrows = 0;
+        bool failed = false;
+        ap_err_t err = relay_batch(relay, &nrows, &failed);
+        if (err) {
+            /* Lost sessions are handled at the top of the loop; anything else (a missing
+             * table, bad rows) is retried after a growing pause. */
+            if (ap_outbox_relay_connected(relay->pg)) {
+                nap(relay, reconnect_ms);
+                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+            }
+            continue;
+        }
+        reconnect_ms = RECONNECT_MIN_MS;
+        set_connected(relay, ap_producer_reachable(relay->producer));
+        if (failed) {
+            nap(relay, failure_ms);
+            failure_ms = doubled(failure_ms, FAILURE_MAX_MS);
+            continue;
+        }
+        failure_ms = FAILURE_MIN_MS;
+        if (nrows == 0) {
+            bool notified = false;
+            (void)ap_outbox_relay_wait(relay->pg, IDLE_WAIT_MS, &notified);
+        }
+    }
+
+    if (leader)
+        AP_INFO("relay", "stopped: released the relay lock");
+    ap_outbox_relay_disconnect(relay->pg);
+    set_state(relay, false, false);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- start and stop */
+
+static void relay_free(ap_relay_t *relay)
+{
+    ap_producer_free(relay->producer);
+    ap_outbox_relay_free(relay->pg);
+    free(relay->headers);
+    pthread_cond_destroy(&relay->wake);
+    pthread_mutex_destroy(&relay->mutex);
+    free(relay);
+}
+
+ap_err_t ap_relay_start(const ap_config_t *cfg, ap_relay_t **out)
+{
+    pthread_condattr_t attr;
+    ap_err_t err;
+    ap_relay_t *relay = calloc(1, sizeof *relay);
+    if (!relay)
+        return AP_ERR_NOMEM;
+    relay->cfg = cfg;
+    atomic_init(&relay->stop, false);
+    pthread_mutex_init(&relay->mutex, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&relay->wake, &attr);
+    pthread_condattr_destroy(&attr);
+
+    relay->pg = ap_pg_outbox_relay_new(cfg->database_url);
+    if (!relay->pg) {
+        err = AP_ERR_NOMEM;
+        goto fail;
+    }
+    /* Created here so a bad KAFKA_* setting stops the program at start-up. */
+    if ((err = ap_producer_new(cfg, "allocation-processor-relay", on_delivery, relay,
+                               &relay->producer)))
+        goto fail;
+    if (pthread_create(&relay->thread, NULL, relay_main, relay)) {
+        AP_ERROR("relay", "cannot start the relay thread");
+        err = AP_ERR_INTERNAL;
+        goto fail;
+    }
+    *out = relay;
+    return AP_OK;
+fail:
+    relay_free(relay);
+    return err;
+}
+
+void ap_relay_stop(ap_relay_t *relay)
+{
+    if (!relay)
+        return;
+    pthread_mutex_lock(&relay->mutex);
+    atomic_store(&relay->stop, true);
+    pthread_cond_broadcast(&relay->wake);
+    pthread_mutex_unlock(&relay->mutex);
+    pthread_join(relay->thread, NULL);
+    relay_free(relay);
+}

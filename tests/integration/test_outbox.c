@@ -1,0 +1,331 @@
+/*
+ * test_outbox.c - the outbox's writing side against a real PostgreSQL: events, rejections
+ * and dead letters become rows in the same transaction as the state change, byte-exact, and
+ * the rows of one sku are ordered as their transactions committed, even when concurrent
+ * transactions race for the same product.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+
+#include "ap/bootstrap.h"
+#include "ap/log.h"
+#include "ap/outbox.h"
+#include "ap/pg.h"
+#include "fakes.h"
+
+static const char *db_url(void)
+{
+    return getenv("DATABASE_URL");
+}
+
+static void uniq(char *buf, size_t size, const char *what)
+{
+    static unsigned counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(buf, size, "outbox-%s-%d-%ld-%u", what, (int)getpid(), (long)ts.tv_nsec,
+             ++counter);
+}
+
+/* One wiring like production's: pg uow, outbox publisher, single-object Avro. */
+typedef struct rig {
+    ap_app_t app;
+    ap_avro_codec_t *codec;
+    ap_outbox_t *outbox;
+    char prefix[128];
+} rig_t;
+
+static void rig_init(rig_t *rig, const char *prefix)
+{
+    ap_uow_t *uow;
+    memset(rig, 0, sizeof *rig);
+    snprintf(rig->prefix, sizeof rig->prefix, "%s", prefix);
+    assert_int_equal(ap_avro_codec_new(AP_WIRE_SINGLE_OBJECT, &rig->codec), AP_OK);
+    assert_int_equal(ap_pg_uow_new(db_url(), &uow), AP_OK);
+    assert_int_equal(ap_pg_outbox_new(uow, rig->codec, prefix, &rig->outbox), AP_OK);
+    assert_int_equal(ap_bootstrap(&rig->app, uow, ap_outbox_publisher(rig->outbox),
+                                  ap_fake_notifier_new(), ap_system_clock_new(), NULL),
+                     AP_OK);
+}
+
+static void rig_release(rig_t *rig)
+{
+    ap_app_release(&rig->app);
+    ap_avro_codec_free(rig->codec);
+}
+
+static PGconn *connect_db(void)
+{
+    PGconn *conn = PQconnectdb(db_url());
+    assert_int_equal(PQstatus(conn), CONNECTION_OK);
+    return conn;
+}
+
+static long count_rows(PGconn *conn, const char *prefix)
+{
+    const char *params[1] = {prefix};
+    PGresult *res = PQexecParams(conn,
+                                 "SELECT count(*) FROM outbox WHERE topic LIKE $1 || '.%'", 1,
+                                 NULL, params, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    long n = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return n;
+}
+
+static void execute(rig_t *rig, const ap_msg_t *cmd)
+{
+    char why[256];
+    assert_int_equal(ap_bus_execute(&rig->app.bus, cmd, why, sizeof why), AP_OK);
+}
+
+static void test_events_commit_with_the_transaction(void **state)
+{
+    rig_t rig;
+    char prefix[96], sku[128], ref[128];
+    ap_msg_t cmd;
+    PGconn *conn = connect_db();
+    (void)state;
+
+    uniq(prefix, sizeof prefix, "tx");
+    uniq(sku, sizeof sku, "sku");
+    uniq(ref, sizeof ref, "ref");
+    rig_init(&rig, prefix);
+    ap_uow_t *uow = rig.app.deps.uow;
+
+    /* Rolled back: no row ever becomes visible. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_msg_create_batch(&cmd, ref, sku, 10, false, 0);
+    execute(&rig, &cmd);
+    assert_int_equal(count_rows(conn, prefix), 0); /* not committed yet */
+    ap_uow_rollback(uow);
+    assert_int_equal(count_rows(conn, prefix), 0);
+
+    /* Committed: BatchCreated and Allocated rows, keyed by sku, decodable, with headers. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    execute(&rig, &cmd);
+    ap_msg_allocate(&cmd, "o1", sku, 3);
+    snprintf(cmd.meta.correlation_id, sizeof cmd.meta.correlation_id, "corr-1");
+    snprintf(cmd.meta.causation_id, sizeof cmd.meta.causation_id, "msg-1");
+    execute(&rig, &cmd);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    assert_int_equal(count_rows(conn, prefix), 2);
+
+    const char *params[1] = {prefix};
+    PGresult *res = PQexecParams(
+        conn,
+        "SELECT topic, key, value, array_to_string(header_names, ','), "
+        "convert_from(header_values[2], 'UTF8') FROM outbox WHERE topic LIKE $1 || '.%' "
+        "ORDER BY id",
+        1, NULL, params, NULL, NULL, 1);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 2);
+    char topic[256];
+    snprintf(topic, sizeof topic, "%s.events.allocated", prefix);
+    assert_memory_equal(PQgetvalue(res, 1, 0), topic, strlen(topic));
+    assert_int_equal(PQgetlength(res, 1, 1), (int)strlen(sku));
+    assert_memory_equal(PQgetvalue(res, 1, 1), sku, strlen(sku));
+    assert_memory_equal(PQgetvalue(res, 1, 3), "event-type,correlation-id,causation-id",
+                        strlen("event-type,correlation-id,causation-id"));
+    assert_memory_equal(PQgetvalue(res, 1, 4), "corr-1", 6);
+
+    char *json = NULL, why[256];
+    assert_int_equal(ap_avro_decode_to_json(rig.codec, PQgetvalue(res, 1, 2),
+                                            (size_t)PQgetlength(res, 1, 2), &json, why,
+                                            sizeof why),
+                     AP_OK);
+    assert_non_null(strstr(json, "\"o1\""));
+    free(json);
+    PQclear(res);
+    rig_release(&rig);
+    PQfinish(conn);
+}
+
+static void test_rejection_and_dead_letter_rows_are_byte_exact(void **state)
+{
+    rig_t rig;
+    char prefix[96];
+    PGconn *conn = connect_db();
+    static const unsigned char key[] = {0x00, 0xff, 'k', 0x00};
+    static const unsigned char value[] = {0xc3, 0x01, 0x00, 0x00, 'x', 0xff};
+    static const unsigned char binary_header[] = {0x00, 0x01, '"', '\\', '{'};
+    (void)state;
+
+    uniq(prefix, sizeof prefix, "dlq");
+    rig_init(&rig, prefix);
+    ap_uow_t *uow = rig.app.deps.uow;
+
+    ap_header_t headers[] = {{"x-one", "1", 1},
+                             {"we\"ird,name", binary_header, sizeof binary_header},
+                             {"no-value", NULL, 0}};
+    ap_rejection_t rejection = {.command_type = AP_CMD_ALLOCATE,
+                                .reason = "invalid_sku",
+                                .message = "Invalid sku NOPE",
+                                .source_topic = "t",
+                                .source_partition = 2,
+                                .source_offset = 42};
+    ap_msg_meta_t meta = {.correlation_id = "c"};
+
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_outbox_dead_letter(rig.outbox, key, sizeof key, value, sizeof value,
+                                           headers, 3, "bad input", "src", 1, 7),
+                     AP_OK);
+    assert_int_equal(ap_outbox_reject(rig.outbox, &rejection, &meta, "NOPE", 4), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+
+    const char *params[1] = {prefix};
+    PGresult *res = PQexecParams(
+        conn,
+        "SELECT key, value, header_names, header_values[2], header_values[3] IS NULL, "
+        "convert_from(header_values[7], 'UTF8'), topic FROM outbox "
+        "WHERE topic LIKE $1 || '.%' ORDER BY id",
+        1, NULL, params, NULL, NULL, 1);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 2);
+    assert_int_equal(PQgetlength(res, 0, 0), sizeof key);
+    assert_memory_equal(PQgetvalue(res, 0, 0), key, sizeof key);
+    assert_int_equal(PQgetlength(res, 0, 1), sizeof value);
+    assert_memory_equal(PQgetvalue(res, 0, 1), value, sizeof value);
+    assert_int_equal(PQgetlength(res, 0, 3), sizeof binary_header);
+    assert_memory_equal(PQgetvalue(res, 0, 3), binary_header, sizeof binary_header);
+    assert_int_equal(*PQgetvalue(res, 0, 4), 1); /* binary bool: true */
+    assert_memory_equal(PQgetvalue(res, 0, 5), "7", 1); /* dlq-source-offset */
+    char topic[256];
+    snprintf(topic, sizeof topic, "%s.dead_letter", prefix);
+    assert_memory_equal(PQgetvalue(res, 0, 6), topic, strlen(topic));
+    snprintf(topic, sizeof topic, "%s.events.command_rejected", prefix);
+    assert_memory_equal(PQgetvalue(res, 1, 6), topic, strlen(topic));
+
+    char *json = NULL, why[256];
+    assert_int_equal(ap_avro_decode_to_json(rig.codec, PQgetvalue(res, 1, 1),
+                                            (size_t)PQgetlength(res, 1, 1), &json, why,
+                                            sizeof why),
+                     AP_OK);
+    assert_non_null(strstr(json, "Invalid sku NOPE"));
+    free(json);
+    PQclear(res);
+    rig_release(&rig);
+    PQfinish(conn);
+}
+
+/* ------------------------------------------------------------ order under concurrency */
+
+#define PER_THREAD 40
+
+typedef struct racer {
+    const char *prefix, *sku;
+    int id;
+    unsigned retries;
+} racer_t;
+
+static void *race(void *arg)
+{
+    racer_t *racer = arg;
+    rig_t rig;
+    char orderid[64], why[256];
+    ap_msg_t cmd;
+
+    rig_init(&rig, racer->prefix);
+    for (int i = 0; i < PER_THREAD; i++) {
+        snprintf(orderid, sizeof orderid, "t%d-%d", racer->id, i);
+        ap_msg_allocate(&cmd, orderid, racer->sku, 1);
+        ap_err_t err = ap_bus_execute(&rig.app.bus, &cmd, why, sizeof why);
+        if (err != AP_OK) {
+            fprintf(stderr, "racer %d: %s\n", racer->id, ap_strerror(err));
+            abort();
+        }
+    }
+    racer->retries = (unsigned)rig.app.bus.stats.retries;
+    rig_release(&rig);
+    return NULL;
+}
+
+static void test_rows_of_one_sku_follow_commit_order(void **state)
+{
+    rig_t rig;
+    char prefix[96], sku[128], ref[128], why[256];
+    ap_msg_t cmd;
+    pthread_t threads[2];
+    racer_t racers[2];
+    (void)state;
+
+    uniq(prefix, sizeof prefix, "race");
+    uniq(sku, sizeof sku, "sku");
+    uniq(ref, sizeof ref, "ref");
+    rig_init(&rig, prefix);
+    ap_msg_create_batch(&cmd, ref, sku, 1000, false, 0);
+    assert_int_equal(ap_bus_execute(&rig.app.bus, &cmd, why, sizeof why), AP_OK);
+
+    /* Each allocation may fail with a conflict (and be retried): the other thread got there
+     * first. */
+    for (int t = 0; t < 2; t++) {
+        racers[t] = (racer_t){prefix, sku, t, 0};
+        assert_int_equal(pthread_create(&threads[t], NULL, race, &racers[t]), 0);
+    }
+    for (int t = 0; t < 2; t++)
+        pthread_join(threads[t], NULL);
+    print_message("conflicts retried: %u\n", racers[0].retries + racers[1].retries);
+
+    /* The allocations' commit order is their id order in the write model. */
+    PGconn *conn = connect_db();
+    const char *params[2] = {sku, prefix};
+    PGresult *lines = PQexecParams(conn,
+                                   "SELECT a.orderid FROM allocations a JOIN batches b ON "
+                                   "b.id = a.batch_id WHERE b.sku = $1 ORDER BY a.id",
+                                   1, NULL, params, NULL, NULL, 0);
+    PGresult *rows = PQexecParams(conn,
+                                  "SELECT value FROM outbox WHERE key = convert_to($1, 'UTF8') "
+                                  "AND topic = $2 || '.events.allocated' ORDER BY id",
+                                  2, NULL, params, NULL, NULL, 1);
+    assert_int_equal(PQresultStatus(lines), PGRES_TUPLES_OK);
+    assert_int_equal(PQresultStatus(rows), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(lines), 2 * PER_THREAD);
+    assert_int_equal(PQntuples(rows), 2 * PER_THREAD);
+    for (int i = 0; i < PQntuples(rows); i++) {
+        char *json = NULL, want[128];
+        assert_int_equal(ap_avro_decode_to_json(rig.codec, PQgetvalue(rows, i, 0),
+                                                (size_t)PQgetlength(rows, i, 0), &json, why,
+                                                sizeof why),
+                         AP_OK);
+        snprintf(want, sizeof want, "\"%s\"", PQgetvalue(lines, i, 0));
+        if (!strstr(json, want))
+            fail_msg("outbox row %d is %s, but allocation %d is %s", i, json, i, want);
+        free(json);
+    }
+    PQclear(lines);
+    PQclear(rows);
+    PQfinish(conn);
+    rig_release(&rig);
+}
+
+int main(void)
+{
+    if (!db_url() || !*db_url()) {
+        fprintf(stderr, "test_outbox: DATABASE_URL is not set; these tests need PostgreSQL "
+                        "(deploy/local/test sets it)\n");
+        return 1;
+    }
+    ap_log_setup(AP_LOG_WARN, false);
+    int applied;
+    if (ap_pg_migrate(db_url(), &applied) != AP_OK) {
+        fprintf(stderr, "test_outbox: cannot migrate the database at DATABASE_URL\n");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_events_commit_with_the_transaction),
+        cmocka_unit_test(test_rejection_and_dead_letter_rows_are_byte_exact),
+        cmocka_unit_test(test_rows_of_one_sku_follow_commit_order),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
