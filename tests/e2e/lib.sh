@@ -115,8 +115,10 @@ all_records_committed() {
     [[ "$(committed_records)" == "$(produced_records)" ]]
 }
 
+# Ends a test that passed; its scratch folder goes (a failed one keeps it for a look).
 pass() {
     echo "PASS: $(basename "$0")"
+    rm -rf "$WORK_DIR"
 }
 
 # decoded_events EVENT: every value on <prefix>.events.EVENT so far, decoded to JSON lines.

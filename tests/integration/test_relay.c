@@ -682,19 +682,16 @@ static void test_refused_row_stays(void **state)
     uniq(fine, sizeof fine, "relaytest-fine");
     create_topic_with(small, 2000);
     create_topic(fine);
-    row_t *big = make_rows(1, 1, 5);
     row_t *rows = make_rows(40, 5, 6);
 
     ap_relay_t *relay = start_relay(&cfg);
     wait_leader(relay, 10000);
     /* The refused row first, so it heads every batch that follows. */
-    big->value_len = sizeof big->value;
-    insert_rows(small, big, 1);
     PGconn *conn = connect_to(scratch_conninfo);
     const char *params[] = {small};
     PGresult *res = PQexecParams(conn,
-                                 "UPDATE outbox SET value = decode(repeat('ab', 5000), 'hex') "
-                                 "WHERE topic = $1",
+                                 "INSERT INTO outbox (topic, key, value) "
+                                 "VALUES ($1, 'big', decode(repeat('ab', 5000), 'hex'))",
                                  1, NULL, params, NULL, NULL, 0);
     assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
@@ -714,7 +711,6 @@ static void test_refused_row_stays(void **state)
     consume_rows(fine, rows, 40, 30000);
     check_key_order(rows, 40);
     delete_topic_rows(small);
-    free(big);
     free(rows);
 }
 
