@@ -6,7 +6,7 @@
  *
  * It is not a queue of its own and knows nothing of the outbox: the relay decides what to
  * send and what a delivery report means. One thread uses a producer; delivery callbacks run
- * on that thread, inside ap_producer_poll and ap_producer_flush.
+ * on that thread, inside ap_producer_poll and ap_producer_purge.
  */
 #ifndef AP_PRODUCER_H
 #define AP_PRODUCER_H
@@ -59,9 +59,6 @@ ap_err_t ap_producer_send(ap_producer_t *producer, const char *topic, const void
 /* Serves delivery reports and librdkafka events for up to timeout_ms; returns how many. */
 int ap_producer_poll(ap_producer_t *producer, int timeout_ms);
 
-/* Waits up to timeout_ms for every queued record's report: AP_OK or AP_ERR_UNAVAILABLE. */
-ap_err_t ap_producer_flush(ap_producer_t *producer, int timeout_ms);
-
 /*
  * Gives up on every record not acknowledged yet: each gets a report with AP_ERR_UNAVAILABLE
  * (served before this returns, bounded by timeout_ms). Kafka may still have stored some of
@@ -81,8 +78,8 @@ bool ap_producer_fatal(ap_producer_t *producer);
 /* False after librdkafka reported every broker down, until a record is acknowledged again. */
 bool ap_producer_reachable(ap_producer_t *producer);
 
-/* Frees at once: records not reported yet are dropped without a report (flush or purge
- * first). NULL is a no-op. */
+/* Frees at once: records not reported yet are dropped without a report (poll until
+ * ap_producer_pending is 0, or purge, first). NULL is a no-op. */
 void ap_producer_free(ap_producer_t *producer);
 
 #endif

@@ -150,10 +150,12 @@ ap_err_t ap_producer_send(ap_producer_t *producer, const char *topic, const void
         rd_kafka_header_add(hdrs, headers[i].name, (ssize_t)headers[i].name_len,
                             headers[i].value, headers[i].value ? (ssize_t)headers[i].value_len : 0);
 
+    /* A NULL pointer is a null key or value; a non-NULL one of length 0 an empty one. */
     rd_kafka_resp_err_t rerr = rd_kafka_producev(
         producer->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(key, key ? key_len : 0), RD_KAFKA_V_VALUE((void *)value, value ? value_len : 0),
-        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        RD_KAFKA_V_KEY(key, key ? key_len : 0),
+        RD_KAFKA_V_VALUE((void *)value, value ? value_len : 0), RD_KAFKA_V_HEADERS(hdrs),
+        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
     if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
         producer->pending++;
         return AP_OK; /* hdrs belong to the record now */
@@ -168,15 +170,6 @@ ap_err_t ap_producer_send(ap_producer_t *producer, const char *topic, const void
 int ap_producer_poll(ap_producer_t *producer, int timeout_ms)
 {
     return rd_kafka_poll(producer->rk, timeout_ms);
-}
-
-ap_err_t ap_producer_flush(ap_producer_t *producer, int timeout_ms)
-{
-    rd_kafka_resp_err_t rerr = rd_kafka_flush(producer->rk, timeout_ms);
-    /* rd_kafka_flush can return before the last report was served to us. */
-    if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR && producer->pending > 0)
-        rd_kafka_poll(producer->rk, 0);
-    return producer->pending > 0 ? AP_ERR_UNAVAILABLE : AP_OK;
 }
 
 static long long now_ms(void)

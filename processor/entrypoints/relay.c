@@ -173,7 +173,8 @@ static bool gather_headers(ap_relay_t *relay, const ap_outbox_row_t *row)
     return true;
 }
 
-/* Queues one row; false when the producer can no longer take records (fatal error). */
+/* Queues one row; false when no more rows should be sent now (a fatal producer error, or a
+ * stop while the producer's queue is full). */
 static bool send_row(ap_relay_t *relay, const ap_outbox_row_t *row, slot_t *slot)
 {
     if (!gather_headers(relay, row)) {
@@ -198,7 +199,13 @@ static bool send_row(ap_relay_t *relay, const ap_outbox_row_t *row, slot_t *slot
             note_failure(relay, ap_strerror(err));
             return true;
         }
-        /* The local queue is full: let reports drain it. */
+        /* The local queue is full: let reports drain it, unless Kafka is away and we are
+         * asked to stop. */
+        if (stopping(relay)) {
+            slot->state = SLOT_FAILED;
+            note_failure(relay, "stopped with the producer's queue full");
+            return false;
+        }
         ap_producer_poll(relay->producer, 100);
     }
 }

@@ -63,8 +63,12 @@ static void uniq(char *buf, size_t size, const char *what)
 static PGconn *connect_to(const char *conninfo)
 {
     PGconn *conn = PQconnectdb(conninfo);
-    if (PQstatus(conn) != CONNECTION_OK)
-        fail_msg("cannot connect to PostgreSQL (DATABASE_URL): %s", PQerrorMessage(conn));
+    if (PQstatus(conn) != CONNECTION_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", PQerrorMessage(conn));
+        PQfinish(conn);
+        fail_msg("cannot connect to PostgreSQL (DATABASE_URL): %s", why);
+    }
     return conn;
 }
 
@@ -773,6 +777,17 @@ static int setup(void **state)
     const char *url = getenv("DATABASE_URL");
     char sql[256];
 
+    /* Kafka must answer: a missing broker is a failure, not a skip. Checked first, so a
+     * failure leaves no scratch database behind. */
+    rd_kafka_t *rk = kafka_client(RD_KAFKA_PRODUCER, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t rerr = rd_kafka_metadata(rk, 0, NULL, &md, 10000);
+    if (rerr)
+        fail_msg("Kafka not reachable at KAFKA_BOOTSTRAP_SERVERS=%s: %s", cfg.bootstrap_servers,
+                 rd_kafka_err2str(rerr));
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_destroy(rk);
+
     uniq(scratch_name, sizeof scratch_name, "ap_relaytest");
     for (char *p = scratch_name; *p; p++)
         if (*p == '-')
@@ -784,16 +799,6 @@ static int setup(void **state)
     if (ap_pg_migrate(scratch_conninfo, &applied) != AP_OK)
         fail_msg("migrations failed on the scratch database");
     cfg.database_url = scratch_conninfo;
-
-    /* Kafka must answer: a missing broker is a failure, not a skip. */
-    rd_kafka_t *rk = kafka_client(RD_KAFKA_PRODUCER, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t rerr = rd_kafka_metadata(rk, 0, NULL, &md, 10000);
-    if (rerr)
-        fail_msg("Kafka not reachable at KAFKA_BOOTSTRAP_SERVERS=%s: %s", cfg.bootstrap_servers,
-                 rd_kafka_err2str(rerr));
-    rd_kafka_metadata_destroy(md);
-    rd_kafka_destroy(rk);
     return 0;
 }
 
