@@ -5,32 +5,17 @@
 #include <librdkafka/rdkafka.h>
 #include <stdlib.h>
 
+#include "adapters/kafka_internal.h"
 #include "ap/kafka.h"
 #include "ap/log.h"
-
-static void log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *text)
-{
-    (void)rk;
-    ap_log(level <= 3 ? AP_LOG_ERROR : level <= 4 ? AP_LOG_WARN : AP_LOG_DEBUG, "kafka",
-           "admin %s: %s", facility, text);
-}
 
 /* A producer handle is the cheapest client that can send admin requests. */
 static rd_kafka_t *admin_client(const ap_config_t *cfg)
 {
     char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    bool ok = rd_kafka_conf_set(conf, "bootstrap.servers", cfg->bootstrap_servers, errstr,
-                                sizeof errstr) == RD_KAFKA_CONF_OK;
-    for (size_t i = 0; ok && i < cfg->nkafka; i++)
-        ok = rd_kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, errstr,
-                               sizeof errstr) == RD_KAFKA_CONF_OK;
-    if (!ok) {
-        AP_ERROR("kafka", "admin client: %s", errstr);
-        rd_kafka_conf_destroy(conf);
+    rd_kafka_conf_t *conf = ap_kafka_conf_new(cfg, NULL);
+    if (!conf)
         return NULL;
-    }
-    rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!rk) {
         AP_ERROR("kafka", "admin client: %s", errstr);

@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 
+#include "adapters/kafka_internal.h"
 #include "ap/kafka.h"
 #include "ap/log.h"
 
@@ -18,16 +18,6 @@ struct ap_kafka_consumer {
     rd_kafka_t *rk;
     ap_kafka_rebalance_t rebalance;
 };
-
-static void log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *text)
-{
-    (void)rk;
-    ap_log_level_t ours = level <= LOG_ERR       ? AP_LOG_ERROR
-                          : level <= LOG_WARNING ? AP_LOG_WARN
-                          : level <= LOG_INFO    ? AP_LOG_INFO
-                                                 : AP_LOG_DEBUG;
-    ap_log(ours, "kafka", "%s: %s", facility, text);
-}
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
@@ -96,42 +86,29 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
-static bool set(rd_kafka_conf_t *conf, const char *name, const char *value)
-{
-    char errstr[512];
-    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr) == RD_KAFKA_CONF_OK)
-        return true;
-    AP_ERROR("kafka", "%s: %s", name, errstr);
-    return false;
-}
-
 ap_err_t ap_kafka_consumer_new(const ap_config_t *cfg, const ap_kafka_rebalance_t *rebalance,
                                ap_kafka_consumer_t **out)
 {
     char errstr[512];
     ap_kafka_consumer_t *self = calloc(1, sizeof *self);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     ap_err_t err = AP_ERR_CONFIG;
+    const char *const defaults[] = {"group.id", cfg->group_id,
+                                    "client.id", "allocation-processor",
+                                    "partition.assignment.strategy", "cooperative-sticky",
+                                    "enable.auto.commit", "false",
+                                    "enable.auto.offset.store", "false",
+                                    "auto.offset.reset", "earliest",
+                                    "enable.partition.eof", "false",
+                                    NULL};
+    rd_kafka_conf_t *conf = ap_kafka_conf_new(cfg, defaults);
 
-    if (!self || !conf) {
+    if (!self) {
         err = AP_ERR_NOMEM;
         goto out;
     }
-    self->rebalance = *rebalance;
-    bool ok = set(conf, "bootstrap.servers", cfg->bootstrap_servers) &&
-              set(conf, "group.id", cfg->group_id) &&
-              set(conf, "client.id", "allocation-processor") &&
-              set(conf, "partition.assignment.strategy", "cooperative-sticky") &&
-              set(conf, "enable.auto.commit", "false") &&
-              set(conf, "enable.auto.offset.store", "false") &&
-              set(conf, "auto.offset.reset", "earliest") &&
-              set(conf, "enable.partition.eof", "false");
-    /* The user's KAFKA_* settings come last, so they can override the defaults above. */
-    for (size_t i = 0; ok && i < cfg->nkafka; i++)
-        ok = set(conf, cfg->kafka[i].key, cfg->kafka[i].value);
-    if (!ok)
+    if (!conf)
         goto out;
-    rd_kafka_conf_set_log_cb(conf, log_cb);
+    self->rebalance = *rebalance;
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, self);

@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 #include <time.h>
 
+#include "adapters/kafka_internal.h"
 #include "ap/log.h"
 #include "ap/producer.h"
 
@@ -25,19 +25,6 @@ struct ap_producer {
     bool fatal;       /* a fatal error was logged */
     bool unreachable; /* all brokers down since the last acknowledgement */
 };
-
-static void log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *text)
-{
-    (void)rk;
-    ap_log_level_t ours = level <= LOG_ERR       ? AP_LOG_ERROR
-                          : level <= LOG_WARNING ? AP_LOG_WARN
-                          : level <= LOG_INFO    ? AP_LOG_INFO
-                                                 : AP_LOG_DEBUG;
-    /* A broker connection failure comes to error_cb as well: say it once, there. */
-    if (strcmp(facility, "FAIL") == 0)
-        ours = AP_LOG_DEBUG;
-    ap_log(ours, "kafka", "producer %s: %s", facility, text);
-}
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
@@ -84,43 +71,29 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaqu
     self->on_delivery(self->ctx, msg->_private, err, err ? rd_kafka_err2str(msg->err) : NULL);
 }
 
-static bool set(rd_kafka_conf_t *conf, const char *name, const char *value)
-{
-    char errstr[512];
-    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr) == RD_KAFKA_CONF_OK)
-        return true;
-    AP_ERROR("kafka", "producer %s: %s", name, errstr);
-    return false;
-}
-
 ap_err_t ap_producer_new(const ap_config_t *cfg, const char *client_id,
                          ap_producer_delivery_fn on_delivery, void *ctx, ap_producer_t **out)
 {
     char errstr[512];
     ap_producer_t *self = calloc(1, sizeof *self);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     ap_err_t err = AP_ERR_CONFIG;
+    const char *const defaults[] = {
+        "client.id", client_id, "enable.idempotence", "true", "acks", "all",
+        /* Where a Java producer would put the same key. */
+        "partitioner", "murmur2_random", "linger.ms", "5",
+        /* Never give up on a record: the row stays in the outbox until it is delivered, and
+         * a timed-out record would be re-sent behind newer ones of its key. */
+        "message.timeout.ms", "0", NULL};
+    rd_kafka_conf_t *conf = ap_kafka_conf_new(cfg, defaults);
 
-    if (!self || !conf) {
+    if (!self) {
         err = AP_ERR_NOMEM;
         goto out;
     }
+    if (!conf)
+        goto out;
     self->on_delivery = on_delivery;
     self->ctx = ctx;
-    bool ok = set(conf, "bootstrap.servers", cfg->bootstrap_servers) &&
-              set(conf, "client.id", client_id) && set(conf, "enable.idempotence", "true") &&
-              set(conf, "acks", "all") &&
-              /* Where a Java producer would put the same key. */
-              set(conf, "partitioner", "murmur2_random") && set(conf, "linger.ms", "5") &&
-              /* Never give up on a record: the row stays in the outbox until it is delivered,
-               * and a timed-out record would be re-sent behind newer ones of its key. */
-              set(conf, "message.timeout.ms", "0");
-    /* The user's KAFKA_* settings come last, so they can override the defaults above. */
-    for (size_t i = 0; ok && i < cfg->nkafka; i++)
-        ok = set(conf, cfg->kafka[i].key, cfg->kafka[i].value);
-    if (!ok)
-        goto out;
-    rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
     rd_kafka_conf_set_opaque(conf, self);

@@ -1,0 +1,50 @@
+/*
+ * kafka_common.c - the configuration and logging every librdkafka client of ours shares.
+ */
+#include <string.h>
+#include <syslog.h>
+
+#include "adapters/kafka_internal.h"
+#include "ap/log.h"
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *text)
+{
+    ap_log_level_t ours = level <= LOG_ERR       ? AP_LOG_ERROR
+                          : level <= LOG_WARNING ? AP_LOG_WARN
+                          : level <= LOG_INFO    ? AP_LOG_INFO
+                                                 : AP_LOG_DEBUG;
+    /* A broker connection failure also reaches the client's error callback: say it once,
+     * there. */
+    if (strcmp(facility, "FAIL") == 0)
+        ours = AP_LOG_DEBUG;
+    ap_log(ours, "kafka", "%s %s: %s",
+           rd_kafka_type(rk) == RD_KAFKA_PRODUCER ? "producer" : "consumer", facility, text);
+}
+
+static bool set(rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr) == RD_KAFKA_CONF_OK)
+        return true;
+    AP_ERROR("kafka", "%s: %s", name, errstr);
+    return false;
+}
+
+rd_kafka_conf_t *ap_kafka_conf_new(const ap_config_t *cfg, const char *const *defaults)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    bool ok = conf && set(conf, "bootstrap.servers", cfg->bootstrap_servers);
+
+    for (const char *const *d = defaults; ok && d && d[0]; d += 2)
+        ok = set(conf, d[0], d[1]);
+    /* The user's KAFKA_* settings come last, so they can override the defaults. */
+    for (size_t i = 0; ok && i < cfg->nkafka; i++)
+        ok = set(conf, cfg->kafka[i].key, cfg->kafka[i].value);
+    if (!ok) {
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    return conf;
+}
