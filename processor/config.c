@@ -20,7 +20,8 @@ static const char *const known_keys[] = {
     "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_GROUP_ID", "COMMAND_TOPICS",
     "TOPIC_PREFIX", "TOPIC_PARTITIONS", "TOPIC_REPLICATION_FACTOR", "AVRO_WIRE_FORMAT",
     "SCHEMA_REGISTRY_URL", "NOTIFY_EMAIL_TO", "NOTIFY_EMAIL_FROM", "SMTP_URL", "HTTP_ADDR",
-    "LOG_LEVEL", "LOG_FORMAT", NULL};
+    "LOG_LEVEL", "LOG_FORMAT", "BATCH_MAX_MESSAGES", "BATCH_MAX_WAIT_MS",
+    "BACKPRESSURE_MAX_ROWS", "BACKPRESSURE_MAX_AGE_MS", NULL};
 
 /* Collected KEY=value settings, later ones replacing earlier ones. */
 typedef struct settings {
@@ -181,6 +182,20 @@ static bool parse_int(const char *text, long min, long max, int *out)
     return true;
 }
 
+/* An integer setting in min..max, or `fallback` when unset; false (with `err`) when bad. */
+static bool number(const settings_t *s, const char *key, long min, long max, long fallback,
+                   long *out, char *err, size_t errlen)
+{
+    const char *v = settings_get(s, key);
+    int value = (int)fallback;
+    if (v && *v && !parse_int(v, min, max, &value)) {
+        snprintf(err, errlen, "%s: \"%s\" is not an integer in %ld..%ld", key, v, min, max);
+        return false;
+    }
+    *out = value;
+    return true;
+}
+
 /* Kafka's legal topic characters: ASCII alphanumerics, '.', '_' and '-'. */
 static bool valid_topic(const char *name)
 {
@@ -334,19 +349,12 @@ ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, ch
         goto out;
     rc = AP_ERR_CONFIG;
 
-    cfg->topic_partitions = 3;
-    if ((v = settings_get(&s, "TOPIC_PARTITIONS")) &&
-        !parse_int(v, 1, 10000, &cfg->topic_partitions)) {
-        snprintf(err, errlen, "TOPIC_PARTITIONS: \"%s\" is not an integer in 1..10000", v);
+    long partitions, replication;
+    if (!number(&s, "TOPIC_PARTITIONS", 1, 10000, 3, &partitions, err, errlen) ||
+        !number(&s, "TOPIC_REPLICATION_FACTOR", -1, 100, -1, &replication, err, errlen))
         goto out;
-    }
-    cfg->topic_replication_factor = -1;
-    if ((v = settings_get(&s, "TOPIC_REPLICATION_FACTOR")) &&
-        !parse_int(v, -1, 100, &cfg->topic_replication_factor)) {
-        snprintf(err, errlen, "TOPIC_REPLICATION_FACTOR: \"%s\" is not an integer in -1..100",
-                 v);
-        goto out;
-    }
+    cfg->topic_partitions = (int)partitions;
+    cfg->topic_replication_factor = (int)replication;
 
     if (strcmp(cfg->avro_wire_format, "single-object") != 0 &&
         strcmp(cfg->avro_wire_format, "confluent") != 0) {
@@ -371,6 +379,17 @@ ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, ch
         }
         cfg->log_json = strcmp(v, "json") == 0;
     }
+
+    long batch_max, batch_wait, max_rows, max_age;
+    if (!number(&s, "BATCH_MAX_MESSAGES", 1, 100000, 500, &batch_max, err, errlen) ||
+        !number(&s, "BATCH_MAX_WAIT_MS", 0, 60000, 10, &batch_wait, err, errlen) ||
+        !number(&s, "BACKPRESSURE_MAX_ROWS", 1, 1000000000, 100000, &max_rows, err, errlen) ||
+        !number(&s, "BACKPRESSURE_MAX_AGE_MS", 1, 1000000000, 30000, &max_age, err, errlen))
+        goto out;
+    cfg->batch_max_messages = (int)batch_max;
+    cfg->batch_max_wait_ms = (int)batch_wait;
+    cfg->backpressure_max_rows = max_rows;
+    cfg->backpressure_max_age_ms = max_age;
 
     rc = collect_kafka(cfg, &s, err, errlen);
 

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ap/error.h"
 #include "ap/log.h"
@@ -37,6 +38,10 @@ typedef struct ap_config {
     char *http_addr;
     ap_log_level_t log_level;
     bool log_json;
+    int batch_max_messages;         /* commands per transaction, at most */
+    int batch_max_wait_ms;          /* time spent gathering one batch, at most */
+    int64_t backpressure_max_rows;  /* pause consuming while the outbox holds more ... */
+    int64_t backpressure_max_age_ms; /* ... or its oldest row is older than this */
 } ap_config_t;
 
 /*

@@ -71,6 +71,13 @@ ap_err_t ap_kafka_consumer_seek(ap_kafka_consumer_t *consumer, const char *topic
 void ap_kafka_consumer_report_offset(ap_kafka_consumer_t *consumer, const char *topic,
                                      int32_t partition, int64_t next_offset);
 
+/* Stops (or restarts) fetching every assigned partition, including partitions assigned
+ * while paused; records already fetched may still arrive. */
+void ap_kafka_consumer_pause(ap_kafka_consumer_t *consumer, bool pause);
+
+/* False after librdkafka reported every broker down, until a record arrives again. */
+bool ap_kafka_consumer_reachable(ap_kafka_consumer_t *consumer);
+
 /* Leaves the group (revoking every partition) and frees. NULL is a no-op. */
 void ap_kafka_consumer_close(ap_kafka_consumer_t *consumer);
 

@@ -49,4 +49,12 @@ ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const void *key, size_t key_
                                size_t nheaders, const char *reason, const char *source_topic,
                                int32_t source_partition, int64_t source_offset);
 
+/*
+ * How far the relay is behind: rows waiting (counted up to `limit`, so the cost stays
+ * bounded) and the age of the oldest, in milliseconds (0 when empty). Runs on the unit of
+ * work's connection; call it between transactions.
+ */
+ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t limit, int64_t *rows,
+                           int64_t *oldest_ms);
+
 #endif

@@ -17,11 +17,15 @@
 struct ap_kafka_consumer {
     rd_kafka_t *rk;
     ap_kafka_rebalance_t rebalance;
+    bool paused;      /* backpressure: new partitions are paused too */
+    bool unreachable; /* all brokers down since the last record */
 };
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-    (void)opaque;
+    ap_kafka_consumer_t *self = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        self->unreachable = true;
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char text[512];
         rd_kafka_fatal_error(rk, text, sizeof text);
@@ -59,6 +63,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             error = rd_kafka_incremental_assign(rk, accepted);
         else
             rerr = rd_kafka_assign(rk, accepted);
+        if (self->paused)
+            rd_kafka_pause_partitions(rk, accepted);
         rd_kafka_topic_partition_list_destroy(accepted);
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         for (int i = 0; i < parts->cnt; i++) {
@@ -156,6 +162,7 @@ ap_err_t ap_kafka_consumer_poll(ap_kafka_consumer_t *consumer, int timeout_ms, a
         rd_kafka_message_destroy(msg);
         return AP_ERR_NOT_FOUND;
     }
+    consumer->unreachable = false;
     rec->topic = rd_kafka_topic_name(msg->rkt);
     rec->partition = msg->partition;
     rec->offset = msg->offset;
@@ -229,6 +236,24 @@ void ap_kafka_consumer_report_offset(ap_kafka_consumer_t *consumer, const char *
         AP_DEBUG("kafka", "informational commit %s [%d]: %s", topic, (int)partition,
                  rd_kafka_err2str(rerr));
     rd_kafka_topic_partition_list_destroy(list);
+}
+
+void ap_kafka_consumer_pause(ap_kafka_consumer_t *consumer, bool pause)
+{
+    rd_kafka_topic_partition_list_t *assignment = NULL;
+    if (rd_kafka_assignment(consumer->rk, &assignment) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_resp_err_t rerr = pause ? rd_kafka_pause_partitions(consumer->rk, assignment)
+                                         : rd_kafka_resume_partitions(consumer->rk, assignment);
+        if (rerr)
+            AP_WARN("kafka", "%s: %s", pause ? "pause" : "resume", rd_kafka_err2str(rerr));
+        rd_kafka_topic_partition_list_destroy(assignment);
+    }
+    consumer->paused = pause;
+}
+
+bool ap_kafka_consumer_reachable(ap_kafka_consumer_t *consumer)
+{
+    return !consumer->unreachable;
 }
 
 void ap_kafka_consumer_close(ap_kafka_consumer_t *consumer)

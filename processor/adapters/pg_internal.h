@@ -53,6 +53,10 @@ ap_err_t ap_pg_exec(PGconn *conn, const char *sql, const char *what);
 ap_err_t ap_pg_uow_command(ap_uow_t *uow, const char *sql, int nparams, const char *const *params,
                            const int *lengths, const int *formats, long *rows);
 
+/* Like ap_pg_uow_command for a query: *out receives its rows (caller clears it). */
+ap_err_t ap_pg_uow_query(ap_uow_t *uow, const char *sql, int nparams, const char *const *params,
+                         PGresult **out);
+
 /* Text for a 64-bit integer query parameter: "-9223372036854775808" fits. */
 #define AP_PG_INT_SIZE 24
 

@@ -211,6 +211,27 @@ ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const void *key, size_t key_
     return err;
 }
 
+ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t limit, int64_t *rows,
+                           int64_t *oldest_ms)
+{
+    static const char sql[] =
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox LIMIT $1) t), "
+        "COALESCE((SELECT (extract(epoch FROM clock_timestamp() - created_at) * 1000)::bigint "
+        "FROM outbox ORDER BY id LIMIT 1), 0)";
+    char text[AP_PG_INT_SIZE];
+    const char *params[1] = {text};
+    PGresult *res = NULL;
+
+    snprintf(text, sizeof text, "%lld", (long long)limit);
+    ap_err_t err = ap_pg_uow_query(outbox->uow, sql, 1, params, &res);
+    if (err)
+        return err;
+    if (!ap_pg_get_int64(res, 0, 0, rows) || !ap_pg_get_int64(res, 0, 1, oldest_ms))
+        err = AP_ERR_INTERNAL;
+    PQclear(res);
+    return err;
+}
+
 static void outbox_free(ap_publisher_t *pub)
 {
     ap_outbox_t *outbox = container_of(pub, ap_outbox_t, pub);

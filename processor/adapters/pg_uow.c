@@ -986,6 +986,18 @@ ap_err_t ap_pg_uow_command(ap_uow_t *uow, const char *sql, int nparams, const ch
     return AP_OK;
 }
 
+ap_err_t ap_pg_uow_query(ap_uow_t *uow, const char *sql, int nparams, const char *const *params,
+                         PGresult **out)
+{
+    const stmt_call_t call = {ST__COUNT, sql, nparams, params, NULL, NULL};
+
+    if (uow->ops != &pg_uow_ops) {
+        AP_ERROR("pg", "query: not a PostgreSQL unit of work");
+        return AP_ERR_INTERNAL;
+    }
+    return run(container_of(uow, pg_uow_t, uow), &call, PGRES_TUPLES_OK, out);
+}
+
 ap_err_t ap_pg_uow_new(const char *conninfo, ap_uow_t **out)
 {
     pg_uow_t *self = calloc(1, sizeof *self);

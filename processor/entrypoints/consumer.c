@@ -7,12 +7,16 @@
  * with a compare-and-set on (epoch, expected offset). Kafka's own group offsets are written
  * afterwards only to feed lag monitors; we never read them.
  *
- * Outcomes per record, each committed with the offset so none is lost or doubled: applied;
- * refused by the domain (a CommandRejected event through the outbox); undecodable, or
- * failed for a reason no retry can fix (the input copied to the dead-letter topic); or a
- * transient failure (Postgres gone, conflicts beyond the bus's retries), which rolls back
- * and retries the same record with backoff until it succeeds or we are asked to stop. The
- * first three move the offset, so a partition never blocks on bad input.
+ * Records are taken in batches (what has been fetched, up to BATCH_MAX_MESSAGES) and a batch
+ * is one transaction; each command runs in a savepoint of its own, so it succeeds or fails
+ * alone. Outcomes per record, committed with the offset so none is lost or doubled: applied;
+ * refused by the domain (a CommandRejected event through the outbox); undecodable, or failed
+ * for a reason no retry can fix (the input copied to the dead-letter topic). A transient
+ * failure (Postgres gone, conflicts beyond the bus's retries) rolls the batch back, and it is
+ * retried with backoff until it succeeds or we are asked to stop. Bad input never blocks a
+ * partition.
+ *
+ * While the outbox relay is far behind (BACKPRESSURE_MAX_ROWS / _AGE_MS), fetching pauses.
  */
 #include "entrypoints/consumer.h"
 
@@ -29,6 +33,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define STATS_EVERY_MS 60000
+#define BACKPRESSURE_EVERY_MS 1000
 
 typedef struct partition {
     char topic[256];
@@ -44,6 +49,7 @@ typedef struct consumer {
     ap_outbox_t *outbox;
     ap_avro_codec_t *codec;
     ap_kafka_consumer_t *kafka;
+    ap_health_t *health;
     volatile sig_atomic_t *stop;
     partition_t *parts;
     size_t nparts;
@@ -216,99 +222,222 @@ static ap_err_t reject(consumer_t *c, const ap_record_t *rec, const ap_msg_t *cm
     return ap_outbox_reject(c->outbox, &rejection, &cmd->meta, rec->key, rec->key_len);
 }
 
-/*
- * Runs the decoded command (or reports why there is none) and moves the offset, inside the
- * transaction the caller opened. Returns a transient error only when the whole record must
- * be retried.
- */
-static ap_err_t apply(consumer_t *c, partition_t *p, const ap_record_t *rec, const ap_msg_t *cmd,
-                      ap_err_t decoded, const char *decode_why)
-{
-    char why[512] = "", reason[600];
-    ap_err_t err = decoded, reported;
+/* ---------------------------------------------------------------- one batch */
 
-    if (err == AP_OK)
-        err = ap_bus_execute(&c->app->bus, cmd, why, sizeof why);
-    else
-        snprintf(why, sizeof why, "%s", decode_why);
-    if (ap_err_is_transient(err))
-        return err;
+typedef enum { APPLIED, REJECTED, UNDECODABLE, FAILED, SKIPPED } outcome_t;
+
+/* A record of the batch in hand, decoded once, with what became of it. */
+typedef struct item {
+    ap_record_t rec;
+    size_t part; /* index into consumer_t.parts */
+    ap_msg_t cmd;
+    ap_err_t decoded;
+    ap_err_t result;
+    outcome_t outcome;
+    char why[512];
+} item_t;
+
+/*
+ * Runs one record's command (or reports why there is none) inside the batch's transaction.
+ * Returns a transient error only when the whole batch must be retried.
+ */
+static ap_err_t apply(consumer_t *c, item_t *item)
+{
+    char reason[600];
+    ap_err_t err = item->decoded;
 
     if (err == AP_OK) {
+        item->why[0] = '\0';
+        err = ap_bus_execute(&c->app->bus, &item->cmd, item->why, sizeof item->why);
+    }
+    if (ap_err_is_transient(err))
+        return err;
+    item->result = err;
+    if (err == AP_OK) {
+        item->outcome = APPLIED;
+        return AP_OK;
+    }
+    if (ap_err_is_rejection(err)) {
+        item->outcome = REJECTED;
+        return reject(c, &item->rec, &item->cmd, err, item->why);
+    }
+    if (err == AP_ERR_DECODE) {
+        item->outcome = UNDECODABLE;
+        return dead_letter(c, &item->rec, item->why);
+    }
+    item->outcome = FAILED;
+    snprintf(reason, sizeof reason, "%s failed: %s%s%s", ap_msg_type_name(item->cmd.type),
+             ap_strerror(err), item->why[0] ? ": " : "", item->why);
+    snprintf(item->why, sizeof item->why, "%.500s", reason);
+    return dead_letter(c, &item->rec, item->why);
+}
+
+/* Says, once the batch is committed, what became of each record that was not applied. */
+static void report(consumer_t *c, const item_t *item)
+{
+    const ap_record_t *rec = &item->rec;
+    switch (item->outcome) {
+    case APPLIED:
         c->applied++;
-        reported = AP_OK;
         AP_DEBUG("consumer", "%s [%d] @%lld: %s applied", rec->topic, (int)rec->partition,
-                 (long long)rec->offset, ap_msg_type_name(cmd->type));
-    } else if (ap_err_is_rejection(err)) {
+                 (long long)rec->offset, ap_msg_type_name(item->cmd.type));
+        break;
+    case REJECTED:
         c->rejected++;
         AP_WARN("consumer", "%s [%d] @%lld: %s rejected (%s): %s", rec->topic,
-                (int)rec->partition, (long long)rec->offset, ap_msg_type_name(cmd->type),
-                ap_err_reason(err), why);
-        reported = reject(c, rec, cmd, err, why);
-    } else if (err == AP_ERR_DECODE) {
+                (int)rec->partition, (long long)rec->offset, ap_msg_type_name(item->cmd.type),
+                ap_err_reason(item->result), item->why);
+        break;
+    case UNDECODABLE:
         c->undecodable++;
         AP_WARN("consumer", "%s [%d] @%lld: undecodable, dead-lettered: %s", rec->topic,
-                (int)rec->partition, (long long)rec->offset, why);
-        reported = dead_letter(c, rec, why);
-    } else {
+                (int)rec->partition, (long long)rec->offset, item->why);
+        break;
+    case FAILED:
         c->failed++;
-        snprintf(reason, sizeof reason, "%s failed: %s%s%s", ap_msg_type_name(cmd->type),
-                 ap_strerror(err), why[0] ? ": " : "", why);
-        AP_ERROR("consumer", "%s [%d] @%lld: %s; dead-lettered", rec->topic,
-                 (int)rec->partition, (long long)rec->offset, reason);
-        reported = dead_letter(c, rec, reason);
+        AP_ERROR("consumer", "%s [%d] @%lld: %s; dead-lettered", rec->topic, (int)rec->partition,
+                 (long long)rec->offset, item->why);
+        break;
+    case SKIPPED:
+        break;
     }
-    if (reported)
-        return reported;
-    return ap_uow_advance_offset(c->app->deps.uow, c->cfg->group_id, rec->topic, rec->partition,
-                                 p->epoch, p->next_offset, rec->offset + 1);
 }
 
-static void process(consumer_t *c, const ap_record_t *rec)
+/*
+ * One attempt at the batch: every record of a partition we own, then each partition's offset
+ * moved past its last record, all in one transaction. Records of partitions we no longer
+ * own, or already applied (a re-fetch), are skipped.
+ */
+static ap_err_t try_batch(consumer_t *c, item_t *items, size_t n, int64_t *last)
 {
     ap_uow_t *uow = c->app->deps.uow;
-    partition_t *p = find_partition(c, rec->topic, rec->partition, false);
-    char why[512] = "";
-    ap_msg_t cmd;
+    ap_err_t err = ap_uow_begin(uow);
 
-    if (!p || !p->owned)
-        return; /* revoked or fenced: the new owner reads it */
-    if (rec->offset < p->next_offset)
-        return; /* applied already (a re-fetch after a seek) */
-
-    ap_err_t decoded = decode(c, rec, &cmd, why, sizeof why);
-
-    for (unsigned attempt = 0;; attempt++) {
-        ap_err_t err = ap_uow_begin(uow);
-        if (err == AP_OK) {
-            err = apply(c, p, rec, &cmd, decoded, why);
-            if (err == AP_OK)
-                err = ap_uow_commit(uow);
-            else
-                ap_uow_rollback(uow);
-        }
-        if (err == AP_OK) {
-            p->next_offset = rec->offset + 1;
-            ap_kafka_consumer_report_offset(c->kafka, rec->topic, rec->partition,
-                                            p->next_offset);
-            return;
-        }
+    for (size_t i = 0; i < c->nparts; i++)
+        last[i] = -1;
+    for (size_t i = 0; i < n && err == AP_OK; i++) {
+        item_t *item = &items[i];
+        const partition_t *p = &c->parts[item->part];
+        item->outcome = SKIPPED;
+        if (!p->owned || item->rec.offset < p->next_offset)
+            continue;
+        if ((err = apply(c, item)) == AP_OK)
+            last[item->part] = item->rec.offset;
+    }
+    for (size_t i = 0; i < c->nparts && err == AP_OK; i++) {
+        partition_t *p = &c->parts[i];
+        if (last[i] < 0)
+            continue;
+        err = ap_uow_advance_offset(uow, c->cfg->group_id, p->topic, p->partition, p->epoch,
+                                    p->next_offset, last[i] + 1);
         if (err == AP_ERR_FENCED) {
             AP_WARN("consumer", "%s [%d]: another consumer owns it now; stopped reading it",
-                    rec->topic, (int)rec->partition);
+                    p->topic, (int)p->partition);
             p->owned = false;
-            return;
         }
-        AP_WARN("consumer", "%s [%d] @%lld: %s; retrying", rec->topic, (int)rec->partition,
-                (long long)rec->offset, ap_strerror(err));
-        if (!back_off(c, attempt)) {
-            /* Not applied and not acknowledged: read again by whoever owns it next. */
-            return;
+    }
+    if (err == AP_OK)
+        err = ap_uow_commit(uow);
+    else
+        ap_uow_rollback(uow);
+    return err;
+}
+
+static void set_health(atomic_bool *flag, bool ok, const char *what)
+{
+    if (atomic_exchange(flag, ok) != ok)
+        AP_INFO("consumer", "%s %s", what, ok ? "reachable again" : "unreachable");
+}
+
+static void process_batch(consumer_t *c, item_t *items, size_t n)
+{
+    int64_t *last = calloc(c->nparts ? c->nparts : 1, sizeof *last);
+    if (!last) {
+        AP_ERROR("consumer", "out of memory; the batch will be read again");
+        return;
+    }
+    for (unsigned attempt = 0;; attempt++) {
+        ap_err_t err = try_batch(c, items, n, last);
+        if (err == AP_OK) {
+            set_health(&c->health->database, true, "Postgres");
+            for (size_t i = 0; i < c->nparts; i++) {
+                if (last[i] < 0)
+                    continue;
+                c->parts[i].next_offset = last[i] + 1;
+                ap_kafka_consumer_report_offset(c->kafka, c->parts[i].topic,
+                                                c->parts[i].partition, last[i] + 1);
+            }
+            for (size_t i = 0; i < n; i++)
+                report(c, &items[i]);
+            break;
         }
+        if (err == AP_ERR_FENCED)
+            continue; /* that partition is skipped now: the rest goes again at once */
+        if (err == AP_ERR_UNAVAILABLE)
+            set_health(&c->health->database, false, "Postgres");
+        AP_WARN("consumer", "batch of %zu: %s; retrying", n, ap_strerror(err));
+        if (!back_off(c, attempt))
+            break; /* not applied, not acknowledged: read again by whoever owns it next */
+    }
+    free(last);
+}
+
+/*
+ * Gathers a batch: waits up to POLL_MS for a first record, then takes what has already been
+ * fetched, without waiting for more, up to the batch size or time limit. A lone command is
+ * therefore processed at once, and a busy partition in batches.
+ */
+static size_t gather(consumer_t *c, item_t *items)
+{
+    size_t n = 0;
+    int64_t deadline = 0;
+    ap_clock_t *clock = c->app->deps.clock;
+
+    while (n < (size_t)c->cfg->batch_max_messages && !*c->stop) {
+        item_t *item = &items[n];
+        if (ap_kafka_consumer_poll(c->kafka, n == 0 ? POLL_MS : 0, &item->rec) != AP_OK)
+            break;
+        partition_t *p = find_partition(c, item->rec.topic, item->rec.partition, false);
+        if (!p) {
+            ap_kafka_record_release(&item->rec);
+            continue;
+        }
+        item->part = (size_t)(p - c->parts);
+        item->decoded = decode(c, &item->rec, &item->cmd, item->why, sizeof item->why);
+        if (n++ == 0)
+            deadline = ap_clock_now_ms(clock) + c->cfg->batch_max_wait_ms;
+        else if (ap_clock_now_ms(clock) >= deadline)
+            break;
+    }
+    return n;
+}
+
+/* Pauses consumption while the relay is far behind, and resumes once it has caught up. */
+static void check_backpressure(consumer_t *c)
+{
+    int64_t rows, age_ms;
+    if (ap_outbox_backlog(c->outbox, c->cfg->backpressure_max_rows + 1, &rows, &age_ms))
+        return;
+    bool behind = rows > c->cfg->backpressure_max_rows || age_ms > c->cfg->backpressure_max_age_ms;
+    bool caught_up = rows <= c->cfg->backpressure_max_rows / 2 &&
+                     age_ms <= c->cfg->backpressure_max_age_ms / 2;
+    if (!atomic_load(&c->health->backpressure) && behind) {
+        AP_WARN("consumer", "outbox backlog of %lld rows, oldest %lld ms: pausing consumption",
+                (long long)rows, (long long)age_ms);
+        ap_kafka_consumer_pause(c->kafka, true);
+        atomic_store(&c->health->backpressure, true);
+    } else if (atomic_load(&c->health->backpressure) && caught_up) {
+        AP_INFO("consumer", "outbox backlog down to %lld rows: resuming consumption",
+                (long long)rows);
+        ap_kafka_consumer_pause(c->kafka, false);
+        atomic_store(&c->health->backpressure, false);
     }
 }
 
-/* ---------------------------------------------------------------- the loop */
+bool ap_health_ready(const ap_health_t *health)
+{
+    return atomic_load(&health->database) && atomic_load(&health->kafka);
+}
 
 /* Every topic the processor reads or writes: commands, events, rejections, dead letters. */
 static ap_err_t create_topics(const ap_config_t *cfg)
@@ -333,14 +462,15 @@ static ap_err_t create_topics(const ap_config_t *cfg)
 }
 
 int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
-                    ap_avro_codec_t *codec, volatile sig_atomic_t *stop)
+                    ap_avro_codec_t *codec, ap_health_t *health, volatile sig_atomic_t *stop)
 {
-    consumer_t c = {.cfg = cfg, .app = app, .outbox = outbox, .codec = codec, .stop = stop};
+    consumer_t c = {.cfg = cfg, .app = app, .outbox = outbox, .codec = codec,
+                    .health = health, .stop = stop};
     ap_kafka_rebalance_t rebalance = {on_assigned, on_revoked, &c};
-    ap_record_t rec;
+    item_t *items = calloc((size_t)cfg->batch_max_messages, sizeof *items);
     int rc = 1;
 
-    if (ap_kafka_consumer_new(cfg, &rebalance, &c.kafka))
+    if (!items || ap_kafka_consumer_new(cfg, &rebalance, &c.kafka))
         goto out;
     /* Topics are created before subscribing so the first assignment sees every partition. */
     for (unsigned attempt = 0; !*stop; attempt++) {
@@ -351,15 +481,24 @@ int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
     }
     if (*stop || ap_kafka_consumer_subscribe(c.kafka, cfg->command_topics, cfg->ncommand_topics))
         goto out;
-    AP_INFO("consumer", "consuming %s as group %s", cfg->command_topics[0], cfg->group_id);
+    AP_INFO("consumer", "consuming %s as group %s, up to %d commands per transaction",
+            cfg->command_topics[0], cfg->group_id, cfg->batch_max_messages);
 
-    int64_t last_stats = ap_clock_now_ms(app->deps.clock);
+    ap_clock_t *clock = app->deps.clock;
+    int64_t last_stats = ap_clock_now_ms(clock), last_check = 0;
     while (!*stop) {
-        if (ap_kafka_consumer_poll(c.kafka, POLL_MS, &rec) == AP_OK) {
-            process(&c, &rec);
-            ap_kafka_record_release(&rec);
+        size_t n = gather(&c, items);
+        if (n > 0)
+            process_batch(&c, items, n);
+        for (size_t i = 0; i < n; i++)
+            ap_kafka_record_release(&items[i].rec);
+        set_health(&health->kafka, ap_kafka_consumer_reachable(c.kafka), "Kafka");
+
+        int64_t now = ap_clock_now_ms(clock);
+        if (now - last_check >= BACKPRESSURE_EVERY_MS) {
+            last_check = now;
+            check_backpressure(&c);
         }
-        int64_t now = ap_clock_now_ms(app->deps.clock);
         if (now - last_stats >= STATS_EVERY_MS) {
             last_stats = now;
             AP_INFO("consumer", "applied=%llu rejected=%llu undecodable=%llu failed=%llu",
@@ -373,6 +512,7 @@ out:
             (unsigned long long)c.applied, (unsigned long long)c.rejected,
             (unsigned long long)c.undecodable, (unsigned long long)c.failed);
     ap_kafka_consumer_close(c.kafka);
+    free(items);
     free(c.parts);
     return rc;
 }

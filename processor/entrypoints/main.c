@@ -111,7 +111,8 @@ static int cmd_run(const ap_config_t *cfg)
         ap_runtime_release(&rt);
         return 1;
     }
-    int rc = ap_consumer_run(cfg, &rt.app, rt.outbox, rt.codec, &stop_requested);
+    ap_health_t health = {true, true, false};
+    int rc = ap_consumer_run(cfg, &rt.app, rt.outbox, rt.codec, &health, &stop_requested);
     /* The consumer has committed its last record; let the relay deliver what it can. */
     ap_relay_stop(relay);
     ap_runtime_release(&rt);

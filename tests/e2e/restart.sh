@@ -11,8 +11,8 @@ require_services
 export KAFKA_SESSION_TIMEOUT_MS=6000 KAFKA_HEARTBEAT_INTERVAL_MS=1000
 
 SKUS=5
-ALLOCS_PER_PHASE=300
-CHANGES=150
+ALLOCS_PER_PHASE=1500
+CHANGES=600
 COUNTER_SKU="$RUN_ID-COUNTER"
 
 # commands FIRST LAST: allocations FIRST..LAST spread over the skus, interleaved with
@@ -39,23 +39,26 @@ commands() {
 committed_at_least() { [[ "$(committed_records)" -ge "$1" ]]; }
 
 start_processor
-wait_for "some records committed" 60 committed_at_least 60
+wait_for "some records committed" 60 committed_at_least 100
 stop_processor KILL
 killed_at=$(committed_records)
 
+# More arrives while it is down; the restarted processor is stopped (SIGTERM) in the middle.
+commands $((ALLOCS_PER_PHASE + 1)) $((ALLOCS_PER_PHASE + 500)) | produce_keyed
 start_processor
-wait_for "more records committed" 60 committed_at_least $((killed_at + 60))
+wait_for "more records committed" 60 committed_at_least $((killed_at + 100))
 stop_processor TERM
+termed_at=$(committed_records)
 
 # The rest of the stream arrives while the processor is down, and after it is back.
-commands $((ALLOCS_PER_PHASE + 1)) $((2 * ALLOCS_PER_PHASE - 50)) | produce_keyed
+commands $((ALLOCS_PER_PHASE + 501)) $((2 * ALLOCS_PER_PHASE - 50)) | produce_keyed
 start_processor
 commands $((2 * ALLOCS_PER_PHASE - 49)) $((2 * ALLOCS_PER_PHASE)) | produce_keyed
 wait_for "every record committed" 180 all_records_committed
 stop_processor TERM
 
 total=$((2 * ALLOCS_PER_PHASE))
-echo "killed after $killed_at committed records; $(produced_records) produced in all"
+echo "killed after $killed_at, stopped after $termed_at committed records; $(produced_records) produced in all"
 got=$(sql "select count(*) from allocations a join batches b on b.id = a.batch_id where b.sku like '$RUN_ID-S%'")
 [[ "$got" -eq "$total" ]] || fail "expected $total allocations, found $got"
 got=$(sql "select count(distinct orderid) from allocations_view where orderid like '$RUN_ID-o%'")
