@@ -43,6 +43,9 @@ struct ap_uow_ops {
     /* Repository: a freshly loaded product (caller owns it) or AP_ERR_NOT_FOUND. */
     ap_err_t (*load)(ap_uow_t *uow, const char *sku, ap_product_t **out);
     ap_err_t (*load_by_batchref)(ap_uow_t *uow, const char *ref, ap_product_t **out);
+    /* Optional (NULL: not supported): loads many products in one go. Fills out[0..n) with
+     * fresh products (caller owns them) or NULL where a sku is unknown. */
+    ap_err_t (*load_many)(ap_uow_t *uow, const char *const *skus, size_t n, ap_product_t **out);
     /* Read model writes (allocations_view), inside the current scope. Removing a row that
      * is not there is not an error. */
     ap_err_t (*view_add)(ap_uow_t *uow, const char *orderid, const char *sku,
@@ -69,6 +72,17 @@ struct ap_uow {
     unsigned depth;       /* open scopes */
     ap_product_t **seen;  /* every product handed out since the last collect; owned */
     size_t nseen, seen_cap;
+    /* Products as committed by earlier scopes of the open transaction, so later commands
+     * need not load them again; dropped at any rollback and at the transaction's end. */
+    ap_product_t **cache;
+    size_t ncache, cache_cap;
+    /* Set by the transaction's owner: inside it, writes nobody waits for may be sent with
+     * the next round trip instead of at once. A write that then fails cannot be pinned on
+     * its scope any more, so it dooms the whole transaction (below). */
+    bool defer_writes;
+    /* Set by a backend: the transaction can only be rolled back (every call until the
+     * outermost rollback fails with AP_ERR_CONFLICT, so its owner retries it whole). */
+    bool doomed;
 };
 
 /* Initialises the shared part of an adapter's uow. */
@@ -86,6 +100,10 @@ ap_err_t ap_uow_get(ap_uow_t *uow, const char *sku, ap_product_t **out);
 ap_err_t ap_uow_get_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **out);
 /* Takes ownership of a new product (from ap_product_new), written on commit. */
 ap_err_t ap_uow_add(ap_uow_t *uow, ap_product_t *product);
+
+/* Loads the products of these skus into the transaction's cache in one round trip where
+ * the backend can (a hint: failures are ignored; later gets load what is missing). */
+void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, size_t n);
 
 ap_err_t ap_uow_view_add(ap_uow_t *uow, const char *orderid, const char *sku,
                          const char *batchref);

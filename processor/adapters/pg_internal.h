@@ -57,6 +57,10 @@ ap_err_t ap_pg_uow_command(ap_uow_t *uow, const char *sql, int nparams, const ch
 ap_err_t ap_pg_uow_query(ap_uow_t *uow, const char *sql, int nparams, const char *const *params,
                          PGresult **out);
 
+/* A text[] literal of `items` ("{\"a\",NULL}"), quoting and escaping each; NULL items are
+ * SQL NULLs. malloc'd (NULL when out of memory). */
+char *ap_pg_text_array(const char *const *items, size_t n);
+
 /* Text for a 64-bit integer query parameter: "-9223372036854775808" fits. */
 #define AP_PG_INT_SIZE 24
 

@@ -3,8 +3,8 @@
  * dead letter, through the unit of work's connection and inside its current scope.
  *
  * Values are encoded here (Avro, per the configured framing) so the relay only moves bytes.
- * Keys and values travel as binary parameters; headers as two arrays (names, and values in
- * hex, decoded by the statement) so arbitrary header bytes survive unchanged.
+ * Keys and values travel as binary parameters; headers as two text[] literals (names, and
+ * values in hex, decoded by the statement) so arbitrary header bytes survive unchanged.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,90 +27,56 @@ static const char insert_sql[] =
     "ARRAY(SELECT decode(v, 'hex') FROM unnest($5::text[]) WITH ORDINALITY AS h(v, n) "
     "ORDER BY n))";
 
-/* ---------------------------------------------------------------- array literals */
+/* ---------------------------------------------------------------- the insert */
 
-typedef struct text_buf {
-    char *data;
-    size_t len, cap;
-    bool failed;
-} text_buf_t;
-
-static void buf_put(text_buf_t *buf, const char *bytes, size_t n)
-{
-    if (buf->failed)
-        return;
-    if (buf->len + n + 1 > buf->cap) {
-        size_t ncap = buf->cap ? buf->cap : 256;
-        while (ncap < buf->len + n + 1)
-            ncap *= 2;
-        char *grown = realloc(buf->data, ncap);
-        if (!grown) {
-            buf->failed = true;
-            return;
-        }
-        buf->data = grown;
-        buf->cap = ncap;
-    }
-    memcpy(buf->data + buf->len, bytes, n);
-    buf->len += n;
-    buf->data[buf->len] = '\0';
-}
-
-/* Appends one quoted element of a text[] literal: "..." with " and \ escaped. */
-static void buf_put_element(text_buf_t *buf, const char *text)
-{
-    buf_put(buf, buf->len > 1 ? ",\"" : "\"", buf->len > 1 ? 2 : 1);
-    for (const char *p = text; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            buf_put(buf, "\\", 1);
-        buf_put(buf, p, 1);
-    }
-    buf_put(buf, "\"", 1);
-}
-
-static void buf_put_hex_element(text_buf_t *buf, const void *value, size_t len)
+/* A header value in hex (for the statement to decode), or NULL for a null value. */
+static char *hex(const void *value, size_t len)
 {
     static const char digits[] = "0123456789abcdef";
     const unsigned char *bytes = value;
-    if (!value) {
-        buf_put(buf, buf->len > 1 ? ",NULL" : "NULL", buf->len > 1 ? 5 : 4);
-        return;
-    }
-    buf_put(buf, buf->len > 1 ? ",\"" : "\"", buf->len > 1 ? 2 : 1);
+    char *out;
+    if (!value || !(out = malloc(2 * len + 1)))
+        return NULL;
     for (size_t i = 0; i < len; i++) {
-        char pair[2] = {digits[bytes[i] >> 4], digits[bytes[i] & 15]};
-        buf_put(buf, pair, 2);
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
     }
-    buf_put(buf, "\"", 1);
+    out[2 * len] = '\0';
+    return out;
 }
-
-/* ---------------------------------------------------------------- the insert */
 
 static ap_err_t insert_row(ap_outbox_t *outbox, const char *topic, const void *key,
                            size_t key_len, const void *value, size_t value_len,
                            const ap_header_t *headers, size_t nheaders)
 {
-    text_buf_t names = {0}, values = {0};
+    const char **names = calloc(nheaders + 1, sizeof *names);
+    char **values = calloc(nheaders + 1, sizeof *values);
+    char *name_array = NULL, *value_array = NULL;
     ap_err_t err = AP_ERR_NOMEM;
 
-    buf_put(&names, "{", 1);
-    buf_put(&values, "{", 1);
+    if (!names || !values)
+        goto out;
     for (size_t i = 0; i < nheaders; i++) {
-        buf_put_element(&names, headers[i].name);
-        buf_put_hex_element(&values, headers[i].value, headers[i].len);
+        names[i] = headers[i].name;
+        if (headers[i].value && !(values[i] = hex(headers[i].value, headers[i].len)))
+            goto out;
     }
-    buf_put(&names, "}", 1);
-    buf_put(&values, "}", 1);
-    if (names.failed || values.failed)
+    if (!(name_array = ap_pg_text_array(names, nheaders)) ||
+        !(value_array = ap_pg_text_array((const char *const *)values, nheaders)))
         goto out;
 
-    const char *params[5] = {topic, key, value, names.data, values.data};
+    const char *params[5] = {topic, key, value, name_array, value_array};
     const int lengths[5] = {0, (int)key_len, (int)value_len, 0, 0};
     const int formats[5] = {0, 1, 1, 0, 0};
+    /* No row count asked for: with deferred writes, it goes with the next round trip. */
     err = ap_pg_uow_command(outbox->uow, insert_sql, 5, params, lengths, formats, NULL);
 out:
-    free(names.data);
-    free(values.data);
+    for (size_t i = 0; values && i < nheaders; i++)
+        free(values[i]);
+    free(values);
+    free(names);
+    free(name_array);
+    free(value_array);
     return err;
 }
 

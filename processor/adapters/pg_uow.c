@@ -155,7 +155,9 @@ bool ap_pg_get_int64(const PGresult *res, int row, int col, int64_t *out)
  * server has not heard of, which is what lets a commit or rollback of such a scope just
  * drop its SAVEPOINT from the queue.
  */
-#define MAX_PENDING 32
+#define MAX_PENDING 1024
+
+typedef struct pending pending_t;
 
 typedef struct pg_uow {
     ap_uow_t uow;   /* first: the port (container_of) */
@@ -163,16 +165,15 @@ typedef struct pg_uow {
     char *conninfo; /* kept for reconnecting; never logged */
     bool prepared;  /* the statements below exist on `conn` */
     bool broken;    /* the session is in doubt: drop it at the next outermost begin */
-    struct {
-        bool release;   /* RELEASE SAVEPOINT, else SAVEPOINT */
-        unsigned level; /* the scope's level: savepoint s<level> */
-    } pending[MAX_PENDING];
-    size_t npending;
+    bool doomed;    /* a deferred write failed: only the outermost rollback is left */
+    pending_t *pending; /* statements not sent yet, in order */
+    size_t npending, pending_cap;
 } pg_uow_t;
 
 enum stmt {
     ST_LOAD_SKU,
     ST_LOAD_REF,
+    ST_LOAD_MANY,
     ST_PRODUCT_INSERT,
     ST_PRODUCT_CAS,
     ST_BATCH_INSERT,
@@ -204,6 +205,8 @@ static const struct {
     [ST_LOAD_SKU] = {"ap_load_sku", LOAD_PRODUCT " WHERE p.sku = $1::text ORDER BY b.id, a.id"},
     [ST_LOAD_REF] = {"ap_load_ref", LOAD_PRODUCT " WHERE p.sku = (SELECT sku FROM batches"
                                     " WHERE reference = $1::text) ORDER BY b.id, a.id"},
+    [ST_LOAD_MANY] = {"ap_load_many", LOAD_PRODUCT " WHERE p.sku = ANY($1::text[])"
+                                      " ORDER BY p.sku, b.id, a.id"},
     /* A new product: zero rows means someone created it first (a conflict). */
     [ST_PRODUCT_INSERT] = {"ap_product_insert",
                            "INSERT INTO products (sku, version_number)"
@@ -266,7 +269,39 @@ static ap_err_t note(pg_uow_t *self, ap_err_t err)
 
 static ap_err_t usable(const pg_uow_t *self)
 {
+    if (self->doomed)
+        return AP_ERR_CONFLICT;
     return self->conn && !self->broken ? AP_OK : AP_ERR_UNAVAILABLE;
+}
+
+char *ap_pg_text_array(const char *const *items, size_t n)
+{
+    size_t len = 3;
+    for (size_t i = 0; i < n; i++)
+        len += items[i] ? 2 * strlen(items[i]) + 3 : 5;
+    char *out = malloc(len), *p = out;
+    if (!out)
+        return NULL;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            *p++ = ',';
+        if (!items[i]) {
+            memcpy(p, "NULL", 4);
+            p += 4;
+            continue;
+        }
+        *p++ = '"';
+        for (const char *c = items[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
 }
 
 /* ---------------------------------------------------------------- pipelines */
@@ -287,6 +322,24 @@ typedef enum {
     EXPECT_KEEP,    /* the caller reads the result: status `want`, kept in `kept` */
 } expect_t;
 
+#define MAX_PARAMS 8
+
+/*
+ * A statement waiting in the queue: a scope's SAVEPOINT or RELEASE, or (with
+ * uow->defer_writes) a write whose result nobody waits for. Everything is owned copies.
+ */
+struct pending {
+    enum { PENDING_SAVEPOINT, PENDING_RELEASE, PENDING_STMT } kind;
+    unsigned level; /* savepoints: s<level> */
+    enum stmt st;   /* statements: prepared, or ST__COUNT for `sql` */
+    char *sql;
+    expect_t expect;
+    char *key; /* for the log */
+    int nparams;
+    char *params[MAX_PARAMS];
+    int lengths[MAX_PARAMS], formats[MAX_PARAMS];
+};
+
 typedef struct pipe {
     pg_uow_t *self;
     bool open;          /* in pipeline mode */
@@ -294,10 +347,12 @@ typedef struct pipe {
     ExecStatusType want;
     PGresult *kept;     /* EXPECT_KEEP's result; the caller clears it */
     size_t nsent;       /* since the last sync */
+    bool sending_queue; /* sending the queued statements */
     struct {
-        const char *what; /* for the log: the statement's name */
-        const char *key;  /* for the log: the sku or ref it is about, or NULL */
+        const char *what;      /* for the log: the statement's name */
+        char key[AP_STR_SIZE]; /* for the log: the sku or ref it is about, or "" */
         expect_t expect;
+        bool deferred; /* queued earlier: its failure dooms the whole transaction */
     } sent[PIPE_CHUNK];
 } pipe_t;
 
@@ -317,17 +372,33 @@ static void pipe_lost(pipe_t *pipe, const PGresult *res, const char *what)
     pipe->self->broken = true;
 }
 
+/*
+ * A deferred write failed after its scope had been let go: the server's transaction is
+ * aborted somewhere the scopes cannot name any more, so nothing but the outermost rollback
+ * can follow. Callers see a conflict, which makes the owner of the transaction retry it.
+ */
+static void doom_if_deferred(pipe_t *pipe, size_t i)
+{
+    if (!pipe->sent[i].deferred || pipe->err == AP_ERR_UNAVAILABLE)
+        return;
+    AP_DEBUG("pg", "a deferred %s failed: the transaction will be retried", pipe->sent[i].what);
+    pipe->self->doomed = true;
+    pipe->self->uow.doomed = true;
+    pipe->err = AP_ERR_CONFLICT;
+}
+
 /* Checks one statement's result; true when it was kept for the caller. */
 static bool pipe_check(pipe_t *pipe, size_t i, PGresult *res)
 {
     ExecStatusType status = PQresultStatus(res);
     expect_t expect = pipe->sent[i].expect;
-    const char *key = pipe->sent[i].key ? pipe->sent[i].key : "";
+    const char *key = pipe->sent[i].key;
 
     if (status == PGRES_PIPELINE_ABORTED || pipe->err)
         return false; /* an earlier failure already decided */
     if (status != (expect == EXPECT_KEEP ? pipe->want : PGRES_COMMAND_OK)) {
         pipe_fail(pipe, res, pipe->sent[i].what);
+        doom_if_deferred(pipe, i);
         return false;
     }
     if (expect == EXPECT_KEEP) {
@@ -344,6 +415,7 @@ static bool pipe_check(pipe_t *pipe, size_t i, PGresult *res)
                  key);
         pipe->err = AP_ERR_INTERNAL;
     }
+    doom_if_deferred(pipe, i);
     return false;
 }
 
@@ -392,8 +464,10 @@ static void pipe_sent(pipe_t *pipe, int sent, const char *what, const char *key,
         return;
     }
     pipe->sent[pipe->nsent].what = what;
-    pipe->sent[pipe->nsent].key = key;
+    snprintf(pipe->sent[pipe->nsent].key, sizeof pipe->sent[pipe->nsent].key, "%s",
+             key ? key : "");
     pipe->sent[pipe->nsent].expect = expect;
+    pipe->sent[pipe->nsent].deferred = pipe->sending_queue;
     if (++pipe->nsent == PIPE_CHUNK)
         pipe_sync(pipe);
 }
@@ -420,7 +494,31 @@ static void pipe_send_sql(pipe_t *pipe, const char *what, const char *sql, expec
     pipe_sent(pipe, sent, what, NULL, expect);
 }
 
-/* Enters pipeline mode and sends the pending savepoint statements first. */
+/* Forgets the queued statements from `at` on. */
+static void pending_clear(pg_uow_t *self, size_t at)
+{
+    for (size_t i = at; i < self->npending; i++) {
+        pending_t *p = &self->pending[i];
+        free(p->sql);
+        free(p->key);
+        for (int j = 0; j < p->nparams; j++)
+            free(p->params[j]);
+    }
+    if (at < self->npending)
+        self->npending = at;
+}
+
+/* Removes one queued statement, keeping the order of the others. */
+static void pending_clear_one(pg_uow_t *self, size_t at)
+{
+    pending_t removed = self->pending[at];
+    memmove(&self->pending[at], &self->pending[at + 1],
+            (self->npending - at - 1) * sizeof removed);
+    self->pending[self->npending - 1] = removed;
+    pending_clear(self, self->npending - 1);
+}
+
+/* Enters pipeline mode and sends the queued statements first. */
 static void pipe_open(pipe_t *pipe, pg_uow_t *self)
 {
     memset(pipe, 0, sizeof *pipe);
@@ -432,15 +530,25 @@ static void pipe_open(pipe_t *pipe, pg_uow_t *self)
         return;
     }
     pipe->open = true;
+    pipe->sending_queue = true;
     for (size_t i = 0; i < self->npending && !pipe->err; i++) {
+        const pending_t *p = &self->pending[i];
         char sql[48];
-        unsigned level = self->pending[i].level;
-        snprintf(sql, sizeof sql, "%sSAVEPOINT s%u", self->pending[i].release ? "RELEASE " : "",
-                 level);
-        pipe_send_sql(pipe, self->pending[i].release ? "release savepoint" : "savepoint", sql,
-                      EXPECT_DONE, 0, NULL, NULL, NULL);
+        if (p->kind == PENDING_STMT && p->st != ST__COUNT) {
+            pipe_send(pipe, p->st, p->expect, p->key, p->nparams,
+                      (const char *const *)p->params);
+        } else if (p->kind == PENDING_STMT) {
+            pipe_send_sql(pipe, "deferred command", p->sql, p->expect, p->nparams,
+                          (const char *const *)p->params, p->lengths, p->formats);
+        } else {
+            snprintf(sql, sizeof sql, "%sSAVEPOINT s%u",
+                     p->kind == PENDING_RELEASE ? "RELEASE " : "", p->level);
+            pipe_send_sql(pipe, p->kind == PENDING_RELEASE ? "release savepoint" : "savepoint",
+                          sql, EXPECT_DONE, 0, NULL, NULL, NULL);
+        }
     }
-    self->npending = 0;
+    pipe->sending_queue = false;
+    pending_clear(self, 0);
 }
 
 /* Syncs what is left and leaves pipeline mode; returns the first failure. */
@@ -576,7 +684,7 @@ static ap_err_t reconnect(pg_uow_t *self)
     }
     self->prepared = false;
     self->broken = false;
-    self->npending = 0;
+    pending_clear(self, 0);
     self->conn = ap_pg_connect(self->conninfo);
     if (!self->conn)
         return AP_ERR_UNAVAILABLE;
@@ -590,7 +698,7 @@ static ap_err_t ready_session(pg_uow_t *self)
     bool healthy = conn && !self->broken && PQstatus(conn) == CONNECTION_OK &&
                    PQpipelineStatus(conn) == PQ_PIPELINE_OFF;
 
-    self->npending = 0;
+    pending_clear(self, 0);
     if (healthy && PQtransactionStatus(conn) != PQTRANS_IDLE) {
         /* A transaction a failed rollback left open: end it, or start over. */
         healthy = ap_pg_exec(conn, "ROLLBACK", "rollback") == AP_OK &&
@@ -603,22 +711,85 @@ static ap_err_t ready_session(pg_uow_t *self)
     return AP_OK;
 }
 
-static ap_err_t queue_savepoint(pg_uow_t *self, bool release, unsigned level)
+/* A free slot at the end of the queue (sending the queue first when it is full). */
+static ap_err_t queue_slot(pg_uow_t *self, pending_t **out)
 {
     ap_err_t err;
     if (self->npending == MAX_PENDING && (err = flush_pending(self)))
         return err;
-    self->pending[self->npending].release = release;
-    self->pending[self->npending].level = level;
+    if (self->npending == self->pending_cap) {
+        size_t ncap = self->pending_cap ? self->pending_cap * 2 : 64;
+        pending_t *grown = realloc(self->pending, ncap * sizeof *grown);
+        if (!grown)
+            return AP_ERR_NOMEM;
+        self->pending = grown;
+        self->pending_cap = ncap;
+    }
+    *out = &self->pending[self->npending];
+    memset(*out, 0, sizeof **out);
+    return AP_OK;
+}
+
+static ap_err_t queue_savepoint(pg_uow_t *self, bool release, unsigned level)
+{
+    pending_t *p;
+    ap_err_t err = queue_slot(self, &p);
+    if (err)
+        return err;
+    p->kind = release ? PENDING_RELEASE : PENDING_SAVEPOINT;
+    p->level = level;
     self->npending++;
     return AP_OK;
+}
+
+/* Queues a write to be sent with the next statement that needs an answer (or the commit). */
+static ap_err_t queue_stmt(pg_uow_t *self, enum stmt st, const char *sql, expect_t expect,
+                           const char *key, int nparams, const char *const *params,
+                           const int *lengths, const int *formats)
+{
+    pending_t *p;
+    ap_err_t err = queue_slot(self, &p);
+    if (err)
+        return err;
+    assert(nparams <= MAX_PARAMS);
+    p->kind = PENDING_STMT;
+    p->st = st;
+    p->expect = expect;
+    p->nparams = nparams;
+    bool ok = (!sql || (p->sql = strdup(sql))) && (!key || (p->key = strdup(key)));
+    for (int i = 0; ok && i < nparams; i++) {
+        if (!params[i])
+            continue;
+        size_t len = formats && formats[i] ? (size_t)lengths[i] : strlen(params[i]) + 1;
+        if ((p->params[i] = malloc(len ? len : 1)))
+            memcpy(p->params[i], params[i], len);
+        ok = p->params[i] != NULL;
+        p->lengths[i] = lengths ? lengths[i] : 0;
+        p->formats[i] = formats ? formats[i] : 0;
+    }
+    self->npending++;
+    if (!ok) {
+        pending_clear(self, self->npending - 1);
+        return AP_ERR_NOMEM;
+    }
+    return AP_OK;
+}
+
+/* True when a write was deferred and not sent yet. */
+static bool writes_pending(const pg_uow_t *self)
+{
+    for (size_t i = 0; i < self->npending; i++) {
+        if (self->pending[i].kind == PENDING_STMT)
+            return true;
+    }
+    return false;
 }
 
 /* Where scope `level`'s SAVEPOINT waits in the queue, or -1 when the server has it. */
 static long pending_savepoint(const pg_uow_t *self, unsigned level)
 {
     for (size_t i = self->npending; i-- > 0;) {
-        if (!self->pending[i].release && self->pending[i].level == level)
+        if (self->pending[i].kind == PENDING_SAVEPOINT && self->pending[i].level == level)
             return (long)i;
     }
     return -1;
@@ -654,20 +825,31 @@ static void pg_rollback(ap_uow_t *uow)
     unsigned level = uow->depth;
     char sql[80];
 
+    /* A doomed transaction has only its outermost rollback left to do. */
+    if (self->doomed) {
+        pending_clear(self, 0);
+        if (level <= 1) {
+            if (!self->conn || ap_pg_exec(self->conn, "ROLLBACK", "rollback"))
+                self->broken = true;
+            self->doomed = false;
+            uow->doomed = false;
+        }
+        return;
+    }
     /* A lost connection took its transaction with it; begin will reconnect. */
     if (usable(self) != AP_OK || PQstatus(self->conn) != CONNECTION_OK) {
         self->broken = true;
-        self->npending = 0;
+        pending_clear(self, 0);
         return;
     }
     /* A savepoint the server never saw: forget it and everything queued after it. */
     long at = level > 1 ? pending_savepoint(self, level) : -1;
     if (at >= 0) {
-        self->npending = (size_t)at;
+        pending_clear(self, (size_t)at);
         return;
     }
     /* Everything still queued belongs to this scope, which goes anyway. */
-    self->npending = 0;
+    pending_clear(self, 0);
     if (level <= 1)
         snprintf(sql, sizeof sql, "ROLLBACK");
     else
@@ -687,32 +869,20 @@ static ap_err_t bad_row(const char *what, int row)
     return AP_ERR_INTERNAL;
 }
 
-static ap_err_t load(pg_uow_t *self, enum stmt st, const char *key, ap_product_t **out)
+/* Rebuilds one product from rows [first, end) of a LOAD_PRODUCT result. */
+static ap_err_t restore_rows(const PGresult *res, int first, int end, const char *what,
+                             ap_product_t **out)
 {
-    const char *params[1] = {key};
-    const char *what = stmts[st].name;
-    PGresult *res = NULL;
     ap_product_t *product = NULL;
     ap_batch_t *batch = NULL;
     int64_t batch_id = 0, version, value;
-    ap_err_t err;
+    ap_err_t err = AP_OK;
 
-    if ((err = query(self, st, 1, params, PGRES_TUPLES_OK, &res)))
-        goto out;
-    int nrows = PQntuples(res);
-    if (nrows == 0) {
-        err = AP_ERR_NOT_FOUND;
-        goto out;
-    }
-    if (PQnfields(res) != 8 || !ap_pg_get_int64(res, 0, 1, &version)) {
-        err = bad_row(what, 0);
-        goto out;
-    }
-    if (!(product = ap_product_restore(PQgetvalue(res, 0, 0), version))) {
-        err = AP_ERR_NOMEM;
-        goto out;
-    }
-    for (int row = 0; row < nrows; row++) {
+    if (PQnfields(res) != 8 || !ap_pg_get_int64(res, first, 1, &version))
+        return bad_row(what, first);
+    if (!(product = ap_product_restore(PQgetvalue(res, first, 0), version)))
+        return AP_ERR_NOMEM;
+    for (int row = first; row < end; row++) {
         if (PQgetisnull(res, row, 2))
             continue; /* a product without batches */
         int64_t id, qty, eta = 0;
@@ -751,7 +921,57 @@ static ap_err_t load(pg_uow_t *self, enum stmt st, const char *key, ap_product_t
     product = NULL;
 out:
     ap_product_free(product);
+    return err;
+}
+
+static ap_err_t load(pg_uow_t *self, enum stmt st, const char *key, ap_product_t **out)
+{
+    const char *params[1] = {key};
+    PGresult *res = NULL;
+    ap_err_t err = query(self, st, 1, params, PGRES_TUPLES_OK, &res);
+    if (err == AP_OK && PQntuples(res) == 0)
+        err = AP_ERR_NOT_FOUND;
+    if (err == AP_OK)
+        err = restore_rows(res, 0, PQntuples(res), stmts[st].name, out);
     PQclear(res);
+    return err;
+}
+
+/* Many products in one round trip: rows come grouped by sku. */
+static ap_err_t pg_load_many(ap_uow_t *uow, const char *const *skus, size_t n,
+                             ap_product_t **out)
+{
+    pg_uow_t *self = container_of(uow, pg_uow_t, uow);
+    char *array = ap_pg_text_array(skus, n);
+    const char *params[1] = {array};
+    PGresult *res = NULL;
+    ap_err_t err = array ? query(self, ST_LOAD_MANY, 1, params, PGRES_TUPLES_OK, &res)
+                         : AP_ERR_NOMEM;
+
+    for (int first = 0, nrows = err ? 0 : PQntuples(res); first < nrows && !err;) {
+        int end = first + 1;
+        while (end < nrows && strcmp(PQgetvalue(res, end, 0), PQgetvalue(res, first, 0)) == 0)
+            end++;
+        ap_product_t *product = NULL;
+        if ((err = restore_rows(res, first, end, stmts[ST_LOAD_MANY].name, &product)))
+            break;
+        size_t i = 0;
+        while (i < n && (out[i] || strcmp(skus[i], product->sku) != 0))
+            i++;
+        if (i < n)
+            out[i] = product;
+        else
+            ap_product_free(product);
+        first = end;
+    }
+    if (err) {
+        for (size_t i = 0; i < n; i++) {
+            ap_product_free(out[i]);
+            out[i] = NULL;
+        }
+    }
+    PQclear(res);
+    free(array);
     return err;
 }
 
@@ -772,8 +992,24 @@ static bool needs_write(const ap_product_t *product)
     return product->is_new || product->nchanges > 0;
 }
 
+/* Where a product's writes go: a pipeline now, or the queue (uow->defer_writes). */
+typedef struct emitter {
+    pipe_t *pipe;
+    pg_uow_t *self;
+    ap_err_t err;
+} emitter_t;
+
+static void emit(emitter_t *e, enum stmt st, expect_t expect, const char *key, int nparams,
+                 const char *const *params)
+{
+    if (e->pipe)
+        pipe_send(e->pipe, st, expect, key, nparams, params);
+    else if (e->err == AP_OK)
+        e->err = queue_stmt(e->self, st, NULL, expect, key, nparams, params, NULL, NULL);
+}
+
 /* The version check, then the recorded changes in order. */
-static void send_product(pipe_t *pipe, const ap_product_t *product)
+static void send_product(emitter_t *pipe, const ap_product_t *product)
 {
     char version[AP_PG_INT_SIZE], stored[AP_PG_INT_SIZE], qty[AP_PG_INT_SIZE];
     char eta[AP_PG_INT_SIZE];
@@ -781,10 +1017,10 @@ static void send_product(pipe_t *pipe, const ap_product_t *product)
     fmt_int(version, product->version_number);
     if (product->is_new) {
         const char *params[] = {product->sku, version};
-        pipe_send(pipe, ST_PRODUCT_INSERT, EXPECT_VERSION, product->sku, 2, params);
+        emit(pipe, ST_PRODUCT_INSERT, EXPECT_VERSION, product->sku, 2, params);
     } else {
         const char *params[] = {product->sku, fmt_int(stored, product->stored_version), version};
-        pipe_send(pipe, ST_PRODUCT_CAS, EXPECT_VERSION, product->sku, 3, params);
+        emit(pipe, ST_PRODUCT_CAS, EXPECT_VERSION, product->sku, 3, params);
     }
     for (size_t i = 0; i < product->nchanges; i++) {
         const ap_change_t *change = &product->changes[i];
@@ -793,12 +1029,12 @@ static void send_product(pipe_t *pipe, const ap_product_t *product)
         case AP_CHANGE_ADD_BATCH: {
             const char *params[] = {batch->ref, batch->sku, fmt_int(qty, batch->purchased_qty),
                                     batch->has_eta ? fmt_int(eta, batch->eta) : NULL};
-            pipe_send(pipe, ST_BATCH_INSERT, EXPECT_ONE_ROW, batch->ref, 4, params);
+            emit(pipe, ST_BATCH_INSERT, EXPECT_ONE_ROW, batch->ref, 4, params);
             break;
         }
         case AP_CHANGE_SET_QTY: {
             const char *params[] = {batch->ref, fmt_int(qty, batch->purchased_qty)};
-            pipe_send(pipe, ST_BATCH_SET_QTY, EXPECT_ONE_ROW, batch->ref, 2, params);
+            emit(pipe, ST_BATCH_SET_QTY, EXPECT_ONE_ROW, batch->ref, 2, params);
             break;
         }
         case AP_CHANGE_ADD_LINE:
@@ -806,30 +1042,37 @@ static void send_product(pipe_t *pipe, const ap_product_t *product)
             const char *params[] = {batch->ref, change->line.orderid,
                                     fmt_int(qty, change->line.qty)};
             enum stmt st = change->kind == AP_CHANGE_ADD_LINE ? ST_LINE_ADD : ST_LINE_REMOVE;
-            pipe_send(pipe, st, EXPECT_ONE_ROW, batch->ref, 3, params);
+            emit(pipe, st, EXPECT_ONE_ROW, batch->ref, 3, params);
             break;
         }
         }
     }
 }
 
-/* Writes every product handed out that has something to write, in one pipeline. */
+/*
+ * Writes every product handed out that has something to write, in one pipeline; or, with
+ * uow->defer_writes, queues the writes to go with the next round trip.
+ */
 static ap_err_t write_products(pg_uow_t *self)
 {
     const ap_uow_t *uow = &self->uow;
     size_t nwrites = 0;
     pipe_t pipe;
+    emitter_t e = {NULL, self, AP_OK};
 
     for (size_t i = 0; i < uow->nseen; i++)
         nwrites += needs_write(uow->seen[i]);
     if (nwrites == 0)
         return AP_OK;
-    pipe_open(&pipe, self);
-    for (size_t i = 0; i < uow->nseen && !pipe.err; i++) {
-        if (needs_write(uow->seen[i]))
-            send_product(&pipe, uow->seen[i]);
+    if (!uow->defer_writes || uow->depth <= 1) {
+        pipe_open(&pipe, self);
+        e.pipe = &pipe;
     }
-    return pipe_close(&pipe);
+    for (size_t i = 0; i < uow->nseen && !e.err && !(e.pipe && pipe.err); i++) {
+        if (needs_write(uow->seen[i]))
+            send_product(&e, uow->seen[i]);
+    }
+    return e.pipe ? pipe_close(&pipe) : e.err;
 }
 
 /* COMMIT of a transaction that had already failed answers ROLLBACK, not an error. */
@@ -856,17 +1099,20 @@ static ap_err_t pg_commit(ap_uow_t *uow)
     if ((err = usable(self)) || (err = write_products(self)))
         return err;
     if (level > 1) {
-        /* A scope the server never heard of needs no RELEASE: it was the queue's last. */
+        /* A scope the server never heard of needs no RELEASE, and its SAVEPOINT can go: on
+         * success the writes queued after it belong to the parent scope just the same. */
         long at = pending_savepoint(self, level);
         if (at >= 0) {
-            assert((size_t)at == self->npending - 1);
-            self->npending--;
+            pending_clear_one(self, (size_t)at);
         } else if ((err = queue_savepoint(self, true, level))) {
             return err;
         }
     } else {
-        /* COMMIT ends every savepoint: the queued RELEASEs have nothing left to do. */
-        self->npending = 0;
+        /* COMMIT ends every savepoint: queued RELEASEs have nothing left to do, but deferred
+         * writes go first. */
+        if (writes_pending(self) && (err = flush_pending(self)))
+            return err;
+        pending_clear(self, 0);
         if ((err = usable(self)) || (err = commit_transaction(self)))
             return err;
     }
@@ -879,20 +1125,36 @@ static ap_err_t pg_commit(ap_uow_t *uow)
 
 /* ---------------------------------------------------------------- read model, offsets */
 
+/* A write whose row count nobody needs: queued when writes may be deferred. */
+static ap_err_t write_row(ap_uow_t *uow, enum stmt st, const char *sql, int nparams,
+                      const char *const *params, const int *lengths, const int *formats)
+{
+    pg_uow_t *self = container_of(uow, pg_uow_t, uow);
+    PGresult *res = NULL;
+    ap_err_t err = usable(self);
+    if (err)
+        return err;
+    if (uow->defer_writes && uow->depth > 0)
+        return queue_stmt(self, st, sql, EXPECT_DONE, NULL, nparams, params, lengths, formats);
+    const stmt_call_t call = {st, sql, nparams, params, lengths, formats};
+    if ((err = run(self, &call, PGRES_COMMAND_OK, &res)))
+        return err;
+    PQclear(res);
+    return AP_OK;
+}
+
 static ap_err_t pg_view_add(ap_uow_t *uow, const char *orderid, const char *sku,
                             const char *batchref)
 {
     const char *params[] = {orderid, sku, batchref};
-    long rows;
-    return command(container_of(uow, pg_uow_t, uow), ST_VIEW_ADD, 3, params, &rows);
+    return write_row(uow, ST_VIEW_ADD, NULL, 3, params, NULL, NULL);
 }
 
 static ap_err_t pg_view_remove(ap_uow_t *uow, const char *orderid, const char *sku,
                                const char *batchref)
 {
     const char *params[] = {orderid, sku, batchref};
-    long rows;
-    return command(container_of(uow, pg_uow_t, uow), ST_VIEW_REMOVE, 3, params, &rows);
+    return write_row(uow, ST_VIEW_REMOVE, NULL, 3, params, NULL, NULL);
 }
 
 static ap_err_t pg_claim_partition(ap_uow_t *uow, const char *group, const char *topic,
@@ -948,6 +1210,8 @@ static ap_err_t pg_advance_offset(ap_uow_t *uow, const char *group, const char *
 static void pg_free(ap_uow_t *uow)
 {
     pg_uow_t *self = container_of(uow, pg_uow_t, uow);
+    pending_clear(self, 0);
+    free(self->pending);
     PQfinish(self->conn);
     free(self->conninfo);
     free(self);
@@ -959,6 +1223,7 @@ static const struct ap_uow_ops pg_uow_ops = {
     .rollback = pg_rollback,
     .load = pg_load,
     .load_by_batchref = pg_load_by_batchref,
+    .load_many = pg_load_many,
     .view_add = pg_view_add,
     .view_remove = pg_view_remove,
     .claim_partition = pg_claim_partition,
@@ -977,6 +1242,8 @@ ap_err_t ap_pg_uow_command(ap_uow_t *uow, const char *sql, int nparams, const ch
         AP_ERROR("pg", "command: not a PostgreSQL unit of work");
         return AP_ERR_INTERNAL;
     }
+    if (!rows)
+        return write_row(uow, ST__COUNT, sql, nparams, params, lengths, formats);
     err = run(container_of(uow, pg_uow_t, uow), &call, PGRES_COMMAND_OK, &res);
     if (err)
         return err;

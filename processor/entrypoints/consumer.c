@@ -308,13 +308,22 @@ static void report(consumer_t *c, const item_t *item)
  * moved past its last record, all in one transaction. Records of partitions we no longer
  * own, or already applied (a re-fetch), are skipped.
  */
-static ap_err_t try_batch(consumer_t *c, item_t *items, size_t n, int64_t *last)
+static ap_err_t try_batch(consumer_t *c, item_t *items, size_t n, int64_t *last,
+                          const char **skus)
 {
     ap_uow_t *uow = c->app->deps.uow;
     ap_err_t err = ap_uow_begin(uow);
+    size_t nskus = 0;
 
     for (size_t i = 0; i < c->nparts; i++)
         last[i] = -1;
+    /* The batch's products in one round trip, rather than one each. */
+    for (size_t i = 0; i < n && err == AP_OK; i++) {
+        if (items[i].decoded == AP_OK && items[i].cmd.sku[0])
+            skus[nskus++] = items[i].cmd.sku;
+    }
+    if (err == AP_OK)
+        ap_uow_prefetch(uow, skus, nskus);
     for (size_t i = 0; i < n && err == AP_OK; i++) {
         item_t *item = &items[i];
         const partition_t *p = &c->parts[item->part];
@@ -351,14 +360,23 @@ static void set_health(atomic_bool *flag, bool ok, const char *what)
 
 static void process_batch(consumer_t *c, item_t *items, size_t n)
 {
+    ap_uow_t *uow = c->app->deps.uow;
     int64_t *last = calloc(c->nparts ? c->nparts : 1, sizeof *last);
-    if (!last) {
+    const char **skus = calloc(n, sizeof *skus);
+    if (!last || !skus) {
         AP_ERROR("consumer", "out of memory; the batch will be read again");
-        return;
+        goto out;
     }
+    int64_t started = ap_clock_now_ms(c->app->deps.clock);
     for (unsigned attempt = 0;; attempt++) {
-        ap_err_t err = try_batch(c, items, n, last);
+        /* Writes go in bulk at first; should one fail, the batch is retried with each write
+         * sent at once, so a failure is pinned on its own command. */
+        uow->defer_writes = attempt == 0;
+        ap_err_t err = try_batch(c, items, n, last, skus);
+        uow->defer_writes = false;
         if (err == AP_OK) {
+            AP_DEBUG("consumer", "batch of %zu committed in %lld ms", n,
+                     (long long)(ap_clock_now_ms(c->app->deps.clock) - started));
             set_health(&c->health->database, true, "Postgres");
             for (size_t i = 0; i < c->nparts; i++) {
                 if (last[i] < 0)
@@ -376,9 +394,13 @@ static void process_batch(consumer_t *c, item_t *items, size_t n)
         if (err == AP_ERR_UNAVAILABLE)
             set_health(&c->health->database, false, "Postgres");
         AP_WARN("consumer", "batch of %zu: %s; retrying", n, ap_strerror(err));
+        if (attempt == 0 && err == AP_ERR_CONFLICT)
+            continue; /* at once, now with each write sent as it comes */
         if (!back_off(c, attempt))
             break; /* not applied, not acknowledged: read again by whoever owns it next */
     }
+out:
+    free(skus);
     free(last);
 }
 

@@ -162,7 +162,9 @@ ap_err_t ap_bus_execute(ap_bus_t *bus, const ap_msg_t *cmd, char *why, size_t wh
             else
                 ap_uow_rollback(uow);
         }
-        bool retry = err == AP_ERR_CONFLICT || (err == AP_ERR_UNAVAILABLE && owns_transaction);
+        /* A doomed transaction fails every command in it: only its owner can retry. */
+        bool retry = (err == AP_ERR_CONFLICT && !uow->doomed) ||
+                     (err == AP_ERR_UNAVAILABLE && owns_transaction);
         if (!retry || attempt == bus->retry.max_attempts)
             break;
         bus->stats.retries++;

@@ -1,6 +1,8 @@
 /*
  * uow.c - the unit of work's dispatchers and the bookkeeping every backend shares: scope
- * depth, and the products handed out (an identity map, and where the bus finds new events).
+ * depth, the products handed out (an identity map, and where the bus finds new events), and
+ * a cache of the products earlier scopes of the open transaction committed, so a batch of
+ * commands loads each product once.
  *
  * Backends (adapters/pg_uow.c, tests/fakes/fake_uow.c) implement struct ap_uow_ops; they
  * never track products themselves.
@@ -24,18 +26,55 @@ void ap_uow_forget(ap_uow_t *uow)
     uow->nseen = 0;
 }
 
-static ap_err_t remember(ap_uow_t *uow, ap_product_t *product)
+/* Appends to a growable array of products. */
+static ap_err_t push(ap_product_t ***items, size_t *n, size_t *cap, ap_product_t *product)
 {
-    if (uow->nseen == uow->seen_cap) {
-        size_t ncap = uow->seen_cap ? uow->seen_cap * 2 : 8;
-        ap_product_t **grown = realloc(uow->seen, ncap * sizeof *grown);
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 8;
+        ap_product_t **grown = realloc(*items, ncap * sizeof *grown);
         if (!grown)
             return AP_ERR_NOMEM;
-        uow->seen = grown;
-        uow->seen_cap = ncap;
+        *items = grown;
+        *cap = ncap;
     }
-    uow->seen[uow->nseen++] = product;
+    (*items)[(*n)++] = product;
     return AP_OK;
+}
+
+static ap_err_t remember(ap_uow_t *uow, ap_product_t *product)
+{
+    return push(&uow->seen, &uow->nseen, &uow->seen_cap, product);
+}
+
+static ap_product_t *find_sku(ap_product_t *const *items, size_t n, const char *sku)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(items[i]->sku, sku) == 0)
+            return items[i];
+    }
+    return NULL;
+}
+
+static void cache_clear(ap_uow_t *uow)
+{
+    for (size_t i = 0; i < uow->ncache; i++)
+        ap_product_free(uow->cache[i]);
+    uow->ncache = 0;
+}
+
+/* Takes ownership of a committed product, replacing an older copy. */
+static void cache_put(ap_uow_t *uow, ap_product_t *product)
+{
+    ap_product_clear_events(product);
+    for (size_t i = 0; i < uow->ncache; i++) {
+        if (strcmp(uow->cache[i]->sku, product->sku) == 0) {
+            ap_product_free(uow->cache[i]);
+            uow->cache[i] = product;
+            return;
+        }
+    }
+    if (push(&uow->cache, &uow->ncache, &uow->cache_cap, product))
+        ap_product_free(product); /* only a cache: do without */
 }
 
 ap_err_t ap_uow_begin(ap_uow_t *uow)
@@ -54,7 +93,8 @@ ap_err_t ap_uow_commit(ap_uow_t *uow)
         ap_uow_rollback(uow);
         return err;
     }
-    uow->depth--;
+    if (--uow->depth == 0)
+        cache_clear(uow); /* the next transaction must see what others committed */
     return AP_OK;
 }
 
@@ -64,17 +104,15 @@ void ap_uow_rollback(ap_uow_t *uow)
         return;
     uow->ops->rollback(uow);
     uow->depth--;
-    /* What the scope changed is gone, and so are the events it recorded. */
+    /* What the scope changed is gone, and so are the events it recorded; the cache may hold
+     * some of it. */
     ap_uow_forget(uow);
+    cache_clear(uow);
 }
 
 static ap_product_t *seen_by_sku(const ap_uow_t *uow, const char *sku)
 {
-    for (size_t i = 0; i < uow->nseen; i++) {
-        if (strcmp(uow->seen[i]->sku, sku) == 0)
-            return uow->seen[i];
-    }
-    return NULL;
+    return find_sku(uow->seen, uow->nseen, sku);
 }
 
 static ap_err_t hand_out(ap_uow_t *uow, ap_product_t *loaded, ap_product_t **out)
@@ -102,10 +140,12 @@ ap_err_t ap_uow_get(ap_uow_t *uow, const char *sku, ap_product_t **out)
         *out = product;
         return AP_OK;
     }
-    ap_err_t err = uow->ops->load(uow, sku, &product);
-    if (err)
-        return err;
-    return hand_out(uow, product, out);
+    const ap_product_t *cached = find_sku(uow->cache, uow->ncache, sku);
+    ap_err_t err = AP_ERR_NOMEM;
+    if (cached ? (product = ap_product_clone(cached)) != NULL
+               : (err = uow->ops->load(uow, sku, &product)) == AP_OK)
+        return hand_out(uow, product, out);
+    return err;
 }
 
 ap_err_t ap_uow_get_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **out)
@@ -117,10 +157,45 @@ ap_err_t ap_uow_get_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **o
         }
     }
     ap_product_t *product;
+    for (size_t i = 0; i < uow->ncache; i++) {
+        if (ap_product_find_batch(uow->cache[i], ref)) {
+            if (!(product = ap_product_clone(uow->cache[i])))
+                return AP_ERR_NOMEM;
+            return hand_out(uow, product, out);
+        }
+    }
     ap_err_t err = uow->ops->load_by_batchref(uow, ref, &product);
     if (err)
         return err;
     return hand_out(uow, product, out);
+}
+
+void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, size_t n)
+{
+    const char **wanted = NULL;
+    ap_product_t **loaded = NULL;
+    size_t nwanted = 0;
+
+    if (!uow->ops->load_many || uow->depth == 0 || n == 0)
+        return;
+    if (!(wanted = malloc(n * sizeof *wanted)) || !(loaded = calloc(n, sizeof *loaded)))
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        bool known = find_sku(uow->cache, uow->ncache, skus[i]) || seen_by_sku(uow, skus[i]);
+        for (size_t j = 0; j < nwanted && !known; j++)
+            known = strcmp(wanted[j], skus[i]) == 0;
+        if (!known)
+            wanted[nwanted++] = skus[i];
+    }
+    if (nwanted > 0 && uow->ops->load_many(uow, wanted, nwanted, loaded) == AP_OK) {
+        for (size_t i = 0; i < nwanted; i++) {
+            if (loaded[i])
+                cache_put(uow, loaded[i]);
+        }
+    }
+out:
+    free(wanted);
+    free(loaded);
 }
 
 ap_err_t ap_uow_add(ap_uow_t *uow, ap_product_t *product)
@@ -140,8 +215,15 @@ ap_err_t ap_uow_collect_new_events(ap_uow_t *uow, ap_event_sink_fn sink, void *c
         for (size_t e = 0; e < product->nevents && err == AP_OK; e++)
             err = sink(ctx, &product->events[e]);
     }
-    ap_uow_forget(uow);
-    return err;
+    if (err || uow->depth == 0) {
+        ap_uow_forget(uow);
+        return err;
+    }
+    /* The handler's scope committed these: later scopes of the transaction may reuse them. */
+    for (size_t i = 0; i < uow->nseen; i++)
+        cache_put(uow, uow->seen[i]);
+    uow->nseen = 0;
+    return AP_OK;
 }
 
 ap_err_t ap_uow_view_add(ap_uow_t *uow, const char *orderid, const char *sku,
@@ -175,7 +257,10 @@ void ap_uow_free(ap_uow_t *uow)
     while (uow->depth > 0)
         ap_uow_rollback(uow);
     ap_uow_forget(uow);
+    cache_clear(uow);
     free(uow->seen);
+    free(uow->cache);
     uow->seen = NULL;
+    uow->cache = NULL;
     uow->ops->free(uow);
 }
