@@ -33,7 +33,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define STATS_EVERY_MS 60000
-#define BACKPRESSURE_EVERY_MS 1000
+#define BACKPRESSURE_EVERY_MS 50
 
 typedef struct partition {
     char topic[256];

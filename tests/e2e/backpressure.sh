@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Backpressure: when the outbox holds more than BACKPRESSURE_MAX_ROWS undelivered rows, the
+# processor stops consuming until the relay has caught up, then goes on; nothing is lost.
+# A producer that waits 1.5 s before each send (linger) keeps the relay slow.
+source "$(dirname "$0")/lib.sh"
+require_services
+
+export BACKPRESSURE_MAX_ROWS=100 KAFKA_LINGER_MS=1500 BATCH_MAX_MESSAGES=50
+ORDERS=600
+SKU="$RUN_ID-LAMP"
+{
+    printf '%s\t{"type":"CreateBatch","ref":"%s-b1","sku":"%s","qty":100000}\n' "$SKU" "$RUN_ID" "$SKU"
+    for ((i = 1; i <= ORDERS; i++)); do
+        printf '%s\t{"type":"Allocate","orderid":"%s-o%d","sku":"%s","qty":1}\n' "$SKU" "$RUN_ID" "$i" "$SKU"
+    done
+} | produce_keyed
+
+start_processor
+paused() { grep -q "pausing consumption" "$PROCESSOR_LOG"; }
+wait_for "consumption to pause" 60 paused
+# While paused, the backlog stays bounded: the limit, plus what was consumed between two
+# checks (50 ms apart) and what had been fetched already.
+rows=$(outbox_rows)
+[[ "$rows" -le $((BACKPRESSURE_MAX_ROWS + 300)) ]] || fail "the outbox grew to $rows rows while paused"
+[[ "$rows" -lt "$ORDERS" ]] || fail "the whole stream was consumed before the pause"
+resumed() { grep -q "resuming consumption" "$PROCESSOR_LOG"; }
+wait_for "consumption to resume" 60 resumed
+wait_for "every record committed" 120 all_records_committed
+wait_for "the outbox to drain" 60 outbox_empty
+got=$(sql "select count(*) from allocations_view where orderid like '$RUN_ID-o%'")
+[[ "$got" -eq "$ORDERS" ]] || fail "expected $ORDERS allocations, found $got"
+stop_processor TERM
+pass
