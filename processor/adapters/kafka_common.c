@@ -14,8 +14,8 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *facility, const 
                           : level <= LOG_INFO    ? AP_LOG_INFO
                                                  : AP_LOG_DEBUG;
     /* A broker connection failure also reaches the client's error callback: say it once,
-     * there. */
-    if (strcmp(facility, "FAIL") == 0)
+     * there. KAFKA_* settings go to every client, so each ignores the other kind's. */
+    if (strcmp(facility, "FAIL") == 0 || strcmp(facility, "CONFWARN") == 0)
         ours = AP_LOG_DEBUG;
     ap_log(ours, "kafka", "%s %s: %s",
            rd_kafka_type(rk) == RD_KAFKA_PRODUCER ? "producer" : "consumer", facility, text);
