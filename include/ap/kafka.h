@@ -3,9 +3,10 @@
  * with cooperative-sticky assignment, never commits offsets to Kafka on its own, and asks
  * its owner where each newly assigned partition starts.
  *
- * The processor keeps the source of truth for offsets in Postgres, committed with the
- * effects they cover; Kafka's group offsets are only written afterwards, as a courtesy to
- * lag monitors. One thread uses a consumer; the rebalance callbacks run inside
+ * The processor keeps its offsets in Postgres, committed with the effects they cover, and
+ * never commits offsets to Kafka: librdkafka 2.0.2 loses a cooperative assignment when a
+ * commit meets a rebalance (its issue #4059), and the group's offsets would only be a
+ * second, weaker copy. One thread uses a consumer; the rebalance callbacks run inside
  * ap_kafka_consumer_poll on that thread.
  */
 #ifndef AP_KAFKA_H
@@ -67,15 +68,12 @@ bool ap_kafka_record_header_at(const ap_record_t *rec, size_t i, const char **na
 ap_err_t ap_kafka_consumer_seek(ap_kafka_consumer_t *consumer, const char *topic,
                                 int32_t partition, int64_t offset);
 
-/* Tells the group how far we are (asynchronously; informational only). */
-void ap_kafka_consumer_report_offset(ap_kafka_consumer_t *consumer, const char *topic,
-                                     int32_t partition, int64_t next_offset);
-
 /* Stops (or restarts) fetching every assigned partition, including partitions assigned
  * while paused; records already fetched may still arrive. */
 void ap_kafka_consumer_pause(ap_kafka_consumer_t *consumer, bool pause);
 
-/* False after librdkafka reported every broker down, until a record arrives again. */
+/* False while no broker answers. After librdkafka reports a failed connection it asks a
+ * broker (blocking up to 0.5 s, at most once a second) instead of guessing. */
 bool ap_kafka_consumer_reachable(ap_kafka_consumer_t *consumer);
 
 /* Leaves the group (revoking every partition) and frees. NULL is a no-op. */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "adapters/kafka_internal.h"
 #include "ap/kafka.h"
@@ -17,15 +18,17 @@
 struct ap_kafka_consumer {
     rd_kafka_t *rk;
     ap_kafka_rebalance_t rebalance;
-    bool paused;      /* backpressure: new partitions are paused too */
-    bool unreachable; /* all brokers down since the last record */
+    bool paused;       /* backpressure: new partitions are paused too */
+    bool suspect;      /* a connection failed: ask a broker before calling it reachable */
+    bool unreachable;  /* no broker answered the last probe */
+    int64_t last_probe; /* ms, monotonic */
 };
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     ap_kafka_consumer_t *self = opaque;
-    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-        self->unreachable = true;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT)
+        self->suspect = true;
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char text[512];
         rd_kafka_fatal_error(rk, text, sizeof text);
@@ -162,7 +165,7 @@ ap_err_t ap_kafka_consumer_poll(ap_kafka_consumer_t *consumer, int timeout_ms, a
         rd_kafka_message_destroy(msg);
         return AP_ERR_NOT_FOUND;
     }
-    consumer->unreachable = false;
+    consumer->suspect = consumer->unreachable = false;
     rec->topic = rd_kafka_topic_name(msg->rkt);
     rec->partition = msg->partition;
     rec->offset = msg->offset;
@@ -226,18 +229,6 @@ ap_err_t ap_kafka_consumer_seek(ap_kafka_consumer_t *consumer, const char *topic
     return err;
 }
 
-void ap_kafka_consumer_report_offset(ap_kafka_consumer_t *consumer, const char *topic,
-                                     int32_t partition, int64_t next_offset)
-{
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(list, topic, partition)->offset = next_offset;
-    rd_kafka_resp_err_t rerr = rd_kafka_commit(consumer->rk, list, 1);
-    if (rerr)
-        AP_DEBUG("kafka", "informational commit %s [%d]: %s", topic, (int)partition,
-                 rd_kafka_err2str(rerr));
-    rd_kafka_topic_partition_list_destroy(list);
-}
-
 void ap_kafka_consumer_pause(ap_kafka_consumer_t *consumer, bool pause)
 {
     rd_kafka_topic_partition_list_t *assignment = NULL;
@@ -251,8 +242,27 @@ void ap_kafka_consumer_pause(ap_kafka_consumer_t *consumer, bool pause)
     consumer->paused = pause;
 }
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 bool ap_kafka_consumer_reachable(ap_kafka_consumer_t *consumer)
 {
+    /* After a connection failure (an idle broker connection closing is one too), ask for the
+     * broker list: an answer settles it. Asked at most once a second while unanswered. */
+    if ((consumer->suspect || consumer->unreachable) && now_ms() - consumer->last_probe >= 1000) {
+        const struct rd_kafka_metadata *metadata = NULL;
+        consumer->last_probe = now_ms();
+        bool answered = rd_kafka_metadata(consumer->rk, 0, NULL, &metadata, 500) ==
+                        RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (metadata)
+            rd_kafka_metadata_destroy(metadata);
+        consumer->unreachable = !answered;
+        consumer->suspect = false;
+    }
     return !consumer->unreachable;
 }
 

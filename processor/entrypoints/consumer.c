@@ -4,8 +4,8 @@
  *
  * Exactly-once rests on that offset row. A partition is claimed on assignment (its owner
  * epoch is bumped, so an older owner can no longer commit) and every commit moves the offset
- * with a compare-and-set on (epoch, expected offset). Kafka's own group offsets are written
- * afterwards only to feed lag monitors; we never read them.
+ * with a compare-and-set on (epoch, expected offset). Nothing is committed to Kafka's group
+ * offsets (kafka.h says why).
  *
  * Records are taken in batches (what has been fetched, up to BATCH_MAX_MESSAGES) and a batch
  * is one transaction; each command runs in a savepoint of its own, so it succeeds or fails
@@ -382,8 +382,6 @@ static void process_batch(consumer_t *c, item_t *items, size_t n)
                 if (last[i] < 0)
                     continue;
                 c->parts[i].next_offset = last[i] + 1;
-                ap_kafka_consumer_report_offset(c->kafka, c->parts[i].topic,
-                                                c->parts[i].partition, last[i] + 1);
             }
             for (size_t i = 0; i < n; i++)
                 report(c, &items[i]);

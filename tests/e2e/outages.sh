@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# Outages (issue 4, part 3): a steady stream of commands flows in while Postgres is restarted
+# under the running processor, and later the Kafka broker. The processor must notice each
+# outage (its readiness flags, logged as "<service> unreachable" / "reachable again"), keep
+# running (the same process throughout), and afterwards every command is applied exactly
+# once, the outbox is drained, every expected event is on its topic (re-deliveries only with
+# the same event-id), and SIGTERM still ends it with exit code 0.
+#
+# ChangeBatchQuantity bumps its product's version on every application, so the versions of
+# the counter products count applications (none doubled); allocations show none was lost.
+#
+# The test runs on a scratch database of its own: there is one active outbox relay per
+# database, and in the shared test database another test's processor may hold the relay
+# lock, which would hide whether ours recovers from the outages.
+#
+# It restarts the shared local services (deploy/local/services.sh), so other runs against
+# them see the outages too; both are running again when it ends, whatever the outcome.
+source "$(dirname "$0")/lib.sh"
+require_services
+export LOG_FORMAT=text TOPIC_PARTITIONS=3
+
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+SERVICES="$REPO/deploy/local/services.sh"
+STARTED=$SECONDS
+note() { printf '[outages %3ds] %s\n' $((SECONDS - STARTED)) "$*"; }
+
+SKUS=50         # products receiving allocations, one batch each
+COUNTERS=5      # products whose batch only receives ChangeBatchQuantity
+COMMANDS=3000   # the stream after the CreateBatch commands; every 5th is a quantity change
+CHUNK=50        # commands per kcat call
+CHUNKS=$((COMMANDS / CHUNK))
+
+# --- a scratch database -------------------------------------------------------------------------
+# database_url NAME: DATABASE_URL with its database replaced (URI or keyword=value form).
+database_url() {
+    local url="$DATABASE_URL" query=""
+    if [[ "$url" =~ ^postgres(ql)?:// ]]; then
+        if [[ "$url" == *\?* ]]; then
+            query="?${url#*\?}"
+            url="${url%%\?*}"
+        fi
+        local rest="${url#*://}"
+        echo "${url%%://*}://${rest%%/*}/$1$query"
+    else
+        echo "$url dbname=$1"
+    fi
+}
+ADMIN_DATABASE_URL="$DATABASE_URL"
+SCRATCH_DB="ap_e2e_outages_$$_$(date +%s)"
+sql "CREATE DATABASE $SCRATCH_DB" || fail "cannot create the scratch database $SCRATCH_DB"
+export DATABASE_URL
+DATABASE_URL="$(database_url "$SCRATCH_DB")"
+
+PRODUCER_PID=""
+finish() {
+    local rc=$?
+    set +e # every step of the clean-up runs, whatever fails
+    # The stream stops: its gates open, then the loop and its kcat are ended by pid.
+    [[ -d "$WORK_DIR" ]] && touch "$WORK_DIR/stop"
+    if [[ -n "$PRODUCER_PID" ]] && kill -0 "$PRODUCER_PID" 2>/dev/null; then
+        pkill -KILL -P "$PRODUCER_PID" 2>/dev/null || true
+        kill -KILL "$PRODUCER_PID" 2>/dev/null || true
+        wait "$PRODUCER_PID" 2>/dev/null || true
+    fi
+    cleanup
+    # Whatever happened, leave both services running for everyone else.
+    if ! "$SERVICES" status >/dev/null 2>&1; then
+        echo "outages: bringing the local services back" >&2
+        "$SERVICES" start >&2 || echo "outages: WARNING: $SERVICES start failed" >&2
+    fi
+    psql "$ADMIN_DATABASE_URL" -qAtX -c "DROP DATABASE IF EXISTS $SCRATCH_DB WITH (FORCE)" >/dev/null 2>&1 ||
+        echo "outages: could not drop the scratch database $SCRATCH_DB" >&2
+    exit "$rc"
+}
+trap finish EXIT
+
+# --- the stream ---------------------------------------------------------------------------------
+STREAM="$WORK_DIR/stream.tsv"
+COUNTER_SKU() { echo "$RUN_ID-C$1"; }
+{
+    for ((s = 0; s < SKUS; s++)); do
+        printf '%s\t{"type":"CreateBatch","ref":"%s-b%d","sku":"%s","qty":1000000}\n' "$RUN_ID-S$s" "$RUN_ID" "$s" "$RUN_ID-S$s"
+    done
+    for ((c = 0; c < COUNTERS; c++)); do
+        printf '%s\t{"type":"CreateBatch","ref":"%s-counter%d","sku":"%s","qty":0}\n' "$(COUNTER_SKU $c)" "$RUN_ID" "$c" "$(COUNTER_SKU $c)"
+    done
+} >"$WORK_DIR/creates.tsv"
+CREATES=$((SKUS + COUNTERS))
+# Expected events, as the keys the checks below compare (one line per distinct event).
+: >"$WORK_DIR/want.allocated"
+: >"$WORK_DIR/want.batch_quantity_changed"
+{
+    for ((s = 0; s < SKUS; s++)); do echo "$RUN_ID-b$s"; done
+    for ((c = 0; c < COUNTERS; c++)); do echo "$RUN_ID-counter$c"; done
+} >"$WORK_DIR/want.batch_created"
+declare -a CHANGES_OF
+for ((c = 0; c < COUNTERS; c++)); do CHANGES_OF[c]=0; done
+ALLOCS=0
+for ((i = 1; i <= COMMANDS; i++)); do
+    if ((i % 5 == 0)); then
+        c=$(((i / 5) % COUNTERS))
+        CHANGES_OF[c]=$((CHANGES_OF[c] + 1))
+        printf '%s\t{"type":"ChangeBatchQuantity","ref":"%s-counter%d","qty":%d}\n' "$(COUNTER_SKU $c)" "$RUN_ID" "$c" "${CHANGES_OF[c]}" >>"$STREAM"
+        echo "$RUN_ID-counter$c ${CHANGES_OF[c]}" >>"$WORK_DIR/want.batch_quantity_changed"
+    else
+        ALLOCS=$((ALLOCS + 1))
+        s=$((ALLOCS % SKUS))
+        printf '%s\t{"type":"Allocate","orderid":"%s-o%d","sku":"%s","qty":1}\n' "$RUN_ID-S$s" "$RUN_ID" "$ALLOCS" "$RUN_ID-S$s" >>"$STREAM"
+        echo "$RUN_ID-o$ALLOCS $RUN_ID-b$s" >>"$WORK_DIR/want.allocated"
+    fi
+done
+
+# kcat rides out the broker restart: -E keeps it from exiting when all brokers are down, and
+# the idempotent producer keeps its retries from duplicating a command (the topic's contents
+# are checked against the stream anyway).
+kcat_produce() {
+    kcat -P -E -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$COMMAND_TOPIC" -K $'\t' \
+        -X enable.idempotence=true -X message.timeout.ms=180000
+}
+
+# The stream flows in chunks, one kcat call each, paced; it stops at a gate until the main
+# script has created the gate's file, so each outage is sure to have commands arriving while
+# it happens and after it is over. Progress goes to $WORK_DIR/chunks, failures to .../failed.
+declare -A GATE=([$((CHUNKS * 45 / 100))]=pg-done [$((CHUNKS * 80 / 100))]=kafka-done)
+producer_loop() {
+    local k
+    for ((k = 0; k < CHUNKS; k++)); do
+        if [[ -n "${GATE[$k]:-}" ]]; then
+            local deadline=$((SECONDS + 300))
+            until [[ -e "$WORK_DIR/gate.${GATE[$k]}" || -e "$WORK_DIR/stop" ]]; do
+                ((SECONDS < deadline)) || { echo "gate ${GATE[$k]} not opened in 300 s" >"$WORK_DIR/failed"; exit 1; }
+                sleep 0.1
+            done
+        fi
+        [[ -e "$WORK_DIR/stop" ]] && exit 0
+        local rc=0
+        sed -n "$((k * CHUNK + 1)),$(((k + 1) * CHUNK))p" "$STREAM" | kcat_produce 2>>"$WORK_DIR/kcat.err" || rc=$?
+        if ((rc != 0)); then
+            echo "kcat exited $rc producing chunk $k" >"$WORK_DIR/failed"
+            exit 1
+        fi
+        echo $((k + 1)) >"$WORK_DIR/chunks.tmp"
+        mv "$WORK_DIR/chunks.tmp" "$WORK_DIR/chunks"
+        sleep 0.15 # pacing: ~20 s for the stream on this machine
+    done
+}
+chunks_done() { cat "$WORK_DIR/chunks" 2>/dev/null || echo 0; }
+producer_ok() {
+    [[ ! -e "$WORK_DIR/failed" ]] || fail "producing the stream: $(cat "$WORK_DIR/failed"): $(tail -n 5 "$WORK_DIR/kcat.err" 2>/dev/null)"
+}
+chunks_at_least() {
+    producer_ok
+    kill -0 "$PROCESSOR_PID" 2>/dev/null || fail "the processor exited (it must ride out the outages)"
+    (($(chunks_done) >= $1))
+}
+
+# log_after LINE: the processor's log from line LINE+1 on.
+log_lines() { wc -l <"$PROCESSOR_LOG"; }
+log_after() { tail -n +"$(($1 + 1))" "$PROCESSOR_LOG"; }
+# saw_outage SERVICE LINE: after log line LINE, "SERVICE unreachable" then "SERVICE reachable again".
+saw_outage() {
+    producer_ok
+    kill -0 "$PROCESSOR_PID" 2>/dev/null || fail "the processor exited (it must ride out the outages)"
+    log_after "$2" | grep -E "consumer: $1 (unreachable|reachable again)" | tr '\n' '|' |
+        grep -qE "$1 unreachable.*\|.*$1 reachable again"
+}
+committed_beyond() {
+    producer_ok
+    kill -0 "$PROCESSOR_PID" 2>/dev/null || fail "the processor exited (it must ride out the outages)"
+    (($(committed_records) > $1))
+}
+# check_outage SERVICE LINE: the service is back (services.sh returned) and commands flow: once
+# the processor commits again, its log must show that readiness went down and came back.
+check_outage() {
+    local svc=$1 mark=$2 committed
+    committed=$(committed_records)
+    wait_for "commands committed again after the $svc restart" 120 committed_beyond "$committed"
+    if ! log_after "$mark" | grep -q "consumer: $svc unreachable"; then
+        fail "readiness missed the $svc outage: commands are committed again, and the processor never logged '$svc unreachable'. Its log since the restart began: $(log_after "$mark" | grep -E "warn|error" | head -n 12 | cut -c1-200)"
+    fi
+    wait_for "the processor to log '$svc reachable again' after '$svc unreachable'" 30 saw_outage "$svc" "$mark"
+}
+
+# --- the run ------------------------------------------------------------------------------------
+# The processor first: it creates the command topic with TOPIC_PARTITIONS partitions (a
+# broker auto-creating it on kcat's first record would make one).
+start_processor
+PID_AT_START=$PROCESSOR_PID
+kcat_produce <"$WORK_DIR/creates.tsv" || fail "producing the CreateBatch commands"
+note "processor $PROCESSOR_PID running on scratch database $SCRATCH_DB; streaming $COMMANDS commands"
+producer_loop &
+PRODUCER_PID=$!
+
+# (a) Postgres restarts a quarter of the way into the stream.
+wait_for "a quarter of the stream produced" 120 chunks_at_least $((CHUNKS / 4))
+mark=$(log_lines)
+note "restarting Postgres (chunk $(chunks_done)/$CHUNKS, $(committed_records) records committed)"
+t0=$SECONDS
+"$SERVICES" restart pg >"$WORK_DIR/restart-pg.log" 2>&1 || { cat "$WORK_DIR/restart-pg.log" >&2; fail "services.sh restart pg failed"; }
+note "Postgres back after $((SECONDS - t0)) s"
+touch "$WORK_DIR/gate.pg-done"
+check_outage Postgres "$mark"
+log_after "$mark" | grep -q "relay: no longer active" || fail "the relay did not notice that its Postgres session ended"
+relay_back() { log_after "$mark" | grep -q "relay: active: took the relay lock"; }
+wait_for "the relay to take the relay lock again after the Postgres restart" 60 relay_back
+note "Postgres outage ridden out ($(committed_records) records committed)"
+
+# (b) The Kafka broker restarts past the middle of the stream.
+wait_for "over half of the stream produced" 120 chunks_at_least $((CHUNKS * 55 / 100))
+mark=$(log_lines)
+note "restarting Kafka (chunk $(chunks_done)/$CHUNKS, $(committed_records) records committed)"
+t0=$SECONDS
+"$SERVICES" restart kafka >"$WORK_DIR/restart-kafka.log" 2>&1 || { cat "$WORK_DIR/restart-kafka.log" >&2; fail "services.sh restart kafka failed"; }
+note "Kafka back after $((SECONDS - t0)) s"
+touch "$WORK_DIR/gate.kafka-done"
+check_outage Kafka "$mark"
+note "Kafka outage ridden out ($(committed_records) records committed)"
+
+# The rest of the stream, then everything committed and relayed.
+wait_for "the whole stream produced" 180 chunks_at_least "$CHUNKS"
+wait "$PRODUCER_PID" || fail "the producer loop failed: $(cat "$WORK_DIR/failed" 2>/dev/null)"
+PRODUCER_PID=""
+produced=$(produced_records)
+[[ "$produced" -eq $((CREATES + COMMANDS)) ]] ||
+    fail "precondition: the command topic holds $produced records, $((CREATES + COMMANDS)) were produced (a kcat problem, not the processor's)"
+# (And none twice: the topic's values are exactly the stream's lines.)
+topic_lines "$COMMAND_TOPIC" '%s\n' | sort >"$WORK_DIR/topic.sorted"
+cut -f2- "$WORK_DIR/creates.tsv" "$STREAM" | sort | cmp -s - "$WORK_DIR/topic.sorted" ||
+    fail "precondition: the command topic does not hold exactly the stream (a kcat problem, not the processor's)"
+committed_progress() { kill -0 "$PROCESSOR_PID" 2>/dev/null || fail "the processor exited"; all_records_committed; }
+wait_for "every record committed" 180 committed_progress
+wait_for "the outbox to drain" 120 outbox_empty
+note "all $produced records committed and the outbox drained"
+
+# --- checks -------------------------------------------------------------------------------------
+if [[ "$PROCESSOR_PID" != "$PID_AT_START" ]] || ! kill -0 "$PROCESSOR_PID" 2>/dev/null; then
+    fail "the processor is not the one started at the beginning"
+fi
+[[ "$(grep -c "consumer: consuming" "$PROCESSOR_LOG")" -eq 1 ]] || fail "the consumer loop started more than once"
+# Readiness ends where it should: the last word on each service is "reachable again".
+for svc in Postgres Kafka; do
+    last=$(grep -E "consumer: $svc (unreachable|reachable again)" "$PROCESSOR_LOG" | tail -n 1)
+    [[ "$last" == *"$svc reachable again"* ]] || fail "the last readiness line for $svc is: $last"
+done
+grep -E "consumer: (Postgres|Kafka) (unreachable|reachable again)" "$PROCESSOR_LOG" | sed 's/^/  /'
+
+got=$(sql "select count(*) from allocations a join batches b on b.id = a.batch_id where b.sku like '$RUN_ID-S%'")
+[[ "$got" -eq "$ALLOCS" ]] || fail "expected $ALLOCS allocations, found $got"
+got=$(sql "select count(distinct orderid) from allocations_view where orderid like '$RUN_ID-o%'")
+[[ "$got" -eq "$ALLOCS" ]] || fail "expected $ALLOCS orders in the read model, found $got"
+got=$(sql "select sum(version_number) from products where sku like '$RUN_ID-S%'")
+[[ "$got" -eq $((SKUS + ALLOCS)) ]] || fail "expected the allocated products' versions to sum to $((SKUS + ALLOCS)), got $got"
+for ((c = 0; c < COUNTERS; c++)); do
+    got=$(sql "select version_number from products where sku = '$(COUNTER_SKU $c)'")
+    [[ "$got" -eq $((1 + CHANGES_OF[c])) ]] ||
+        fail "counter $c: ChangeBatchQuantity applied $((got - 1)) times, expected ${CHANGES_OF[c]}"
+    got=$(sql "select purchased_quantity from batches where reference = '$RUN_ID-counter$c'")
+    [[ "$got" -eq "${CHANGES_OF[c]}" ]] || fail "counter $c: its batch holds $got, expected ${CHANGES_OF[c]}"
+done
+got=$(sql "select count(*) from consumer_offsets where group_id = '$KAFKA_GROUP_ID'")
+[[ "$got" -ge 1 ]] || fail "no consumer offsets stored"
+
+# Events: each expected one on its topic; re-deliveries only as the same event-id with the
+# same value; one event-id per event (an event-id more would be an effect applied twice).
+# check_events EVENT JQ-KEY: compares the topic's distinct keys with want.EVENT.
+check_events() {
+    local event=$1 key=$2 file="$WORK_DIR/got.$1"
+    events_with_ids "$event" >"$file"
+    local total ids pairs
+    total=$(wc -l <"$file")
+    ids=$(cut -d' ' -f1 "$file" | sort -u | wc -l)
+    pairs=$(sort -u "$file" | wc -l)
+    [[ "$pairs" -eq "$ids" ]] || fail "$event: an event-id was delivered with two different values"
+    cut -d' ' -f2- "$file" | jq -r "$key" | sort -u >"$file.keys"
+    sort -u "$WORK_DIR/want.$event" >"$file.want"
+    local missing extra
+    missing=$(comm -23 "$file.want" "$file.keys" | wc -l)
+    extra=$(comm -13 "$file.want" "$file.keys" | wc -l)
+    ((missing == 0)) || fail "$event: $missing expected event(s) missing, e.g. $(comm -23 "$file.want" "$file.keys" | head -n 3 | paste -sd,)"
+    ((extra == 0)) || fail "$event: $extra unexpected event(s), e.g. $(comm -13 "$file.want" "$file.keys" | head -n 3 | paste -sd,)"
+    [[ "$ids" -eq "$(wc -l <"$file.want")" ]] ||
+        fail "$event: $ids distinct event-ids for $(wc -l <"$file.want") events (an event emitted twice)"
+    note "$event: $total message(s), $ids event-ids, $((total - ids)) re-deliveries"
+}
+check_events batch_created '.ref'
+check_events allocated '"\(.orderid) \(.batchref)"'
+check_events batch_quantity_changed '"\(.ref) \(.qty)"'
+# Per product, the first delivery of each quantity change follows the commands' order.
+cut -d' ' -f2- "$WORK_DIR/got.batch_quantity_changed" | jq -r '"\(.ref) \(.qty)"' | awk '!seen[$0]++' |
+    awk '{ if ($2 != ++n[$1]) { print "out of order: " $0; exit 1 } }' >"$WORK_DIR/order" ||
+    fail "BatchQuantityChanged events $(cat "$WORK_DIR/order") (per-sku order lost)"
+for topic in events.deallocated events.out_of_stock events.command_rejected dead_letter; do
+    got=$(topic_lines "$TOPIC_PREFIX.$topic" '%o\n' | wc -l)
+    [[ "$got" -eq 0 ]] || fail "$TOPIC_PREFIX.$topic holds $got message(s), expected none"
+done
+
+if grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$PROCESSOR_LOG"; then
+    fail "a sanitizer reported an error"
+fi
+stop_processor TERM
+grep -q "consumer: stopping: applied=$((CREATES + COMMANDS)) " "$PROCESSOR_LOG" ||
+    fail "the processor's own count: $(grep "consumer: stopping" "$PROCESSOR_LOG")"
+note "done: $(grep "consumer: stopping" "$PROCESSOR_LOG" | sed 's/.*consumer: //')"
+"$SERVICES" status >/dev/null || fail "the local services are not both running at the end"
+pass

@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# Rebalances (issue 4, part 2): three processes in one consumer group, partitions moving
+# while commands flow. A starts; B joins; C joins; B leaves gracefully (SIGTERM, exit 0);
+# C is killed (SIGKILL) and its partitions move once its session times out; C starts again;
+# at the end everyone stops with SIGTERM. Afterwards no command was applied twice (the
+# counter products' versions count ChangeBatchQuantity applications), none was skipped
+# (every allocation is there, the stored offsets equal what was produced), and the
+# partitions really moved (each member's log shows its assignments, each one applied some).
+source "$(dirname "$0")/lib.sh"
+require_services
+export LOG_FORMAT=text TOPIC_PARTITIONS=6
+# A killed member holds its partitions until its session times out: keep that short.
+export KAFKA_SESSION_TIMEOUT_MS=6000 KAFKA_HEARTBEAT_INTERVAL_MS=1000
+
+STARTED=$SECONDS
+note() { printf '[rebalance %3ds] %s\n' $((SECONDS - STARTED)) "$*"; }
+
+SKUS=120        # products receiving allocations, one batch each
+COUNTERS=12     # products whose batch only receives ChangeBatchQuantity
+COMMANDS=6000   # the stream after the CreateBatch commands; every 5th is a quantity change
+CHUNK=100       # commands per kcat call
+CHUNKS=$((COMMANDS / CHUNK))
+
+# --- the members --------------------------------------------------------------------------------
+# A member is a name (A, B, C, C2: C's second life), a pid and a log of its own.
+declare -A PID=() LOG=()
+MEMBERS=()
+PRODUCER_PID=""
+
+fail() {
+    echo "FAIL: $*" >&2
+    local m
+    for m in "${MEMBERS[@]}"; do
+        echo "--- last lines of member $m's log (${LOG[$m]}):" >&2
+        tail -n 25 "${LOG[$m]}" >&2
+    done
+    exit 1
+}
+
+finish() {
+    local rc=$?
+    set +e # every step of the clean-up runs, whatever fails
+    [[ -d "$WORK_DIR" ]] && touch "$WORK_DIR/stop"
+    if [[ -n "$PRODUCER_PID" ]] && kill -0 "$PRODUCER_PID" 2>/dev/null; then
+        pkill -KILL -P "$PRODUCER_PID" 2>/dev/null || true
+        kill -KILL "$PRODUCER_PID" 2>/dev/null || true
+        wait "$PRODUCER_PID" 2>/dev/null || true
+    fi
+    local m
+    for m in "${MEMBERS[@]}"; do
+        if [[ -n "${PID[$m]}" ]] && kill -0 "${PID[$m]}" 2>/dev/null; then
+            kill -KILL "${PID[$m]}" 2>/dev/null || true
+            wait "${PID[$m]}" 2>/dev/null || true
+        fi
+    done
+    exit "$rc"
+}
+trap finish EXIT
+
+start_member() {
+    local m=$1
+    LOG[$m]="$WORK_DIR/member-$m.log"
+    "$AP_BIN" run >>"${LOG[$m]}" 2>&1 &
+    PID[$m]=$!
+    MEMBERS+=("$m")
+    note "member $m started (pid ${PID[$m]})"
+}
+
+alive() { [[ -n "${PID[$1]}" ]] && kill -0 "${PID[$1]}" 2>/dev/null; }
+
+# stop_member NAME SIGNAL: TERM must end in exit code 0 within 30 s.
+stop_member() {
+    local m=$1 signal=$2 rc=0 deadline=$((SECONDS + 30))
+    kill "-$signal" "${PID[$m]}"
+    # (stderr aside while it ends: bash would report a SIGKILL as "Killed")
+    {
+        while kill -0 "${PID[$m]}" && ((SECONDS < deadline)); do sleep 0.1; done
+    } 2>/dev/null
+    ! kill -0 "${PID[$m]}" 2>/dev/null || fail "member $m did not stop within 30 s of SIG$signal"
+    { wait "${PID[$m]}" || rc=$?; } 2>/dev/null
+    PID[$m]=""
+    if [[ "$signal" == TERM ]]; then
+        [[ $rc -eq 0 ]] || fail "member $m exited with $rc after SIGTERM, expected 0"
+    fi
+    note "member $m stopped with SIG$signal (exit $rc)"
+}
+
+# owned NAME: the command topic's partitions the member holds now, by its log's assigned and
+# revoked lines.
+owned() {
+    awk -v t="$COMMAND_TOPIC" '
+        function part() { match($0, /\[[0-9]+\]/); return substr($0, RSTART + 1, RLENGTH - 2) }
+        index($0, "kafka: assigned " t " [") { own[part()] = 1 }
+        index($0, "kafka: revoked " t " [") { delete own[part()] }
+        END { for (p in own) print p }' "${LOG[$1]}" | sort -n | paste -sd' '
+}
+
+# settled NAME...: the named members are alive, each holds a partition, and together they
+# hold every partition exactly once.
+settled() {
+    local m all=""
+    for m in "$@"; do
+        alive "$m" || fail "member $m exited unexpectedly"
+        local own
+        own=$(owned "$m")
+        [[ -n "$own" ]] || return 1
+        all+=" $own"
+    done
+    [[ "$(tr ' ' '\n' <<<"$all" | grep . | sort -n | paste -sd' ')" == "$(seq 0 $((TOPIC_PARTITIONS - 1)) | paste -sd' ')" ]]
+}
+
+# settled_quiet NAME...: settled, and no member logged an assignment change for 3 s (the logs
+# can look complete while a member is about to lose its partitions in another round).
+LAST_SIGNATURE="" LAST_CHANGE=0
+settled_quiet() {
+    local m signature=""
+    for m in "$@"; do
+        signature+="$m:$(grep -cE "kafka: (assigned|revoked) " "${LOG[$m]}") "
+    done
+    if [[ "$signature" != "$LAST_SIGNATURE" ]]; then
+        LAST_SIGNATURE=$signature LAST_CHANGE=$SECONDS
+        return 1
+    fi
+    settled "$@" && ((SECONDS - LAST_CHANGE >= 3))
+}
+
+assignment() {
+    local m out=""
+    for m in "$@"; do out+="$m: [$(owned "$m")] "; done
+    echo "$out"
+}
+
+# --- the stream ---------------------------------------------------------------------------------
+STREAM="$WORK_DIR/stream.tsv"
+{
+    for ((s = 0; s < SKUS; s++)); do
+        printf '%s\t{"type":"CreateBatch","ref":"%s-b%d","sku":"%s","qty":1000000}\n' "$RUN_ID-S$s" "$RUN_ID" "$s" "$RUN_ID-S$s"
+    done
+    for ((c = 0; c < COUNTERS; c++)); do
+        printf '%s\t{"type":"CreateBatch","ref":"%s-counter%d","sku":"%s-C%d","qty":0}\n' "$RUN_ID-C$c" "$RUN_ID" "$c" "$RUN_ID" "$c"
+    done
+} >"$WORK_DIR/creates.tsv"
+CREATES=$((SKUS + COUNTERS))
+declare -a CHANGES_OF
+for ((c = 0; c < COUNTERS; c++)); do CHANGES_OF[c]=0; done
+ALLOCS=0
+for ((i = 1; i <= COMMANDS; i++)); do
+    if ((i % 5 == 0)); then
+        c=$(((i / 5) % COUNTERS))
+        CHANGES_OF[c]=$((CHANGES_OF[c] + 1))
+        printf '%s\t{"type":"ChangeBatchQuantity","ref":"%s-counter%d","qty":%d}\n' "$RUN_ID-C$c" "$RUN_ID" "$c" "${CHANGES_OF[c]}"
+    else
+        ALLOCS=$((ALLOCS + 1))
+        s=$((ALLOCS % SKUS))
+        printf '%s\t{"type":"Allocate","orderid":"%s-o%d","sku":"%s","qty":1}\n' "$RUN_ID-S$s" "$RUN_ID" "$ALLOCS" "$RUN_ID-S$s"
+    fi
+done >"$STREAM"
+
+kcat_produce() {
+    kcat -P -E -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$COMMAND_TOPIC" -K $'\t' \
+        -X enable.idempotence=true -X message.timeout.ms=180000
+}
+
+# The stream flows in chunks, one kcat call each, paced; before a gate's chunk it waits until
+# the main script has finished the step the gate names, so every step happens while commands
+# keep arriving, and commands still arrive after it.
+declare -A GATE=([15]=b-joined [27]=c-joined [36]=b-left [48]=c-gone [54]=c-back)
+producer_loop() {
+    local k
+    for ((k = 0; k < CHUNKS; k++)); do
+        if [[ -n "${GATE[$k]:-}" ]]; then
+            local deadline=$((SECONDS + 300))
+            until [[ -e "$WORK_DIR/gate.${GATE[$k]}" || -e "$WORK_DIR/stop" ]]; do
+                ((SECONDS < deadline)) || { echo "gate ${GATE[$k]} not opened in 300 s" >"$WORK_DIR/failed"; exit 1; }
+                sleep 0.1
+            done
+        fi
+        [[ -e "$WORK_DIR/stop" ]] && exit 0
+        local rc=0
+        sed -n "$((k * CHUNK + 1)),$(((k + 1) * CHUNK))p" "$STREAM" | kcat_produce 2>>"$WORK_DIR/kcat.err" || rc=$?
+        if ((rc != 0)); then
+            echo "kcat exited $rc producing chunk $k" >"$WORK_DIR/failed"
+            exit 1
+        fi
+        echo $((k + 1)) >"$WORK_DIR/chunks.tmp"
+        mv "$WORK_DIR/chunks.tmp" "$WORK_DIR/chunks"
+        sleep 0.3 # pacing
+    done
+}
+chunks_done() { cat "$WORK_DIR/chunks" 2>/dev/null || echo 0; }
+chunks_at_least() {
+    [[ ! -e "$WORK_DIR/failed" ]] || fail "producing the stream: $(cat "$WORK_DIR/failed")"
+    (($(chunks_done) >= $1))
+}
+open_gate() { touch "$WORK_DIR/gate.$1"; }
+progress() { echo "chunk $(chunks_done)/$CHUNKS, $(committed_records) records committed"; }
+
+# --- the run ------------------------------------------------------------------------------------
+# A first: it creates the command topic with its 6 partitions.
+start_member A
+wait_for "A to hold every partition" 60 settled_quiet A
+kcat_produce <"$WORK_DIR/creates.tsv" || fail "producing the CreateBatch commands"
+producer_loop &
+PRODUCER_PID=$!
+note "streaming $COMMANDS commands; $(assignment A)"
+
+wait_for "the stream under way" 120 chunks_at_least 6
+note "B joins ($(progress))"
+start_member B
+wait_for "A and B to share the partitions" 60 settled_quiet A B
+open_gate b-joined
+note "$(assignment A B)"
+
+wait_for "the stream further on" 120 chunks_at_least 18
+note "C joins ($(progress))"
+start_member C
+wait_for "A, B and C to share the partitions" 60 settled_quiet A B C
+open_gate c-joined
+note "$(assignment A B C)"
+
+wait_for "the stream further on" 120 chunks_at_least 30
+note "B leaves gracefully ($(progress))"
+stop_member B TERM
+wait_for "A and C to take over B's partitions" 60 settled_quiet A C
+open_gate b-left
+note "$(assignment A C)"
+
+wait_for "the stream further on" 120 chunks_at_least 39
+note "C is killed ($(progress))"
+stop_member C KILL
+wait_for "A to take over C's partitions once C's session times out" 90 settled_quiet A
+open_gate c-gone
+note "$(assignment A)"
+
+wait_for "the stream further on" 120 chunks_at_least 50
+note "C starts again ($(progress))"
+start_member C2
+wait_for "A and C's second life to share the partitions" 60 settled_quiet A C2
+open_gate c-back
+note "$(assignment A C2)"
+
+wait_for "the whole stream produced" 180 chunks_at_least "$CHUNKS"
+wait "$PRODUCER_PID" || fail "the producer loop failed: $(cat "$WORK_DIR/failed" 2>/dev/null)"
+PRODUCER_PID=""
+produced=$(produced_records)
+[[ "$produced" -eq $((CREATES + COMMANDS)) ]] ||
+    fail "precondition: the command topic holds $produced records, $((CREATES + COMMANDS)) were produced (a kcat problem, not the processor's)"
+members_alive() { alive A || fail "member A exited"; alive C2 || fail "member C2 exited"; all_records_committed; }
+wait_for "every record committed" 180 members_alive
+note "all $produced records committed ($(progress)); stopping everyone"
+stop_member A TERM
+stop_member C2 TERM
+
+# --- checks -------------------------------------------------------------------------------------
+got=$(sql "select count(*) from allocations a join batches b on b.id = a.batch_id where b.sku like '$RUN_ID-S%'")
+[[ "$got" -eq "$ALLOCS" ]] || fail "expected $ALLOCS allocations, found $got (commands skipped)"
+got=$(sql "select count(distinct orderid) from allocations_view where orderid like '$RUN_ID-o%'")
+[[ "$got" -eq "$ALLOCS" ]] || fail "expected $ALLOCS orders in the read model, found $got"
+got=$(sql "select sum(version_number) from products where sku like '$RUN_ID-S%'")
+[[ "$got" -eq $((SKUS + ALLOCS)) ]] || fail "expected the allocated products' versions to sum to $((SKUS + ALLOCS)), got $got"
+for ((c = 0; c < COUNTERS; c++)); do
+    got=$(sql "select version_number from products where sku = '$RUN_ID-C$c'")
+    [[ "$got" -eq $((1 + CHANGES_OF[c])) ]] ||
+        fail "counter $c: ChangeBatchQuantity applied $((got - 1)) times, expected ${CHANGES_OF[c]}"
+    got=$(sql "select purchased_quantity from batches where reference = '$RUN_ID-counter$c'")
+    [[ "$got" -eq "${CHANGES_OF[c]}" ]] || fail "counter $c: its batch holds $got, expected ${CHANGES_OF[c]} (applied out of order)"
+done
+[[ "$(committed_records)" -eq "$produced" ]] || fail "stored offsets sum to $(committed_records), $produced produced"
+
+# The partitions moved: A gave some up, every member held some, and each partition's owner
+# epoch went up with each claim.
+grep -q "kafka: revoked $COMMAND_TOPIC" "${LOG[A]}" || fail "A never gave up a partition"
+for m in A B C C2; do
+    grep -q "kafka: assigned $COMMAND_TOPIC" "${LOG[$m]}" || fail "member $m was never assigned a partition"
+done
+grep -q "kafka: revoked $COMMAND_TOPIC" "${LOG[B]}" || fail "B did not give up its partitions when it left"
+moved=$(sql "select count(*) from consumer_offsets where group_id = '$KAFKA_GROUP_ID' and topic = '$COMMAND_TOPIC' and owner_epoch > 1")
+((moved > 0)) || fail "no partition was ever claimed twice"
+# Each member that stopped says how much it applied; every one applied some, together no
+# more than there was (C's first life, killed, applied the rest).
+sum=0
+for m in A B C2; do
+    line=$(grep "consumer: stopping: applied=" "${LOG[$m]}" | tail -n 1)
+    [[ "$line" =~ applied=([0-9]+) ]] || fail "member $m did not log its stopping line"
+    n=${BASH_REMATCH[1]}
+    ((n > 0)) || fail "member $m applied no command"
+    sum=$((sum + n))
+    note "member $m: ${line#*consumer: }; assigned $(grep -c "kafka: assigned $COMMAND_TOPIC" "${LOG[$m]}")x, revoked $(grep -c "kafka: revoked $COMMAND_TOPIC" "${LOG[$m]}")x"
+done
+((sum <= produced)) || fail "the members applied $sum commands in all, more than the $produced produced"
+note "C's first life (killed) applied the other $((produced - sum)); owner epochs: $(sql "select string_agg(partition || ':' || owner_epoch, ' ' order by partition) from consumer_offsets where group_id = '$KAFKA_GROUP_ID' and topic = '$COMMAND_TOPIC'")"
+fenced=$(cat "${LOG[@]}" | grep -c "another consumer owns it now" || true)
+note "$fenced fenced commit(s) (a batch of a partition that had moved, abandoned)"
+
+for m in "${MEMBERS[@]}"; do
+    if grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "${LOG[$m]}"; then
+        fail "a sanitizer reported an error in member $m"
+    fi
+    if grep -qE "^[^ ]+ error " "${LOG[$m]}"; then
+        fail "member $m logged errors: $(grep -E "^[^ ]+ error " "${LOG[$m]}" | head -n 3)"
+    fi
+done
+pass
