@@ -252,7 +252,9 @@ inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$KAFKA_DIR/data
-num.partitions=1
+# Topics that kcat creates by producing first get as many partitions as the processor's
+# TOPIC_PARTITIONS default, so tests see several partitions either way.
+num.partitions=3
 auto.create.topics.enable=true
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
