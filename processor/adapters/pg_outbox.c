@@ -3,8 +3,8 @@
  * dead letter, through the unit of work's connection and inside its current scope.
  *
  * Values are encoded here (Avro, per the configured framing) so the relay only moves bytes.
- * Keys and values travel as binary parameters; headers as two text[] literals (names, and
- * values in hex, decoded by the statement) so arbitrary header bytes survive unchanged.
+ * Keys and values travel as binary parameters; headers as a text[] and a bytea[] literal
+ * (values in bytea's hex form) so arbitrary header bytes survive unchanged.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,25 +23,25 @@ struct ap_outbox {
 
 static const char insert_sql[] =
     "INSERT INTO outbox (topic, key, value, header_names, header_values) "
-    "VALUES ($1, $2, $3, $4::text[], "
-    "ARRAY(SELECT decode(v, 'hex') FROM unnest($5::text[]) WITH ORDINALITY AS h(v, n) "
-    "ORDER BY n))";
+    "VALUES ($1, $2, $3, $4::text[], $5::bytea[])";
 
 /* ---------------------------------------------------------------- the insert */
 
-/* A header value in hex (for the statement to decode), or NULL for a null value. */
+/* A header value as bytea's hex text input ("\\x6869"), or NULL for a null value. */
 static char *hex(const void *value, size_t len)
 {
     static const char digits[] = "0123456789abcdef";
     const unsigned char *bytes = value;
     char *out;
-    if (!value || !(out = malloc(2 * len + 1)))
+    if (!value || !(out = malloc(2 * len + 3)))
         return NULL;
+    out[0] = '\\';
+    out[1] = 'x';
     for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[bytes[i] >> 4];
-        out[2 * i + 1] = digits[bytes[i] & 15];
+        out[2 + 2 * i] = digits[bytes[i] >> 4];
+        out[3 + 2 * i] = digits[bytes[i] & 15];
     }
-    out[2 * len] = '\0';
+    out[2 + 2 * len] = '\0';
     return out;
 }
 
