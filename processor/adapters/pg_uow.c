@@ -156,6 +156,7 @@ bool ap_pg_get_int64(const PGresult *res, int row, int col, int64_t *out)
  * drop its SAVEPOINT from the queue.
  */
 #define MAX_PENDING 1024
+#define MAX_NAMED 8
 
 typedef struct pending pending_t;
 
@@ -168,6 +169,13 @@ typedef struct pg_uow {
     bool doomed;    /* a deferred write failed: only the outermost rollback is left */
     pending_t *pending; /* statements not sent yet, in order */
     size_t npending, pending_cap;
+    /* Other adapters' statements (ap_pg_uow_command), prepared on first use; known by the
+     * address of their text, which is a constant of theirs. */
+    struct {
+        const char *sql;
+        bool prepared; /* on `conn` */
+    } named[MAX_NAMED];
+    size_t nnamed;
 } pg_uow_t;
 
 enum stmt {
@@ -304,6 +312,33 @@ char *ap_pg_text_array(const char *const *items, size_t n)
     return out;
 }
 
+/*
+ * The name `sql` is prepared under on this connection, preparing it on first use; false
+ * (and the statement goes unnamed) when it cannot be: too many, or the server refused.
+ * Only outside pipeline mode.
+ */
+static bool named_statement(pg_uow_t *self, const char *sql, char name[16])
+{
+    size_t i = 0;
+    while (i < self->nnamed && self->named[i].sql != sql)
+        i++;
+    if (i == self->nnamed) {
+        if (i == MAX_NAMED)
+            return false;
+        self->named[self->nnamed++].sql = sql;
+        self->named[i].prepared = false;
+    }
+    snprintf(name, 16, "ap_cmd_%zu", i);
+    if (!self->named[i].prepared) {
+        PGresult *res = PQprepare(self->conn, name, sql, 0, NULL);
+        self->named[i].prepared = PQresultStatus(res) == PGRES_COMMAND_OK;
+        if (!self->named[i].prepared)
+            AP_DEBUG("pg", "prepare %s: %s", name, PQresultErrorMessage(res));
+        PQclear(res);
+    }
+    return self->named[i].prepared;
+}
+
 /* ---------------------------------------------------------------- pipelines */
 
 /*
@@ -333,6 +368,7 @@ struct pending {
     unsigned level; /* savepoints: s<level> */
     enum stmt st;   /* statements: prepared, or ST__COUNT for `sql` */
     char *sql;
+    char name[16];  /* `sql` prepared under this name, or "" */
     expect_t expect;
     char *key; /* for the log */
     int nparams;
@@ -482,6 +518,16 @@ static void pipe_send(pipe_t *pipe, enum stmt st, expect_t expect, const char *k
     pipe_sent(pipe, sent, stmts[st].name, key, expect);
 }
 
+/* A statement prepared by name, with PQexecParams's arguments. */
+static void pipe_send_named(pipe_t *pipe, const char *name, expect_t expect, int nparams,
+                            const char *const *params, const int *lengths, const int *formats)
+{
+    if (pipe->err)
+        return;
+    int sent = PQsendQueryPrepared(pipe->self->conn, name, nparams, params, lengths, formats, 0);
+    pipe_sent(pipe, sent, name, NULL, expect);
+}
+
 /* The same for a statement that is not prepared (the unnamed statement). */
 static void pipe_send_sql(pipe_t *pipe, const char *what, const char *sql, expect_t expect,
                           int nparams, const char *const *params, const int *lengths,
@@ -537,6 +583,9 @@ static void pipe_open(pipe_t *pipe, pg_uow_t *self)
         if (p->kind == PENDING_STMT && p->st != ST__COUNT) {
             pipe_send(pipe, p->st, p->expect, p->key, p->nparams,
                       (const char *const *)p->params);
+        } else if (p->kind == PENDING_STMT && p->name[0]) {
+            pipe_send_named(pipe, p->name, p->expect, p->nparams,
+                            (const char *const *)p->params, p->lengths, p->formats);
         } else if (p->kind == PENDING_STMT) {
             pipe_send_sql(pipe, "deferred command", p->sql, p->expect, p->nparams,
                           (const char *const *)p->params, p->lengths, p->formats);
@@ -616,7 +665,10 @@ static ap_err_t run(pg_uow_t *self, const stmt_call_t *call, ExecStatusType want
         *out = pipe.kept;
         return AP_OK;
     }
-    if (st == ST__COUNT)
+    char name[16];
+    if (st == ST__COUNT && named_statement(self, call->sql, name))
+        res = PQexecPrepared(self->conn, name, nparams, params, call->lengths, call->formats, 0);
+    else if (st == ST__COUNT)
         res = PQexecParams(self->conn, call->sql, nparams, NULL, params, call->lengths,
                            call->formats, 0);
     else
@@ -684,6 +736,8 @@ static ap_err_t reconnect(pg_uow_t *self)
     }
     self->prepared = false;
     self->broken = false;
+    for (size_t i = 0; i < self->nnamed; i++)
+        self->named[i].prepared = false;
     pending_clear(self, 0);
     self->conn = ap_pg_connect(self->conninfo);
     if (!self->conn)
@@ -756,6 +810,8 @@ static ap_err_t queue_stmt(pg_uow_t *self, enum stmt st, const char *sql, expect
     p->st = st;
     p->expect = expect;
     p->nparams = nparams;
+    if (sql && named_statement(self, sql, p->name))
+        sql = NULL; /* sent by name */
     bool ok = (!sql || (p->sql = strdup(sql))) && (!key || (p->key = strdup(key)));
     for (int i = 0; ok && i < nparams; i++) {
         if (!params[i])

@@ -12,7 +12,8 @@
  * `allocation`); optional DATABASE_URL and KAFKA_GROUP_ID (the processor's: a timeline of
  * commands applied and outbox rows waiting, read once a second); optional BENCH_PROCESSOR_PID
  * (its memory and per-thread CPU); BATCH_MAX_MESSAGES, BATCH_MAX_WAIT_MS and
- * BACKPRESSURE_MAX_* are only printed (set them on the processor).
+ * BACKPRESSURE_MAX_* are only printed (set them on the processor); BENCH_LATENCY_CSV (a file
+ * to write each latency-phase command's send time and latency to).
  *
  * Commands are JSON, as a person with kcat would send them, keyed by sku, each with a
  * `message-id` header "<run tag>:<sequence>"; the processor copies it into every event's
@@ -306,6 +307,8 @@ static void db_sample(long long *applied, long long *outbox_rows)
     *applied = *outbox_rows = -1;
     if (!db)
         return;
+    if (PQstatus(db) != CONNECTION_OK)
+        PQreset(db); /* Postgres was restarted under us */
     const char *params[] = {group_id, command_topic};
     PGresult *res = PQexecParams(db,
                                  "SELECT (SELECT coalesce(sum(greatest(next_offset, 0)), 0) "
@@ -321,9 +324,32 @@ static void db_sample(long long *applied, long long *outbox_rows)
 }
 
 /* CPU time of every process (and of the processor's threads), read from /proc. */
-enum { C_PROCESSOR, C_POSTGRES, C_KAFKA, C_BENCH, C_OTHER, NCLASSES };
-static const char *const class_name[NCLASSES] = {"processor", "postgres", "kafka (java)",
-                                                 "bench_e2e", "other"};
+enum { C_PROCESSOR, C_PG_OURS, C_PG_SHARED, C_PG_OTHER, C_KAFKA, C_BENCH, C_OTHER, NCLASSES };
+static const char *const class_name[NCLASSES] = {
+    "processor", "postgres backends of its database", "postgres wal/checkpoint/vacuum",
+    "postgres other backends", "kafka (java)", "bench_e2e", "other"};
+static char our_db[128]; /* the processor's database: its backends are counted apart */
+
+/* Which Postgres process: a backend of our database, one of another, or a shared one. */
+static int postgres_class(int pid)
+{
+    char path[64], cmd[256];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return C_PG_SHARED;
+    size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+    fclose(f);
+    cmd[n] = '\0';
+    /* "postgres: USER DB HOST(PORT) STATE" for a backend; "postgres: walwriter" etc. */
+    char user[64], dbname[128];
+    if (sscanf(cmd, "postgres: %63s %127s %*s", user, dbname) == 2 && strchr(cmd, '(')) {
+        if (our_db[0] && strcmp(dbname, our_db) == 0)
+            return C_PG_OURS;
+        return C_PG_OTHER;
+    }
+    return C_PG_SHARED;
+}
 #define MAX_ENTRIES 4096
 typedef struct cpu_entry {
     int id;
@@ -401,7 +427,7 @@ static void cpu_snapshot(cpu_snap_t *s)
             continue;
         int cls = pid == processor_pid          ? C_PROCESSOR
                   : pid == self                 ? C_BENCH
-                  : strcmp(comm, "postgres") == 0 ? C_POSTGRES
+                  : strcmp(comm, "postgres") == 0 ? postgres_class(pid)
                   : strcmp(comm, "java") == 0   ? C_KAFKA
                                                 : C_OTHER;
         s->procs[s->nprocs++] = (cpu_entry_t){.id = pid, .cls = cls, .ticks = ticks};
@@ -513,13 +539,20 @@ static void memory_report(const char *phase)
 /* Waits until every event of [from, to) was read; false (with a note) on a stall. */
 static bool wait_events(size_t from, size_t to, bool timeline, ap_producer_t *producer)
 {
-    unsigned long target = (unsigned long)(to - from), before = 0;
-    for (size_t i = 0; i < from; i++)
-        before += atomic_load(&seen_us[i]) != 0;
+    unsigned long target = (unsigned long)(to - from), done = 0;
+    size_t next = from; /* events before it were all seen */
     long long last_progress = now_us(), last_line = 0, start = now_us();
-    unsigned long last_got = atomic_load(&got), last_acked = atomic_load(&acked);
+    unsigned long last_got = atomic_load(&got);
     long long last_applied = -1;
-    while (atomic_load(&got) - before < target) {
+    for (;;) {
+        while (next < to && atomic_load_explicit(&seen_us[next], memory_order_relaxed))
+            next++;
+        done = 0;
+        for (size_t i = next; i < to; i++)
+            done += atomic_load_explicit(&seen_us[i], memory_order_relaxed) != 0;
+        done += (unsigned long)(next - from);
+        if (done >= target)
+            break;
         ap_producer_poll(producer, 10);
         long long t = now_us();
         unsigned long g = atomic_load(&got);
@@ -539,16 +572,13 @@ static bool wait_events(size_t from, size_t to, bool timeline, ap_producer_t *pr
                    rows, g);
             fflush(stdout);
             last_applied = applied;
-            last_acked = a;
             last_line = t;
         }
         if (t - last_progress > (long long)STALL_S * 1000000) {
-            printf("STALLED: no event for %d s; %lu of %lu read\n", STALL_S,
-                   atomic_load(&got) - before, target);
+            printf("STALLED: no event for %d s; %lu of %lu read\n", STALL_S, done, target);
             return false;
         }
     }
-    (void)last_acked;
     return true;
 }
 
@@ -653,6 +683,7 @@ int main(int argc, char **argv)
     const char *url = getenv("DATABASE_URL");
     if (url && *url) {
         db = PQconnectdb(url);
+        snprintf(our_db, sizeof our_db, "%s", PQdb(db));
         if (PQstatus(db) != CONNECTION_OK) {
             fprintf(stderr, "bench_e2e: no timeline: %s", PQerrorMessage(db));
             PQfinish(db);
@@ -663,7 +694,7 @@ int main(int argc, char **argv)
     size_t setup = 1 + 2 * (size_t)nskus, latency_n = (size_t)(rate * seconds);
     size_t mix_from = setup, mix_to = setup + (size_t)commands, lat_from = mix_to,
            lat_to = mix_to + latency_n;
-    total = lat_to;
+    total = lat_to + 1; /* and one more: the latency producer's warm-up */
     expect = calloc(total, 1);
     sent_us = calloc(total, sizeof *sent_us);
     seen_us = calloc(total, sizeof *seen_us);
@@ -787,6 +818,14 @@ int main(int argc, char **argv)
         mix = lat_cmds;
         for (size_t i = 0; i < latency_n; i++)
             make_mixed(&mix[i], lat_from + i);
+        /* Warm the latency producer (its first send waits for metadata and its producer id:
+         * close to a second), outside the measurement. */
+        snprintf(sku, sizeof sku, "SKU-%s-warm2", tag);
+        snprintf(ref, sizeof ref, "w-%s-warm2", tag);
+        make_create(&c, lat_to, sku, ref, 10, NULL);
+        send_cmd(single, &c, lat_to);
+        if (!wait_events(lat_to, lat_to + 1, false, single))
+            die("warm-up", "the latency producer's first command got no event");
         pause_ms(1000); /* let the relay and the commit queue settle */
         cpu_snapshot(&cpu_a);
         long long period_ns = 1000000000LL / rate, behind_max = 0;
@@ -817,6 +856,20 @@ int main(int argc, char **argv)
             if (t)
                 lat[m++] = t - sent_us[i];
         }
+        const char *csv = getenv("BENCH_LATENCY_CSV");
+        FILE *out = csv && *csv ? fopen(csv, "w") : NULL;
+        if (out) {
+            /* Per command: when it was sent (ms into the phase) and its latency (ms). */
+            fprintf(out, "seq,type,sent_ms,latency_ms\n");
+            for (size_t i = lat_from; i < lat_to; i++) {
+                long long t = atomic_load(&seen_us[i]);
+                fprintf(out, "%zu,%s,%.3f,%.3f\n", i - lat_from,
+                        expect[i] == T_ALLOCATED ? "Allocate" : "ChangeBatchQuantity",
+                        (double)(sent_us[i] - start_us) / 1000,
+                        t ? (double)(t - sent_us[i]) / 1000 : -1.0);
+            }
+            fclose(out);
+        }
         qsort(lat, m, sizeof *lat, cmp_ll);
         printf("latency: %zu commands at %ld/s over %.1f s (sender at most %.1f ms behind its "
                "schedule); send -> event read: ",
@@ -825,6 +878,11 @@ int main(int argc, char **argv)
             printf("p50 %.1f ms, p99 %.1f ms, p999 %.1f ms, max %.1f ms", pct(lat, m, 0.5),
                    pct(lat, m, 0.99), pct(lat, m, 0.999), (double)lat[m - 1] / 1000);
         printf(" (%zu of %zu read)\n", m, latency_n);
+        if ((double)rate > 0.7 * (double)commands / thr_s)
+            printf("latency: NOTE the offered %ld/s is %.0f%% of the %.0f commands/s measured "
+                   "above: near or past saturation, so these numbers mostly measure a queue\n",
+                   rate, 100.0 * (double)rate * thr_s / (double)commands,
+                   (double)commands / thr_s);
         cpu_report("latency", &cpu_a, &cpu_b);
         memory_report("latency");
         free(lat);

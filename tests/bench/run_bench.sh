@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# Usage: tests/bench/run_bench.sh [COMMANDS [RATE [SECONDS [SKUS]]]]
+#        (defaults 100000 commands, 1000 commands/s for 20 s, 1000 skus: bench_e2e's)
+#
+# The end-to-end benchmark of issue 4, in one command, against the local services
+# (deploy/local/services.sh start; this script never starts or stops them):
+#   1. builds a Release tree build/bench (-DAP_SANITIZE=OFF, -g -fno-omit-frame-pointer for
+#      perf, warnings not fatal) with allocation-processor and bench_e2e;
+#   2. starts build/bench/allocation-processor on a scratch database (created here, dropped
+#      at the end) with its own TOPIC_PREFIX and KAFKA_GROUP_ID, samples its VmRSS/VmHWM;
+#   3. runs bench_e2e against it (throughput, then latency at a fixed rate), optionally with
+#      perf recording the processor during the throughput phase (PROFILE=1);
+#   4. stops the processor (SIGTERM), deletes the run's topics, then runs pgbench's
+#      simple-update (-N) on a scratch pgbench database on the same server for as long as
+#      the throughput phase lasted (at least 10 s);
+#   5. prints one block: commands/s beside pgbench's tps and their ratio, latency, memory,
+#      CPU split, and the issue's targets. Exits 1 when events were missing, pgbench failed,
+#      or Postgres or Kafka restarted during the run (the numbers are then void).
+#
+# Environment: DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS (default: deploy/local/services.sh
+# env); BATCH_MAX_MESSAGES, BATCH_MAX_WAIT_MS, BACKPRESSURE_MAX_ROWS, BACKPRESSURE_MAX_AGE_MS,
+# TOPIC_PARTITIONS and any other processor setting are passed to the processor as they are;
+# PROFILE=1 records perf during the throughput phase (the processor and its Postgres
+# backends with DWARF call graphs, and the whole machine; it costs some throughput: compare
+# with a run without it); with perf present, the processor's sendto/recvfrom/poll calls per
+# command are always counted (perf stat on tracepoints: cheap);
+# PGBENCH_CLIENTS (2), PGBENCH_SCALE (1), PGBENCH_SECONDS (the throughput phase's length);
+# BENCH_OUT (a directory for logs, default a new one under /tmp; latency.csv there has every
+# latency-phase command's send time and latency); SKIP_BUILD=1 (reuse build/bench).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+PGBIN=/usr/lib/postgresql/15/bin
+BUILD="$ROOT/build/bench"
+RUN_ID="bench$$t$(date +%s)"
+OUT="${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/ap-$RUN_ID.XXXX")}"
+mkdir -p "$OUT"
+
+if [[ -z "${DATABASE_URL:-}" || -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
+    eval "$(deploy/local/services.sh env)"
+fi
+say() { echo "[run_bench] $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# DATABASE_URL with another database name (URI or keyword=value form).
+url_with_db() {
+    local url="$1" db="$2"
+    if [[ "$url" == postgres://* || "$url" == postgresql://* ]]; then
+        local query=""
+        [[ "$url" == *\?* ]] && query="?${url#*\?}" && url="${url%%\?*}"
+        local rest="${url#*://}"
+        if [[ "$rest" == */* ]]; then url="${url%/*}/$db"; else url="$url/$db"; fi
+        echo "$url$query"
+    else
+        echo "$url dbname=$db"
+    fi
+}
+
+psql_admin() { "$PGBIN/psql" "$DATABASE_URL" -qAtX -v ON_ERROR_STOP=1 -c "$1"; }
+psql_admin 'select 1' >/dev/null || die "Postgres is not reachable at DATABASE_URL"
+kcat -b "$KAFKA_BOOTSTRAP_SERVERS" -L -m 5 >/dev/null 2>&1 ||
+    die "Kafka is not reachable at $KAFKA_BOOTSTRAP_SERVERS"
+
+# --- 1. build -------------------------------------------------------------------------------------
+if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+    say "building $BUILD (Release)"
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DAP_SANITIZE=OFF -DAP_WERROR=OFF \
+        -DCMAKE_C_FLAGS="-g -fno-omit-frame-pointer" >"$OUT/build.log" 2>&1 ||
+        { tail -n 30 "$OUT/build.log" >&2; die "cmake failed ($OUT/build.log)"; }
+    cmake --build "$BUILD" -j"$(nproc)" --target allocation-processor bench_e2e \
+        >>"$OUT/build.log" 2>&1 ||
+        { grep -E 'error|Error' "$OUT/build.log" | head -n 30 >&2; die "build failed ($OUT/build.log)"; }
+fi
+AP_BIN="$BUILD/allocation-processor"
+BENCH_BIN="$BUILD/tests/bench_e2e"
+[[ -x "$AP_BIN" && -x "$BENCH_BIN" ]] || die "missing $AP_BIN or $BENCH_BIN"
+
+# --- 2. processor ---------------------------------------------------------------------------------
+SCRATCH_DB="ap_bench_$$"
+PGBENCH_DB="ap_pgbench_$$"
+PROC_URL="$(url_with_db "$DATABASE_URL" "$SCRATCH_DB")"
+PROC_PID=""
+SAMPLER_PID=""
+
+TOPICS_LEFT=""
+# Postgres may be restarting (another session's fault test): try for a while.
+drop_db() {
+    local i
+    for i in $(seq 1 15); do
+        psql_admin "DROP DATABASE IF EXISTS $1 WITH (FORCE)" 2>/dev/null && return 0
+        sleep 1
+    done
+    say "could not drop database $1"
+}
+cleanup() {
+    local pid
+    for f in "$OUT/perf.pids" "$OUT/count.pid"; do
+        [[ -f "$f" ]] && while read -r pid; do kill -INT "$pid" 2>/dev/null || true; done <"$f"
+    done
+    [[ -n "$SAMPLER_PID" ]] && kill "$SAMPLER_PID" 2>/dev/null || true
+    if [[ -n "$PROC_PID" ]] && kill -0 "$PROC_PID" 2>/dev/null; then
+        kill -KILL "$PROC_PID" 2>/dev/null || true
+        wait "$PROC_PID" 2>/dev/null || true
+    fi
+    [[ -n "$TOPICS_LEFT" ]] && "$BENCH_BIN" --delete-topics >/dev/null 2>&1
+    drop_db "$SCRATCH_DB"
+    drop_db "$PGBENCH_DB"
+}
+trap cleanup EXIT
+
+# How busy the machine is before we start (other work skews every number below).
+cpu_busy_pct() {
+    local a b
+    a=($(head -n 1 /proc/stat)); sleep "$1"; b=($(head -n 1 /proc/stat))
+    awk -v n="$(nproc)" -v u=$((b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8])) \
+        -v i=$((b[4] + b[5] - a[4] - a[5])) 'BEGIN {printf "%.0f", (u + i) ? 100 * n * u / (u + i) : 0}'
+}
+BUSY_BEFORE="$(cpu_busy_pct 3)"
+OTHERS="$(top -b -n 2 -d 1 -w 200 | awk '/^top/ {n++} n == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 5 {printf "%s %s%%, ", $12, $9}' | head -c 200)"
+say "machine busy ${BUSY_BEFORE}% (of $(( $(nproc) * 100 ))%) before the run; busiest: ${OTHERS:-none}"
+[[ "$BUSY_BEFORE" -gt 20 ]] && say "warning: the machine is not idle: numbers will be low"
+
+# Services restarted during the run (another session's fault test, say) void the numbers.
+pg_started() { psql_admin 'SELECT pg_postmaster_start_time()' 2>/dev/null || echo "?"; }
+kafka_pid() { ss -Hltnp "( sport = :${KAFKA_BOOTSTRAP_SERVERS##*:} )" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1; }
+PG_STARTED="$(pg_started)"
+KAFKA_PID="$(kafka_pid)"
+
+psql_admin "CREATE DATABASE $SCRATCH_DB"
+export TOPIC_PREFIX="$RUN_ID" KAFKA_GROUP_ID="$RUN_ID"
+say "starting the processor: TOPIC_PREFIX=$TOPIC_PREFIX, database $SCRATCH_DB, log $OUT/processor.log"
+TOPICS_LEFT=1
+DATABASE_URL="$PROC_URL" LOG_LEVEL="${LOG_LEVEL:-info}" "$AP_BIN" run >"$OUT/processor.log" 2>&1 &
+PROC_PID=$!
+
+# Resident memory every 200 ms: the highest VmRSS seen (VmHWM is read at the end too).
+(
+    max=0
+    while [[ -r /proc/$PROC_PID/status ]]; do
+        rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$PROC_PID/status" 2>/dev/null || echo 0)
+        [[ -n "$rss" && "$rss" -gt "$max" ]] && max=$rss && echo "$max" >"$OUT/rss_max_kb"
+        sleep 0.2
+    done
+) &
+SAMPLER_PID=$!
+
+# --- 3. bench_e2e ---------------------------------------------------------------------------------
+# System calls of the processor's threads during the throughput phase (perf stat counting
+# tracepoints: cheap, so always on when perf works): the main thread's sendto calls are its
+# round trips to Postgres (and Kafka offset commits, a few).
+start_count() {
+    command -v perf >/dev/null || return 0
+    perf stat -x, --per-thread -p "$PROC_PID" -o "$OUT/syscalls.csv" \
+        -e syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_poll \
+        >"$OUT/perf-stat.log" 2>&1 &
+    echo $! >"$OUT/count.pid"
+}
+stop_count() {
+    [[ -f "$OUT/count.pid" ]] || return 0
+    local pid
+    pid="$(cat "$OUT/count.pid")"
+    kill -INT "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    rm -f "$OUT/count.pid"
+}
+
+start_perf() {
+    command -v perf >/dev/null || { say "perf not found: no profile"; return; }
+    perf record -F 999 --call-graph dwarf,16384 -p "$PROC_PID" -o "$OUT/perf-processor.data" \
+        >"$OUT/perf-processor.log" 2>&1 &
+    echo $! >"$OUT/perf.pids"
+    perf record -F 499 -a -g -o "$OUT/perf-all.data" >"$OUT/perf-all.log" 2>&1 &
+    echo $! >>"$OUT/perf.pids"
+    # The Postgres backends serving the processor (consumer and relay sessions).
+    local backends
+    backends="$(psql_admin "SELECT string_agg(pid::text, ',') FROM pg_stat_activity
+                            WHERE datname = '$SCRATCH_DB' AND pid <> pg_backend_pid()" || true)"
+    if [[ -n "$backends" ]]; then
+        perf record -F 999 --call-graph dwarf,16384 -p "$backends" -o "$OUT/perf-pg.data" \
+            >"$OUT/perf-pg.log" 2>&1 &
+        echo $! >>"$OUT/perf.pids"
+    fi
+}
+stop_perf() {
+    [[ -f "$OUT/perf.pids" ]] || return 0
+    local pid
+    while read -r pid; do kill -INT "$pid" 2>/dev/null || true; done <"$OUT/perf.pids"
+    while read -r pid; do while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done; done <"$OUT/perf.pids"
+}
+
+say "running bench_e2e ${*:-(defaults)}; output also in $OUT/bench.log"
+set +e
+BENCH_LATENCY_CSV="$OUT/latency.csv" BENCH_PROCESSOR_PID="$PROC_PID" DATABASE_URL="$PROC_URL" \
+    "$BENCH_BIN" "$@" 2>&1 |
+    tee "$OUT/bench.log" |
+    while IFS= read -r line; do
+        echo "$line"
+        case "$line" in
+        "phase: throughput start")
+            start_count
+            [[ "${PROFILE:-}" == 1 ]] && start_perf ;;
+        "phase: throughput end")
+            stop_count
+            [[ "${PROFILE:-}" == 1 ]] && stop_perf ;;
+        esac
+    done
+BENCH_RC=${PIPESTATUS[0]}
+set -e
+stop_count
+[[ "${PROFILE:-}" == 1 ]] && stop_perf
+
+status_kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$PROC_PID/status" 2>/dev/null || true; }
+HWM_KB="$(status_kb VmHWM)"
+RSS_END_KB="$(status_kb VmRSS)"
+kill -0 "$PROC_PID" 2>/dev/null || say "the processor exited during the run (see $OUT/processor.log)"
+
+# Stop the processor (SIGTERM: it finishes, commits and leaves its group), then its topics.
+kill -TERM "$PROC_PID" 2>/dev/null || true
+for _ in $(seq 1 150); do kill -0 "$PROC_PID" 2>/dev/null || break; sleep 0.2; done
+if kill -0 "$PROC_PID" 2>/dev/null; then
+    say "the processor did not stop within 30 s of SIGTERM: killing it"
+    kill -KILL "$PROC_PID" 2>/dev/null || true
+fi
+wait "$PROC_PID" 2>/dev/null || true
+BENCH_PID_FOR_STATS="$PROC_PID"
+PROC_PID=""
+kill "$SAMPLER_PID" 2>/dev/null || true
+wait "$SAMPLER_PID" 2>/dev/null || true
+SAMPLER_PID=""
+"$BENCH_BIN" --delete-topics || say "could not delete the topics of $TOPIC_PREFIX"
+TOPICS_LEFT=""
+drop_db "$SCRATCH_DB"
+
+# --- 4. pgbench -----------------------------------------------------------------------------------
+num() { grep -oP "$1" "$OUT/bench.log" | head -n 1; }
+CMDS_PER_S="$(num 'events read [0-9.]+ s after the first command: \K[0-9]+(?= commands/s)' || true)"
+EVENTS_PER_S="$(num '[0-9]+(?= events/s end-to-end)' || true)"
+THR_SECONDS="$(num 'events read \K[0-9.]+(?= s after)' || true)"
+PGB_SECONDS="${PGBENCH_SECONDS:-$(awk -v s="${THR_SECONDS:-0}" 'BEGIN {s = int(s + 0.999); print (s < 10 ? 10 : s)}')}"
+PGB_CLIENTS="${PGBENCH_CLIENTS:-2}"
+PGB_SCALE="${PGBENCH_SCALE:-1}"
+PGB_URL="$(url_with_db "$DATABASE_URL" "$PGBENCH_DB")"
+psql_admin "CREATE DATABASE $PGBENCH_DB"
+say "pgbench -N: scale $PGB_SCALE, $PGB_CLIENTS clients, $PGB_SECONDS s"
+"$PGBIN/pgbench" -i -q -s "$PGB_SCALE" "$PGB_URL" >"$OUT/pgbench-init.log" 2>&1 ||
+    { cat "$OUT/pgbench-init.log" >&2; die "pgbench -i failed"; }
+PGB_RC=0
+"$PGBIN/pgbench" -N -c "$PGB_CLIENTS" -j "$PGB_CLIENTS" -T "$PGB_SECONDS" "$PGB_URL" \
+    >"$OUT/pgbench.log" 2>&1 || PGB_RC=$?
+PGB_TPS="$(grep -oP 'tps = \K[0-9]+(?=[0-9.]* \(without initial connection time\))' "$OUT/pgbench.log" | head -n 1)"
+if [[ "$PGB_RC" != 0 ]]; then
+    say "pgbench failed (exit $PGB_RC): $(grep -m 2 -E 'error|FATAL' "$OUT/pgbench.log" | tr '\n' ' ')"
+    PGB_TPS="${PGB_TPS:+$PGB_TPS (INCOMPLETE: pgbench failed)}"
+fi
+drop_db "$PGBENCH_DB"
+RESTARTS=""
+[[ "$(pg_started)" != "$PG_STARTED" ]] && RESTARTS+="Postgres restarted during the run; "
+[[ "$(kafka_pid)" != "$KAFKA_PID" ]] && RESTARTS+="the Kafka broker restarted during the run; "
+
+# --- 5. the block ---------------------------------------------------------------------------------
+if [[ "${PROFILE:-}" == 1 && -f "$OUT/perf-processor.data" ]]; then
+    perf report -i "$OUT/perf-processor.data" --no-children --sort dso --stdio -g none 2>/dev/null |
+        grep -v '^#' | grep -v '^$' | head -n 15 >"$OUT/profile-dso.txt" || true
+    perf report -i "$OUT/perf-processor.data" --no-children --sort dso,symbol --stdio \
+        -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 40 >"$OUT/profile-symbols.txt" || true
+    perf report -i "$OUT/perf-processor.data" --children --sort symbol --stdio -g none \
+        2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 60 >"$OUT/profile-children.txt" || true
+    perf report -i "$OUT/perf-processor.data" --no-children --sort comm --stdio -g none \
+        2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 15 >"$OUT/profile-threads.txt" || true
+    perf report -i "$OUT/perf-all.data" --no-children --sort comm,dso --stdio -g none \
+        2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 25 >"$OUT/profile-machine.txt" || true
+    if [[ -f "$OUT/perf-pg.data" ]]; then
+        # Where the backends' time goes, by the protocol step that led to it (inclusive).
+        perf report -i "$OUT/perf-pg.data" --children --sort symbol --stdio -g none 2>/dev/null |
+            grep -v '^#' | grep -E 'exec_|PostgresMain|Commit|Parse|Bind|Portal|Execute|pq_|secure_|sendto|recvfrom|epoll|XLog|Savepoint|ReleaseSavepoint|DefineSavepoint|planner|pg_plan|parse_analyze|raw_parser|heap_insert|ExecInsert|ExecUpdate|index_insert|pgstat|AtEOSubXact|AtEOXact' |
+            head -n 40 >"$OUT/profile-pg.txt" || true
+    fi
+fi
+
+# sendto/recvfrom/poll per command: the main thread, and the other threads together.
+SYSCALLS=""
+N_THR="$(num 'throughput: \K[0-9]+(?= commands \()' || true)"
+if [[ -s "$OUT/syscalls.csv" && -n "$N_THR" ]]; then
+    SYSCALLS="$(awk -F, -v pid="$BENCH_PID_FOR_STATS" -v n="$N_THR" '
+        NF >= 4 && $4 ~ /^syscalls:/ {
+            tid = $1; sub(/.*-/, "", tid)
+            ev = $4; sub(/.*sys_enter_/, "", ev)
+            c = ($2 ~ /^[0-9]+$/) ? $2 : 0
+            if (tid == pid) main[ev] += c; else other[ev] += c
+        }
+        END {
+            printf "main thread %.1f sendto, %.1f recvfrom, %.1f poll; other threads %.2f sendto, %.2f recvfrom, %.2f poll",
+                main["sendto"] / n, main["recvfrom"] / n, main["poll"] / n,
+                other["sendto"] / n, other["recvfrom"] / n, other["poll"] / n
+        }' "$OUT/syscalls.csv")"
+fi
+
+mib() { awk -v k="${1:-}" 'BEGIN {if (k == "") print "?"; else printf "%.1f", k / 1024}'; }
+RSS_MAX_KB="$(cat "$OUT/rss_max_kb" 2>/dev/null || true)"
+pg_setting() { psql_admin "SHOW $1" 2>/dev/null || echo "?"; }
+verdict() { if awk "BEGIN {exit !($1)}" 2>/dev/null; then echo "met"; else echo "NOT met"; fi; }
+P99="$(num 'p99 \K[0-9.]+(?= ms)' || true)"
+RATIO="$(awk -v a="${CMDS_PER_S:-0}" -v b="${PGB_TPS%% *}" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "?"}')"
+ENVSET=""
+for v in BATCH_MAX_MESSAGES BATCH_MAX_WAIT_MS BACKPRESSURE_MAX_ROWS BACKPRESSURE_MAX_AGE_MS TOPIC_PARTITIONS; do
+    ENVSET+=" $v=${!v:-(default)}"
+done
+ENVSET+="$(env | { grep -E '^KAFKA_' || true; } | { grep -vE '^KAFKA_(BOOTSTRAP_SERVERS|GROUP_ID)=' || true; } | sort | sed 's/^/ /' | tr -d '\n')"
+
+{
+    echo
+    echo "==================== allocation-processor end-to-end benchmark ===================="
+    echo "date:        $(date -u +%Y-%m-%dT%H:%M:%SZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo '? (not a git checkout)')$(git diff --quiet HEAD -- processor include CMakeLists.txt 2>/dev/null || echo ' + uncommitted changes')"
+    echo "machine:     $(nproc) CPU(s), $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/^Mem:/ {print $2}') GiB; Kafka, Postgres, processor and benchmark on it"
+    echo "before:      machine ${BUSY_BEFORE}% busy (of $(( $(nproc) * 100 ))%) over 3 s before the processor started${OTHERS:+; busiest: $OTHERS}"
+    echo "postgres:    $("$PGBIN/postgres" --version | awk '{print $3}'), synchronous_commit=$(pg_setting synchronous_commit), fsync=$(pg_setting fsync), shared_buffers=$(pg_setting shared_buffers), max_wal_size=$(pg_setting max_wal_size)"
+    echo "processor:   $AP_BIN (Release, -g -fno-omit-frame-pointer);$ENVSET"
+    echo "command:     tests/bench/run_bench.sh ${*}"
+    echo "--- bench_e2e (exit $BENCH_RC)"
+    grep -v '^  t=' "$OUT/bench.log" | grep -v '^phase: '
+    echo "--- pgbench"
+    echo "pgbench -N (simple-update), scale $PGB_SCALE, $PGB_CLIENTS clients, $PGB_SECONDS s, same server: ${PGB_TPS:-?} tps"
+    echo "--- summary"
+    echo "end-to-end:  ${CMDS_PER_S:-?} commands/s (${EVENTS_PER_S:-?} events/s) vs pgbench -N ${PGB_TPS:-?} tps: ratio ${RATIO}"
+    [[ -n "$SYSCALLS" ]] && echo "syscalls:    processor per command in the throughput phase: $SYSCALLS"
+    echo "memory:      processor VmHWM $(mib "$HWM_KB") MiB, VmRSS max sampled $(mib "$RSS_MAX_KB") MiB, at the end $(mib "$RSS_END_KB") MiB"
+    echo "targets:     >= 10000 commands/s: $(verdict "${CMDS_PER_S:-0} >= 10000") (${CMDS_PER_S:-?});" \
+        "p99 < 50 ms at the offered rate: $(verdict "${P99:-1e9} < 50") (${P99:-?} ms);" \
+        "RSS < 64 MiB: $(verdict "${HWM_KB:-1e12} < 65536") ($(mib "$HWM_KB") MiB VmHWM)"
+    if [[ "${PROFILE:-}" == 1 && -s "$OUT/profile-dso.txt" ]]; then
+        echo "--- perf, processor during the throughput phase, self time by module ($OUT/perf-processor.data)"
+        cat "$OUT/profile-dso.txt"
+        echo "--- perf, processor, self time by thread"
+        cat "$OUT/profile-threads.txt"
+        echo "--- perf, processor, top symbols (self)"
+        head -n 25 "$OUT/profile-symbols.txt"
+        echo "--- perf, whole machine by process and module"
+        cat "$OUT/profile-machine.txt"
+        if [[ -s "$OUT/profile-pg.txt" ]]; then
+            echo "--- perf, the processor's Postgres backends, inclusive time of selected functions"
+            cat "$OUT/profile-pg.txt"
+        fi
+    fi
+    [[ -n "$RESTARTS" ]] && echo "WARNING:     ${RESTARTS}these numbers are not trustworthy"
+    echo "logs:        $OUT"
+    echo "==================================================================================="
+} | tee "$OUT/summary.txt"
+[[ "$BENCH_RC" == 0 && "$PGB_RC" == 0 && -z "$RESTARTS" ]] || exit 1
