@@ -153,3 +153,48 @@ events_with_ids() {
                 "$AP_BIN" decode)
     done
 }
+
+# ---------------------------------------------------------------- a paced, gated stream
+#
+# For tests that change things while commands flow. The caller sets STREAM (a file of
+# "key<TAB>json" lines), CHUNKS and CHUNK (lines per chunk), PACE (seconds between chunks)
+# and an associative array GATE (chunk number -> gate name), then runs `producer_loop &`.
+# Before a gate's chunk the loop waits until the main script calls open_gate NAME, so each
+# step is sure to have commands arriving while it happens and after it. Progress goes to
+# $WORK_DIR/chunks, a failure to $WORK_DIR/failed; touching $WORK_DIR/stop ends the loop.
+
+# kcat rides out a broker restart: -E keeps it from exiting when all brokers are down, and the
+# idempotent producer keeps its retries from duplicating a command.
+kcat_produce() {
+    kcat -P -E -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$COMMAND_TOPIC" -K $'\t' \
+        -X enable.idempotence=true -X message.timeout.ms=180000
+}
+
+producer_loop() {
+    local k
+    for ((k = 0; k < CHUNKS; k++)); do
+        if [[ -n "${GATE[$k]:-}" ]]; then
+            local deadline=$((SECONDS + 300))
+            until [[ -e "$WORK_DIR/gate.${GATE[$k]}" || -e "$WORK_DIR/stop" ]]; do
+                ((SECONDS < deadline)) || { echo "gate ${GATE[$k]} not opened in 300 s" >"$WORK_DIR/failed"; exit 1; }
+                sleep 0.1
+            done
+        fi
+        [[ -e "$WORK_DIR/stop" ]] && exit 0
+        local rc=0
+        sed -n "$((k * CHUNK + 1)),$(((k + 1) * CHUNK))p" "$STREAM" | kcat_produce 2>>"$WORK_DIR/kcat.err" || rc=$?
+        if ((rc != 0)); then
+            echo "kcat exited $rc producing chunk $k" >"$WORK_DIR/failed"
+            exit 1
+        fi
+        echo $((k + 1)) >"$WORK_DIR/chunks.tmp"
+        mv "$WORK_DIR/chunks.tmp" "$WORK_DIR/chunks"
+        sleep "$PACE"
+    done
+}
+
+open_gate() { touch "$WORK_DIR/gate.$1"; }
+chunks_done() { cat "$WORK_DIR/chunks" 2>/dev/null || echo 0; }
+producer_ok() {
+    [[ ! -e "$WORK_DIR/failed" ]] || fail "producing the stream: $(cat "$WORK_DIR/failed"): $(tail -n 5 "$WORK_DIR/kcat.err" 2>/dev/null)"
+}

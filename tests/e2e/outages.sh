@@ -110,44 +110,11 @@ for ((i = 1; i <= COMMANDS; i++)); do
     fi
 done
 
-# kcat rides out the broker restart: -E keeps it from exiting when all brokers are down, and
-# the idempotent producer keeps its retries from duplicating a command (the topic's contents
-# are checked against the stream anyway).
-kcat_produce() {
-    kcat -P -E -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$COMMAND_TOPIC" -K $'\t' \
-        -X enable.idempotence=true -X message.timeout.ms=180000
-}
-
-# The stream flows in chunks, one kcat call each, paced; it stops at a gate until the main
+# The stream flows in chunks (lib.sh's producer_loop), paced; it stops at a gate until the main
 # script has created the gate's file, so each outage is sure to have commands arriving while
 # it happens and after it is over. Progress goes to $WORK_DIR/chunks, failures to .../failed.
 declare -A GATE=([$((CHUNKS * 45 / 100))]=pg-done [$((CHUNKS * 80 / 100))]=kafka-done)
-producer_loop() {
-    local k
-    for ((k = 0; k < CHUNKS; k++)); do
-        if [[ -n "${GATE[$k]:-}" ]]; then
-            local deadline=$((SECONDS + 300))
-            until [[ -e "$WORK_DIR/gate.${GATE[$k]}" || -e "$WORK_DIR/stop" ]]; do
-                ((SECONDS < deadline)) || { echo "gate ${GATE[$k]} not opened in 300 s" >"$WORK_DIR/failed"; exit 1; }
-                sleep 0.1
-            done
-        fi
-        [[ -e "$WORK_DIR/stop" ]] && exit 0
-        local rc=0
-        sed -n "$((k * CHUNK + 1)),$(((k + 1) * CHUNK))p" "$STREAM" | kcat_produce 2>>"$WORK_DIR/kcat.err" || rc=$?
-        if ((rc != 0)); then
-            echo "kcat exited $rc producing chunk $k" >"$WORK_DIR/failed"
-            exit 1
-        fi
-        echo $((k + 1)) >"$WORK_DIR/chunks.tmp"
-        mv "$WORK_DIR/chunks.tmp" "$WORK_DIR/chunks"
-        sleep 0.15 # pacing: ~20 s for the stream on this machine
-    done
-}
-chunks_done() { cat "$WORK_DIR/chunks" 2>/dev/null || echo 0; }
-producer_ok() {
-    [[ ! -e "$WORK_DIR/failed" ]] || fail "producing the stream: $(cat "$WORK_DIR/failed"): $(tail -n 5 "$WORK_DIR/kcat.err" 2>/dev/null)"
-}
+PACE=0.15 # ~20 s for the stream on this machine
 chunks_at_least() {
     producer_ok
     kill -0 "$PROCESSOR_PID" 2>/dev/null || fail "the processor exited (it must ride out the outages)"
@@ -198,7 +165,7 @@ note "restarting Postgres (chunk $(chunks_done)/$CHUNKS, $(committed_records) re
 t0=$SECONDS
 "$SERVICES" restart pg >"$WORK_DIR/restart-pg.log" 2>&1 || { cat "$WORK_DIR/restart-pg.log" >&2; fail "services.sh restart pg failed"; }
 note "Postgres back after $((SECONDS - t0)) s"
-touch "$WORK_DIR/gate.pg-done"
+open_gate pg-done
 check_outage Postgres "$mark"
 log_after "$mark" | grep -q "relay: no longer active" || fail "the relay did not notice that its Postgres session ended"
 relay_back() { log_after "$mark" | grep -q "relay: active: took the relay lock"; }
@@ -212,7 +179,7 @@ note "restarting Kafka (chunk $(chunks_done)/$CHUNKS, $(committed_records) recor
 t0=$SECONDS
 "$SERVICES" restart kafka >"$WORK_DIR/restart-kafka.log" 2>&1 || { cat "$WORK_DIR/restart-kafka.log" >&2; fail "services.sh restart kafka failed"; }
 note "Kafka back after $((SECONDS - t0)) s"
-touch "$WORK_DIR/gate.kafka-done"
+open_gate kafka-done
 check_outage Kafka "$mark"
 note "Kafka outage ridden out ($(committed_records) records committed)"
 

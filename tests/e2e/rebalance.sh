@@ -156,43 +156,15 @@ for ((i = 1; i <= COMMANDS; i++)); do
     fi
 done >"$STREAM"
 
-kcat_produce() {
-    kcat -P -E -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$COMMAND_TOPIC" -K $'\t' \
-        -X enable.idempotence=true -X message.timeout.ms=180000
-}
-
 # The stream flows in chunks, one kcat call each, paced; before a gate's chunk it waits until
 # the main script has finished the step the gate names, so every step happens while commands
 # keep arriving, and commands still arrive after it.
 declare -A GATE=([15]=b-joined [27]=c-joined [36]=b-left [48]=c-gone [54]=c-back)
-producer_loop() {
-    local k
-    for ((k = 0; k < CHUNKS; k++)); do
-        if [[ -n "${GATE[$k]:-}" ]]; then
-            local deadline=$((SECONDS + 300))
-            until [[ -e "$WORK_DIR/gate.${GATE[$k]}" || -e "$WORK_DIR/stop" ]]; do
-                ((SECONDS < deadline)) || { echo "gate ${GATE[$k]} not opened in 300 s" >"$WORK_DIR/failed"; exit 1; }
-                sleep 0.1
-            done
-        fi
-        [[ -e "$WORK_DIR/stop" ]] && exit 0
-        local rc=0
-        sed -n "$((k * CHUNK + 1)),$(((k + 1) * CHUNK))p" "$STREAM" | kcat_produce 2>>"$WORK_DIR/kcat.err" || rc=$?
-        if ((rc != 0)); then
-            echo "kcat exited $rc producing chunk $k" >"$WORK_DIR/failed"
-            exit 1
-        fi
-        echo $((k + 1)) >"$WORK_DIR/chunks.tmp"
-        mv "$WORK_DIR/chunks.tmp" "$WORK_DIR/chunks"
-        sleep 0.3 # pacing
-    done
-}
-chunks_done() { cat "$WORK_DIR/chunks" 2>/dev/null || echo 0; }
+PACE=0.3
 chunks_at_least() {
-    [[ ! -e "$WORK_DIR/failed" ]] || fail "producing the stream: $(cat "$WORK_DIR/failed")"
+    producer_ok
     (($(chunks_done) >= $1))
 }
-open_gate() { touch "$WORK_DIR/gate.$1"; }
 progress() { echo "chunk $(chunks_done)/$CHUNKS, $(committed_records) records committed"; }
 
 # --- the run ------------------------------------------------------------------------------------
