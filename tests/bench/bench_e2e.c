@@ -48,6 +48,7 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "support.h"
 #include "ap/config.h"
 #include "ap/log.h"
 #include "ap/producer.h"
@@ -68,18 +69,7 @@ static const char *kafka_servers, *prefix;
 static char out_topics[NTOPICS][300], command_topic[300], tag[32];
 static pid_t processor_pid;
 
-static long long now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
-static void pause_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
 
 static void die(const char *what, const char *why)
 {
@@ -183,7 +173,7 @@ static rd_kafka_t *kafka_client(rd_kafka_type_t type, const char *group)
 /* Partitions of `topic`, waiting up to `wait_s` for the processor to create it. */
 static int partitions_of(rd_kafka_t *rk, const char *topic, int wait_s)
 {
-    long long deadline = now_us() + (long long)wait_s * 1000000;
+    long long deadline = ap_test_now_us() + (long long)wait_s * 1000000;
     for (;;) {
         rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
         const struct rd_kafka_metadata *md = NULL;
@@ -196,9 +186,9 @@ static int partitions_of(rd_kafka_t *rk, const char *topic, int wait_s)
         rd_kafka_topic_destroy(rkt);
         if (n > 0)
             return n;
-        if (now_us() > deadline)
+        if (ap_test_now_us() > deadline)
             die(topic, "no such topic (is the processor running with this TOPIC_PREFIX?)");
-        pause_ms(500);
+        ap_test_pause_ms(500);
     }
 }
 
@@ -225,7 +215,7 @@ static void *reader_main(void *arg)
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 50);
         if (!msg)
             continue;
-        long long t = now_us();
+        long long t = ap_test_now_us();
         rd_kafka_headers_t *hdrs = NULL;
         const void *val = NULL;
         size_t len = 0;
@@ -285,7 +275,7 @@ static void send_cmd(ap_producer_t *producer, const cmd_t *c, size_t seq)
     int idlen = snprintf(id, sizeof id, "%s:%zu", tag, seq);
     ap_kafka_header_t header = {"message-id", 10, id, (size_t)idlen};
     for (;;) {
-        sent_us[seq] = now_us();
+        sent_us[seq] = ap_test_now_us();
         ap_err_t err = ap_producer_send(producer, command_topic, c->key, (size_t)c->key_len,
                                         c->value, (size_t)c->value_len, &header, 1, NULL);
         if (err == AP_OK)
@@ -400,7 +390,7 @@ static bool read_stat(const char *path, char *comm, size_t commlen, unsigned lon
 
 static void cpu_snapshot(cpu_snap_t *s)
 {
-    s->at_us = now_us();
+    s->at_us = ap_test_now_us();
     s->nprocs = s->nthreads = 0;
     FILE *f = fopen("/proc/stat", "r");
     unsigned long long v[10] = {0};
@@ -541,7 +531,7 @@ static bool wait_events(size_t from, size_t to, bool timeline, ap_producer_t *pr
 {
     unsigned long target = (unsigned long)(to - from), done = 0;
     size_t next = from; /* events before it were all seen */
-    long long last_progress = now_us(), last_line = 0, start = now_us();
+    long long last_progress = ap_test_now_us(), last_line = 0, start = ap_test_now_us();
     unsigned long last_got = atomic_load(&got);
     long long last_applied = -1;
     for (;;) {
@@ -554,7 +544,7 @@ static bool wait_events(size_t from, size_t to, bool timeline, ap_producer_t *pr
         if (done >= target)
             break;
         ap_producer_poll(producer, 10);
-        long long t = now_us();
+        long long t = ap_test_now_us();
         unsigned long g = atomic_load(&got);
         if (g != last_got) {
             last_got = g;
@@ -741,19 +731,19 @@ int main(int argc, char **argv)
     pthread_t reader;
     pthread_create(&reader, NULL, reader_main, NULL);
     while (!atomic_load(&reader_ready))
-        pause_ms(10);
+        ap_test_pause_ms(10);
 
     /* Warm-up: one command through the whole path. */
     char sku[64], ref[96];
     cmd_t c;
-    long long t0 = now_us();
+    long long t0 = ap_test_now_us();
     snprintf(sku, sizeof sku, "SKU-%s-warm", tag);
     snprintf(ref, sizeof ref, "w-%s-warm", tag);
     make_create(&c, 0, sku, ref, 10, NULL);
     send_cmd(bulk, &c, 0);
     if (!wait_events(0, 1, false, bulk))
         die("warm-up", "the processor did not answer");
-    printf("warm-up: first event after %.1f ms\n", (double)(now_us() - t0) / 1000);
+    printf("warm-up: first event after %.1f ms\n", (double)(ap_test_now_us() - t0) / 1000);
 
     /* Setup: two batches per sku. */
     for (int s = 0; s < nskus; s++) {
@@ -786,10 +776,10 @@ int main(int argc, char **argv)
         send_cmd(bulk, &mix[i], mix_from + i);
         ap_producer_poll(bulk, 0);
     }
-    long long produced = now_us();
+    long long produced = ap_test_now_us();
     while (atomic_load(&acked) - acked_before < (unsigned long)commands && !atomic_load(&failed))
         ap_producer_poll(bulk, 10);
-    long long all_acked = now_us();
+    long long all_acked = ap_test_now_us();
     bool complete = wait_events(mix_from, mix_to, true, bulk);
     cpu_snapshot(&cpu_b);
     printf("phase: throughput end\n");
@@ -826,15 +816,15 @@ int main(int argc, char **argv)
         send_cmd(single, &c, lat_to);
         if (!wait_events(lat_to, lat_to + 1, false, single))
             die("warm-up", "the latency producer's first command got no event");
-        pause_ms(1000); /* let the relay and the commit queue settle */
+        ap_test_pause_ms(1000); /* let the relay and the commit queue settle */
         cpu_snapshot(&cpu_a);
         long long period_ns = 1000000000LL / rate, behind_max = 0;
         struct timespec next;
         clock_gettime(CLOCK_MONOTONIC, &next);
-        long long start_us = now_us();
+        long long start_us = ap_test_now_us();
         for (size_t i = 0; i < latency_n; i++) {
             long long due = start_us + (long long)i * period_ns / 1000;
-            long long t = now_us();
+            long long t = ap_test_now_us();
             if (t - due > behind_max)
                 behind_max = t - due;
             send_cmd(single, &mix[i], lat_from + i);
@@ -846,7 +836,7 @@ int main(int argc, char **argv)
             }
             clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
         }
-        long long sent_end = now_us();
+        long long sent_end = ap_test_now_us();
         complete = wait_events(lat_from, lat_to, false, single);
         cpu_snapshot(&cpu_b);
         size_t m = 0;

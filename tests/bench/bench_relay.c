@@ -26,6 +26,7 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "support.h"
 #include "ap/config.h"
 #include "ap/log.h"
 #include "ap/pg.h"
@@ -36,18 +37,7 @@
 
 static const char *kafka_servers;
 
-static long long now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
-static void pause_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
 
 static void die(const char *what, const char *why)
 {
@@ -75,26 +65,9 @@ static void exec_params(PGconn *conn, const char *sql, int n, const char *const 
 static char *conninfo_with_dbname(const char *url, const char *dbname)
 {
     char *why = NULL;
-    PQconninfoOption *options = PQconninfoParse(url, &why);
-    if (!options)
-        die("DATABASE_URL does not parse", why ? why : "?");
-    size_t cap = 8192, len = 0;
-    char *out = calloc(1, cap);
-    for (PQconninfoOption *o = options; out && o->keyword; o++) {
-        const char *val = strcmp(o->keyword, "dbname") == 0 ? dbname : o->val;
-        if (!val)
-            continue;
-        len += (size_t)snprintf(out + len, cap - len, "%s='", o->keyword);
-        for (const char *p = val; *p && len < cap - 4; p++) {
-            if (*p == '\'' || *p == '\\')
-                out[len++] = '\\';
-            out[len++] = *p;
-        }
-        len += (size_t)snprintf(out + len, cap - len, "' ");
-    }
-    PQconninfoFree(options);
-    if (!out || len >= cap - 8)
-        die("DATABASE_URL", "too long");
+    char *out = ap_test_conninfo_with(url, "dbname", dbname, &why);
+    if (!out)
+        die("DATABASE_URL does not parse", why ? why : "out of memory");
     return out;
 }
 
@@ -177,7 +150,7 @@ static void *reader_main(void *arg)
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 50);
         if (!msg)
             continue;
-        long long t = now_us();
+        long long t = ap_test_now_us();
         if (!msg->err && msg->key && msg->key_len < 32) {
             char key[32];
             memcpy(key, msg->key, msg->key_len);
@@ -245,7 +218,7 @@ int main(int argc, char **argv)
     char nrows_text[32];
     snprintf(nrows_text, sizeof nrows_text, "%ld", rows);
     const char *bulk_params[] = {topic, nrows_text};
-    long long t0 = now_us();
+    long long t0 = ap_test_now_us();
     exec_params(conn,
                 "INSERT INTO outbox (topic, key, value, header_names, header_values) "
                 "SELECT $1, convert_to('sku-' || (i % 1000), 'UTF8'), "
@@ -256,23 +229,23 @@ int main(int argc, char **argv)
                 "             convert_to('allocation.commands/0/' || i, 'UTF8')] "
                 "FROM generate_series(1, $2::int) AS i",
                 2, bulk_params);
-    long long t1 = now_us();
+    long long t1 = ap_test_now_us();
     printf("throughput: %ld rows (98-byte values, 1000 keys, 3 headers) inserted in %.2f s\n",
            rows, (double)(t1 - t0) / 1e6);
 
     ap_relay_t *relay = NULL;
-    long long started = now_us();
+    long long started = ap_test_now_us();
     if (ap_relay_start(&cfg, &relay))
         die("relay", "cannot start");
     long long first = 0;
     while (delivered(relay) < (uint64_t)rows) {
         if (!first && delivered(relay) > 0)
-            first = now_us();
-        if (now_us() - started > 600LL * 1000000)
+            first = ap_test_now_us();
+        if (ap_test_now_us() - started > 600LL * 1000000)
             die("throughput", "the relay did not finish within 10 minutes");
-        pause_ms(2);
+        ap_test_pause_ms(2);
     }
-    long long done = now_us();
+    long long done = ap_test_now_us();
     double total_s = (double)(done - started) / 1e6;
     printf("throughput: relayed %ld rows in %.2f s = %.0f rows/s (from ap_relay_start; "
            "%.0f rows/s from the first batch deleted)\n",
@@ -296,13 +269,13 @@ int main(int argc, char **argv)
     pthread_t reader_thread;
     pthread_create(&reader_thread, NULL, reader_main, &reader);
     while (!atomic_load(&reader.ready))
-        pause_ms(10);
+        ap_test_pause_ms(10);
     /* Warm the relay's producer for this topic (its metadata), outside the measurement. */
     const char *warm_params[] = {topic};
     exec_params(conn, "INSERT INTO outbox (topic, key, value) VALUES ($1, 'warm-up', 'x')", 1,
                 warm_params);
     while (delivered(relay) < (uint64_t)rows + 1)
-        pause_ms(5);
+        ap_test_pause_ms(5);
 
     long long period_ns = 1000000000LL / rate;
     struct timespec next;
@@ -317,7 +290,7 @@ int main(int argc, char **argv)
                     "INSERT INTO outbox (topic, key, value) "
                     "VALUES ($1, convert_to($2, 'UTF8'), convert_to($3, 'UTF8'))",
                     3, params);
-        commit_us[i] = now_us();
+        commit_us[i] = ap_test_now_us();
         next.tv_nsec += period_ns;
         while (next.tv_nsec >= 1000000000L) {
             next.tv_sec++;
@@ -325,9 +298,9 @@ int main(int argc, char **argv)
         }
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
     }
-    long long tail = now_us();
-    while (atomic_load(&reader.got) < n && now_us() - tail < 10LL * 1000000)
-        pause_ms(10);
+    long long tail = ap_test_now_us();
+    while (atomic_load(&reader.got) < n && ap_test_now_us() - tail < 10LL * 1000000)
+        ap_test_pause_ms(10);
     atomic_store(&reader.stop, true);
     pthread_join(reader_thread, NULL);
 

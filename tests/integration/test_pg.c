@@ -29,6 +29,7 @@
 #include "ap/log.h"
 #include "ap/model.h"
 #include "ap/pg.h"
+#include "support.h"
 #include "ap/ports.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -62,26 +63,9 @@ static void uniq_ident(char *buf, size_t size, const char *what)
 static char *conninfo_with(const char *key, const char *value)
 {
     char *why = NULL;
-    PQconninfoOption *options = PQconninfoParse(db_url(), &why);
-    if (!options)
-        fail_msg("DATABASE_URL does not parse: %s", why ? why : "?");
-    size_t cap = 8192, len = 0;
-    char *out = calloc(1, cap);
-    assert_non_null(out);
-    for (PQconninfoOption *o = options; o->keyword; o++) {
-        const char *val = strcmp(o->keyword, key) == 0 ? value : o->val;
-        if (!val)
-            continue;
-        len += (size_t)snprintf(out + len, cap - len, "%s='", o->keyword);
-        for (const char *p = val; *p && len < cap - 4; p++) {
-            if (*p == '\'' || *p == '\\')
-                out[len++] = '\\';
-            out[len++] = *p;
-        }
-        len += (size_t)snprintf(out + len, cap - len, "' ");
-        assert_true(len < cap - 8);
-    }
-    PQconninfoFree(options);
+    char *out = ap_test_conninfo_with(db_url(), key, value, &why);
+    if (!out)
+        fail_msg("DATABASE_URL does not parse: %s", why ? why : "out of memory");
     return out;
 }
 

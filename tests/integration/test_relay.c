@@ -27,6 +27,7 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "support.h"
 #include "ap/config.h"
 #include "ap/log.h"
 #include "ap/pg.h"
@@ -47,11 +48,6 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void pause_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
 
 /* A name no other test (or run) uses: "<what>-<pid>-<time>-<n>". */
 static void uniq(char *buf, size_t size, const char *what)
@@ -104,26 +100,9 @@ static long long outbox_rows(const char *topic)
 static char *conninfo_with_dbname(const char *url, const char *dbname)
 {
     char *why = NULL;
-    PQconninfoOption *options = PQconninfoParse(url, &why);
-    if (!options)
-        fail_msg("DATABASE_URL does not parse: %s", why ? why : "?");
-    size_t cap = 8192, len = 0;
-    char *out = calloc(1, cap);
-    assert_non_null(out);
-    for (PQconninfoOption *o = options; o->keyword; o++) {
-        const char *val = strcmp(o->keyword, "dbname") == 0 ? dbname : o->val;
-        if (!val)
-            continue;
-        len += (size_t)snprintf(out + len, cap - len, "%s='", o->keyword);
-        for (const char *p = val; *p && len < cap - 4; p++) {
-            if (*p == '\'' || *p == '\\')
-                out[len++] = '\\';
-            out[len++] = *p;
-        }
-        len += (size_t)snprintf(out + len, cap - len, "' ");
-        assert_true(len < cap - 8);
-    }
-    PQconninfoFree(options);
+    char *out = ap_test_conninfo_with(url, "dbname", dbname, &why);
+    if (!out)
+        fail_msg("DATABASE_URL does not parse: %s", why ? why : "out of memory");
     return out;
 }
 
@@ -356,7 +335,7 @@ static void wait_outbox_empty(const char *topic, int timeout_ms)
         if (now_ms() > deadline)
             fail_msg("%lld row(s) of %s still in the outbox after %d ms", left, topic,
                      timeout_ms);
-        pause_ms(10);
+        ap_test_pause_ms(10);
     }
 }
 
@@ -512,7 +491,7 @@ static void wait_leader(ap_relay_t *relay, int timeout_ms)
     while (!is_leader(relay)) {
         if (now_ms() > deadline)
             fail_msg("the relay did not take the relay lock within %d ms", timeout_ms);
-        pause_ms(10);
+        ap_test_pause_ms(10);
     }
 }
 
@@ -559,7 +538,7 @@ static void test_new_rows_relayed_promptly(void **state)
     wait_leader(relay, 10000);
     for (int i = 0; i < N; i++) {
         /* Commit at varied points of the relay's idle wait. */
-        pause_ms(37 * i % 300 + 20);
+        ap_test_pause_ms(37 * i % 300 + 20);
         long long t0 = now_ms();
         insert_rows(topic, &rows[i], 1);
         wait_outbox_empty(topic, 10000);
@@ -601,14 +580,14 @@ static void test_one_leader_and_failover(void **state)
     while (!is_leader(relays[0]) && !is_leader(relays[1])) {
         if (now_ms() > deadline)
             fail_msg("neither relay took the relay lock");
-        pause_ms(10);
+        ap_test_pause_ms(10);
     }
     /* Through a few of the standby's retries, never two leaders. */
     long long until = now_ms() + 3500;
     while (now_ms() < until) {
         bool a = is_leader(relays[0]), b = is_leader(relays[1]);
         assert_true(a != b);
-        pause_ms(20);
+        ap_test_pause_ms(20);
     }
     int active = is_leader(relays[0]) ? 0 : 1, standby = 1 - active;
 
@@ -740,7 +719,7 @@ static void test_stop_is_bounded_without_kafka(void **state)
     do {
         if (now_ms() > deadline)
             fail_msg("the relay never reported Kafka unreachable");
-        pause_ms(20);
+        ap_test_pause_ms(20);
         ap_relay_stats(relay, &stats);
     } while (stats.connected);
 
