@@ -62,6 +62,17 @@ static void cache_clear(ap_uow_t *uow)
     uow->ncache = 0;
 }
 
+/*
+ * Hands a cached product over (the caller owns it now). It comes back through cache_put when
+ * its scope commits; a rollback empties the cache anyway, so one copy is enough.
+ */
+static ap_product_t *cache_take(ap_uow_t *uow, size_t i)
+{
+    ap_product_t *product = uow->cache[i];
+    uow->cache[i] = uow->cache[--uow->ncache];
+    return product;
+}
+
 /* Takes ownership of a committed product, replacing an older copy. */
 static void cache_put(ap_uow_t *uow, ap_product_t *product)
 {
@@ -140,12 +151,14 @@ ap_err_t ap_uow_get(ap_uow_t *uow, const char *sku, ap_product_t **out)
         *out = product;
         return AP_OK;
     }
-    const ap_product_t *cached = find_sku(uow->cache, uow->ncache, sku);
-    ap_err_t err = AP_ERR_NOMEM;
-    if (cached ? (product = ap_product_clone(cached)) != NULL
-               : (err = uow->ops->load(uow, sku, &product)) == AP_OK)
-        return hand_out(uow, product, out);
-    return err;
+    for (size_t i = 0; i < uow->ncache; i++) {
+        if (strcmp(uow->cache[i]->sku, sku) == 0)
+            return hand_out(uow, cache_take(uow, i), out);
+    }
+    ap_err_t err = uow->ops->load(uow, sku, &product);
+    if (err)
+        return err;
+    return hand_out(uow, product, out);
 }
 
 ap_err_t ap_uow_get_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **out)
@@ -158,11 +171,8 @@ ap_err_t ap_uow_get_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **o
     }
     ap_product_t *product;
     for (size_t i = 0; i < uow->ncache; i++) {
-        if (ap_product_find_batch(uow->cache[i], ref)) {
-            if (!(product = ap_product_clone(uow->cache[i])))
-                return AP_ERR_NOMEM;
-            return hand_out(uow, product, out);
-        }
+        if (ap_product_find_batch(uow->cache[i], ref))
+            return hand_out(uow, cache_take(uow, i), out);
     }
     ap_err_t err = uow->ops->load_by_batchref(uow, ref, &product);
     if (err)
