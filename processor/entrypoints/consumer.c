@@ -244,6 +244,10 @@ typedef struct item {
 static ap_err_t apply(consumer_t *c, item_t *item)
 {
     char reason[600];
+
+    /* A writer schema the registry could not serve a moment ago: ask again. */
+    if (ap_err_is_transient(item->decoded))
+        item->decoded = decode(c, &item->rec, &item->cmd, item->why, sizeof item->why);
     ap_err_t err = item->decoded;
 
     if (err == AP_OK) {
