@@ -198,3 +198,25 @@ chunks_done() { cat "$WORK_DIR/chunks" 2>/dev/null || echo 0; }
 producer_ok() {
     [[ ! -e "$WORK_DIR/failed" ]] || fail "producing the stream: $(cat "$WORK_DIR/failed"): $(tail -n 5 "$WORK_DIR/kcat.err" 2>/dev/null)"
 }
+
+# check_applied_once SKUS ALLOCS COUNTERS: for streams named like outages.sh and rebalance.sh
+# (allocation skus <run>-S<n>, orders <run>-o<n>, counter skus <run>-C<n> with batch
+# <run>-counter<n> and CHANGES_OF[n] quantity changes each): no command lost (every order
+# allocated, in both models), none applied twice (versions exact; a counter's version counts
+# its ChangeBatchQuantity applications) and none out of order (a counter's final quantity).
+check_applied_once() {
+    local skus="$1" allocs="$2" counters="$3" got c
+    got=$(sql "select count(*) from allocations a join batches b on b.id = a.batch_id where b.sku like '$RUN_ID-S%'")
+    [[ "$got" -eq "$allocs" ]] || fail "expected $allocs allocations, found $got (commands skipped)"
+    got=$(sql "select count(distinct orderid) from allocations_view where orderid like '$RUN_ID-o%'")
+    [[ "$got" -eq "$allocs" ]] || fail "expected $allocs orders in the read model, found $got"
+    got=$(sql "select sum(version_number) from products where sku like '$RUN_ID-S%'")
+    [[ "$got" -eq $((skus + allocs)) ]] || fail "expected the allocated products' versions to sum to $((skus + allocs)), got $got"
+    for ((c = 0; c < counters; c++)); do
+        got=$(sql "select version_number from products where sku = '$RUN_ID-C$c'")
+        [[ "$got" -eq $((1 + CHANGES_OF[c])) ]] ||
+            fail "counter $c: ChangeBatchQuantity applied $((got - 1)) times, expected ${CHANGES_OF[c]}"
+        got=$(sql "select purchased_quantity from batches where reference = '$RUN_ID-counter$c'")
+        [[ "$got" -eq "${CHANGES_OF[c]}" ]] || fail "counter $c: its batch holds $got, expected ${CHANGES_OF[c]} (applied out of order)"
+    done
+}

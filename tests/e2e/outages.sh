@@ -211,19 +211,7 @@ for svc in Postgres Kafka; do
 done
 grep -E "consumer: (Postgres|Kafka) (unreachable|reachable again)" "$PROCESSOR_LOG" | sed 's/^/  /'
 
-got=$(sql "select count(*) from allocations a join batches b on b.id = a.batch_id where b.sku like '$RUN_ID-S%'")
-[[ "$got" -eq "$ALLOCS" ]] || fail "expected $ALLOCS allocations, found $got"
-got=$(sql "select count(distinct orderid) from allocations_view where orderid like '$RUN_ID-o%'")
-[[ "$got" -eq "$ALLOCS" ]] || fail "expected $ALLOCS orders in the read model, found $got"
-got=$(sql "select sum(version_number) from products where sku like '$RUN_ID-S%'")
-[[ "$got" -eq $((SKUS + ALLOCS)) ]] || fail "expected the allocated products' versions to sum to $((SKUS + ALLOCS)), got $got"
-for ((c = 0; c < COUNTERS; c++)); do
-    got=$(sql "select version_number from products where sku = '$(COUNTER_SKU $c)'")
-    [[ "$got" -eq $((1 + CHANGES_OF[c])) ]] ||
-        fail "counter $c: ChangeBatchQuantity applied $((got - 1)) times, expected ${CHANGES_OF[c]}"
-    got=$(sql "select purchased_quantity from batches where reference = '$RUN_ID-counter$c'")
-    [[ "$got" -eq "${CHANGES_OF[c]}" ]] || fail "counter $c: its batch holds $got, expected ${CHANGES_OF[c]}"
-done
+check_applied_once "$SKUS" "$ALLOCS" "$COUNTERS"
 got=$(sql "select count(*) from consumer_offsets where group_id = '$KAFKA_GROUP_ID'")
 [[ "$got" -ge 1 ]] || fail "no consumer offsets stored"
 

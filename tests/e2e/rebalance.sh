@@ -224,19 +224,7 @@ stop_member A TERM
 stop_member C2 TERM
 
 # --- checks -------------------------------------------------------------------------------------
-got=$(sql "select count(*) from allocations a join batches b on b.id = a.batch_id where b.sku like '$RUN_ID-S%'")
-[[ "$got" -eq "$ALLOCS" ]] || fail "expected $ALLOCS allocations, found $got (commands skipped)"
-got=$(sql "select count(distinct orderid) from allocations_view where orderid like '$RUN_ID-o%'")
-[[ "$got" -eq "$ALLOCS" ]] || fail "expected $ALLOCS orders in the read model, found $got"
-got=$(sql "select sum(version_number) from products where sku like '$RUN_ID-S%'")
-[[ "$got" -eq $((SKUS + ALLOCS)) ]] || fail "expected the allocated products' versions to sum to $((SKUS + ALLOCS)), got $got"
-for ((c = 0; c < COUNTERS; c++)); do
-    got=$(sql "select version_number from products where sku = '$RUN_ID-C$c'")
-    [[ "$got" -eq $((1 + CHANGES_OF[c])) ]] ||
-        fail "counter $c: ChangeBatchQuantity applied $((got - 1)) times, expected ${CHANGES_OF[c]}"
-    got=$(sql "select purchased_quantity from batches where reference = '$RUN_ID-counter$c'")
-    [[ "$got" -eq "${CHANGES_OF[c]}" ]] || fail "counter $c: its batch holds $got, expected ${CHANGES_OF[c]} (applied out of order)"
-done
+check_applied_once "$SKUS" "$ALLOCS" "$COUNTERS"
 [[ "$(committed_records)" -eq "$produced" ]] || fail "stored offsets sum to $(committed_records), $produced produced"
 
 # The partitions moved: A gave some up, every member held some, and each partition's owner
