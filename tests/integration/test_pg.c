@@ -825,6 +825,58 @@ static void test_concurrent_transactions(void **state)
                      2);
 }
 
+/*
+ * Deferred writes (uow->defer_writes, as the consumer's batches use them): inner scopes commit
+ * without a round trip; a stale version found when the queue is finally sent dooms the whole
+ * transaction, which reports a conflict, can only be rolled back, and leaves the uow usable.
+ */
+static void test_deferred_writes_doom_the_transaction(void **state)
+{
+    (void)state;
+    char sku[96], ref[96];
+    uniq(sku, sizeof sku, "DESK");
+    uniq(ref, sizeof ref, "b-desk");
+    store_product(sku, ref, 100);
+
+    ap_uow_t *batch = new_uow(), *other = new_uow();
+    ap_product_t *p1 = NULL, *p2 = NULL;
+    batch->defer_writes = true;
+    assert_int_equal(ap_uow_begin(batch), AP_OK);
+    assert_int_equal(ap_uow_begin(batch), AP_OK); /* a command's savepoint */
+    assert_int_equal(ap_uow_get(batch, sku, &p1), AP_OK);
+    int64_t version = p1->version_number;
+    allocate(p1, "o1", 10, ref);
+    assert_int_equal(ap_uow_commit(batch), AP_OK); /* queued, not sent */
+    ap_uow_forget(batch);
+
+    /* Someone else moves the product on before the batch's writes reach the server. */
+    assert_int_equal(ap_uow_begin(other), AP_OK);
+    assert_int_equal(ap_uow_get(other, sku, &p2), AP_OK);
+    allocate(p2, "o2", 20, ref);
+    assert_int_equal(ap_uow_commit(other), AP_OK);
+
+    assert_int_equal(ap_uow_commit(batch), AP_ERR_CONFLICT);
+    assert_false(batch->doomed); /* the failed commit rolled back, which clears it */
+    assert_int_equal(batch->depth, 0);
+
+    /* Nothing of the batch was stored, and the same uow works again. */
+    ap_product_t *loaded = fetch(sku);
+    assert_int_equal(loaded->version_number, version + 1);
+    assert_int_equal(loaded->batches[0].nlines, 1);
+    assert_string_equal(loaded->batches[0].lines[0].orderid, "o2");
+    ap_product_free(loaded);
+    batch->defer_writes = false;
+    assert_int_equal(ap_uow_begin(batch), AP_OK);
+    assert_int_equal(ap_uow_get(batch, sku, &p1), AP_OK);
+    allocate(p1, "o1", 10, ref);
+    assert_int_equal(ap_uow_commit(batch), AP_OK);
+    ap_uow_free(batch);
+    ap_uow_free(other);
+    loaded = fetch(sku);
+    assert_int_equal(loaded->version_number, version + 2);
+    ap_product_free(loaded);
+}
+
 /* Two transactions creating the same product: one wins, the other conflicts. */
 static void test_concurrent_creation(void **state)
 {
@@ -1106,6 +1158,7 @@ int main(void)
         cmocka_unit_test(test_uow_command),
         cmocka_unit_test(test_concurrent_transactions),
         cmocka_unit_test(test_concurrent_creation),
+        cmocka_unit_test(test_deferred_writes_doom_the_transaction),
         cmocka_unit_test(test_views),
         cmocka_unit_test(test_offsets),
         cmocka_unit_test(test_connection_loss),
