@@ -194,6 +194,16 @@ producer_loop() {
 }
 
 open_gate() { touch "$WORK_DIR/gate.$1"; }
+
+# Ends the stream: its gates open, then the loop (PRODUCER_PID) and its kcat are killed.
+stop_producer() {
+    [[ -d "$WORK_DIR" ]] && touch "$WORK_DIR/stop"
+    if [[ -n "${PRODUCER_PID:-}" ]] && kill -0 "$PRODUCER_PID" 2>/dev/null; then
+        pkill -KILL -P "$PRODUCER_PID" 2>/dev/null || true
+        kill -KILL "$PRODUCER_PID" 2>/dev/null || true
+        wait "$PRODUCER_PID" 2>/dev/null || true
+    fi
+}
 chunks_done() { cat "$WORK_DIR/chunks" 2>/dev/null || echo 0; }
 producer_ok() {
     [[ ! -e "$WORK_DIR/failed" ]] || fail "producing the stream: $(cat "$WORK_DIR/failed"): $(tail -n 5 "$WORK_DIR/kcat.err" 2>/dev/null)"

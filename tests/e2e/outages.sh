@@ -55,13 +55,7 @@ PRODUCER_PID=""
 finish() {
     local rc=$?
     set +e # every step of the clean-up runs, whatever fails
-    # The stream stops: its gates open, then the loop and its kcat are ended by pid.
-    [[ -d "$WORK_DIR" ]] && touch "$WORK_DIR/stop"
-    if [[ -n "$PRODUCER_PID" ]] && kill -0 "$PRODUCER_PID" 2>/dev/null; then
-        pkill -KILL -P "$PRODUCER_PID" 2>/dev/null || true
-        kill -KILL "$PRODUCER_PID" 2>/dev/null || true
-        wait "$PRODUCER_PID" 2>/dev/null || true
-    fi
+    stop_producer
     cleanup
     # Whatever happened, leave both services running for everyone else.
     if ! "$SERVICES" status >/dev/null 2>&1; then

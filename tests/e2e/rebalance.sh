@@ -40,12 +40,7 @@ fail() {
 finish() {
     local rc=$?
     set +e # every step of the clean-up runs, whatever fails
-    [[ -d "$WORK_DIR" ]] && touch "$WORK_DIR/stop"
-    if [[ -n "$PRODUCER_PID" ]] && kill -0 "$PRODUCER_PID" 2>/dev/null; then
-        pkill -KILL -P "$PRODUCER_PID" 2>/dev/null || true
-        kill -KILL "$PRODUCER_PID" 2>/dev/null || true
-        wait "$PRODUCER_PID" 2>/dev/null || true
-    fi
+    stop_producer
     local m
     for m in "${MEMBERS[@]}"; do
         if [[ -n "${PID[$m]}" ]] && kill -0 "${PID[$m]}" 2>/dev/null; then
