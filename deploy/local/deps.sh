@@ -16,7 +16,7 @@ esac
 PACKAGES=(
     build-essential cmake ninja-build pkg-config               # toolchain
     librdkafka-dev libavro-dev libpq-dev libjansson-dev        # libraries the program links
-    libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev
+    libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev uthash-dev
     postgresql-15 postgresql-client-15                         # local database
     openjdk-17-jre-headless maven                              # local Kafka broker
     kcat jq                                                    # tests and humans poking at topics
