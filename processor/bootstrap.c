@@ -98,6 +98,8 @@ ap_err_t ap_bootstrap_runtime(ap_runtime_t *rt, const ap_config_t *cfg)
         err = register_schemas(rt, cfg);
     if (err == AP_OK)
         err = ap_pg_uow_new(cfg->database_url, &uow);
+    if (err == AP_OK && (err = ap_uow_keep_committed(uow, cfg->product_cache_bytes)))
+        ap_uow_free(uow);
     if (err == AP_OK && (err = ap_pg_outbox_new(uow, rt->codec, cfg->topic_prefix, &rt->outbox)))
         ap_uow_free(uow);
     if (err == AP_OK)

@@ -42,6 +42,7 @@ typedef struct ap_config {
     int batch_max_wait_ms;          /* time spent gathering one batch, at most */
     int64_t backpressure_max_rows;  /* pause consuming while the outbox holds more ... */
     int64_t backpressure_max_age_ms; /* ... or its oldest row is older than this */
+    size_t product_cache_bytes;     /* committed products kept between batches, about */
 } ap_config_t;
 
 /*

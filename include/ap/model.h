@@ -121,6 +121,9 @@ ap_err_t ap_product_change_batch_quantity(ap_product_t *product, const char *ref
 /* Drops the recorded events (after the bus has copied them). */
 void ap_product_clear_events(ap_product_t *product);
 
+/* An estimate of the heap bytes the product holds (for caches that bound their memory). */
+size_t ap_product_footprint(const ap_product_t *product);
+
 /* Storage wrote `changes`: forget them and take version_number as the stored version. */
 void ap_product_mark_stored(ap_product_t *product);
 

@@ -17,6 +17,7 @@
 #include "ap/error.h"
 #include "ap/messages.h"
 #include "ap/model.h"
+#include "ap/product_cache.h"
 
 #ifndef container_of
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -43,9 +44,12 @@ struct ap_uow_ops {
     /* Repository: a freshly loaded product (caller owns it) or AP_ERR_NOT_FOUND. */
     ap_err_t (*load)(ap_uow_t *uow, const char *sku, ap_product_t **out);
     ap_err_t (*load_by_batchref)(ap_uow_t *uow, const char *ref, ap_product_t **out);
-    /* Optional (NULL: not supported): loads many products in one go. Fills out[0..n) with
-     * fresh products (caller owns them) or NULL where a sku is unknown. */
-    ap_err_t (*load_many)(ap_uow_t *uow, const char *const *skus, size_t n, ap_product_t **out);
+    /* Optional (NULL: not supported): loads many products in one round trip, skipping the
+     * ones the caller already holds. known[i] is the version of skus[i] the caller holds, or
+     * -1. Sets stored[i] to the version storage holds (-1: no such product) and out[i] to a
+     * fresh product (caller owns it) when that differs from known[i], else to NULL. */
+    ap_err_t (*load_many)(ap_uow_t *uow, const char *const *skus, const int64_t *known,
+                          size_t n, int64_t *stored, ap_product_t **out);
     /* Read model writes (allocations_view), inside the current scope. Removing a row that
      * is not there is not an error. */
     ap_err_t (*view_add)(ap_uow_t *uow, const char *orderid, const char *sku,
@@ -73,9 +77,12 @@ struct ap_uow {
     ap_product_t **seen;  /* every product handed out since the last collect; owned */
     size_t nseen, seen_cap;
     /* Products as committed by earlier scopes of the open transaction, so later commands
-     * need not load them again; dropped at any rollback and at the transaction's end. */
-    ap_product_t **cache;
-    size_t ncache, cache_cap;
+     * need not load them again; dropped at any rollback. */
+    ap_product_cache_t *cache;
+    /* Products as the last transaction that used them committed them, kept between
+     * transactions (ap_uow_keep_committed) so a product is not loaded whole for every batch;
+     * storage confirms the version before one is used again. NULL: not kept. */
+    ap_product_cache_t *committed;
     /* Set by the transaction's owner: inside it, writes nobody waits for may be sent with
      * the next round trip instead of at once. A write that then fails cannot be pinned on
      * its scope any more, so it dooms the whole transaction (below). */
@@ -87,6 +94,12 @@ struct ap_uow {
 
 /* Initialises the shared part of an adapter's uow. */
 void ap_uow_init(ap_uow_t *uow, const struct ap_uow_ops *ops);
+
+/*
+ * Keeps committed products between transactions, up to about max_bytes of them (0: keep
+ * none). Only with a backend that has load_many, which confirms versions. AP_ERR_NOMEM.
+ */
+ap_err_t ap_uow_keep_committed(ap_uow_t *uow, size_t max_bytes);
 
 ap_err_t ap_uow_begin(ap_uow_t *uow);
 ap_err_t ap_uow_commit(ap_uow_t *uow);

@@ -60,6 +60,8 @@ ap_err_t ap_pg_uow_query(ap_uow_t *uow, const char *sql, int nparams, const char
 /* A text[] literal of `items` ("{\"a\",NULL}"), quoting and escaping each; NULL items are
  * SQL NULLs. malloc'd (NULL when out of memory). */
 char *ap_pg_text_array(const char *const *items, size_t n);
+/* An int8[] literal ("{1,-1}"). malloc'd (NULL when out of memory). */
+char *ap_pg_int_array(const int64_t *items, size_t n);
 
 /* Text for a 64-bit integer query parameter: "-9223372036854775808" fits. */
 #define AP_PG_INT_SIZE 24

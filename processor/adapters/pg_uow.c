@@ -213,8 +213,20 @@ static const struct {
     [ST_LOAD_SKU] = {"ap_load_sku", LOAD_PRODUCT " WHERE p.sku = $1::text ORDER BY b.id, a.id"},
     [ST_LOAD_REF] = {"ap_load_ref", LOAD_PRODUCT " WHERE p.sku = (SELECT sku FROM batches"
                                     " WHERE reference = $1::text) ORDER BY b.id, a.id"},
-    [ST_LOAD_MANY] = {"ap_load_many", LOAD_PRODUCT " WHERE p.sku = ANY($1::text[])"
-                                      " ORDER BY p.sku, b.id, a.id"},
+    /* Many products in input order, with the batches and lines of only those whose version
+     * is not the one the caller holds ($2, -1 for none). Same columns as LOAD_PRODUCT. */
+    [ST_LOAD_MANY] = {"ap_load_many",
+                      "SELECT p.sku, p.version_number, x.id, x.reference,"
+                      "       x.purchased_quantity, x.eta_days, x.orderid, x.qty"
+                      "  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS w(sku, known, ord)"
+                      "  JOIN products p ON p.sku = w.sku"
+                      "  LEFT JOIN LATERAL ("
+                      "    SELECT b.id, b.reference, b.purchased_quantity,"
+                      "           b.eta - date '1970-01-01' AS eta_days, a.orderid, a.qty,"
+                      "           a.id AS line_id"
+                      "      FROM batches b LEFT JOIN allocations a ON a.batch_id = b.id"
+                      "     WHERE b.sku = p.sku AND p.version_number <> w.known) x ON true"
+                      " ORDER BY w.ord, x.id, x.line_id"},
     /* A new product: zero rows means someone created it first (a conflict). */
     [ST_PRODUCT_INSERT] = {"ap_product_insert",
                            "INSERT INTO products (sku, version_number)"
@@ -307,6 +319,20 @@ char *ap_pg_text_array(const char *const *items, size_t n)
         }
         *p++ = '"';
     }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+char *ap_pg_int_array(const int64_t *items, size_t n)
+{
+    size_t len = 3 + n * (AP_PG_INT_SIZE + 1);
+    char *out = malloc(len), *p = out;
+    if (!out)
+        return NULL;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, i > 0 ? ",%" PRId64 : "%" PRId64, items[i]);
     *p++ = '}';
     *p = '\0';
     return out;
@@ -993,41 +1019,49 @@ static ap_err_t load(pg_uow_t *self, enum stmt st, const char *key, ap_product_t
     return err;
 }
 
-/* Many products in one round trip: rows come grouped by sku. */
-static ap_err_t pg_load_many(ap_uow_t *uow, const char *const *skus, size_t n,
-                             ap_product_t **out)
+/* Many products in one round trip: rows come grouped by sku, in the order asked. */
+static ap_err_t pg_load_many(ap_uow_t *uow, const char *const *skus, const int64_t *known,
+                             size_t n, int64_t *stored, ap_product_t **out)
 {
     pg_uow_t *self = container_of(uow, pg_uow_t, uow);
-    char *array = ap_pg_text_array(skus, n);
-    const char *params[1] = {array};
+    char *sku_array = ap_pg_text_array(skus, n), *known_array = ap_pg_int_array(known, n);
+    const char *params[2] = {sku_array, known_array};
+    const char *what = stmts[ST_LOAD_MANY].name;
     PGresult *res = NULL;
-    ap_err_t err = array ? query(self, ST_LOAD_MANY, 1, params, PGRES_TUPLES_OK, &res)
-                         : AP_ERR_NOMEM;
+    ap_err_t err = sku_array && known_array
+                       ? query(self, ST_LOAD_MANY, 2, params, PGRES_TUPLES_OK, &res)
+                       : AP_ERR_NOMEM;
 
+    for (size_t i = 0; i < n; i++) {
+        stored[i] = -1;
+        out[i] = NULL;
+    }
+    size_t i = 0;
     for (int first = 0, nrows = err ? 0 : PQntuples(res); first < nrows && !err;) {
+        const char *sku = PQgetvalue(res, first, 0);
         int end = first + 1;
-        while (end < nrows && strcmp(PQgetvalue(res, end, 0), PQgetvalue(res, first, 0)) == 0)
+        while (end < nrows && strcmp(PQgetvalue(res, end, 0), sku) == 0)
             end++;
-        ap_product_t *product = NULL;
-        if ((err = restore_rows(res, first, end, stmts[ST_LOAD_MANY].name, &product)))
-            break;
-        size_t i = 0;
-        while (i < n && (out[i] || strcmp(skus[i], product->sku) != 0))
+        while (i < n && strcmp(skus[i], sku) != 0)
             i++;
-        if (i < n)
-            out[i] = product;
-        else
-            ap_product_free(product);
+        if (i == n || !ap_pg_get_int64(res, first, 1, &stored[i])) {
+            err = bad_row(what, first);
+            break;
+        }
+        if (stored[i] != known[i])
+            err = restore_rows(res, first, end, what, &out[i]);
+        i++;
         first = end;
     }
     if (err) {
-        for (size_t i = 0; i < n; i++) {
-            ap_product_free(out[i]);
-            out[i] = NULL;
+        for (size_t j = 0; j < n; j++) {
+            ap_product_free(out[j]);
+            out[j] = NULL;
         }
     }
     PQclear(res);
-    free(array);
+    free(sku_array);
+    free(known_array);
     return err;
 }
 

@@ -377,3 +377,13 @@ ap_err_t ap_product_change_batch_quantity(ap_product_t *product, const char *ref
     product->version_number++;
     return AP_OK;
 }
+
+size_t ap_product_footprint(const ap_product_t *product)
+{
+    size_t bytes = sizeof *product + product->batches_cap * sizeof *product->batches +
+                   product->events_cap * sizeof *product->events +
+                   product->changes_cap * sizeof *product->changes;
+    for (size_t i = 0; i < product->nbatches; i++)
+        bytes += product->batches[i].lines_cap * sizeof *product->batches[i].lines;
+    return bytes;
+}

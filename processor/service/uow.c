@@ -1,8 +1,9 @@
 /*
  * uow.c - the unit of work's dispatchers and the bookkeeping every backend shares: scope
- * depth, the products handed out (an identity map, and where the bus finds new events), and
- * a cache of the products earlier scopes of the open transaction committed, so a batch of
- * commands loads each product once.
+ * depth, the products handed out (an identity map, and where the bus finds new events), a
+ * cache of the products earlier scopes of the open transaction committed, so a batch of
+ * commands loads each product once, and, optionally, the products earlier transactions
+ * committed, so a product storage confirms is not loaded again at all.
  *
  * Backends (adapters/pg_uow.c, tests/fakes/fake_uow.c) implement struct ap_uow_ops; they
  * never track products themselves.
@@ -55,37 +56,53 @@ static ap_product_t *find_sku(ap_product_t *const *items, size_t n, const char *
     return NULL;
 }
 
+/* The transaction's cache, made at first use; NULL when out of memory (do without). */
+static ap_product_cache_t *tx_cache(ap_uow_t *uow)
+{
+    if (!uow->cache)
+        uow->cache = ap_product_cache_new(0);
+    return uow->cache;
+}
+
 static void cache_clear(ap_uow_t *uow)
 {
-    for (size_t i = 0; i < uow->ncache; i++)
-        ap_product_free(uow->cache[i]);
-    uow->ncache = 0;
+    if (uow->cache)
+        ap_product_cache_clear(uow->cache);
 }
 
-/*
- * Hands a cached product over (the caller owns it now). It comes back through cache_put when
- * its scope commits; a rollback empties the cache anyway, so one copy is enough.
- */
-static ap_product_t *cache_take(ap_uow_t *uow, size_t i)
-{
-    ap_product_t *product = uow->cache[i];
-    uow->cache[i] = uow->cache[--uow->ncache];
-    return product;
-}
-
-/* Takes ownership of a committed product, replacing an older copy. */
+/* Takes ownership of a product an open scope committed, replacing an older copy. */
 static void cache_put(ap_uow_t *uow, ap_product_t *product)
 {
     ap_product_clear_events(product);
-    for (size_t i = 0; i < uow->ncache; i++) {
-        if (strcmp(uow->cache[i]->sku, product->sku) == 0) {
-            ap_product_free(uow->cache[i]);
-            uow->cache[i] = product;
-            return;
-        }
-    }
-    if (push(&uow->cache, &uow->ncache, &uow->cache_cap, product))
+    if (tx_cache(uow))
+        ap_product_cache_put(uow->cache, product);
+    else
         ap_product_free(product); /* only a cache: do without */
+}
+
+/* A product the transaction's cache holds, handed over (the caller owns it now). It comes
+ * back through cache_put when its scope commits; a rollback empties the cache anyway. */
+static ap_product_t *cache_take(ap_uow_t *uow, const char *sku)
+{
+    return uow->cache ? ap_product_cache_take(uow->cache, sku) : NULL;
+}
+
+ap_err_t ap_uow_keep_committed(ap_uow_t *uow, size_t max_bytes)
+{
+    ap_product_cache_free(uow->committed);
+    uow->committed = NULL;
+    if (max_bytes == 0 || !uow->ops->load_many)
+        return AP_OK;
+    uow->committed = ap_product_cache_new(max_bytes);
+    return uow->committed ? AP_OK : AP_ERR_NOMEM;
+}
+
+/* The transaction committed: what its scopes committed is what storage holds now. */
+static void keep_committed(ap_uow_t *uow)
+{
+    if (uow->committed && uow->cache)
+        ap_product_cache_move_all(uow->committed, uow->cache);
+    cache_clear(uow);
 }
 
 ap_err_t ap_uow_begin(ap_uow_t *uow)
@@ -105,7 +122,7 @@ ap_err_t ap_uow_commit(ap_uow_t *uow)
         return err;
     }
     if (--uow->depth == 0)
-        cache_clear(uow); /* the next transaction must see what others committed */
+        keep_committed(uow);
     return AP_OK;
 }
 
@@ -115,8 +132,9 @@ void ap_uow_rollback(ap_uow_t *uow)
         return;
     uow->ops->rollback(uow);
     uow->depth--;
-    /* What the scope changed is gone, and so are the events it recorded; the cache may hold
-     * some of it. */
+    /* What the scope changed is gone, and so are the events it recorded; the transaction's
+     * cache may hold some of it. Committed products are untouched: the ones this transaction
+     * used were taken out of that cache, not copied. */
     ap_uow_forget(uow);
     cache_clear(uow);
 }
@@ -144,6 +162,52 @@ static ap_err_t hand_out(ap_uow_t *uow, ap_product_t *loaded, ap_product_t **out
     return AP_OK;
 }
 
+/*
+ * Brings skus[0..n) (distinct, none handed out or in the transaction's cache) into the
+ * transaction's cache in one round trip: a kept committed product when storage still holds
+ * its version, a freshly loaded one otherwise. Skus storage does not know stay out.
+ */
+static ap_err_t refresh(ap_uow_t *uow, const char *const *skus, size_t n)
+{
+    int64_t *known = malloc(n * sizeof *known), *stored = malloc(n * sizeof *stored);
+    ap_product_t **loaded = calloc(n, sizeof *loaded);
+    ap_err_t err = known && stored && loaded && tx_cache(uow) ? AP_OK : AP_ERR_NOMEM;
+
+    for (size_t i = 0; i < n && !err; i++) {
+        const ap_product_t *kept =
+            uow->committed ? ap_product_cache_peek(uow->committed, skus[i]) : NULL;
+        known[i] = kept ? kept->version_number : -1;
+    }
+    if (!err)
+        err = uow->ops->load_many(uow, skus, known, n, stored, loaded);
+    for (size_t i = 0; i < n && !err; i++) {
+        ap_product_t *kept =
+            uow->committed ? ap_product_cache_take(uow->committed, skus[i]) : NULL;
+        if (loaded[i]) {
+            ap_product_free(kept); /* stale */
+            ap_product_cache_put(uow->cache, loaded[i]);
+        } else if (kept && stored[i] == known[i]) {
+            ap_product_cache_put(uow->cache, kept);
+        } else {
+            ap_product_free(kept);
+        }
+    }
+    free(known);
+    free(stored);
+    free(loaded);
+    return err;
+}
+
+/* A product that may be kept from an earlier transaction: confirm it, then hand it out. */
+static ap_err_t get_kept(ap_uow_t *uow, const char *sku, ap_product_t **out)
+{
+    ap_err_t err = refresh(uow, &sku, 1);
+    if (err)
+        return err;
+    ap_product_t *product = cache_take(uow, sku);
+    return product ? hand_out(uow, product, out) : AP_ERR_NOT_FOUND;
+}
+
 ap_err_t ap_uow_get(ap_uow_t *uow, const char *sku, ap_product_t **out)
 {
     ap_product_t *product = seen_by_sku(uow, sku);
@@ -151,10 +215,10 @@ ap_err_t ap_uow_get(ap_uow_t *uow, const char *sku, ap_product_t **out)
         *out = product;
         return AP_OK;
     }
-    for (size_t i = 0; i < uow->ncache; i++) {
-        if (strcmp(uow->cache[i]->sku, sku) == 0)
-            return hand_out(uow, cache_take(uow, i), out);
-    }
+    if ((product = cache_take(uow, sku)))
+        return hand_out(uow, product, out);
+    if (uow->committed && ap_product_cache_peek(uow->committed, sku))
+        return get_kept(uow, sku, out);
     ap_err_t err = uow->ops->load(uow, sku, &product);
     if (err)
         return err;
@@ -169,10 +233,17 @@ ap_err_t ap_uow_get_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **o
             return AP_OK;
         }
     }
+    const ap_product_t *cached;
     ap_product_t *product;
-    for (size_t i = 0; i < uow->ncache; i++) {
-        if (ap_product_find_batch(uow->cache[i], ref))
-            return hand_out(uow, cache_take(uow, i), out);
+    if (uow->cache && (cached = ap_product_cache_peek_by_batchref(uow->cache, ref)))
+        return hand_out(uow, cache_take(uow, cached->sku), out);
+    /* A batch never moves to another sku, so a kept product names the sku to confirm. */
+    if (uow->committed && (cached = ap_product_cache_peek_by_batchref(uow->committed, ref))) {
+        char sku[AP_STR_SIZE];
+        memcpy(sku, cached->sku, sizeof sku);
+        ap_err_t err = get_kept(uow, sku, out);
+        if (err != AP_ERR_NOT_FOUND)
+            return err;
     }
     ap_err_t err = uow->ops->load_by_batchref(uow, ref, &product);
     if (err)
@@ -183,29 +254,22 @@ ap_err_t ap_uow_get_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **o
 void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, size_t n)
 {
     const char **wanted = NULL;
-    ap_product_t **loaded = NULL;
     size_t nwanted = 0;
 
-    if (!uow->ops->load_many || uow->depth == 0 || n == 0)
+    if (!uow->ops->load_many || uow->depth == 0 || n == 0 || !tx_cache(uow))
         return;
-    if (!(wanted = malloc(n * sizeof *wanted)) || !(loaded = calloc(n, sizeof *loaded)))
-        goto out;
+    if (!(wanted = malloc(n * sizeof *wanted)))
+        return;
     for (size_t i = 0; i < n; i++) {
-        bool known = find_sku(uow->cache, uow->ncache, skus[i]) || seen_by_sku(uow, skus[i]);
+        bool known = ap_product_cache_peek(uow->cache, skus[i]) || seen_by_sku(uow, skus[i]);
         for (size_t j = 0; j < nwanted && !known; j++)
             known = strcmp(wanted[j], skus[i]) == 0;
         if (!known)
             wanted[nwanted++] = skus[i];
     }
-    if (nwanted > 0 && uow->ops->load_many(uow, wanted, nwanted, loaded) == AP_OK) {
-        for (size_t i = 0; i < nwanted; i++) {
-            if (loaded[i])
-                cache_put(uow, loaded[i]);
-        }
-    }
-out:
+    if (nwanted > 0)
+        (void)refresh(uow, wanted, nwanted); /* a hint: later gets load what is missing */
     free(wanted);
-    free(loaded);
 }
 
 ap_err_t ap_uow_add(ap_uow_t *uow, ap_product_t *product)
@@ -225,9 +289,18 @@ ap_err_t ap_uow_collect_new_events(ap_uow_t *uow, ap_event_sink_fn sink, void *c
         for (size_t e = 0; e < product->nevents && err == AP_OK; e++)
             err = sink(ctx, &product->events[e]);
     }
-    if (err || uow->depth == 0) {
+    if (err || (uow->depth == 0 && !uow->committed)) {
         ap_uow_forget(uow);
         return err;
+    }
+    if (uow->depth == 0) {
+        /* The handler's own transaction committed them. */
+        for (size_t i = 0; i < uow->nseen; i++) {
+            ap_product_clear_events(uow->seen[i]);
+            ap_product_cache_put(uow->committed, uow->seen[i]);
+        }
+        uow->nseen = 0;
+        return AP_OK;
     }
     /* The handler's scope committed these: later scopes of the transaction may reuse them. */
     for (size_t i = 0; i < uow->nseen; i++)
@@ -267,10 +340,11 @@ void ap_uow_free(ap_uow_t *uow)
     while (uow->depth > 0)
         ap_uow_rollback(uow);
     ap_uow_forget(uow);
-    cache_clear(uow);
+    ap_product_cache_free(uow->cache);
+    ap_product_cache_free(uow->committed);
     free(uow->seen);
-    free(uow->cache);
     uow->seen = NULL;
     uow->cache = NULL;
+    uow->committed = NULL;
     uow->ops->free(uow);
 }

@@ -35,6 +35,7 @@ typedef struct fake_uow {
     store_t store;
     store_t *snapshots; /* one per open scope */
     size_t commits, scope_commits;
+    size_t loads; /* products handed to the uow whole (load, load_by_batchref, load_many) */
     ap_err_t fail_err;
     unsigned fail_count;
 } fake_uow_t;
@@ -166,14 +167,34 @@ static ap_err_t fake_load(ap_uow_t *uow, const char *sku, ap_product_t **out)
     ap_product_t **slot = stored_slot(self_of(uow), sku);
     if (!slot)
         return AP_ERR_NOT_FOUND;
+    self_of(uow)->loads++;
     return (*out = ap_product_clone(*slot)) ? AP_OK : AP_ERR_NOMEM;
+}
+
+static ap_err_t fake_load_many(ap_uow_t *uow, const char *const *skus, const int64_t *known,
+                               size_t n, int64_t *stored, ap_product_t **out)
+{
+    for (size_t i = 0; i < n; i++) {
+        ap_product_t **slot = stored_slot(self_of(uow), skus[i]);
+        stored[i] = slot ? (*slot)->version_number : -1;
+        out[i] = NULL;
+        if (slot && stored[i] != known[i]) {
+            self_of(uow)->loads++;
+            if (!(out[i] = ap_product_clone(*slot))) {
+                while (i-- > 0)
+                    ap_product_free(out[i]);
+                return AP_ERR_NOMEM;
+            }
+        }
+    }
+    return AP_OK;
 }
 
 static ap_err_t fake_load_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **out)
 {
     fake_uow_t *self = self_of(uow);
     for (size_t i = 0; i < self->store.nproducts; i++) {
-        if (ap_product_find_batch(self->store.products[i], ref))
+        if (ap_product_find_batch(self->store.products[i], ref) && ++self->loads)
             return (*out = ap_product_clone(self->store.products[i])) ? AP_OK : AP_ERR_NOMEM;
     }
     return AP_ERR_NOT_FOUND;
@@ -268,6 +289,7 @@ static const struct ap_uow_ops fake_uow_ops = {
     .rollback = fake_rollback,
     .load = fake_load,
     .load_by_batchref = fake_load_by_batchref,
+    .load_many = fake_load_many,
     .view_add = fake_view_add,
     .view_remove = fake_view_remove,
     .claim_partition = fake_claim,
@@ -362,4 +384,31 @@ ap_views_t *ap_fake_views_new(ap_uow_t *uow)
     self->views.ops = &fake_views_ops;
     self->uow = uow;
     return &self->views;
+}
+
+size_t ap_fake_uow_loads(ap_uow_t *uow)
+{
+    return self_of(uow)->loads;
+}
+
+ap_err_t ap_fake_uow_store(ap_uow_t *uow, ap_product_t *product)
+{
+    fake_uow_t *self = self_of(uow);
+    ap_product_t **slot = stored_slot(self, product->sku);
+    ap_product_mark_stored(product);
+    ap_product_clear_events(product);
+    if (slot) {
+        ap_product_free(*slot);
+        *slot = product;
+        return AP_OK;
+    }
+    ap_product_t **grown =
+        realloc(self->store.products, (self->store.nproducts + 1) * sizeof *grown);
+    if (!grown) {
+        ap_product_free(product);
+        return AP_ERR_NOMEM;
+    }
+    self->store.products = grown;
+    self->store.products[self->store.nproducts++] = product;
+    return AP_OK;
 }

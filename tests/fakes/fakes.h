@@ -21,6 +21,10 @@ size_t ap_fake_uow_scope_commits(ap_uow_t *uow);
 /* The stored product as committed by the scopes so far (an open outer scope's writes
  * included), or NULL. Borrowed, valid until the next uow call. */
 const ap_product_t *ap_fake_uow_stored(ap_uow_t *uow, const char *sku);
+/* Products loaded whole so far (a kept product whose version storage confirmed is not). */
+size_t ap_fake_uow_loads(ap_uow_t *uow);
+/* Writes a product straight into the store, as another process would (takes ownership). */
+ap_err_t ap_fake_uow_store(ap_uow_t *uow, ap_product_t *product);
 /* The next `count` scope commits that write a product fail with `err` (e.g. AP_ERR_CONFLICT). */
 void ap_fake_uow_fail_commits(ap_uow_t *uow, ap_err_t err, unsigned count);
 /* View rows, for assertions; `i` < count, in insertion order. */
