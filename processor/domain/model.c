@@ -414,8 +414,13 @@ ap_err_t ap_product_change_batch_quantity(ap_product_t *product, const char *ref
     if (!batch)
         return AP_ERR_UNKNOWN_BATCH;
 
-    /* Room for the quantity change plus, at worst, every line leaving. */
-    ap_err_t err = reserve_records(product, 1 + batch->nlines, 1 + batch->nlines);
+    /* Room for the quantity change and the lines that will leave: counted, not assumed to be
+     * all of them, as reserved room stays with the product (a cached one too). */
+    size_t leaving = 0;
+    for (int64_t available = qty - batch->allocated_qty; available < 0 && leaving < batch->nlines;
+         leaving++)
+        available += batch->lines[batch->nlines - 1 - leaving].qty;
+    ap_err_t err = reserve_records(product, 1 + leaving, 1 + leaving);
     if (err)
         return err;
 

@@ -1105,17 +1105,28 @@ static void test_footprint_grows_with_lines(void **state)
     assert_true(full <= one_batch + 2 * N * per_line + 64);
     assert_true(full - one_batch < N * sizeof(ap_order_line_t) / 10);
 
-    /* Recording counts too: one allocation adds an event and a change. */
+    /* Taking one line back reserves room for one line's records, not for every line's. */
+    assert_int_equal(ap_product_change_batch_quantity(product, "b1", N - 1), AP_OK);
+    assert_int_equal(product->batches[0].nlines, N - 1);
+    size_t taken_back = ap_product_footprint(product);
+    assert_true(taken_back - full < 8 * (sizeof(ap_msg_t) + sizeof(ap_change_t)));
+
+    /* Recording counts too: the allocations add events and changes. */
     ap_order_line_t line = make_line("one-more", "HEAVY-SOFA", 1);
-    assert_int_equal(ap_product_change_batch_quantity(product, "b1", N + 1), AP_OK);
+    assert_int_equal(ap_product_change_batch_quantity(product, "b1", N), AP_OK);
     assert_int_equal(ap_product_allocate(product, &line, NULL), AP_OK);
-    assert_true(ap_product_footprint(product) >= full + sizeof(ap_msg_t) + sizeof(ap_change_t));
+    assert_int_equal(product->nevents, 4);
+    assert_true(ap_product_footprint(product) >=
+                full + 4 * (sizeof(ap_msg_t) + sizeof(ap_change_t)));
 
     /* A clone holds exactly what it needs, so never more. */
     ap_product_t *copy = ap_product_clone(product);
     assert_non_null(copy);
     assert_true(ap_product_footprint(copy) <= ap_product_footprint(product));
-    assert_true(ap_product_footprint(copy) >= one_batch + (N + 1) * per_line);
+    assert_int_equal(ap_product_footprint(copy),
+                     sizeof *copy + sizeof(ap_batch_t) + N * sizeof(ap_batch_line_t) +
+                         copy->batches[0].text_len +
+                         4 * (sizeof(ap_msg_t) + sizeof(ap_change_t)));
     ap_product_free(copy);
     ap_product_free(product);
 }
