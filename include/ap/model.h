@@ -25,14 +25,30 @@ typedef struct ap_order_line {
     int64_t qty;
 } ap_order_line_t;
 
+/*
+ * An order line as its batch holds it: the sku is the batch's, and the orderid (NUL-terminated)
+ * lives in the batch's text arena at `orderid_at`. Sixteen bytes a line instead of a full
+ * ap_order_line_t, so products with many lines stay small in a cache.
+ */
+typedef struct ap_batch_line {
+    uint32_t orderid_at;
+    uint32_t orderid_len;
+    int64_t qty;
+} ap_batch_line_t;
+
 typedef struct ap_batch {
     char ref[AP_STR_SIZE];
     char sku[AP_STR_SIZE];
     int64_t purchased_qty;
     bool has_eta;
     int32_t eta;             /* days since 1970-01-01, when has_eta */
-    ap_order_line_t *lines;  /* in allocation order */
+    ap_batch_line_t *lines;  /* in allocation order; read orderids with ap_batch_line_orderid */
     size_t nlines, lines_cap;
+    /* The lines' orderids, back to back. Lines are only appended or taken from the end, so
+     * the arena only grows or shrinks at its end too. */
+    char *text;
+    size_t text_len, text_cap;
+    int64_t allocated_qty;   /* the sum of the lines' qty, maintained by model.c */
 } ap_batch_t;
 
 /* A write storage must apply, in order, to persist a product's changes. */
@@ -66,6 +82,10 @@ ap_err_t ap_order_line_init(ap_order_line_t *line, const char *orderid, const ch
                             int64_t qty);
 bool ap_order_line_equal(const ap_order_line_t *a, const ap_order_line_t *b);
 
+/* The orderid of line `i` (< nlines). Borrowed: valid until the batch next changes. */
+const char *ap_batch_line_orderid(const ap_batch_t *batch, size_t i);
+
+/* O(1): both read allocated_qty. */
 int64_t ap_batch_allocated_qty(const ap_batch_t *batch);
 int64_t ap_batch_available_qty(const ap_batch_t *batch);
 bool ap_batch_can_allocate(const ap_batch_t *batch, const ap_order_line_t *line);
@@ -78,8 +98,8 @@ ap_product_t *ap_product_new(const char *sku);
 /*
  * Rebuilding a product from storage (repositories only). `restore` makes an empty stored
  * product at `version`; `restore_batch` appends a batch (call in creation order) and
- * `restore_line` appends a line to it (call in allocation order). None of them records
- * events or changes.
+ * `restore_line` appends a line to it (call in allocation order; AP_ERR_INVALID_COMMAND for
+ * an orderid longer than AP_STR_MAX). None of them records events or changes.
  */
 ap_product_t *ap_product_restore(const char *sku, int64_t version);
 ap_err_t ap_product_restore_batch(ap_product_t *product, const char *ref, int64_t purchased_qty,
@@ -90,6 +110,13 @@ ap_err_t ap_product_restore_line(ap_batch_t *batch, const char *orderid, int64_t
 ap_product_t *ap_product_clone(const ap_product_t *product);
 
 void ap_product_free(ap_product_t *product);
+
+/*
+ * An estimate of the heap bytes `product` holds: the struct and the capacities (not the
+ * counts) of its batches, their lines and text arenas, its events and its changes. Allocator
+ * overhead is not counted. For a cache that bounds its memory; O(nbatches).
+ */
+size_t ap_product_footprint(const ap_product_t *product);
 
 ap_batch_t *ap_product_find_batch(const ap_product_t *product, const char *ref);
 

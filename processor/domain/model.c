@@ -8,6 +8,7 @@
  */
 #include "ap/model.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,17 +48,20 @@ bool ap_order_line_equal(const ap_order_line_t *a, const ap_order_line_t *b)
     return a->qty == b->qty && strcmp(a->orderid, b->orderid) == 0 && strcmp(a->sku, b->sku) == 0;
 }
 
+const char *ap_batch_line_orderid(const ap_batch_t *batch, size_t i)
+{
+    assert(i < batch->nlines);
+    return batch->text + batch->lines[i].orderid_at;
+}
+
 int64_t ap_batch_allocated_qty(const ap_batch_t *batch)
 {
-    int64_t sum = 0;
-    for (size_t i = 0; i < batch->nlines; i++)
-        sum += batch->lines[i].qty;
-    return sum;
+    return batch->allocated_qty;
 }
 
 int64_t ap_batch_available_qty(const ap_batch_t *batch)
 {
-    return batch->purchased_qty - ap_batch_allocated_qty(batch);
+    return batch->purchased_qty - batch->allocated_qty;
 }
 
 bool ap_batch_can_allocate(const ap_batch_t *batch, const ap_order_line_t *line)
@@ -67,19 +71,55 @@ bool ap_batch_can_allocate(const ap_batch_t *batch, const ap_order_line_t *line)
 
 bool ap_batch_has_line(const ap_batch_t *batch, const ap_order_line_t *line)
 {
+    /* Every stored line has the batch's sku, so one comparison settles it for all. */
+    if (strcmp(batch->sku, line->sku) != 0)
+        return false;
+    size_t len = strnlen(line->orderid, sizeof line->orderid);
     for (size_t i = 0; i < batch->nlines; i++) {
-        if (ap_order_line_equal(&batch->lines[i], line))
+        const ap_batch_line_t *stored = &batch->lines[i];
+        if (stored->qty == line->qty && stored->orderid_len == len &&
+            memcmp(batch->text + stored->orderid_at, line->orderid, len) == 0)
             return true;
     }
     return false;
 }
 
-static ap_err_t batch_append_line(ap_batch_t *batch, const ap_order_line_t *line)
+/*
+ * Appends a line of the batch's sku. `orderid` (`len` bytes, no NUL) must not point into the
+ * batch's own arena, which may move.
+ */
+static ap_err_t batch_append_line(ap_batch_t *batch, const char *orderid, size_t len,
+                                  int64_t qty)
 {
-    if (!RESERVE(batch->lines, batch->lines_cap, batch->nlines + 1))
+    assert(len <= AP_STR_MAX);
+    /* Offsets are 32-bit to keep lines small: past four GiB of orderids a batch is full. */
+    if (batch->text_len + len + 1 > UINT32_MAX ||
+        !RESERVE(batch->lines, batch->lines_cap, batch->nlines + 1) ||
+        !RESERVE(batch->text, batch->text_cap, batch->text_len + len + 1))
         return AP_ERR_NOMEM;
-    batch->lines[batch->nlines++] = *line;
+    ap_batch_line_t *stored = &batch->lines[batch->nlines++];
+    stored->orderid_at = (uint32_t)batch->text_len;
+    stored->orderid_len = (uint32_t)len;
+    stored->qty = qty;
+    memcpy(batch->text + batch->text_len, orderid, len);
+    batch->text[batch->text_len + len] = '\0';
+    batch->text_len += len + 1;
+    batch->allocated_qty += qty;
     return AP_OK;
+}
+
+/* Takes the most recently allocated line off the batch, as a full order line. */
+static ap_order_line_t batch_pop_line(ap_batch_t *batch)
+{
+    assert(batch->nlines > 0);
+    const ap_batch_line_t *stored = &batch->lines[--batch->nlines];
+    ap_order_line_t line = {.qty = stored->qty};
+    /* Copy out before the arena gives the bytes back. */
+    memcpy(line.orderid, batch->text + stored->orderid_at, stored->orderid_len);
+    memcpy(line.sku, batch->sku, sizeof line.sku);
+    batch->text_len = stored->orderid_at;
+    batch->allocated_qty -= stored->qty;
+    return line;
 }
 
 /* ---------------------------------------------------------------- product lifecycle */
@@ -139,19 +179,22 @@ ap_err_t ap_product_restore_batch(ap_product_t *product, const char *ref, int64_
 
 ap_err_t ap_product_restore_line(ap_batch_t *batch, const char *orderid, int64_t qty)
 {
-    ap_order_line_t line;
-    ap_err_t err = ap_order_line_init(&line, orderid, batch->sku, qty);
-    if (err)
-        return err;
-    return batch_append_line(batch, &line);
+    /* The copy both checks the length and keeps `orderid` safe if it points into the arena. */
+    char copy[AP_STR_SIZE];
+    size_t len = strnlen(orderid, AP_STR_SIZE);
+    if (!ap_str_set(copy, orderid, len))
+        return AP_ERR_INVALID_COMMAND;
+    return batch_append_line(batch, copy, len, qty);
 }
 
 void ap_product_free(ap_product_t *product)
 {
     if (!product)
         return;
-    for (size_t i = 0; i < product->nbatches; i++)
+    for (size_t i = 0; i < product->nbatches; i++) {
         free(product->batches[i].lines);
+        free(product->batches[i].text);
+    }
     free(product->batches);
     free(product->events);
     free(product->changes);
@@ -189,23 +232,38 @@ ap_product_t *ap_product_clone(const ap_product_t *product)
                         product->nchanges, sizeof *product->changes) &&
               dup_array((void **)&copy->batches, &copy->batches_cap, product->batches,
                         product->nbatches, sizeof *product->batches);
-    if (ok) {
-        /* The batches were copied shallowly; give each its own lines. */
-        for (size_t i = 0; i < product->nbatches; i++) {
-            ap_batch_t *batch = &copy->batches[i];
-            ok = ok && dup_array((void **)&batch->lines, &batch->lines_cap,
-                                 product->batches[i].lines, product->batches[i].nlines,
-                                 sizeof *batch->lines);
-            if (!ok)
-                batch->lines = NULL;
-            copy->nbatches = i + 1;
+    /* The batches were copied shallowly; give each its own lines and arena. A batch counts
+     * in copy->nbatches (for ap_product_free) once both are its own or NULL. */
+    for (size_t i = 0; ok && i < product->nbatches; i++) {
+        const ap_batch_t *from = &product->batches[i];
+        ap_batch_t *batch = &copy->batches[i];
+        ok = dup_array((void **)&batch->lines, &batch->lines_cap, from->lines, from->nlines,
+                       sizeof *batch->lines);
+        if (ok) {
+            ok = dup_array((void **)&batch->text, &batch->text_cap, from->text, from->text_len,
+                           sizeof *batch->text);
+        } else {
+            batch->text = NULL;
         }
+        copy->nbatches = i + 1;
     }
     if (!ok) {
         ap_product_free(copy);
         return NULL;
     }
     return copy;
+}
+
+size_t ap_product_footprint(const ap_product_t *product)
+{
+    size_t bytes = sizeof *product + product->batches_cap * sizeof *product->batches +
+                   product->events_cap * sizeof *product->events +
+                   product->changes_cap * sizeof *product->changes;
+    for (size_t i = 0; i < product->nbatches; i++) {
+        const ap_batch_t *batch = &product->batches[i];
+        bytes += batch->lines_cap * sizeof *batch->lines + batch->text_cap;
+    }
+    return bytes;
 }
 
 ap_batch_t *ap_product_find_batch(const ap_product_t *product, const char *ref)
@@ -338,7 +396,8 @@ ap_err_t ap_product_allocate(ap_product_t *product, const ap_order_line_t *line,
         memcpy(event.sku, product->sku, sizeof event.sku);
         return record_event(product, &event);
     }
-    if ((err = batch_append_line(best, line)))
+    if ((err = batch_append_line(best, line->orderid, strnlen(line->orderid, AP_STR_SIZE),
+                                 line->qty)))
         return err;
     ap_msg_t event = line_event(AP_EVT_ALLOCATED, line, best);
     record_change(product, AP_CHANGE_ADD_LINE, best, line);
@@ -355,8 +414,13 @@ ap_err_t ap_product_change_batch_quantity(ap_product_t *product, const char *ref
     if (!batch)
         return AP_ERR_UNKNOWN_BATCH;
 
-    /* Room for the quantity change plus, at worst, every line leaving. */
-    ap_err_t err = reserve_records(product, 1 + batch->nlines, 1 + batch->nlines);
+    /* Room for the quantity change and the lines that will leave: counted, not assumed to be
+     * all of them, as reserved room stays with the product (a cached one too). */
+    size_t leaving = 0;
+    for (int64_t available = qty - batch->allocated_qty; available < 0 && leaving < batch->nlines;
+         leaving++)
+        available += batch->lines[batch->nlines - 1 - leaving].qty;
+    ap_err_t err = reserve_records(product, 1 + leaving, 1 + leaving);
     if (err)
         return err;
 
@@ -369,7 +433,7 @@ ap_err_t ap_product_change_batch_quantity(ap_product_t *product, const char *ref
 
     /* Last in, first out: the most recent allocations leave first. */
     while (ap_batch_available_qty(batch) < 0 && batch->nlines > 0) {
-        ap_order_line_t line = batch->lines[--batch->nlines];
+        ap_order_line_t line = batch_pop_line(batch);
         ap_msg_t left = line_event(AP_EVT_DEALLOCATED, &line, batch);
         record_change(product, AP_CHANGE_REMOVE_LINE, batch, &line);
         record_event(product, &left);

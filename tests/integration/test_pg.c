@@ -317,17 +317,17 @@ static void test_repository_round_trip(void **state)
     assert_true(b0->has_eta);
     assert_int_equal(b0->eta, 20000);
     assert_int_equal(b0->nlines, 1);
-    assert_string_equal(b0->lines[0].orderid, "o3");
-    assert_string_equal(b0->lines[0].sku, sku);
+    assert_string_equal(ap_batch_line_orderid(b0, 0), "o3");
+    assert_string_equal(b0->sku, sku);
     assert_int_equal(b0->lines[0].qty, 5);
 
     assert_string_equal(b1->ref, warehouse);
     assert_int_equal(b1->purchased_qty, 100);
     assert_false(b1->has_eta);
     assert_int_equal(b1->nlines, 2);
-    assert_string_equal(b1->lines[0].orderid, "o1");
+    assert_string_equal(ap_batch_line_orderid(b1, 0), "o1");
     assert_int_equal(b1->lines[0].qty, 10);
-    assert_string_equal(b1->lines[1].orderid, "o2");
+    assert_string_equal(ap_batch_line_orderid(b1, 1), "o2");
     assert_int_equal(b1->lines[1].qty, 90);
     ap_product_free(loaded);
 }
@@ -362,7 +362,7 @@ static void test_repository_updates(void **state)
     assert_int_equal(loaded->nbatches, 2);
     assert_int_equal(loaded->batches[0].purchased_qty, 15);
     assert_int_equal(loaded->batches[0].nlines, 1);
-    assert_string_equal(loaded->batches[0].lines[0].orderid, "o1");
+    assert_string_equal(ap_batch_line_orderid(&loaded->batches[0], 0), "o1");
     assert_string_equal(loaded->batches[1].ref, later);
     assert_int_equal(loaded->batches[1].eta, 19000);
     ap_product_free(loaded);
@@ -398,7 +398,7 @@ static void test_repository_many_changes(void **state)
     assert_int_equal(loaded->batches[0].nlines, 150);
     for (int i = 0; i < 150; i++) {
         snprintf(orderid, sizeof orderid, "o%03d", i);
-        assert_string_equal(loaded->batches[0].lines[i].orderid, orderid);
+        assert_string_equal(ap_batch_line_orderid(&loaded->batches[0], i), orderid);
         assert_int_equal(loaded->batches[0].lines[i].qty, 1 + i % 3);
     }
     ap_product_free(loaded);
@@ -816,8 +816,8 @@ static void test_concurrent_transactions(void **state)
     assert_non_null(loaded);
     assert_int_equal(loaded->version_number, version + 2);
     assert_int_equal(loaded->batches[0].nlines, 2);
-    assert_string_equal(loaded->batches[0].lines[0].orderid, "o1");
-    assert_string_equal(loaded->batches[0].lines[1].orderid, "o2");
+    assert_string_equal(ap_batch_line_orderid(&loaded->batches[0], 0), "o1");
+    assert_string_equal(ap_batch_line_orderid(&loaded->batches[0], 1), "o2");
     ap_product_free(loaded);
     assert_int_equal(scalar("SELECT count(*) FROM allocations a JOIN batches b"
                             " ON b.id = a.batch_id WHERE b.sku = $1",
@@ -863,7 +863,7 @@ static void test_deferred_writes_doom_the_transaction(void **state)
     ap_product_t *loaded = fetch(sku);
     assert_int_equal(loaded->version_number, version + 1);
     assert_int_equal(loaded->batches[0].nlines, 1);
-    assert_string_equal(loaded->batches[0].lines[0].orderid, "o2");
+    assert_string_equal(ap_batch_line_orderid(&loaded->batches[0], 0), "o2");
     ap_product_free(loaded);
     batch->defer_writes = false;
     assert_int_equal(ap_uow_begin(batch), AP_OK);
@@ -1095,7 +1095,7 @@ static void test_connection_loss(void **state)
     assert_int_equal(ap_uow_begin(uow), AP_OK);
     assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
     assert_int_equal(product->batches[0].nlines, 1);
-    assert_string_equal(product->batches[0].lines[0].orderid, "o1");
+    assert_string_equal(ap_batch_line_orderid(&product->batches[0], 0), "o1");
     ap_uow_rollback(uow);
 
     /* Lost between transactions: begin notices and reconnects by itself. */

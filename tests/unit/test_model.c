@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ap/error.h"
@@ -136,7 +137,7 @@ static void assert_lines(const ap_product_t *product, const char *ref, size_t n,
     const ap_batch_t *b = batch(product, ref);
     assert_int_equal(b->nlines, n);
     for (size_t i = 0; i < n; i++)
-        assert_string_equal(b->lines[i].orderid, orderids[i]);
+        assert_string_equal(ap_batch_line_orderid(b, i), orderids[i]);
 }
 
 /* ---------------------------------------------------------------- order lines */
@@ -782,7 +783,7 @@ static void test_restore_records_nothing(void **state)
     assert_int_equal(product->nbatches, 2);
     assert_int_equal(available(product, "b-ship"), 50);
     assert_lines(product, "b-ship", 2, (const char *const[]){"o1", "o2"});
-    assert_string_equal(batch(product, "b-ship")->lines[0].sku, "OLD-DRESSER");
+    assert_string_equal(batch(product, "b-ship")->sku, "OLD-DRESSER");
 
     /* Restored lines count as allocated, in their order. */
     allocate(product, "o1", 30);
@@ -883,6 +884,253 @@ static void test_find_batch(void **state)
     ap_product_free(product);
 }
 
+/* ---------------------------------------------------------------- how a batch holds its lines */
+
+/* A unique orderid for line i, 6 to 255 bytes long so the arena sees every length. */
+static void long_orderid(char out[AP_STR_SIZE], size_t i)
+{
+    int n = snprintf(out, AP_STR_SIZE, "o%zu-", i);
+    assert_true(n > 0 && n < 8);
+    size_t len = 6 + (i * 7919) % (AP_STR_MAX - 5);
+    memset(out + n, 'a' + (int)(i % 26), len - (size_t)n);
+    out[len] = '\0';
+}
+
+static void test_arena_survives_many_appends(void **state)
+{
+    (void)state;
+    enum { N = 10000 };
+    ap_product_t *product = new_product("MANY-LINES");
+    add_warehouse_batch(product, "b1", 3 * N);
+    char orderid[AP_STR_SIZE];
+    int64_t total = 0;
+    size_t text = 0;
+    for (size_t i = 0; i < N; i++) {
+        long_orderid(orderid, i);
+        assert_string_equal(allocate(product, orderid, 1 + (int64_t)(i % 3)), "b1");
+        total += 1 + (int64_t)(i % 3);
+        text += strlen(orderid) + 1;
+        /* Keep only the lines' memory growing, not the records'. */
+        ap_product_clear_events(product);
+        ap_product_mark_stored(product);
+    }
+
+    const ap_batch_t *b = batch(product, "b1");
+    assert_int_equal(b->nlines, N);
+    assert_int_equal(b->text_len, text);
+    assert_int_equal(ap_batch_allocated_qty(b), total);
+    assert_int_equal(ap_batch_available_qty(b), 3 * N - total);
+    for (size_t i = 0; i < N; i++) {
+        long_orderid(orderid, i);
+        assert_string_equal(ap_batch_line_orderid(b, i), orderid);
+        assert_int_equal(b->lines[i].orderid_len, strlen(orderid));
+        assert_int_equal(b->lines[i].qty, 1 + (int64_t)(i % 3));
+    }
+
+    /* Every line is found again, first and last included. */
+    long_orderid(orderid, 0);
+    ap_order_line_t first = make_line(orderid, "MANY-LINES", 1);
+    long_orderid(orderid, N - 1);
+    ap_order_line_t last = make_line(orderid, "MANY-LINES", 1 + (N - 1) % 3);
+    assert_true(ap_batch_has_line(b, &first));
+    assert_true(ap_batch_has_line(b, &last));
+    ap_product_free(product);
+}
+
+static void test_lifo_deallocation_gives_the_arena_back(void **state)
+{
+    (void)state;
+    char big[AP_STR_SIZE];
+    memset(big, 'L', AP_STR_MAX);
+    big[AP_STR_MAX] = '\0';
+    ap_product_t *product = new_product("LIFO-SHELF");
+    add_warehouse_batch(product, "b1", 30);
+    allocate(product, "first", 10);
+    size_t after_first = batch(product, "b1")->text_len;
+    assert_int_equal(after_first, strlen("first") + 1);
+    allocate(product, big, 10);
+    allocate(product, "o3", 10);
+
+    mark_t before = mark(product);
+    assert_int_equal(ap_product_change_batch_quantity(product, "b1", 10), AP_OK);
+    const ap_batch_t *b = batch(product, "b1");
+    assert_int_equal(b->nlines, 1);
+    assert_int_equal(b->text_len, after_first);
+    assert_int_equal(ap_batch_allocated_qty(b), 10);
+    /* The lines taken back were read before their bytes were given back. */
+    assert_line_event(event(product, before.nevents + 1), AP_EVT_DEALLOCATED, "o3", "LIFO-SHELF",
+                      10, "b1");
+    assert_line_event(event(product, before.nevents + 2), AP_EVT_DEALLOCATED, big, "LIFO-SHELF",
+                      10, "b1");
+    assert_line_change(change(product, before.nchanges + 1), AP_CHANGE_REMOVE_LINE, 0, "o3",
+                       "LIFO-SHELF", 10);
+    assert_line_change(change(product, before.nchanges + 2), AP_CHANGE_REMOVE_LINE, 0, big,
+                       "LIFO-SHELF", 10);
+
+    /* New lines reuse the bytes: nothing of the old orderids shows through. */
+    assert_int_equal(ap_product_change_batch_quantity(product, "b1", 30), AP_OK);
+    allocate(product, "x", 5);
+    allocate(product, "o3", 5);
+    allocate(product, big, 1);
+    assert_lines(product, "b1", 4, (const char *const[]){"first", "x", "o3", big});
+    b = batch(product, "b1");
+    assert_int_equal(b->text_len, after_first + 2 + 3 + AP_STR_MAX + 1);
+    assert_int_equal(ap_batch_allocated_qty(b), 21);
+    ap_order_line_t old_big = make_line(big, "LIFO-SHELF", 10);
+    assert_false(ap_batch_has_line(b, &old_big));
+    ap_product_free(product);
+}
+
+static void test_clone_has_its_own_arena(void **state)
+{
+    (void)state;
+    ap_product_t *product = new_product("ARENA-CLONE");
+    add_warehouse_batch(product, "b1", 100);
+    allocate(product, "o1", 10);
+    allocate(product, "o2-longer", 20);
+    allocate(product, "o3", 30);
+
+    ap_product_t *copy = ap_product_clone(product);
+    assert_non_null(copy);
+    assert_true(copy->batches[0].text != product->batches[0].text);
+    assert_int_equal(copy->batches[0].text_len, product->batches[0].text_len);
+    assert_int_equal(ap_batch_allocated_qty(&copy->batches[0]), 60);
+
+    /* The copy rewrites the bytes of o2 and o3 in its arena; the original keeps them. */
+    assert_int_equal(ap_product_change_batch_quantity(copy, "b1", 10), AP_OK);
+    assert_int_equal(ap_product_change_batch_quantity(copy, "b1", 100), AP_OK);
+    allocate(copy, "zzzzzzzzzzzz", 1);
+    assert_lines(copy, "b1", 2, (const char *const[]){"o1", "zzzzzzzzzzzz"});
+    assert_int_equal(ap_batch_allocated_qty(batch(copy, "b1")), 11);
+
+    assert_lines(product, "b1", 3, (const char *const[]){"o1", "o2-longer", "o3"});
+    assert_int_equal(ap_batch_allocated_qty(batch(product, "b1")), 60);
+    ap_order_line_t o2 = make_line("o2-longer", "ARENA-CLONE", 20);
+    assert_true(ap_batch_has_line(batch(product, "b1"), &o2));
+    assert_false(ap_batch_has_line(batch(copy, "b1"), &o2));
+
+    /* And the other way round, with the original outliving nothing of the copy. */
+    allocate(product, "o4", 5);
+    ap_product_free(product);
+    assert_lines(copy, "b1", 2, (const char *const[]){"o1", "zzzzzzzzzzzz"});
+    ap_product_free(copy);
+}
+
+static void test_has_line_compares_orderid_qty_and_sku(void **state)
+{
+    (void)state;
+    ap_product_t *product = new_product("HAS-LINE-LAMP");
+    add_warehouse_batch(product, "b1", 100);
+    allocate(product, "o12", 5);
+    const ap_batch_t *b = batch(product, "b1");
+
+    ap_order_line_t same = make_line("o12", "HAS-LINE-LAMP", 5);
+    ap_order_line_t other_qty = make_line("o12", "HAS-LINE-LAMP", 6);
+    ap_order_line_t other_sku = make_line("o12", "HAS-LINE-DESK", 5);
+    ap_order_line_t prefix = make_line("o1", "HAS-LINE-LAMP", 5);
+    ap_order_line_t longer = make_line("o123", "HAS-LINE-LAMP", 5);
+    assert_true(ap_batch_has_line(b, &same));
+    assert_false(ap_batch_has_line(b, &other_qty));
+    assert_false(ap_batch_has_line(b, &other_sku));
+    assert_false(ap_batch_has_line(b, &prefix));
+    assert_false(ap_batch_has_line(b, &longer));
+
+    /* Allocating the same orderid with another qty is another line, found as such. */
+    assert_string_equal(allocate(product, "o12", 6), "b1");
+    b = batch(product, "b1");
+    assert_int_equal(b->nlines, 2);
+    assert_true(ap_batch_has_line(b, &same));
+    assert_true(ap_batch_has_line(b, &other_qty));
+    ap_product_free(product);
+}
+
+static void test_restore_line_checks_the_orderid(void **state)
+{
+    (void)state;
+    ap_product_t *product = ap_product_restore("RESTORED-RUG", 1);
+    assert_non_null(product);
+    ap_batch_t *b = NULL;
+    assert_int_equal(ap_product_restore_batch(product, "b1", 1000, false, 0, &b), AP_OK);
+
+    char longest[AP_STR_MAX + 1], longer[AP_STR_MAX + 2];
+    memset(longest, 'k', AP_STR_MAX);
+    longest[AP_STR_MAX] = '\0';
+    memset(longer, 'l', AP_STR_MAX + 1);
+    longer[AP_STR_MAX + 1] = '\0';
+    assert_int_equal(ap_product_restore_line(b, longer, 1), AP_ERR_INVALID_COMMAND);
+    assert_int_equal(b->nlines, 0);
+    assert_int_equal(b->text_len, 0);
+    assert_int_equal(ap_batch_allocated_qty(b), 0);
+    assert_int_equal(ap_product_restore_line(b, longest, 2), AP_OK);
+    assert_int_equal(ap_product_restore_line(b, "", 3), AP_OK);
+
+    /* An orderid read from the batch itself stays valid while the arena grows under it. */
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(ap_product_restore_line(b, ap_batch_line_orderid(b, 0), 1), AP_OK);
+    assert_int_equal(b->nlines, 102);
+    assert_string_equal(ap_batch_line_orderid(b, 0), longest);
+    assert_string_equal(ap_batch_line_orderid(b, 1), "");
+    for (size_t i = 2; i < b->nlines; i++)
+        assert_string_equal(ap_batch_line_orderid(b, i), longest);
+    assert_int_equal(ap_batch_allocated_qty(b), 105);
+    assert_int_equal(product->nevents, 0);
+    assert_int_equal(product->nchanges, 0);
+    ap_product_free(product);
+}
+
+static void test_footprint_grows_with_lines(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    ap_product_t *product = ap_product_restore("HEAVY-SOFA", 1);
+    assert_non_null(product);
+    size_t empty = ap_product_footprint(product);
+    assert_true(empty >= sizeof *product);
+
+    ap_batch_t *b = NULL;
+    assert_int_equal(ap_product_restore_batch(product, "b1", N, false, 0, &b), AP_OK);
+    size_t one_batch = ap_product_footprint(product);
+    assert_true(one_batch >= empty + sizeof *b);
+
+    char orderid[16];
+    for (size_t i = 0; i < N; i++) {
+        snprintf(orderid, sizeof orderid, "order-%04zu", i); /* 10 bytes + NUL */
+        assert_int_equal(ap_product_restore_line(b, orderid, 1), AP_OK);
+    }
+    size_t full = ap_product_footprint(product);
+    size_t per_line = sizeof(ap_batch_line_t) + 11;
+    /* At least what the lines need, at most twice that (geometric growth), and nowhere near
+     * a whole ap_order_line_t per line. */
+    assert_true(full >= one_batch + N * per_line);
+    assert_true(full <= one_batch + 2 * N * per_line + 64);
+    assert_true(full - one_batch < N * sizeof(ap_order_line_t) / 10);
+
+    /* Taking one line back reserves room for one line's records, not for every line's. */
+    assert_int_equal(ap_product_change_batch_quantity(product, "b1", N - 1), AP_OK);
+    assert_int_equal(product->batches[0].nlines, N - 1);
+    size_t taken_back = ap_product_footprint(product);
+    assert_true(taken_back - full < 8 * (sizeof(ap_msg_t) + sizeof(ap_change_t)));
+
+    /* Recording counts too: the allocations add events and changes. */
+    ap_order_line_t line = make_line("one-more", "HEAVY-SOFA", 1);
+    assert_int_equal(ap_product_change_batch_quantity(product, "b1", N), AP_OK);
+    assert_int_equal(ap_product_allocate(product, &line, NULL), AP_OK);
+    assert_int_equal(product->nevents, 4);
+    assert_true(ap_product_footprint(product) >=
+                full + 4 * (sizeof(ap_msg_t) + sizeof(ap_change_t)));
+
+    /* A clone holds exactly what it needs, so never more. */
+    ap_product_t *copy = ap_product_clone(product);
+    assert_non_null(copy);
+    assert_true(ap_product_footprint(copy) <= ap_product_footprint(product));
+    assert_int_equal(ap_product_footprint(copy),
+                     sizeof *copy + sizeof(ap_batch_t) + N * sizeof(ap_batch_line_t) +
+                         copy->batches[0].text_len +
+                         4 * (sizeof(ap_msg_t) + sizeof(ap_change_t)));
+    ap_product_free(copy);
+    ap_product_free(product);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -921,6 +1169,12 @@ int main(void)
         cmocka_unit_test(test_clear_events_and_mark_stored),
         cmocka_unit_test(test_clone_deep_copies),
         cmocka_unit_test(test_find_batch),
+        cmocka_unit_test(test_arena_survives_many_appends),
+        cmocka_unit_test(test_lifo_deallocation_gives_the_arena_back),
+        cmocka_unit_test(test_clone_has_its_own_arena),
+        cmocka_unit_test(test_has_line_compares_orderid_qty_and_sku),
+        cmocka_unit_test(test_restore_line_checks_the_orderid),
+        cmocka_unit_test(test_footprint_grows_with_lines),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }
