@@ -148,8 +148,9 @@ ap_err_t ap_product_change_batch_quantity(ap_product_t *product, const char *ref
 /* Drops the recorded events (after the bus has copied them). */
 void ap_product_clear_events(ap_product_t *product);
 
-/* An estimate of the heap bytes the product holds (for caches that bound their memory). */
-size_t ap_product_footprint(const ap_product_t *product);
+/* Releases the room reserved for events and changes when none are pending: for a product
+ * about to sit in a cache, where an event's room (about 2 KB each) would dwarf its lines. */
+void ap_product_trim(ap_product_t *product);
 
 /* Storage wrote `changes`: forget them and take version_number as the stored version. */
 void ap_product_mark_stored(ap_product_t *product);

@@ -30,8 +30,9 @@ typedef struct ap_product_cache_stats {
 ap_product_cache_t *ap_product_cache_new(size_t max_bytes);
 void ap_product_cache_free(ap_product_cache_t *cache);
 
-/* Takes ownership. A product with the same sku is replaced. Then, while over the limit, the
- * products put longest ago are dropped (never the one just put, unless it alone is over). */
+/* Takes ownership (and trims it: ap_product_trim). A product with the same sku is replaced.
+ * Then, while over the limit, the products put longest ago are dropped (never the one just
+ * put, unless it alone is over). */
 void ap_product_cache_put(ap_product_cache_t *cache, ap_product_t *product);
 
 /* Hands the product over (the caller owns it now), or NULL. */

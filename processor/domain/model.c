@@ -442,12 +442,16 @@ ap_err_t ap_product_change_batch_quantity(ap_product_t *product, const char *ref
     return AP_OK;
 }
 
-size_t ap_product_footprint(const ap_product_t *product)
+void ap_product_trim(ap_product_t *product)
 {
-    size_t bytes = sizeof *product + product->batches_cap * sizeof *product->batches +
-                   product->events_cap * sizeof *product->events +
-                   product->changes_cap * sizeof *product->changes;
-    for (size_t i = 0; i < product->nbatches; i++)
-        bytes += product->batches[i].lines_cap * sizeof *product->batches[i].lines;
-    return bytes;
+    if (product->nevents == 0) {
+        free(product->events);
+        product->events = NULL;
+        product->events_cap = 0;
+    }
+    if (product->nchanges == 0) {
+        free(product->changes);
+        product->changes = NULL;
+        product->changes_cap = 0;
+    }
 }

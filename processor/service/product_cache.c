@@ -94,6 +94,7 @@ void ap_product_cache_put(ap_product_cache_t *cache, ap_product_t *product)
         ap_product_free(product); /* only a cache: do without */
         return;
     }
+    ap_product_trim(product);
     entry->product = product;
     entry->bytes = ap_product_footprint(product);
     HASH_ADD_KEYPTR(hh, cache->entries, product->sku, strlen(product->sku), entry);
