@@ -192,6 +192,11 @@ enum stmt {
     ST_VIEW_REMOVE,
     ST_CLAIM,
     ST_ADVANCE,
+    /* The deferred writes of a batch, many rows per statement (send_writes). */
+    ST_PRODUCT_INSERT_MANY,
+    ST_PRODUCT_CAS_MANY,
+    ST_LINE_ADD_MANY,
+    ST_VIEW_ADD_MANY,
     ST__COUNT
 };
 
@@ -271,6 +276,29 @@ static const struct {
                     "UPDATE consumer_offsets SET next_offset = $6::bigint, updated_at = now()"
                     " WHERE group_id = $1::text AND topic = $2::text AND partition = $3::integer"
                     "   AND owner_epoch = $4::bigint AND next_offset = $5::bigint"},
+    /* Arrays in, rows in array order (ids keep the allocation order). */
+    [ST_PRODUCT_INSERT_MANY] = {"ap_product_insert_many",
+                                "INSERT INTO products (sku, version_number)"
+                                " SELECT * FROM unnest($1::text[], $2::bigint[])"
+                                " ON CONFLICT DO NOTHING"},
+    [ST_PRODUCT_CAS_MANY] = {"ap_product_cas_many",
+                             "UPDATE products p SET version_number = u.new"
+                             "  FROM unnest($1::text[], $2::bigint[], $3::bigint[])"
+                             "       AS u(sku, old, new)"
+                             " WHERE p.sku = u.sku AND p.version_number = u.old"},
+    [ST_LINE_ADD_MANY] = {"ap_line_add_many",
+                          "INSERT INTO allocations (batch_id, orderid, qty)"
+                          " SELECT b.id, u.orderid, u.qty"
+                          "   FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY"
+                          "        AS u(ref, orderid, qty, ord)"
+                          "   JOIN batches b ON b.reference = u.ref"
+                          "  ORDER BY u.ord"},
+    [ST_VIEW_ADD_MANY] = {"ap_view_add_many",
+                          "INSERT INTO allocations_view (orderid, sku, batchref)"
+                          " SELECT u.orderid, u.sku, u.batchref"
+                          "   FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY"
+                          "        AS u(orderid, sku, batchref, ord)"
+                          "  ORDER BY u.ord"},
 };
 
 static const char *fmt_int(char buf[AP_PG_INT_SIZE], int64_t value)
@@ -409,11 +437,13 @@ typedef struct pipe {
     ExecStatusType want;
     PGresult *kept;     /* EXPECT_KEEP's result; the caller clears it */
     size_t nsent;       /* since the last sync */
+    long rows;          /* rows the next statement must touch, when more than one */
     bool sending_queue; /* sending the queued statements */
     struct {
         const char *what;      /* for the log: the statement's name */
         char key[AP_STR_SIZE]; /* for the log: the sku or ref it is about, or "" */
         expect_t expect;
+        long rows;     /* EXPECT_VERSION, EXPECT_ONE_ROW: rows it must touch */
         bool deferred; /* queued earlier: its failure dooms the whole transaction */
     } sent[PIPE_CHUNK];
 } pipe_t;
@@ -467,7 +497,7 @@ static bool pipe_check(pipe_t *pipe, size_t i, PGresult *res)
         pipe->kept = res;
         return true;
     }
-    if (expect == EXPECT_DONE || strtol(PQcmdTuples(res), NULL, 10) == 1)
+    if (expect == EXPECT_DONE || strtol(PQcmdTuples(res), NULL, 10) == pipe->sent[i].rows)
         return false;
     if (expect == EXPECT_VERSION) {
         AP_DEBUG("pg", "product %s: stored version changed since it was loaded", key);
@@ -529,6 +559,8 @@ static void pipe_sent(pipe_t *pipe, int sent, const char *what, const char *key,
     snprintf(pipe->sent[pipe->nsent].key, sizeof pipe->sent[pipe->nsent].key, "%s",
              key ? key : "");
     pipe->sent[pipe->nsent].expect = expect;
+    pipe->sent[pipe->nsent].rows = pipe->rows > 0 ? pipe->rows : 1;
+    pipe->rows = 0;
     pipe->sent[pipe->nsent].deferred = pipe->sending_queue;
     if (++pipe->nsent == PIPE_CHUNK)
         pipe_sync(pipe);
@@ -564,6 +596,161 @@ static void pipe_send_sql(pipe_t *pipe, const char *what, const char *sql, expec
     int sent = PQsendQueryParams(pipe->self->conn, sql, nparams, NULL, params, lengths, formats,
                                  0);
     pipe_sent(pipe, sent, what, NULL, expect);
+}
+
+/* ---------------------------------------------------------------- deferred writes, merged */
+
+/* Sends one queued statement as it was queued. */
+static void send_one(pipe_t *pipe, const pending_t *p)
+{
+    const char *const *params = (const char *const *)p->params;
+    if (p->st != ST__COUNT)
+        pipe_send(pipe, p->st, p->expect, p->key, p->nparams, params);
+    else if (p->name[0])
+        pipe_send_named(pipe, p->name, p->expect, p->nparams, params, p->lengths, p->formats);
+    else
+        pipe_send_sql(pipe, "deferred command", p->sql, p->expect, p->nparams, params,
+                      p->lengths, p->formats);
+}
+
+/* Sends a statement over arrays: column c of row r is cols[c][r]. */
+static void send_many(pipe_t *pipe, enum stmt st, expect_t expect, size_t nrows, int ncols,
+                      const char **const *cols)
+{
+    char *arrays[4] = {NULL};
+    bool ok = true;
+    for (int c = 0; c < ncols; c++)
+        ok = ok && (arrays[c] = ap_pg_text_array(cols[c], nrows));
+    if (!ok) {
+        if (pipe->err == AP_OK)
+            pipe->err = AP_ERR_NOMEM;
+    } else {
+        pipe->rows = (long)nrows;
+        pipe_send(pipe, st, expect, NULL, ncols, (const char *const *)arrays);
+    }
+    for (int c = 0; c < ncols; c++)
+        free(arrays[c]);
+}
+
+/* Sends runs of one statement (`single`) as `many`, the rest one by one, in queue order. */
+static void send_runs(pipe_t *pipe, const pending_t *const *items, size_t n, enum stmt single,
+                      enum stmt many, const char **scratch)
+{
+    for (size_t i = 0; i < n && !pipe->err;) {
+        size_t end = i;
+        while (end < n && items[end]->st == single)
+            end++;
+        if (end - i < 2) {
+            send_one(pipe, items[i]);
+            i++;
+            continue;
+        }
+        const char **cols[3] = {scratch, scratch + n, scratch + 2 * n};
+        for (size_t r = i; r < end; r++) {
+            for (int c = 0; c < 3; c++)
+                cols[c][r - i] = items[r]->params[c];
+        }
+        send_many(pipe, many, items[i]->expect, end - i, 3, (const char **const *)cols);
+        i = end;
+    }
+}
+
+/*
+ * The product writes of a run, one statement for the new products and one for the version
+ * checks. A product changed by several commands is checked once, from the version the run
+ * started with to the last; false (nothing sent) when the run is not such a chain.
+ */
+static bool send_products(pipe_t *pipe, const pending_t *const *items, size_t n,
+                          const char **scratch)
+{
+    const char **sku = scratch, **from = scratch + n, **to = scratch + 2 * n;
+    bool *insert = calloc(n ? n : 1, sizeof *insert);
+    size_t nrows = 0;
+    bool ok = insert != NULL;
+
+    for (size_t i = 0; i < n && ok; i++) {
+        const pending_t *p = items[i];
+        size_t j = 0;
+        while (j < nrows && strcmp(sku[j], p->params[0]) != 0)
+            j++;
+        if (j == nrows) {
+            insert[nrows] = p->st == ST_PRODUCT_INSERT;
+            sku[nrows] = p->params[0];
+            from[nrows] = insert[nrows] ? NULL : p->params[1];
+            to[nrows] = insert[nrows] ? p->params[1] : p->params[2];
+            nrows++;
+        } else if (p->st == ST_PRODUCT_CAS && strcmp(to[j], p->params[1]) == 0) {
+            to[j] = p->params[2];
+        } else {
+            ok = false; /* not one chain of versions: send them as they are */
+        }
+    }
+    for (int pass = 0; pass < 2 && ok; pass++) {
+        /* Compact the rows of this pass to the front of a second scratch area. */
+        const char **c0 = scratch + 3 * n, **c1 = scratch + 4 * n, **c2 = scratch + 5 * n;
+        size_t m = 0;
+        for (size_t j = 0; j < nrows; j++) {
+            if (insert[j] != (pass == 0))
+                continue;
+            c0[m] = sku[j];
+            c1[m] = pass == 0 ? to[j] : from[j];
+            c2[m++] = to[j];
+        }
+        const char **const cols[3] = {c0, c1, c2};
+        if (m > 0)
+            send_many(pipe, pass == 0 ? ST_PRODUCT_INSERT_MANY : ST_PRODUCT_CAS_MANY,
+                      EXPECT_VERSION, m, pass == 0 ? 2 : 3, cols);
+    }
+    free(insert);
+    return ok;
+}
+
+/*
+ * A run of deferred writes (no savepoint among them: they all belong to the transaction)
+ * in as few statements as it can: grouped by table, in the order the tables depend on each
+ * other (products, batches, lines, read model, then the rest, such as the outbox), each
+ * table's writes in queue order, consecutive inserts as one statement. Every statement
+ * still checks its row count, so a stale version still dooms the transaction.
+ */
+static void send_writes(pipe_t *pipe, const pending_t *run, size_t n)
+{
+    enum { T_PRODUCTS, T_BATCHES, T_LINES, T_VIEWS, T_OTHER, T__COUNT };
+    const pending_t **items = malloc((n ? n : 1) * T__COUNT * sizeof *items);
+    const char **scratch = malloc((n ? n : 1) * 6 * sizeof *scratch);
+    size_t count[T__COUNT] = {0};
+
+    if (!items || !scratch || n < 2) {
+        for (size_t i = 0; i < n && !pipe->err; i++)
+            send_one(pipe, &run[i]);
+        free(items);
+        free(scratch);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int t;
+        switch (run[i].st) {
+        case ST_PRODUCT_INSERT: case ST_PRODUCT_CAS: t = T_PRODUCTS; break;
+        case ST_BATCH_INSERT: case ST_BATCH_SET_QTY: t = T_BATCHES; break;
+        case ST_LINE_ADD: case ST_LINE_REMOVE: t = T_LINES; break;
+        case ST_VIEW_ADD: case ST_VIEW_REMOVE: t = T_VIEWS; break;
+        default: t = T_OTHER; break;
+        }
+        items[t * n + count[t]++] = &run[i];
+    }
+    if (!send_products(pipe, items + T_PRODUCTS * n, count[T_PRODUCTS], scratch)) {
+        for (size_t i = 0; i < count[T_PRODUCTS] && !pipe->err; i++)
+            send_one(pipe, items[T_PRODUCTS * n + i]);
+    }
+    for (size_t i = 0; i < count[T_BATCHES] && !pipe->err; i++)
+        send_one(pipe, items[T_BATCHES * n + i]);
+    send_runs(pipe, items + T_LINES * n, count[T_LINES], ST_LINE_ADD, ST_LINE_ADD_MANY,
+              scratch);
+    send_runs(pipe, items + T_VIEWS * n, count[T_VIEWS], ST_VIEW_ADD, ST_VIEW_ADD_MANY,
+              scratch);
+    for (size_t i = 0; i < count[T_OTHER] && !pipe->err; i++)
+        send_one(pipe, items[T_OTHER * n + i]);
+    free(items);
+    free(scratch);
 }
 
 /* Forgets the queued statements from `at` on. */
@@ -603,24 +790,22 @@ static void pipe_open(pipe_t *pipe, pg_uow_t *self)
     }
     pipe->open = true;
     pipe->sending_queue = true;
-    for (size_t i = 0; i < self->npending && !pipe->err; i++) {
+    for (size_t i = 0; i < self->npending && !pipe->err;) {
         const pending_t *p = &self->pending[i];
-        char sql[48];
-        if (p->kind == PENDING_STMT && p->st != ST__COUNT) {
-            pipe_send(pipe, p->st, p->expect, p->key, p->nparams,
-                      (const char *const *)p->params);
-        } else if (p->kind == PENDING_STMT && p->name[0]) {
-            pipe_send_named(pipe, p->name, p->expect, p->nparams,
-                            (const char *const *)p->params, p->lengths, p->formats);
-        } else if (p->kind == PENDING_STMT) {
-            pipe_send_sql(pipe, "deferred command", p->sql, p->expect, p->nparams,
-                          (const char *const *)p->params, p->lengths, p->formats);
-        } else {
-            snprintf(sql, sizeof sql, "%sSAVEPOINT s%u",
-                     p->kind == PENDING_RELEASE ? "RELEASE " : "", p->level);
-            pipe_send_sql(pipe, p->kind == PENDING_RELEASE ? "release savepoint" : "savepoint",
-                          sql, EXPECT_DONE, 0, NULL, NULL, NULL);
+        if (p->kind == PENDING_STMT) {
+            size_t end = i + 1;
+            while (end < self->npending && self->pending[end].kind == PENDING_STMT)
+                end++;
+            send_writes(pipe, p, end - i);
+            i = end;
+            continue;
         }
+        char sql[48];
+        snprintf(sql, sizeof sql, "%sSAVEPOINT s%u",
+                 p->kind == PENDING_RELEASE ? "RELEASE " : "", p->level);
+        pipe_send_sql(pipe, p->kind == PENDING_RELEASE ? "release savepoint" : "savepoint", sql,
+                      EXPECT_DONE, 0, NULL, NULL, NULL);
+        i++;
     }
     pipe->sending_queue = false;
     pending_clear(self, 0);
