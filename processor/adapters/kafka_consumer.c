@@ -108,8 +108,11 @@ ap_err_t ap_kafka_consumer_new(const ap_config_t *cfg, const ap_kafka_rebalance_
                                     "enable.auto.offset.store", "false",
                                     "auto.offset.reset", "earliest",
                                     "enable.partition.eof", "false",
-                                    /* Read ahead a few batches, not librdkafka's 64 MiB. */
+                                    /* Read ahead a few batches, not librdkafka's 64 MiB
+                                     * or 100,000 messages a partition (each message costs
+                                     * a few hundred bytes beyond its payload). */
                                     "queued.max.messages.kbytes", "8192",
+                                    "queued.min.messages", "5000",
                                     NULL};
     rd_kafka_conf_t *conf = ap_kafka_conf_new(cfg, defaults);
 

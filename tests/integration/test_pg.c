@@ -877,6 +877,100 @@ static void test_deferred_writes_doom_the_transaction(void **state)
     ap_product_free(loaded);
 }
 
+/* One command's scope inside a batch transaction: get (or create), act, commit, collect. */
+static ap_product_t *command_get(ap_uow_t *uow, const char *sku)
+{
+    ap_product_t *product = NULL;
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
+    return product;
+}
+
+static void command_end(ap_uow_t *uow)
+{
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_forget(uow);
+}
+
+/*
+ * A batch's deferred writes are merged per table (product checks into one statement, runs
+ * of inserts into one each) and must store exactly what the commands did, in their order:
+ * a new product, a product changed by several commands, a deallocation between
+ * allocations, and read-model rows.
+ */
+static void test_deferred_writes_merge_per_table(void **state)
+{
+    (void)state;
+    char sku_a[96], ref_a[96], sku_b[96], ref_b[96], orderid[7][96];
+    uniq(sku_a, sizeof sku_a, "MERGED-A");
+    uniq(ref_a, sizeof ref_a, "b-merged-a");
+    uniq(sku_b, sizeof sku_b, "MERGED-B");
+    uniq(ref_b, sizeof ref_b, "b-merged-b");
+    for (int i = 1; i <= 6; i++) {
+        char base[16];
+        snprintf(base, sizeof base, "mo%d", i);
+        uniq(orderid[i], sizeof orderid[i], base);
+    }
+    store_product(sku_a, ref_a, 100);
+    ap_product_t *before = fetch(sku_a);
+    int64_t version_a = before->version_number;
+    ap_product_free(before);
+
+    ap_uow_t *uow = new_uow();
+    uow->defer_writes = true;
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+
+    ap_product_t *b = ap_product_new(sku_b); /* a new product */
+    assert_non_null(b);
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_product_add_batch(b, ref_b, 50, false, 0), AP_OK);
+    assert_int_equal(ap_uow_add(uow, b), AP_OK);
+    command_end(uow);
+    for (int i = 1; i <= 3; i++) { /* one product, three commands */
+        ap_product_t *a = command_get(uow, sku_a);
+        allocate(a, orderid[i], 10, ref_a);
+        assert_int_equal(ap_uow_view_add(uow, orderid[i], sku_a, ref_a), AP_OK);
+        command_end(uow);
+    }
+    b = command_get(uow, sku_b);
+    allocate(b, orderid[4], 5, ref_b);
+    assert_int_equal(ap_uow_view_add(uow, orderid[4], sku_b, ref_b), AP_OK);
+    command_end(uow);
+    ap_product_t *a = command_get(uow, sku_a); /* takes back o3 then o2 */
+    assert_int_equal(ap_product_change_batch_quantity(a, ref_a, 15), AP_OK);
+    assert_int_equal(ap_uow_view_remove(uow, orderid[3], sku_a, ref_a), AP_OK);
+    assert_int_equal(ap_uow_view_remove(uow, orderid[2], sku_a, ref_a), AP_OK);
+    command_end(uow);
+    a = command_get(uow, sku_a);
+    allocate(a, orderid[5], 5, ref_a);
+    assert_int_equal(ap_uow_view_add(uow, orderid[5], sku_a, ref_a), AP_OK);
+    command_end(uow);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_free(uow);
+
+    ap_product_t *stored_a = fetch(sku_a), *stored_b = fetch(sku_b);
+    assert_non_null(stored_a);
+    assert_non_null(stored_b);
+    assert_int_equal(stored_a->version_number, version_a + 5);
+    assert_int_equal(stored_b->version_number, 2);
+    const ap_batch_t *batch_a = ap_product_find_batch(stored_a, ref_a);
+    assert_int_equal(batch_a->purchased_qty, 15);
+    assert_int_equal(batch_a->nlines, 2);
+    assert_string_equal(ap_batch_line_orderid(batch_a, 0), orderid[1]);
+    assert_string_equal(ap_batch_line_orderid(batch_a, 1), orderid[5]);
+    const ap_batch_t *batch_b = ap_product_find_batch(stored_b, ref_b);
+    assert_int_equal(batch_b->nlines, 1);
+    assert_string_equal(ap_batch_line_orderid(batch_b, 0), orderid[4]);
+    ap_product_free(stored_a);
+    ap_product_free(stored_b);
+    const long long expected_views[] = {0, 1, 0, 0, 1, 1};
+    for (int i = 1; i <= 5; i++) {
+        assert_int_equal(scalar("SELECT count(*) FROM allocations_view WHERE orderid = $1",
+                                orderid[i]),
+                         expected_views[i]);
+    }
+}
+
 /* Two transactions creating the same product: one wins, the other conflicts. */
 static void test_concurrent_creation(void **state)
 {
@@ -1159,6 +1253,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_transactions),
         cmocka_unit_test(test_concurrent_creation),
         cmocka_unit_test(test_deferred_writes_doom_the_transaction),
+        cmocka_unit_test(test_deferred_writes_merge_per_table),
         cmocka_unit_test(test_views),
         cmocka_unit_test(test_offsets),
         cmocka_unit_test(test_connection_loss),
