@@ -53,6 +53,15 @@ ap_err_t ap_pg_exec(PGconn *conn, const char *sql, const char *what);
 ap_err_t ap_pg_uow_command(ap_uow_t *uow, const char *sql, int nparams, const char *const *params,
                            const int *lengths, const int *formats, long *rows);
 
+/*
+ * Like ap_pg_uow_command without a row count, for an INSERT of one row that `many_sql`
+ * (a constant of the caller's, like `sql`) can do for many: it takes each of the same
+ * parameters as an array (a binary parameter must be a bytea) and inserts in array order.
+ * Deferred inserts of the same statement that follow each other are sent as one many_sql.
+ */
+ap_err_t ap_pg_uow_insert(ap_uow_t *uow, const char *sql, const char *many_sql, int nparams,
+                          const char *const *params, const int *lengths, const int *formats);
+
 /* Like ap_pg_uow_command for a query: *out receives its rows (caller clears it). */
 ap_err_t ap_pg_uow_query(ap_uow_t *uow, const char *sql, int nparams, const char *const *params,
                          PGresult **out);
@@ -60,6 +69,10 @@ ap_err_t ap_pg_uow_query(ap_uow_t *uow, const char *sql, int nparams, const char
 /* A text[] literal of `items` ("{\"a\",NULL}"), quoting and escaping each; NULL items are
  * SQL NULLs. malloc'd (NULL when out of memory). */
 char *ap_pg_text_array(const char *const *items, size_t n);
+/* bytea's hex text form ("\\x6869") of `len` bytes; NULL for a NULL value or out of memory.
+ * malloc'd. */
+char *ap_pg_bytea_hex(const void *value, size_t len);
+
 /* An int8[] literal ("{1,-1}"). malloc'd (NULL when out of memory). */
 char *ap_pg_int_array(const int64_t *items, size_t n);
 

@@ -1,6 +1,7 @@
 /*
- * pg_outbox.c - the outbox's writing side on PostgreSQL: one INSERT per event, rejection or
- * dead letter, through the unit of work's connection and inside its current scope.
+ * pg_outbox.c - the outbox's writing side on PostgreSQL: one row per event, rejection or
+ * dead letter, through the unit of work's connection and inside its current scope (a
+ * batch's deferred rows go as one INSERT over arrays).
  *
  * Values are encoded here (Avro, per the configured framing) so the relay only moves bytes.
  * Keys and values travel as binary parameters; headers as a text[] and a bytea[] literal
@@ -25,25 +26,16 @@ static const char insert_sql[] =
     "INSERT INTO outbox (topic, key, value, header_names, header_values) "
     "VALUES ($1, $2, $3, $4::text[], $5::bytea[])";
 
-/* ---------------------------------------------------------------- the insert */
+/* The same for many rows, in order (ids are the relay's order); $4 and $5 hold each row's
+ * header arrays as array literals. */
+static const char insert_many_sql[] =
+    "INSERT INTO outbox (topic, key, value, header_names, header_values) "
+    "SELECT u.topic, u.key, u.value, u.names::text[], u.vals::bytea[] "
+    "  FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::text[])"
+    "       WITH ORDINALITY AS u(topic, key, value, names, vals, ord) "
+    " ORDER BY u.ord";
 
-/* A header value as bytea's hex text input ("\\x6869"), or NULL for a null value. */
-static char *hex(const void *value, size_t len)
-{
-    static const char digits[] = "0123456789abcdef";
-    const unsigned char *bytes = value;
-    char *out;
-    if (!value || !(out = malloc(2 * len + 3)))
-        return NULL;
-    out[0] = '\\';
-    out[1] = 'x';
-    for (size_t i = 0; i < len; i++) {
-        out[2 + 2 * i] = digits[bytes[i] >> 4];
-        out[3 + 2 * i] = digits[bytes[i] & 15];
-    }
-    out[2 + 2 * len] = '\0';
-    return out;
-}
+/* ---------------------------------------------------------------- the insert */
 
 static ap_err_t insert_row(ap_outbox_t *outbox, const char *topic, const void *key,
                            size_t key_len, const void *value, size_t value_len,
@@ -58,7 +50,8 @@ static ap_err_t insert_row(ap_outbox_t *outbox, const char *topic, const void *k
         goto out;
     for (size_t i = 0; i < nheaders; i++) {
         names[i] = headers[i].name;
-        if (headers[i].value && !(values[i] = hex(headers[i].value, headers[i].len)))
+        if (headers[i].value &&
+            !(values[i] = ap_pg_bytea_hex(headers[i].value, headers[i].len)))
             goto out;
     }
     if (!(name_array = ap_pg_text_array(names, nheaders)) ||
@@ -68,8 +61,9 @@ static ap_err_t insert_row(ap_outbox_t *outbox, const char *topic, const void *k
     const char *params[5] = {topic, key, value, name_array, value_array};
     const int lengths[5] = {0, (int)key_len, (int)value_len, 0, 0};
     const int formats[5] = {0, 1, 1, 0, 0};
-    /* No row count asked for: with deferred writes, it goes with the next round trip. */
-    err = ap_pg_uow_command(outbox->uow, insert_sql, 5, params, lengths, formats, NULL);
+    /* With deferred writes, it goes with the next round trip, merged with its neighbours. */
+    err = ap_pg_uow_insert(outbox->uow, insert_sql, insert_many_sql, 5, params, lengths,
+                           formats);
 out:
     for (size_t i = 0; values && i < nheaders; i++)
         free(values[i]);

@@ -423,6 +423,7 @@ struct pending {
     enum stmt st;   /* statements: prepared, or ST__COUNT for `sql` */
     char *sql;
     char name[16];  /* `sql` prepared under this name, or "" */
+    char many[16];  /* a form of `sql` taking arrays, prepared under this name, or "" */
     expect_t expect;
     char *key; /* for the log */
     int nparams;
@@ -655,6 +656,70 @@ static void send_runs(pipe_t *pipe, const pending_t *const *items, size_t n, enu
     }
 }
 
+char *ap_pg_bytea_hex(const void *value, size_t len)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *bytes = value;
+    char *out;
+    if (!value || !(out = malloc(2 * len + 3)))
+        return NULL;
+    out[0] = '\\';
+    out[1] = 'x';
+    for (size_t i = 0; i < len; i++) {
+        out[2 + 2 * i] = digits[bytes[i] >> 4];
+        out[3 + 2 * i] = digits[bytes[i] & 15];
+    }
+    out[2 + 2 * len] = '\0';
+    return out;
+}
+
+/* A parameter as an element of a text-format array: binary ones are bytea, in hex. */
+static char *array_element(const pending_t *p, int c)
+{
+    if (!p->params[c] || !p->formats[c])
+        return p->params[c];
+    return ap_pg_bytea_hex(p->params[c], (size_t)p->lengths[c]);
+}
+
+/* Sends consecutive inserts with the same array form (ap_pg_uow_insert) as one statement,
+ * the rest one by one, in queue order. */
+static void send_inserts(pipe_t *pipe, const pending_t *const *items, size_t n)
+{
+    for (size_t i = 0; i < n && !pipe->err;) {
+        const pending_t *p = items[i];
+        size_t end = i + 1;
+        while (p->many[0] && end < n && strcmp(items[end]->many, p->many) == 0)
+            end++;
+        if (end - i < 2) {
+            send_one(pipe, p);
+            i++;
+            continue;
+        }
+        char *arrays[MAX_PARAMS] = {NULL};
+        char **elems = calloc(end - i, sizeof *elems);
+        bool ok = elems != NULL;
+        for (int c = 0; c < p->nparams && ok; c++) {
+            for (size_t r = i; r < end && ok; r++)
+                ok = (elems[r - i] = array_element(items[r], c)) || !items[r]->params[c];
+            ok = ok && (arrays[c] = ap_pg_text_array((const char *const *)elems, end - i));
+            for (size_t r = i; r < end && elems; r++) {
+                if (elems[r - i] != items[r]->params[c])
+                    free(elems[r - i]);
+                elems[r - i] = NULL;
+            }
+        }
+        if (ok)
+            pipe_send_named(pipe, p->many, EXPECT_DONE, p->nparams,
+                            (const char *const *)arrays, NULL, NULL);
+        else if (pipe->err == AP_OK)
+            pipe->err = AP_ERR_NOMEM;
+        for (int c = 0; c < p->nparams; c++)
+            free(arrays[c]);
+        free(elems);
+        i = end;
+    }
+}
+
 /*
  * The product writes of a run, one statement for the new products and one for the version
  * checks. A product changed by several commands is checked once, from the version the run
@@ -747,8 +812,7 @@ static void send_writes(pipe_t *pipe, const pending_t *run, size_t n)
               scratch);
     send_runs(pipe, items + T_VIEWS * n, count[T_VIEWS], ST_VIEW_ADD, ST_VIEW_ADD_MANY,
               scratch);
-    for (size_t i = 0; i < count[T_OTHER] && !pipe->err; i++)
-        send_one(pipe, items[T_OTHER * n + i]);
+    send_inserts(pipe, items + T_OTHER * n, count[T_OTHER]);
     free(items);
     free(scratch);
 }
@@ -1008,9 +1072,9 @@ static ap_err_t queue_savepoint(pg_uow_t *self, bool release, unsigned level)
 }
 
 /* Queues a write to be sent with the next statement that needs an answer (or the commit). */
-static ap_err_t queue_stmt(pg_uow_t *self, enum stmt st, const char *sql, expect_t expect,
-                           const char *key, int nparams, const char *const *params,
-                           const int *lengths, const int *formats)
+static ap_err_t queue_stmt(pg_uow_t *self, enum stmt st, const char *sql, const char *many_sql,
+                           expect_t expect, const char *key, int nparams,
+                           const char *const *params, const int *lengths, const int *formats)
 {
     pending_t *p;
     ap_err_t err = queue_slot(self, &p);
@@ -1023,6 +1087,8 @@ static ap_err_t queue_stmt(pg_uow_t *self, enum stmt st, const char *sql, expect
     p->nparams = nparams;
     if (sql && named_statement(self, sql, p->name))
         sql = NULL; /* sent by name */
+    if (many_sql && !named_statement(self, many_sql, p->many))
+        p->many[0] = '\0';
     bool ok = (!sql || (p->sql = strdup(sql))) && (!key || (p->key = strdup(key)));
     for (int i = 0; ok && i < nparams; i++) {
         if (!params[i])
@@ -1280,7 +1346,7 @@ static void emit(emitter_t *e, enum stmt st, expect_t expect, const char *key, i
     if (e->pipe)
         pipe_send(e->pipe, st, expect, key, nparams, params);
     else if (e->err == AP_OK)
-        e->err = queue_stmt(e->self, st, NULL, expect, key, nparams, params, NULL, NULL);
+        e->err = queue_stmt(e->self, st, NULL, NULL, expect, key, nparams, params, NULL, NULL);
 }
 
 /* The version check, then the recorded changes in order. */
@@ -1401,8 +1467,9 @@ static ap_err_t pg_commit(ap_uow_t *uow)
 /* ---------------------------------------------------------------- read model, offsets */
 
 /* A write whose row count nobody needs: queued when writes may be deferred. */
-static ap_err_t write_row(ap_uow_t *uow, enum stmt st, const char *sql, int nparams,
-                      const char *const *params, const int *lengths, const int *formats)
+static ap_err_t write_row(ap_uow_t *uow, enum stmt st, const char *sql, const char *many_sql,
+                          int nparams, const char *const *params, const int *lengths,
+                          const int *formats)
 {
     pg_uow_t *self = container_of(uow, pg_uow_t, uow);
     PGresult *res = NULL;
@@ -1410,7 +1477,8 @@ static ap_err_t write_row(ap_uow_t *uow, enum stmt st, const char *sql, int npar
     if (err)
         return err;
     if (uow->defer_writes && uow->depth > 0)
-        return queue_stmt(self, st, sql, EXPECT_DONE, NULL, nparams, params, lengths, formats);
+        return queue_stmt(self, st, sql, many_sql, EXPECT_DONE, NULL, nparams, params, lengths,
+                          formats);
     const stmt_call_t call = {st, sql, nparams, params, lengths, formats};
     if ((err = run(self, &call, PGRES_COMMAND_OK, &res)))
         return err;
@@ -1422,14 +1490,14 @@ static ap_err_t pg_view_add(ap_uow_t *uow, const char *orderid, const char *sku,
                             const char *batchref)
 {
     const char *params[] = {orderid, sku, batchref};
-    return write_row(uow, ST_VIEW_ADD, NULL, 3, params, NULL, NULL);
+    return write_row(uow, ST_VIEW_ADD, NULL, NULL, 3, params, NULL, NULL);
 }
 
 static ap_err_t pg_view_remove(ap_uow_t *uow, const char *orderid, const char *sku,
                                const char *batchref)
 {
     const char *params[] = {orderid, sku, batchref};
-    return write_row(uow, ST_VIEW_REMOVE, NULL, 3, params, NULL, NULL);
+    return write_row(uow, ST_VIEW_REMOVE, NULL, NULL, 3, params, NULL, NULL);
 }
 
 static ap_err_t pg_claim_partition(ap_uow_t *uow, const char *group, const char *topic,
@@ -1518,7 +1586,7 @@ ap_err_t ap_pg_uow_command(ap_uow_t *uow, const char *sql, int nparams, const ch
         return AP_ERR_INTERNAL;
     }
     if (!rows)
-        return write_row(uow, ST__COUNT, sql, nparams, params, lengths, formats);
+        return write_row(uow, ST__COUNT, sql, NULL, nparams, params, lengths, formats);
     err = run(container_of(uow, pg_uow_t, uow), &call, PGRES_COMMAND_OK, &res);
     if (err)
         return err;
@@ -1526,6 +1594,16 @@ ap_err_t ap_pg_uow_command(ap_uow_t *uow, const char *sql, int nparams, const ch
         *rows = strtol(PQcmdTuples(res), NULL, 10);
     PQclear(res);
     return AP_OK;
+}
+
+ap_err_t ap_pg_uow_insert(ap_uow_t *uow, const char *sql, const char *many_sql, int nparams,
+                          const char *const *params, const int *lengths, const int *formats)
+{
+    if (uow->ops != &pg_uow_ops) {
+        AP_ERROR("pg", "insert: not a PostgreSQL unit of work");
+        return AP_ERR_INTERNAL;
+    }
+    return write_row(uow, ST__COUNT, sql, many_sql, nparams, params, lengths, formats);
 }
 
 ap_err_t ap_pg_uow_query(ap_uow_t *uow, const char *sql, int nparams, const char *const *params,

@@ -152,7 +152,9 @@ static void test_events_commit_with_the_transaction(void **state)
     PQfinish(conn);
 }
 
-static void test_rejection_and_dead_letter_rows_are_byte_exact(void **state)
+/* With `deferred`, the two inserts wait for the commit and go as one statement over arrays
+ * (pg_uow.c send_inserts): the bytes must survive that path too. */
+static void check_byte_exact(bool deferred)
 {
     rig_t rig;
     char prefix[96];
@@ -160,11 +162,11 @@ static void test_rejection_and_dead_letter_rows_are_byte_exact(void **state)
     static const unsigned char key[] = {0x00, 0xff, 'k', 0x00};
     static const unsigned char value[] = {0xc3, 0x01, 0x00, 0x00, 'x', 0xff};
     static const unsigned char binary_header[] = {0x00, 0x01, '"', '\\', '{'};
-    (void)state;
 
     uniq(prefix, sizeof prefix, "dlq");
     rig_init(&rig, prefix);
     ap_uow_t *uow = rig.app.deps.uow;
+    uow->defer_writes = deferred;
 
     ap_header_t headers[] = {{"x-one", "1", 1},
                              {"we\"ird,name", binary_header, sizeof binary_header},
@@ -217,6 +219,18 @@ static void test_rejection_and_dead_letter_rows_are_byte_exact(void **state)
     PQclear(res);
     rig_release(&rig);
     PQfinish(conn);
+}
+
+static void test_rejection_and_dead_letter_rows_are_byte_exact(void **state)
+{
+    (void)state;
+    check_byte_exact(false);
+}
+
+static void test_deferred_rows_are_byte_exact(void **state)
+{
+    (void)state;
+    check_byte_exact(true);
 }
 
 /* ------------------------------------------------------------ order under concurrency */
@@ -325,6 +339,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_events_commit_with_the_transaction),
         cmocka_unit_test(test_rejection_and_dead_letter_rows_are_byte_exact),
+        cmocka_unit_test(test_deferred_rows_are_byte_exact),
         cmocka_unit_test(test_rows_of_one_sku_follow_commit_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
