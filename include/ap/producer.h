@@ -59,6 +59,10 @@ ap_err_t ap_producer_send(ap_producer_t *producer, const char *topic, const void
 /* Serves delivery reports and librdkafka events for up to timeout_ms; returns how many. */
 int ap_producer_poll(ap_producer_t *producer, int timeout_ms);
 
+/* Sends what is queued now, without waiting for linger.ms, and serves reports until all are
+ * in or timeout_ms passed. For a caller that waits for a whole batch anyway. */
+void ap_producer_flush(ap_producer_t *producer, int timeout_ms);
+
 /*
  * Gives up on every record not acknowledged yet: each gets a report with AP_ERR_UNAVAILABLE
  * (served before this returns, bounded by timeout_ms). Kafka may still have stored some of

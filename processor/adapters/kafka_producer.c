@@ -145,6 +145,12 @@ int ap_producer_poll(ap_producer_t *producer, int timeout_ms)
     return rd_kafka_poll(producer->rk, timeout_ms);
 }
 
+void ap_producer_flush(ap_producer_t *producer, int timeout_ms)
+{
+    /* rd_kafka_flush ignores linger.ms while it runs; a timeout only means "not yet". */
+    (void)rd_kafka_flush(producer->rk, timeout_ms);
+}
+
 static long long now_ms(void)
 {
     struct timespec ts;

@@ -215,7 +215,8 @@ static void await_reports(ap_relay_t *relay)
 {
     long long stop_deadline = -1;
     while (ap_producer_pending(relay->producer) > 0) {
-        ap_producer_poll(relay->producer, 100);
+        /* The whole batch is queued: waiting out linger.ms would only add latency. */
+        ap_producer_flush(relay->producer, 100);
         set_connected(relay, ap_outbox_relay_connected(relay->pg) &&
                                  ap_producer_reachable(relay->producer));
         if (ap_producer_fatal(relay->producer)) {
