@@ -60,7 +60,8 @@ ap_err_t ap_producer_send(ap_producer_t *producer, const char *topic, const void
 int ap_producer_poll(ap_producer_t *producer, int timeout_ms);
 
 /* Sends what is queued now, without waiting for linger.ms, and serves reports until all are
- * in or timeout_ms passed. For a caller that waits for a whole batch anyway. */
+ * in or timeout_ms passed. For a caller that waits for a whole batch anyway. A linger the
+ * configuration set explicitly (KAFKA_LINGER_MS) is honoured: then this only polls. */
 void ap_producer_flush(ap_producer_t *producer, int timeout_ms);
 
 /*

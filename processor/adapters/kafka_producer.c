@@ -24,6 +24,7 @@ struct ap_producer {
     int pending;      /* sent and not reported yet; touched only on the owner's thread */
     bool fatal;       /* a fatal error was logged */
     bool unreachable; /* all brokers down since the last acknowledgement */
+    bool linger_set;  /* the configuration chose a linger: flushes honour it */
 };
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -93,6 +94,11 @@ ap_err_t ap_producer_new(const ap_config_t *cfg, const char *client_id,
     if (!conf)
         goto out;
     self->on_delivery = on_delivery;
+    for (size_t i = 0; i < cfg->nkafka; i++) {
+        if (strcmp(cfg->kafka[i].key, "linger.ms") == 0 ||
+            strcmp(cfg->kafka[i].key, "queue.buffering.max.ms") == 0)
+            self->linger_set = true;
+    }
     self->ctx = ctx;
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
@@ -148,7 +154,10 @@ int ap_producer_poll(ap_producer_t *producer, int timeout_ms)
 void ap_producer_flush(ap_producer_t *producer, int timeout_ms)
 {
     /* rd_kafka_flush ignores linger.ms while it runs; a timeout only means "not yet". */
-    (void)rd_kafka_flush(producer->rk, timeout_ms);
+    if (producer->linger_set)
+        (void)rd_kafka_poll(producer->rk, timeout_ms);
+    else
+        (void)rd_kafka_flush(producer->rk, timeout_ms);
 }
 
 static long long now_ms(void)

@@ -5,8 +5,8 @@
  * or unexpected ones arrive, since then the numbers mean nothing).
  *
  *   bench_e2e [COMMANDS [RATE [SECONDS [SKUS]]]]    defaults: 100000, 1000/s, 20 s, 1000 skus
- *   bench_e2e --delete-topics     deletes the topics of $TOPIC_PREFIX (after the processor
- *                                 stopped: run_bench.sh uses a fresh prefix each run)
+ *
+ * run_bench.sh deletes the run's topics afterwards with tests/tools/test_delete_topics.c.
  *
  * Environment: KAFKA_BOOTSTRAP_SERVERS (required); TOPIC_PREFIX (the processor's, default
  * `allocation`); optional DATABASE_URL and KAFKA_GROUP_ID (the processor's: a timeline of
@@ -583,47 +583,6 @@ static long long last_seen(size_t from, size_t to)
     return last;
 }
 
-static int delete_topics(void)
-{
-    char errstr[512];
-    rd_kafka_t *rk = kafka_client(RD_KAFKA_PRODUCER, NULL);
-    rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
-    rd_kafka_DeleteTopic_t *del[NTOPICS + 1];
-    del[0] = rd_kafka_DeleteTopic_new(command_topic);
-    for (int t = 0; t < NTOPICS; t++)
-        del[t + 1] = rd_kafka_DeleteTopic_new(out_topics[t]);
-    rd_kafka_AdminOptions_t *options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY);
-    rd_kafka_AdminOptions_set_operation_timeout(options, 10000, errstr, sizeof errstr);
-    rd_kafka_DeleteTopics(rk, del, NTOPICS + 1, options, queue);
-    rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 20000);
-    int rc = 0;
-    if (!event || rd_kafka_event_error(event)) {
-        fprintf(stderr, "bench_e2e: deleting topics: %s\n",
-                event ? rd_kafka_event_error_string(event) : "no answer");
-        rc = 1;
-    } else {
-        size_t n = 0;
-        const rd_kafka_topic_result_t **results =
-            rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(event), &n);
-        for (size_t i = 0; i < n; i++)
-            if (rd_kafka_topic_result_error(results[i]) &&
-                rd_kafka_topic_result_error(results[i]) !=
-                    RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-                fprintf(stderr, "bench_e2e: deleting %s: %s\n",
-                        rd_kafka_topic_result_name(results[i]),
-                        rd_kafka_topic_result_error_string(results[i]));
-                rc = 1;
-            }
-    }
-    if (event)
-        rd_kafka_event_destroy(event);
-    rd_kafka_AdminOptions_destroy(options);
-    rd_kafka_DeleteTopic_destroy_array(del, NTOPICS + 1);
-    rd_kafka_queue_destroy(queue);
-    rd_kafka_destroy(rk);
-    return rc;
-}
-
 static int cmp_ll(const void *a, const void *b)
 {
     long long x = *(const long long *)a, y = *(const long long *)b;
@@ -646,9 +605,6 @@ static const char *env_or(const char *name, const char *dflt)
 
 int main(int argc, char **argv)
 {
-    bool deleting = argc == 2 && strcmp(argv[1], "--delete-topics") == 0;
-    if (deleting)
-        argc = 1;
     long commands = argc > 1 ? atol(argv[1]) : 100000;
     long rate = argc > 2 ? atol(argv[2]) : 1000;
     long seconds = argc > 3 ? atol(argv[3]) : 20;
@@ -668,8 +624,6 @@ int main(int argc, char **argv)
     snprintf(command_topic, sizeof command_topic, "%s.commands", prefix);
     for (int t = 0; t < NTOPICS; t++)
         snprintf(out_topics[t], sizeof out_topics[t], "%s%s", prefix, topic_suffix[t]);
-    if (deleting)
-        return delete_topics();
     const char *url = getenv("DATABASE_URL");
     if (url && *url) {
         db = PQconnectdb(url);

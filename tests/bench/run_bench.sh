@@ -68,13 +68,15 @@ if [[ "${SKIP_BUILD:-}" != 1 ]]; then
     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DAP_SANITIZE=OFF -DAP_WERROR=OFF \
         -DCMAKE_C_FLAGS="-g -fno-omit-frame-pointer" >"$OUT/build.log" 2>&1 ||
         { tail -n 30 "$OUT/build.log" >&2; die "cmake failed ($OUT/build.log)"; }
-    cmake --build "$BUILD" -j"$(nproc)" --target allocation-processor bench_e2e \
+    cmake --build "$BUILD" -j"$(nproc)" --target allocation-processor bench_e2e test-delete-topics \
         >>"$OUT/build.log" 2>&1 ||
         { grep -E 'error|Error' "$OUT/build.log" | head -n 30 >&2; die "build failed ($OUT/build.log)"; }
 fi
 AP_BIN="$BUILD/allocation-processor"
 BENCH_BIN="$BUILD/tests/bench_e2e"
-[[ -x "$AP_BIN" && -x "$BENCH_BIN" ]] || die "missing $AP_BIN or $BENCH_BIN"
+DELETE_TOPICS_BIN="$BUILD/tests/test-delete-topics"
+[[ -x "$AP_BIN" && -x "$BENCH_BIN" && -x "$DELETE_TOPICS_BIN" ]] ||
+    die "missing $AP_BIN, $BENCH_BIN or $DELETE_TOPICS_BIN"
 
 # --- 2. processor ---------------------------------------------------------------------------------
 SCRATCH_DB="ap_bench_$$"
@@ -103,7 +105,7 @@ cleanup() {
         kill -KILL "$PROC_PID" 2>/dev/null || true
         wait "$PROC_PID" 2>/dev/null || true
     fi
-    [[ -n "$TOPICS_LEFT" ]] && "$BENCH_BIN" --delete-topics >/dev/null 2>&1
+    [[ -n "$TOPICS_LEFT" ]] && "$DELETE_TOPICS_BIN" "$TOPIC_PREFIX" >/dev/null 2>&1
     drop_db "$SCRATCH_DB"
     drop_db "$PGBENCH_DB"
 }
@@ -228,7 +230,7 @@ PROC_PID=""
 kill "$SAMPLER_PID" 2>/dev/null || true
 wait "$SAMPLER_PID" 2>/dev/null || true
 SAMPLER_PID=""
-"$BENCH_BIN" --delete-topics || say "could not delete the topics of $TOPIC_PREFIX"
+"$DELETE_TOPICS_BIN" "$TOPIC_PREFIX" || say "could not delete the topics of $TOPIC_PREFIX"
 TOPICS_LEFT=""
 drop_db "$SCRATCH_DB"
 

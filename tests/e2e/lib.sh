@@ -32,6 +32,11 @@ cleanup() {
         kill -KILL "$PROCESSOR_PID" 2>/dev/null || true
         wait "$PROCESSOR_PID" 2>/dev/null || true
     fi
+    # The test's topics go too, so a long-lived local broker does not pile up partitions
+    # (best effort: a test that failed because Kafka is away still reports that).
+    if [[ -x "${AP_TOOLS:-}/test-delete-topics" ]]; then
+        "$AP_TOOLS/test-delete-topics" "$RUN_ID" >/dev/null 2>&1 || true
+    fi
 }
 trap cleanup EXIT
 

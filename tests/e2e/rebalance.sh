@@ -48,6 +48,7 @@ finish() {
             wait "${PID[$m]}" 2>/dev/null || true
         fi
     done
+    cleanup
     exit "$rc"
 }
 trap finish EXIT
