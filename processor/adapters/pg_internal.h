@@ -19,7 +19,9 @@
 /*
  * Opens a connection, routes the server's notices to the log (debug level) instead of
  * stderr, and returns it; NULL (logged, AP_ERR_UNAVAILABLE territory) when the server cannot
- * be reached or refuses us. `conninfo` is never logged: it may hold a password. Caller
+ * be reached or refuses us. `conninfo` is never logged: it may hold a password. Unless
+ * `conninfo` says otherwise, the session is named allocation-processor, connecting gives up
+ * after 10 s, and TCP keepalives plus tcp_user_timeout (60 s) notice a silent server. Caller
  * closes with PQfinish.
  */
 PGconn *ap_pg_connect(const char *conninfo);

@@ -58,7 +58,15 @@ PGconn *ap_pg_connect(const char *conninfo)
     }
     PQconninfoFree(options);
 
-    PGconn *conn = PQconnectdb(conninfo);
+    /* Defaults the connection string may override (it is expanded after them): a server
+     * that stops answering without closing the connection is noticed in about a minute,
+     * instead of leaving a call blocked until the kernel gives up on TCP. */
+    static const char *const keywords[] = {
+        "application_name", "connect_timeout", "keepalives", "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname", NULL};
+    const char *values[] = {"allocation-processor", "10", "1", "30", "10", "3", "60000",
+                            conninfo, NULL};
+    PGconn *conn = PQconnectdbParams(keywords, values, 1);
     if (!conn) {
         AP_ERROR("pg", "connect: out of memory");
         return NULL;

@@ -1125,6 +1125,42 @@ static void test_offsets(void **state)
 
 /* ---------------------------------------------------------------- connection loss */
 
+/* The value of a connection option in effect on `conn`, or "" when it has none. */
+static const char *option_in_effect(PQconninfoOption *options, const char *keyword)
+{
+    for (PQconninfoOption *o = options; o && o->keyword; o++) {
+        if (strcmp(o->keyword, keyword) == 0)
+            return o->val ? o->val : "";
+    }
+    return "";
+}
+
+/* Sessions get keepalives and a name by default; the connection string still decides. */
+static void test_connection_defaults_yield_to_the_url(void **state)
+{
+    (void)state;
+    PGconn *conn = ap_pg_connect(db_url());
+    assert_non_null(conn);
+    PQconninfoOption *options = PQconninfo(conn);
+    assert_string_equal(option_in_effect(options, "keepalives"), "1");
+    assert_string_equal(option_in_effect(options, "keepalives_idle"), "30");
+    assert_string_equal(option_in_effect(options, "tcp_user_timeout"), "60000");
+    PQconninfoFree(options);
+    if (!strstr(db_url(), "application_name"))
+        assert_string_equal(PQparameterStatus(conn, "application_name"), "allocation-processor");
+    PQfinish(conn);
+
+    char url[1024];
+    snprintf(url, sizeof url, "%s%sapplication_name=mine&keepalives_idle=7", db_url(),
+             strchr(db_url(), '?') ? "&" : "?");
+    assert_non_null(conn = ap_pg_connect(url));
+    options = PQconninfo(conn);
+    assert_string_equal(option_in_effect(options, "keepalives_idle"), "7");
+    PQconninfoFree(options);
+    assert_string_equal(PQparameterStatus(conn, "application_name"), "mine");
+    PQfinish(conn);
+}
+
 /* Terminates the sessions that set application_name `name`, and waits until they are gone. */
 static void kill_sessions(const char *name)
 {
@@ -1256,6 +1292,7 @@ int main(void)
         cmocka_unit_test(test_deferred_writes_merge_per_table),
         cmocka_unit_test(test_views),
         cmocka_unit_test(test_offsets),
+        cmocka_unit_test(test_connection_defaults_yield_to_the_url),
         cmocka_unit_test(test_connection_loss),
     };
     return cmocka_run_group_tests(tests, migrate_once, NULL);
