@@ -24,7 +24,7 @@ void ap_registry_free(ap_registry_t *registry);
 /*
  * POST /subjects/<subject>/versions {"schema": ...} -> the schema's id. The registry's refusal
  * (409 incompatible, 422 invalid, other 4xx) gives AP_ERR_CONFIG with the registry's own
- * message in `why`; no answer, 5xx or a malformed answer gives AP_ERR_UNAVAILABLE.
+ * message in `why`; no answer, 5xx, 408, 429 or a malformed answer gives AP_ERR_UNAVAILABLE.
  */
 ap_err_t ap_registry_register(ap_registry_t *registry, const char *subject,
                               const char *schema_json, int32_t *id, char *why, size_t whylen);

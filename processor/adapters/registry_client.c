@@ -215,7 +215,8 @@ static ap_err_t status_error(const ap_registry_t *registry, const char *what, lo
 
     refusal_text(registry, status, text, sizeof text);
     SAY("%s", text);
-    if (status >= 400 && status < 500) {
+    /* 408 (timeout) and 429 (rate limit) say "not now", not "no": try again later. */
+    if (status >= 400 && status < 500 && status != 408 && status != 429) {
         AP_WARN(COMPONENT, "%s at %s refused: %s", what, registry->safe_base, text);
         return AP_ERR_CONFIG;
     }

@@ -298,6 +298,16 @@ static void test_server_failures_are_unavailable(void **state)
     assert_non_null(strstr(why, "backend data store"));
     assert_int_equal(id, -7);
 
+    /* A timeout or a rate limit means "later", not "no". */
+    const long later[] = {408, 429};
+    for (size_t i = 0; i < 2; i++) {
+        fake_registry_fail_next(fx->fake, (int)later[i]);
+        assert_int_equal(
+            ap_registry_register(fx->registry, "f-value", schema_a, &id, why, sizeof why),
+            AP_ERR_UNAVAILABLE);
+        assert_int_equal(id, -7);
+    }
+
     /* A 2xx whose body is not the expected JSON is a broken registry, not a refusal. */
     fake_registry_fail_next(fx->fake, 200);
     assert_int_equal(ap_registry_register(fx->registry, "f-value", schema_a, &id, NULL, 0),
