@@ -62,6 +62,9 @@ ap_err_t ap_outbox_relay_fetch(ap_outbox_relay_t *relay, size_t limit,
 ap_err_t ap_outbox_relay_delete(ap_outbox_relay_t *relay, const int64_t *ids, size_t nids,
                                 size_t *deleted);
 
+/* Moves one row to outbox_parked with Kafka's `reason` (a row that is not there is fine). */
+ap_err_t ap_outbox_relay_park(ap_outbox_relay_t *relay, int64_t id, const char *reason);
+
 /*
  * Waits up to timeout_ms for a notification on "outbox" (one already received counts, and
  * all received ones are consumed). `notified` says whether one came; AP_OK after a timeout

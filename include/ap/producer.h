@@ -30,8 +30,9 @@ typedef struct ap_kafka_header {
 /*
  * Called once per record sent, on the polling thread. `opaque` is the record's, as given to
  * ap_producer_send. `err` is AP_OK when Kafka acknowledged the record (acks=all); otherwise
- * `reason` is librdkafka's text (borrowed for the call). Records purged at shutdown report
- * AP_ERR_UNAVAILABLE.
+ * `reason` is librdkafka's text (borrowed for the call). AP_ERR_REFUSED means the record
+ * itself is unacceptable (too large, invalid, a bad topic name): sending it again cannot
+ * succeed. Records purged at shutdown report AP_ERR_UNAVAILABLE.
  */
 typedef void (*ap_producer_delivery_fn)(void *ctx, void *opaque, ap_err_t err,
                                         const char *reason);
@@ -49,8 +50,9 @@ ap_err_t ap_producer_new(const ap_config_t *cfg, const char *client_id,
 /*
  * Queues one record; everything is copied. A NULL key or value is sent as null (an empty,
  * non-NULL one as empty). `headers` are sent in order. AP_ERR_UNAVAILABLE when the local
- * queue is full (poll, then send again); any other error is logged and means this record
- * will never be sent (no delivery report follows).
+ * queue is full (poll, then send again); AP_ERR_REFUSED when the record cannot ever be
+ * sent (e.g. larger than message.max.bytes); any other error is logged and means this record
+ * will not be sent this time (no delivery report follows).
  */
 ap_err_t ap_producer_send(ap_producer_t *producer, const char *topic, const void *key,
                           size_t key_len, const void *value, size_t value_len,

@@ -56,6 +56,12 @@ static ap_err_t map_delivery_error(rd_kafka_resp_err_t rerr)
     case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
     case RD_KAFKA_RESP_ERR__FATAL:
         return AP_ERR_UNAVAILABLE;
+    /* The record itself is unacceptable: sending it again cannot succeed. */
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+        return AP_ERR_REFUSED;
     default:
         return AP_ERR_IO;
     }
@@ -143,7 +149,9 @@ ap_err_t ap_producer_send(ap_producer_t *producer, const char *topic, const void
     if (rerr == RD_KAFKA_RESP_ERR__QUEUE_FULL)
         return AP_ERR_UNAVAILABLE;
     AP_ERROR("kafka", "cannot produce to %s: %s", topic, rd_kafka_err2str(rerr));
-    return rerr == RD_KAFKA_RESP_ERR__FATAL ? AP_ERR_UNAVAILABLE : AP_ERR_IO;
+    if (rerr == RD_KAFKA_RESP_ERR__FATAL)
+        return AP_ERR_UNAVAILABLE;
+    return map_delivery_error(rerr) == AP_ERR_REFUSED ? AP_ERR_REFUSED : AP_ERR_IO;
 }
 
 int ap_producer_poll(ap_producer_t *producer, int timeout_ms)

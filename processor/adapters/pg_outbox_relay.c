@@ -22,11 +22,18 @@
 
 #define FETCH_STMT "ap_outbox_relay_fetch"
 #define DELETE_STMT "ap_outbox_relay_delete"
+#define PARK_STMT "ap_outbox_relay_park"
 
 static const char fetch_sql[] =
     "SELECT id, event_id::text, topic, key, value, header_names, header_values "
     "FROM outbox ORDER BY id LIMIT $1";
 static const char delete_sql[] = "DELETE FROM outbox WHERE id = ANY($1::bigint[])";
+static const char park_sql[] =
+    "WITH moved AS (DELETE FROM outbox WHERE id = $1::bigint RETURNING *) "
+    "INSERT INTO outbox_parked (id, event_id, topic, key, value, header_names, header_values,"
+    "                           created_at, reason) "
+    "SELECT id, event_id, topic, key, value, header_names, header_values, created_at, $2 "
+    "  FROM moved";
 
 /* Result columns of fetch_sql. */
 enum { COL_ID, COL_EVENT_ID, COL_TOPIC, COL_KEY, COL_VALUE, COL_NAMES, COL_VALUES, NCOLS };
@@ -110,7 +117,8 @@ ap_err_t ap_outbox_relay_connect(ap_outbox_relay_t *relay)
     if (!relay->conn)
         return AP_ERR_UNAVAILABLE;
     if ((err = prepare(relay, FETCH_STMT, fetch_sql)) ||
-        (err = prepare(relay, DELETE_STMT, delete_sql))) {
+        (err = prepare(relay, DELETE_STMT, delete_sql)) ||
+        (err = prepare(relay, PARK_STMT, park_sql))) {
         ap_outbox_relay_disconnect(relay);
         return err;
     }
@@ -347,6 +355,21 @@ ap_err_t ap_outbox_relay_delete(ap_outbox_relay_t *relay, const int64_t *ids, si
         err = fail(relay, res, "outbox delete");
     else if (deleted)
         *deleted = (size_t)strtoul(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return err;
+}
+
+ap_err_t ap_outbox_relay_park(ap_outbox_relay_t *relay, int64_t id, const char *reason)
+{
+    char id_text[AP_PG_INT_SIZE];
+    if (!relay->conn)
+        return AP_ERR_UNAVAILABLE;
+    snprintf(id_text, sizeof id_text, "%lld", (long long)id);
+    const char *params[] = {id_text, reason};
+    PGresult *res = PQexecPrepared(relay->conn, PARK_STMT, 2, params, NULL, NULL, 0);
+    ap_err_t err = AP_OK;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        err = fail(relay, res, "outbox park");
     PQclear(res);
     return err;
 }

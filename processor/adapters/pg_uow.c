@@ -231,7 +231,8 @@ static const struct {
     [ST_LOAD_MANY] = {"ap_load_many",
                       "SELECT p.sku, p.version_number, x.id, x.reference,"
                       "       x.purchased_quantity, x.eta_days, x.orderid, x.qty"
-                      "  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS w(sku, known, ord)"
+                      "  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY"
+                      "       AS w(sku, known, ord)"
                       "  JOIN products p ON p.sku = w.sku"
                       "  LEFT JOIN LATERAL ("
                       "    SELECT b.id, b.reference, b.purchased_quantity,"

@@ -32,12 +32,15 @@
 #define FAILURE_MAX_MS 5000
 #define EVENT_ID_HEADER "event-id"
 
-enum slot_state { SLOT_PENDING, SLOT_DELIVERED, SLOT_FAILED };
+/* SLOT_REFUSED: Kafka will never take the record; its row is parked (outbox_parked). */
+enum slot_state { SLOT_PENDING, SLOT_DELIVERED, SLOT_FAILED, SLOT_REFUSED };
 
 /* One record of the batch in flight; its address is the record's delivery opaque. */
 typedef struct slot {
     int64_t id;
     enum slot_state state;
+    const char *topic; /* borrowed from the fetched row, for the log */
+    char reason[160];  /* SLOT_REFUSED: Kafka's reason */
 } slot_t;
 
 struct ap_relay {
@@ -114,11 +117,12 @@ static void set_connected(ap_relay_t *relay, bool connected)
     pthread_mutex_unlock(&relay->mutex);
 }
 
-static void count(ap_relay_t *relay, size_t delivered, size_t failed)
+static void count(ap_relay_t *relay, size_t delivered, size_t failed, size_t parked)
 {
     pthread_mutex_lock(&relay->mutex);
     relay->stats.delivered += delivered;
     relay->stats.failed += failed;
+    relay->stats.parked += parked;
     pthread_mutex_unlock(&relay->mutex);
 }
 
@@ -137,6 +141,11 @@ static void on_delivery(void *ctx, void *opaque, ap_err_t err, const char *reaso
     slot_t *slot = opaque;
     if (err == AP_OK) {
         slot->state = SLOT_DELIVERED;
+        return;
+    }
+    if (err == AP_ERR_REFUSED) {
+        slot->state = SLOT_REFUSED;
+        snprintf(slot->reason, sizeof slot->reason, "%s", reason ? reason : ap_strerror(err));
         return;
     }
     slot->state = SLOT_FAILED;
@@ -192,6 +201,11 @@ static bool send_row(ap_relay_t *relay, const ap_outbox_row_t *row, slot_t *slot
             slot->state = SLOT_FAILED;
             note_failure(relay, "fatal producer error");
             return false;
+        }
+        if (err == AP_ERR_REFUSED) {
+            slot->state = SLOT_REFUSED;
+            snprintf(slot->reason, sizeof slot->reason, "%s", ap_strerror(err));
+            return true;
         }
         if (err != AP_ERR_UNAVAILABLE) {
             /* Logged by the producer; the row stays and is tried again next batch. */
@@ -259,23 +273,40 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
     relay->batch_error[0] = '\0';
     size_t i = 0;
     for (; i < n; i++) {
-        relay->slots[i] = (slot_t){.id = rows[i].id, .state = SLOT_PENDING};
+        relay->slots[i] =
+            (slot_t){.id = rows[i].id, .state = SLOT_PENDING, .topic = rows[i].topic};
         if (!send_row(relay, &rows[i], &relay->slots[i])) {
             i++;
             break;
         }
     }
     for (size_t j = i; j < n; j++)
-        relay->slots[j] = (slot_t){.id = rows[j].id, .state = SLOT_FAILED};
+        relay->slots[j] =
+            (slot_t){.id = rows[j].id, .state = SLOT_FAILED, .topic = rows[j].topic};
     await_reports(relay);
 
     for (size_t j = 0; j < n; j++) {
         if (relay->slots[j].state == SLOT_DELIVERED)
             relay->acked[nacked++] = relay->slots[j].id;
     }
-    size_t nfailed = n - nacked;
+    size_t nparked = 0;
+    ap_err_t park_err = AP_OK;
     err = ap_outbox_relay_delete(relay->pg, relay->acked, nacked, &deleted);
-    count(relay, err ? 0 : deleted, nfailed);
+    for (size_t j = 0; j < n && !err && !park_err; j++) {
+        const slot_t *slot = &relay->slots[j];
+        if (slot->state != SLOT_REFUSED)
+            continue;
+        /* Out of the way of the rows behind it, where an operator can look at it. */
+        if ((park_err = ap_outbox_relay_park(relay->pg, slot->id, slot->reason)) == AP_OK) {
+            nparked++;
+            AP_ERROR("relay", "outbox row %lld for %s refused by Kafka for good (%s): moved "
+                              "to outbox_parked",
+                     (long long)slot->id, slot->topic, slot->reason);
+        }
+    }
+    /* A refused row that could not be parked stays, like any failed one. */
+    size_t nfailed = n - nacked - nparked;
+    count(relay, err ? 0 : deleted, nfailed, nparked);
     AP_DEBUG("relay", "batch of %zu row(s), ids %lld..%lld: %zu delivered, %zu failed, %lld ms", n,
              (long long)rows[0].id, (long long)rows[n - 1].id, nacked, nfailed,
              now_ms() - started);
@@ -293,7 +324,7 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
     }
     if (err)
         AP_WARN("relay", "%zu delivered row(s) not deleted; they will be sent again", nacked);
-    return err;
+    return err ? err : park_err;
 }
 
 /* ---------------------------------------------------------------- the thread */

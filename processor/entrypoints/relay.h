@@ -23,6 +23,7 @@ typedef struct ap_relay ap_relay_t;
 typedef struct ap_relay_stats {
     uint64_t delivered; /* rows acknowledged by Kafka and deleted */
     uint64_t failed;    /* delivery reports with an error (the row stays and is retried) */
+    uint64_t parked;    /* rows Kafka refused for good, moved to outbox_parked */
     bool leader;        /* holds the relay lock now */
     bool connected;     /* Postgres and Kafka reachable at the last attempt */
 } ap_relay_stats_t;

@@ -653,11 +653,11 @@ static void delete_topic_rows(const char *topic)
 }
 
 /*
- * A row Kafka refuses (larger than its topic's max.message.bytes) fails its delivery report:
- * it stays in the outbox and is counted, while the rows Kafka acknowledged are deleted and
- * the relay goes on relaying.
+ * A row Kafka refuses for good (larger than its topic's max.message.bytes) is moved to
+ * outbox_parked with Kafka's reason, so it neither blocks nor slows the rows behind it: they
+ * are delivered, in order, and the relay never backs off for it.
  */
-static void test_refused_row_stays(void **state)
+static void test_refused_row_is_parked(void **state)
 {
     (void)state;
     char small[128], fine[128];
@@ -681,15 +681,19 @@ static void test_refused_row_stays(void **state)
     PQfinish(conn);
     insert_rows(fine, rows, 20);
     wait_outbox_empty(fine, 30000);
-    /* Later rows still go, despite the retries of the refused one. */
     insert_rows(fine, rows + 20, 20);
     wait_outbox_empty(fine, 30000);
 
     ap_relay_stats_t stats;
     ap_relay_stats(relay, &stats);
-    assert_true(stats.failed >= 1);
+    assert_int_equal(stats.parked, 1);
+    assert_int_equal(stats.failed, 0); /* no retry, so no backoff */
     assert_true(stats.leader);
-    assert_int_equal(outbox_rows(small), 1);
+    assert_int_equal(outbox_rows(small), 0);
+    assert_int_equal(scalar("SELECT count(*) FROM outbox_parked WHERE topic = $1 AND key = 'big'"
+                            "   AND length(value) = 5000 AND reason <> ''",
+                            small),
+                     1);
     ap_relay_stop(relay);
     consume_rows(fine, rows, 40, 30000);
     check_key_order(rows, 40);
@@ -813,7 +817,7 @@ int main(void)
         cmocka_unit_test(test_new_rows_relayed_promptly),
         cmocka_unit_test(test_one_leader_and_failover),
         cmocka_unit_test(test_reconnects_after_session_loss),
-        cmocka_unit_test(test_refused_row_stays),
+        cmocka_unit_test(test_refused_row_is_parked),
         cmocka_unit_test(test_stop_is_bounded_without_kafka),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
