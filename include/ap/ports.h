@@ -114,9 +114,11 @@ ap_err_t ap_uow_get_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **o
 /* Takes ownership of a new product (from ap_product_new), written on commit. */
 ap_err_t ap_uow_add(ap_uow_t *uow, ap_product_t *product);
 
-/* Loads the products of these skus into the transaction's cache in one round trip where
- * the backend can (a hint: failures are ignored; later gets load what is missing). */
-void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, size_t n);
+/* Loads the products of these skus, and of these batch refs where a kept product names the
+ * sku, into the transaction's cache in one round trip where the backend can (a hint:
+ * failures are ignored; later gets load what is missing). */
+void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, size_t nskus,
+                     const char *const *refs, size_t nrefs);
 
 ap_err_t ap_uow_view_add(ap_uow_t *uow, const char *orderid, const char *sku,
                          const char *batchref);

@@ -317,17 +317,21 @@ static ap_err_t try_batch(consumer_t *c, item_t *items, size_t n, int64_t *last,
 {
     ap_uow_t *uow = c->app->deps.uow;
     ap_err_t err = ap_uow_begin(uow);
-    size_t nskus = 0;
+    size_t nskus = 0, nrefs = 0;
 
     for (size_t i = 0; i < c->nparts; i++)
         last[i] = -1;
     /* The batch's products in one round trip, rather than one each. */
     for (size_t i = 0; i < n && err == AP_OK; i++) {
-        if (items[i].decoded == AP_OK && items[i].cmd.sku[0])
+        if (items[i].decoded != AP_OK)
+            continue;
+        if (items[i].cmd.sku[0])
             skus[nskus++] = items[i].cmd.sku;
+        else if (items[i].cmd.ref[0]) /* by batch ref: fills `skus` from the end */
+            skus[n - ++nrefs] = items[i].cmd.ref;
     }
     if (err == AP_OK)
-        ap_uow_prefetch(uow, skus, nskus);
+        ap_uow_prefetch(uow, skus, nskus, skus + n - nrefs, nrefs);
     for (size_t i = 0; i < n && err == AP_OK; i++) {
         item_t *item = &items[i];
         const partition_t *p = &c->parts[item->part];

@@ -251,25 +251,48 @@ ap_err_t ap_uow_get_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **o
     return hand_out(uow, product, out);
 }
 
-void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, size_t n)
+/* True when `sku` is handed out, in the transaction's cache or among wanted[0..n). */
+static bool known_sku(const ap_uow_t *uow, const char *sku, const char *const *wanted, size_t n)
+{
+    if (ap_product_cache_peek(uow->cache, sku) || seen_by_sku(uow, sku))
+        return true;
+    for (size_t j = 0; j < n; j++) {
+        if (strcmp(wanted[j], sku) == 0)
+            return true;
+    }
+    return false;
+}
+
+void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, size_t nskus,
+                     const char *const *refs, size_t nrefs)
 {
     const char **wanted = NULL;
+    char(*ref_skus)[AP_STR_SIZE] = NULL;
     size_t nwanted = 0;
 
-    if (!uow->ops->load_many || uow->depth == 0 || n == 0 || !tx_cache(uow))
+    if (!uow->ops->load_many || uow->depth == 0 || nskus + nrefs == 0 || !tx_cache(uow))
         return;
-    if (!(wanted = malloc(n * sizeof *wanted)))
-        return;
-    for (size_t i = 0; i < n; i++) {
-        bool known = ap_product_cache_peek(uow->cache, skus[i]) || seen_by_sku(uow, skus[i]);
-        for (size_t j = 0; j < nwanted && !known; j++)
-            known = strcmp(wanted[j], skus[i]) == 0;
-        if (!known)
+    if (!(wanted = malloc((nskus + nrefs) * sizeof *wanted)) ||
+        (nrefs && !(ref_skus = malloc(nrefs * sizeof *ref_skus))))
+        goto out;
+    for (size_t i = 0; i < nskus; i++) {
+        if (!known_sku(uow, skus[i], wanted, nwanted))
             wanted[nwanted++] = skus[i];
+    }
+    /* A batch never moves to another sku: a kept product holding the ref names it. Copied,
+     * because refreshing may free that product. */
+    for (size_t i = 0; i < nrefs && uow->committed; i++) {
+        const ap_product_t *kept = ap_product_cache_peek_by_batchref(uow->committed, refs[i]);
+        if (!kept || known_sku(uow, kept->sku, wanted, nwanted))
+            continue;
+        memcpy(ref_skus[i], kept->sku, AP_STR_SIZE);
+        wanted[nwanted++] = ref_skus[i];
     }
     if (nwanted > 0)
         (void)refresh(uow, wanted, nwanted); /* a hint: later gets load what is missing */
+out:
     free(wanted);
+    free(ref_skus);
 }
 
 ap_err_t ap_uow_add(ap_uow_t *uow, ap_product_t *product)

@@ -36,6 +36,7 @@ typedef struct fake_uow {
     store_t *snapshots; /* one per open scope */
     size_t commits, scope_commits;
     size_t loads; /* products handed to the uow whole (load, load_by_batchref, load_many) */
+    size_t queries; /* calls of load, load_by_batchref and load_many: a backend's round trips */
     ap_err_t fail_err;
     unsigned fail_count;
 } fake_uow_t;
@@ -165,6 +166,7 @@ static void fake_rollback(ap_uow_t *uow)
 static ap_err_t fake_load(ap_uow_t *uow, const char *sku, ap_product_t **out)
 {
     ap_product_t **slot = stored_slot(self_of(uow), sku);
+    self_of(uow)->queries++;
     if (!slot)
         return AP_ERR_NOT_FOUND;
     self_of(uow)->loads++;
@@ -174,6 +176,7 @@ static ap_err_t fake_load(ap_uow_t *uow, const char *sku, ap_product_t **out)
 static ap_err_t fake_load_many(ap_uow_t *uow, const char *const *skus, const int64_t *known,
                                size_t n, int64_t *stored, ap_product_t **out)
 {
+    self_of(uow)->queries++;
     for (size_t i = 0; i < n; i++) {
         ap_product_t **slot = stored_slot(self_of(uow), skus[i]);
         stored[i] = slot ? (*slot)->version_number : -1;
@@ -193,6 +196,7 @@ static ap_err_t fake_load_many(ap_uow_t *uow, const char *const *skus, const int
 static ap_err_t fake_load_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **out)
 {
     fake_uow_t *self = self_of(uow);
+    self->queries++;
     for (size_t i = 0; i < self->store.nproducts; i++) {
         if (ap_product_find_batch(self->store.products[i], ref) && ++self->loads)
             return (*out = ap_product_clone(self->store.products[i])) ? AP_OK : AP_ERR_NOMEM;
@@ -389,6 +393,11 @@ ap_views_t *ap_fake_views_new(ap_uow_t *uow)
 size_t ap_fake_uow_loads(ap_uow_t *uow)
 {
     return self_of(uow)->loads;
+}
+
+size_t ap_fake_uow_queries(ap_uow_t *uow)
+{
+    return self_of(uow)->queries;
 }
 
 ap_err_t ap_fake_uow_store(ap_uow_t *uow, ap_product_t *product)

@@ -192,7 +192,7 @@ static void test_prefetch_confirms_kept_products_and_loads_the_rest(void **state
     const char *skus[] = {"P-KEPT", "P-STALE", "P-COLD", "P-MISSING", "P-KEPT"};
     size_t before = ap_fake_uow_loads(uow);
     assert_int_equal(ap_uow_begin(uow), AP_OK);
-    ap_uow_prefetch(uow, skus, 5);
+    ap_uow_prefetch(uow, skus, 5, NULL, 0);
     assert_int_equal(ap_fake_uow_loads(uow), before + 2); /* the stale one and the cold one */
 
     ap_product_t *product;
@@ -205,6 +205,33 @@ static void test_prefetch_confirms_kept_products_and_loads_the_rest(void **state
     assert_int_equal(ap_uow_get(uow, "P-MISSING", &product), AP_ERR_NOT_FOUND);
     assert_int_equal(ap_uow_commit(uow), AP_OK);
     ap_uow_forget(uow);
+}
+
+/* A batch's commands by batch ref (ChangeBatchQuantity) are prefetched with the rest when a
+ * kept product names their sku: one round trip for the whole batch. */
+static void test_prefetch_by_batch_ref_uses_kept_products(void **state)
+{
+    ap_uow_t *uow = *state;
+    create(uow, "BY-SKU", "by-sku-b1", 10);
+    create(uow, "BY-REF", "by-ref-b1", 10);
+    allocate(uow, "o1", "BY-SKU", 1); /* both kept */
+    allocate(uow, "o1", "BY-REF", 1);
+
+    const char *skus[] = {"BY-SKU"}, *refs[] = {"by-ref-b1", "never-seen-ref"};
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    size_t queries = ap_fake_uow_queries(uow);
+    ap_uow_prefetch(uow, skus, 1, refs, 2);
+    assert_int_equal(ap_fake_uow_queries(uow), queries + 1);
+
+    ap_product_t *by_sku, *by_ref;
+    assert_int_equal(ap_uow_get(uow, "BY-SKU", &by_sku), AP_OK);
+    assert_int_equal(ap_uow_get_by_batchref(uow, "by-ref-b1", &by_ref), AP_OK);
+    assert_string_equal(by_ref->sku, "BY-REF");
+    assert_int_equal(ap_fake_uow_queries(uow), queries + 1); /* nothing more */
+    /* A ref nobody knows is left to get_by_batchref, which asks storage. */
+    assert_int_equal(ap_uow_get_by_batchref(uow, "never-seen-ref", &by_ref), AP_ERR_NOT_FOUND);
+    assert_int_equal(ap_fake_uow_queries(uow), queries + 2);
+    ap_uow_rollback(uow);
 }
 
 static void test_a_kept_product_is_found_by_batch_ref(void **state)
@@ -288,6 +315,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_prefetch_confirms_kept_products_and_loads_the_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_kept_product_is_found_by_batch_ref, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_prefetch_by_batch_ref_uses_kept_products, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_kept_products_stay_under_the_memory_limit, setup,
                                         teardown),
