@@ -46,8 +46,6 @@ struct ap_outbox_relay {
     size_t rows_cap;
     ap_kafka_header_t *headers; /* every row's headers, back to back */
     size_t headers_cap;
-    char *ids_text; /* the delete statement's "{1,2,...}" */
-    size_t ids_cap;
 };
 
 ap_outbox_relay_t *ap_pg_outbox_relay_new(const char *conninfo)
@@ -78,7 +76,6 @@ void ap_outbox_relay_free(ap_outbox_relay_t *relay)
     PQclear(relay->res);
     free(relay->rows);
     free(relay->headers);
-    free(relay->ids_text);
     free(relay->conninfo);
     free(relay);
 }
@@ -343,18 +340,12 @@ ap_err_t ap_outbox_relay_delete(ap_outbox_relay_t *relay, const int64_t *ids, si
     }
     if (!relay->conn)
         return AP_ERR_UNAVAILABLE;
-    if (!reserve((void **)&relay->ids_text, &relay->ids_cap, nids * AP_PG_INT_SIZE + 3, 1))
+    char *id_array = ap_pg_int_array(ids, nids);
+    if (!id_array)
         return AP_ERR_NOMEM;
-    size_t len = 0;
-    relay->ids_text[len++] = '{';
-    for (size_t i = 0; i < nids; i++)
-        len += (size_t)snprintf(relay->ids_text + len, relay->ids_cap - len, "%s%lld",
-                                i ? "," : "", (long long)ids[i]);
-    relay->ids_text[len++] = '}';
-    relay->ids_text[len] = '\0';
-
-    const char *params[] = {relay->ids_text};
+    const char *params[] = {id_array};
     PGresult *res = PQexecPrepared(relay->conn, DELETE_STMT, 1, params, NULL, NULL, 0);
+    free(id_array);
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         err = fail(relay, res, "outbox delete");

@@ -447,7 +447,6 @@ typedef struct pipe {
     ExecStatusType want;
     PGresult *kept;     /* EXPECT_KEEP's result; the caller clears it */
     size_t nsent;       /* since the last sync */
-    long rows;          /* rows the next statement must touch, when more than one */
     bool sending_queue; /* sending the queued statements */
     struct {
         const char *what;      /* for the log: the statement's name */
@@ -559,7 +558,8 @@ static void pipe_sync(pipe_t *pipe)
 }
 
 /* Bookkeeping after a send; `sent` is what PQsend* returned. */
-static void pipe_sent(pipe_t *pipe, int sent, const char *what, const char *key, expect_t expect)
+static void pipe_sent(pipe_t *pipe, int sent, const char *what, const char *key, expect_t expect,
+                      long rows)
 {
     if (!sent) {
         pipe_lost(pipe, NULL, what); /* the statements before it can no longer be read */
@@ -569,8 +569,7 @@ static void pipe_sent(pipe_t *pipe, int sent, const char *what, const char *key,
     snprintf(pipe->sent[pipe->nsent].key, sizeof pipe->sent[pipe->nsent].key, "%s",
              key ? key : "");
     pipe->sent[pipe->nsent].expect = expect;
-    pipe->sent[pipe->nsent].rows = pipe->rows > 0 ? pipe->rows : 1;
-    pipe->rows = 0;
+    pipe->sent[pipe->nsent].rows = rows;
     pipe->sent[pipe->nsent].deferred = pipe->sending_queue;
     if (++pipe->nsent == PIPE_CHUNK)
         pipe_sync(pipe);
@@ -583,17 +582,18 @@ static void pipe_send(pipe_t *pipe, enum stmt st, expect_t expect, const char *k
         return;
     int sent = PQsendQueryPrepared(pipe->self->conn, stmts[st].name, nparams, params, NULL, NULL,
                                    0);
-    pipe_sent(pipe, sent, stmts[st].name, key, expect);
+    pipe_sent(pipe, sent, stmts[st].name, key, expect, 1);
 }
 
-/* A statement prepared by name, with PQexecParams's arguments. */
-static void pipe_send_named(pipe_t *pipe, const char *name, expect_t expect, int nparams,
-                            const char *const *params, const int *lengths, const int *formats)
+/* A statement prepared by name, with PQexecParams's arguments; it must touch `rows` rows. */
+static void pipe_send_named(pipe_t *pipe, const char *name, expect_t expect, long rows,
+                            int nparams, const char *const *params, const int *lengths,
+                            const int *formats)
 {
     if (pipe->err)
         return;
     int sent = PQsendQueryPrepared(pipe->self->conn, name, nparams, params, lengths, formats, 0);
-    pipe_sent(pipe, sent, name, NULL, expect);
+    pipe_sent(pipe, sent, name, NULL, expect, rows);
 }
 
 /* The same for a statement that is not prepared (the unnamed statement). */
@@ -605,7 +605,7 @@ static void pipe_send_sql(pipe_t *pipe, const char *what, const char *sql, expec
         return;
     int sent = PQsendQueryParams(pipe->self->conn, sql, nparams, NULL, params, lengths, formats,
                                  0);
-    pipe_sent(pipe, sent, what, NULL, expect);
+    pipe_sent(pipe, sent, what, NULL, expect, 1);
 }
 
 /* ---------------------------------------------------------------- deferred writes, merged */
@@ -617,52 +617,29 @@ static void send_one(pipe_t *pipe, const pending_t *p)
     if (p->st != ST__COUNT)
         pipe_send(pipe, p->st, p->expect, p->key, p->nparams, params);
     else if (p->name[0])
-        pipe_send_named(pipe, p->name, p->expect, p->nparams, params, p->lengths, p->formats);
+        pipe_send_named(pipe, p->name, p->expect, 1, p->nparams, params, p->lengths,
+                        p->formats);
     else
         pipe_send_sql(pipe, "deferred command", p->sql, p->expect, p->nparams, params,
                       p->lengths, p->formats);
 }
 
-/* Sends a statement over arrays: column c of row r is cols[c][r]. */
-static void send_many(pipe_t *pipe, enum stmt st, expect_t expect, size_t nrows, int ncols,
+/* Sends a statement prepared as `name` over arrays: parameter c of row r is cols[c][r]. Every
+ * row must touch one row of the table (when `expect` counts rows). */
+static void send_many(pipe_t *pipe, const char *name, expect_t expect, size_t nrows, int ncols,
                       const char **const *cols)
 {
-    char *arrays[4] = {NULL};
+    char *arrays[MAX_PARAMS] = {NULL};
     bool ok = true;
     for (int c = 0; c < ncols; c++)
         ok = ok && (arrays[c] = ap_pg_text_array(cols[c], nrows));
-    if (!ok) {
-        if (pipe->err == AP_OK)
-            pipe->err = AP_ERR_NOMEM;
-    } else {
-        pipe->rows = (long)nrows;
-        pipe_send(pipe, st, expect, NULL, ncols, (const char *const *)arrays);
-    }
+    if (ok)
+        pipe_send_named(pipe, name, expect, (long)nrows, ncols, (const char *const *)arrays,
+                        NULL, NULL);
+    else if (pipe->err == AP_OK)
+        pipe->err = AP_ERR_NOMEM;
     for (int c = 0; c < ncols; c++)
         free(arrays[c]);
-}
-
-/* Sends runs of one statement (`single`) as `many`, the rest one by one, in queue order. */
-static void send_runs(pipe_t *pipe, const pending_t *const *items, size_t n, enum stmt single,
-                      enum stmt many, const char **scratch)
-{
-    for (size_t i = 0; i < n && !pipe->err;) {
-        size_t end = i;
-        while (end < n && items[end]->st == single)
-            end++;
-        if (end - i < 2) {
-            send_one(pipe, items[i]);
-            i++;
-            continue;
-        }
-        const char **cols[3] = {scratch, scratch + n, scratch + 2 * n};
-        for (size_t r = i; r < end; r++) {
-            for (int c = 0; c < 3; c++)
-                cols[c][r - i] = items[r]->params[c];
-        }
-        send_many(pipe, many, items[i]->expect, end - i, 3, (const char **const *)cols);
-        i = end;
-    }
 }
 
 char *ap_pg_bytea_hex(const void *value, size_t len)
@@ -682,49 +659,69 @@ char *ap_pg_bytea_hex(const void *value, size_t len)
     return out;
 }
 
-/* A parameter as an element of a text-format array: binary ones are bytea, in hex. */
-static char *array_element(const pending_t *p, int c)
+/* The name of a queued statement's many-row form (same parameters, each an array), or NULL. */
+static const char *many_form(const pending_t *p)
 {
-    if (!p->params[c] || !p->formats[c])
-        return p->params[c];
-    return ap_pg_bytea_hex(p->params[c], (size_t)p->lengths[c]);
+    switch (p->st) {
+    case ST_LINE_ADD:
+        return stmts[ST_LINE_ADD_MANY].name;
+    case ST_VIEW_ADD:
+        return stmts[ST_VIEW_ADD_MANY].name;
+    case ST__COUNT:
+        return p->many[0] ? p->many : NULL; /* ap_pg_uow_insert */
+    default:
+        return NULL;
+    }
 }
 
-/* Sends consecutive inserts with the same array form (ap_pg_uow_insert) as one statement,
- * the rest one by one, in queue order. */
-static void send_inserts(pipe_t *pipe, const pending_t *const *items, size_t n)
+static bool same_form(const char *many, const pending_t *p)
+{
+    const char *other = many_form(p);
+    return other && strcmp(other, many) == 0;
+}
+
+/*
+ * Sends each run of consecutive statements that share a many-row form as one statement (text
+ * parameters as they are, binary ones, which are bytea, in hex), the rest one by one, in
+ * queue order. `scratch` has room for MAX_PARAMS * n pointers.
+ */
+static void send_runs(pipe_t *pipe, const pending_t *const *items, size_t n,
+                      const char **scratch)
 {
     for (size_t i = 0; i < n && !pipe->err;) {
         const pending_t *p = items[i];
+        const char *many = many_form(p);
         size_t end = i + 1;
-        while (p->many[0] && end < n && strcmp(items[end]->many, p->many) == 0)
+        while (many && end < n && same_form(many, items[end]))
             end++;
         if (end - i < 2) {
             send_one(pipe, p);
             i++;
             continue;
         }
-        char *arrays[MAX_PARAMS] = {NULL};
-        char **elems = calloc(end - i, sizeof *elems);
-        bool ok = elems != NULL;
-        for (int c = 0; c < p->nparams && ok; c++) {
-            for (size_t r = i; r < end && ok; r++)
-                ok = (elems[r - i] = array_element(items[r], c)) || !items[r]->params[c];
-            ok = ok && (arrays[c] = ap_pg_text_array((const char *const *)elems, end - i));
-            for (size_t r = i; r < end && elems; r++) {
-                if (elems[r - i] != items[r]->params[c])
-                    free(elems[r - i]);
-                elems[r - i] = NULL;
+        size_t nrows = end - i;
+        const char **cols[MAX_PARAMS];
+        bool ok = true;
+        for (int c = 0; c < p->nparams; c++) {
+            cols[c] = scratch + (size_t)c * n;
+            for (size_t r = 0; r < nrows; r++) {
+                const pending_t *q = items[i + r];
+                cols[c][r] = q->formats[c] && q->params[c]
+                                 ? ap_pg_bytea_hex(q->params[c], (size_t)q->lengths[c])
+                                 : q->params[c];
+                ok = ok && (cols[c][r] || !q->params[c]);
             }
         }
         if (ok)
-            pipe_send_named(pipe, p->many, EXPECT_DONE, p->nparams,
-                            (const char *const *)arrays, NULL, NULL);
+            send_many(pipe, many, p->expect, nrows, p->nparams, (const char **const *)cols);
         else if (pipe->err == AP_OK)
             pipe->err = AP_ERR_NOMEM;
-        for (int c = 0; c < p->nparams; c++)
-            free(arrays[c]);
-        free(elems);
+        for (int c = 0; c < p->nparams; c++) {
+            for (size_t r = 0; r < nrows; r++) {
+                if (cols[c][r] != items[i + r]->params[c])
+                    free((char *)cols[c][r]);
+            }
+        }
         i = end;
     }
 }
@@ -771,9 +768,9 @@ static bool send_products(pipe_t *pipe, const pending_t *const *items, size_t n,
             c2[m++] = to[j];
         }
         const char **const cols[3] = {c0, c1, c2};
+        enum stmt st = pass == 0 ? ST_PRODUCT_INSERT_MANY : ST_PRODUCT_CAS_MANY;
         if (m > 0)
-            send_many(pipe, pass == 0 ? ST_PRODUCT_INSERT_MANY : ST_PRODUCT_CAS_MANY,
-                      EXPECT_VERSION, m, pass == 0 ? 2 : 3, cols);
+            send_many(pipe, stmts[st].name, EXPECT_VERSION, m, pass == 0 ? 2 : 3, cols);
     }
     free(insert);
     return ok;
@@ -790,7 +787,7 @@ static void send_writes(pipe_t *pipe, const pending_t *run, size_t n)
 {
     enum { T_PRODUCTS, T_BATCHES, T_LINES, T_VIEWS, T_OTHER, T__COUNT };
     const pending_t **items = malloc((n ? n : 1) * T__COUNT * sizeof *items);
-    const char **scratch = malloc((n ? n : 1) * 6 * sizeof *scratch);
+    const char **scratch = malloc((n ? n : 1) * MAX_PARAMS * sizeof *scratch);
     size_t count[T__COUNT] = {0};
 
     if (!items || !scratch || n < 2) {
@@ -815,13 +812,8 @@ static void send_writes(pipe_t *pipe, const pending_t *run, size_t n)
         for (size_t i = 0; i < count[T_PRODUCTS] && !pipe->err; i++)
             send_one(pipe, items[T_PRODUCTS * n + i]);
     }
-    for (size_t i = 0; i < count[T_BATCHES] && !pipe->err; i++)
-        send_one(pipe, items[T_BATCHES * n + i]);
-    send_runs(pipe, items + T_LINES * n, count[T_LINES], ST_LINE_ADD, ST_LINE_ADD_MANY,
-              scratch);
-    send_runs(pipe, items + T_VIEWS * n, count[T_VIEWS], ST_VIEW_ADD, ST_VIEW_ADD_MANY,
-              scratch);
-    send_inserts(pipe, items + T_OTHER * n, count[T_OTHER]);
+    for (int t = T_BATCHES; t < T__COUNT && !pipe->err; t++)
+        send_runs(pipe, items + t * n, count[t], scratch);
     free(items);
     free(scratch);
 }

@@ -70,18 +70,8 @@ static void cache_clear(ap_uow_t *uow)
         ap_product_cache_clear(uow->cache);
 }
 
-/* Takes ownership of a product an open scope committed, replacing an older copy. */
-static void cache_put(ap_uow_t *uow, ap_product_t *product)
-{
-    ap_product_clear_events(product);
-    if (tx_cache(uow))
-        ap_product_cache_put(uow->cache, product);
-    else
-        ap_product_free(product); /* only a cache: do without */
-}
-
 /* A product the transaction's cache holds, handed over (the caller owns it now). It comes
- * back through cache_put when its scope commits; a rollback empties the cache anyway. */
+ * back when its scope commits (ap_uow_collect_new_events); a rollback empties the cache. */
 static ap_product_t *cache_take(ap_uow_t *uow, const char *sku)
 {
     return uow->cache ? ap_product_cache_take(uow->cache, sku) : NULL;
@@ -312,22 +302,17 @@ ap_err_t ap_uow_collect_new_events(ap_uow_t *uow, ap_event_sink_fn sink, void *c
         for (size_t e = 0; e < product->nevents && err == AP_OK; e++)
             err = sink(ctx, &product->events[e]);
     }
-    if (err || (uow->depth == 0 && !uow->committed)) {
+    /* The handler's scope committed these: later scopes of the transaction may reuse them,
+     * or, when the scope was the transaction, later transactions. */
+    ap_product_cache_t *keep = uow->depth > 0 ? tx_cache(uow) : uow->committed;
+    if (err || !keep) {
         ap_uow_forget(uow);
         return err;
     }
-    if (uow->depth == 0) {
-        /* The handler's own transaction committed them. */
-        for (size_t i = 0; i < uow->nseen; i++) {
-            ap_product_clear_events(uow->seen[i]);
-            ap_product_cache_put(uow->committed, uow->seen[i]);
-        }
-        uow->nseen = 0;
-        return AP_OK;
+    for (size_t i = 0; i < uow->nseen; i++) {
+        ap_product_clear_events(uow->seen[i]);
+        ap_product_cache_put(keep, uow->seen[i]);
     }
-    /* The handler's scope committed these: later scopes of the transaction may reuse them. */
-    for (size_t i = 0; i < uow->nseen; i++)
-        cache_put(uow, uow->seen[i]);
     uow->nseen = 0;
     return AP_OK;
 }

@@ -1078,6 +1078,38 @@ static void test_restore_line_checks_the_orderid(void **state)
     ap_product_free(product);
 }
 
+/* A product about to be cached gives back the room reserved for events and changes, but
+ * never drops events or changes still pending. */
+static void test_trim_releases_only_unused_room(void **state)
+{
+    (void)state;
+    ap_product_t *product = new_product("TRIMMED-LAMP");
+    assert_int_equal(ap_product_add_batch(product, "trim-b1", 10, false, 0), AP_OK);
+    ap_order_line_t line = make_line("o1", "TRIMMED-LAMP", 1);
+    assert_int_equal(ap_product_allocate(product, &line, NULL), AP_OK);
+
+    size_t before = ap_product_footprint(product);
+    ap_product_trim(product); /* two events and two changes pending: nothing to give back */
+    assert_int_equal(ap_product_footprint(product), before);
+    assert_int_equal(product->nevents, 2);
+    assert_int_equal(product->nchanges, 2);
+
+    ap_product_clear_events(product);
+    ap_product_mark_stored(product);
+    ap_product_trim(product);
+    assert_null(product->events);
+    assert_null(product->changes);
+    assert_int_equal(product->events_cap + product->changes_cap, 0);
+    assert_true(ap_product_footprint(product) + 2 * sizeof(ap_msg_t) <= before);
+
+    /* Still usable: the next change reserves room again. */
+    line = make_line("o2", "TRIMMED-LAMP", 1);
+    assert_int_equal(ap_product_allocate(product, &line, NULL), AP_OK);
+    assert_int_equal(product->nevents, 1);
+    assert_int_equal(ap_batch_allocated_qty(ap_product_find_batch(product, "trim-b1")), 2);
+    ap_product_free(product);
+}
+
 static void test_footprint_grows_with_lines(void **state)
 {
     (void)state;
@@ -1175,6 +1207,7 @@ int main(void)
         cmocka_unit_test(test_has_line_compares_orderid_qty_and_sku),
         cmocka_unit_test(test_restore_line_checks_the_orderid),
         cmocka_unit_test(test_footprint_grows_with_lines),
+        cmocka_unit_test(test_trim_releases_only_unused_room),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }
