@@ -15,6 +15,7 @@ esac
 
 PACKAGES=(
     build-essential cmake ninja-build pkg-config               # toolchain
+    clang libclang-rt-14-dev                                   # the second compiler CI builds with
     librdkafka-dev libavro-dev libpq-dev libjansson-dev        # libraries the program links
     libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev uthash-dev
     postgresql-15 postgresql-client-15                         # local database

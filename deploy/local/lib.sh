@@ -13,6 +13,9 @@ AP_PG_PORT=${AP_PG_PORT:-55432}
 AP_KAFKA_PORT=${AP_KAFKA_PORT:-9092}
 AP_KAFKA_CONTROLLER_PORT=${AP_KAFKA_CONTROLLER_PORT:-9093}
 
+# The database deploy/local/run uses (created on start when missing); tests use allocation_test.
+AP_DATABASE=${AP_DATABASE:-allocation}
+
 # Kafka's jars live outside the checkout so a fresh clone does not download ~100 MB again.
 AP_KAFKA_VERSION=3.9.1
 AP_CACHE_DIR=${AP_CACHE_DIR:-${HOME:-/root}/.cache/allocation-processor}
@@ -32,4 +35,11 @@ ap_kafka_libs_ready() {
     [ -f "$AP_KAFKA_MARKER" ] || return 1
     compgen -G "$AP_KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null || return 1
     [ "$(cat "$AP_KAFKA_MARKER")" = "$(sha256sum "$AP_KAFKA_POM" | cut -d' ' -f1)" ]
+}
+
+# Configures build/release, the build deploy/local/run runs and CI compiles (build-matrix.sh):
+# RelWithDebInfo, warnings as errors, the program only. Extra arguments go to cmake.
+ap_configure_release() {
+    cmake -S "$AP_ROOT" -B "$AP_ROOT/build/release" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DAP_WERROR=ON -DAP_TESTS=OFF "$@"
 }

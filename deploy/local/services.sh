@@ -3,7 +3,7 @@
 #
 # Runs the two services that development and tests need, for this checkout only, on loopback:
 #   pg     PostgreSQL 15, a private cluster (trust auth, user postgres) on 127.0.0.1:$AP_PG_PORT
-#          (55432), with databases `allocation` and `allocation_test`;
+#          (55432), with databases $AP_DATABASE (`allocation`) and `allocation_test`;
 #   kafka  Apache Kafka 3.9.1, one KRaft broker+controller, PLAINTEXT on 127.0.0.1:$AP_KAFKA_PORT
 #          (9092), controller on 127.0.0.1:$AP_KAFKA_CONTROLLER_PORT (9093).
 # State and logs are in .local/ (gitignored). `start` reuses a service that already runs; `status`
@@ -15,7 +15,7 @@ set -euo pipefail
 
 usage() { sed -n 2p "$0" | sed 's/^# //' >&2; exit 2; }
 
-PG_DATABASES=(allocation allocation_test)
+PG_DATABASES=("$AP_DATABASE" allocation_test)
 KAFKA_DIR="$AP_LOCAL_DIR/kafka"
 KAFKA_PID_FILE="$KAFKA_DIR/kafka.pid"
 KAFKA_LOG="$KAFKA_DIR/server.log"
@@ -374,7 +374,7 @@ kafka_status() {
 # --- main ---------------------------------------------------------------------------------------
 
 print_env() {
-    echo "export DATABASE_URL=postgresql://postgres@127.0.0.1:$AP_PG_PORT/allocation"
+    echo "export DATABASE_URL=postgresql://postgres@127.0.0.1:$AP_PG_PORT/$AP_DATABASE"
     echo "export TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:$AP_PG_PORT/allocation_test"
     echo "export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$AP_KAFKA_PORT"
 }

@@ -57,4 +57,10 @@ ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const void *key, size_t key_
 ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t limit, int64_t *rows,
                            int64_t *oldest_ms);
 
+/*
+ * How many rows this outbox has written since it was made, counting those of transactions
+ * rolled back: what the backlog can have grown by since it was last measured, at most.
+ */
+uint64_t ap_outbox_rows_written(const ap_outbox_t *outbox);
+
 #endif

@@ -20,6 +20,7 @@ struct ap_outbox {
     ap_uow_t *uow;
     ap_avro_codec_t *codec;
     char *topic_prefix;
+    uint64_t rows_written; /* rows handed to the unit of work, committed or not */
 };
 
 static const char insert_sql[] =
@@ -62,6 +63,7 @@ static ap_err_t insert_row(ap_outbox_t *outbox, const char *topic, const void *k
     const int lengths[5] = {0, (int)key_len, (int)value_len, 0, 0};
     const int formats[5] = {0, 1, 1, 0, 0};
     /* With deferred writes, it goes with the next round trip, merged with its neighbours. */
+    outbox->rows_written++;
     err = ap_pg_uow_insert(outbox->uow, insert_sql, insert_many_sql, 5, params, lengths,
                            formats);
 out:
@@ -190,6 +192,11 @@ ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t limit, int64_t *rows,
         err = AP_ERR_INTERNAL;
     PQclear(res);
     return err;
+}
+
+uint64_t ap_outbox_rows_written(const ap_outbox_t *outbox)
+{
+    return outbox->rows_written;
 }
 
 static void outbox_free(ap_publisher_t *pub)

@@ -17,6 +17,8 @@
  * partition.
  *
  * While the outbox relay is far behind (BACKPRESSURE_MAX_ROWS / _AGE_MS), fetching pauses.
+ * The backlog is judged before every batch is taken, so it exceeds the limit by one batch's
+ * events at most, however fast or slow the machine.
  */
 #include "entrypoints/consumer.h"
 
@@ -33,7 +35,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define STATS_EVERY_MS 60000
-#define BACKPRESSURE_EVERY_MS 50
+#define BACKPRESSURE_EVERY_MS 50 /* measure the backlog at least this often */
 
 typedef struct partition {
     char topic[256];
@@ -54,6 +56,11 @@ typedef struct consumer {
     partition_t *parts;
     size_t nparts;
     uint64_t applied, rejected, undecodable, failed;
+    /* The backlog as last measured, and the outbox's row count then: the rows written since
+     * bound how far it can have grown. */
+    bool backlog_known;
+    int64_t backlog_rows, backlog_measured_ms;
+    uint64_t backlog_written;
 } consumer_t;
 
 static partition_t *find_partition(consumer_t *c, const char *topic, int32_t partition,
@@ -440,24 +447,52 @@ static size_t gather(consumer_t *c, item_t *items)
     return n;
 }
 
-/* Pauses consumption while the relay is far behind, and resumes once it has caught up. */
-static void check_backpressure(consumer_t *c)
+/*
+ * Pauses consumption while the relay is far behind, and resumes once it has caught up. Called
+ * before every batch. The relay only ever shrinks the backlog, so the rows measured last plus
+ * the rows written since bound it from above: while that bound is within the limit the
+ * database is not asked, except every BACKPRESSURE_EVERY_MS for the age of the oldest row.
+ * Pausing drops what was fetched already, so the next batch cannot add to a backlog that is
+ * at or past the limit.
+ */
+static void check_backpressure(consumer_t *c, int64_t now)
 {
+    const ap_config_t *cfg = c->cfg;
+    bool paused = atomic_load(&c->health->backpressure);
+    uint64_t written = ap_outbox_rows_written(c->outbox);
+    int64_t bound = c->backlog_rows + (int64_t)(written - c->backlog_written);
     int64_t rows, age_ms;
-    if (ap_outbox_backlog(c->outbox, c->cfg->backpressure_max_rows + 1, &rows, &age_ms))
+
+    if (c->backlog_known && now - c->backlog_measured_ms < BACKPRESSURE_EVERY_MS &&
+        (paused || bound <= cfg->backpressure_max_rows))
         return;
-    bool behind = rows > c->cfg->backpressure_max_rows || age_ms > c->cfg->backpressure_max_age_ms;
-    bool caught_up = rows <= c->cfg->backpressure_max_rows / 2 &&
-                     age_ms <= c->cfg->backpressure_max_age_ms / 2;
-    if (!atomic_load(&c->health->backpressure) && behind) {
+    if (ap_outbox_backlog(c->outbox, cfg->backpressure_max_rows + 1, &rows, &age_ms))
+        return; /* Postgres is away: the batch's own retries deal with that */
+    c->backlog_rows = rows;
+    c->backlog_written = written;
+    c->backlog_measured_ms = now;
+    c->backlog_known = true;
+
+    bool behind = rows > cfg->backpressure_max_rows || age_ms > cfg->backpressure_max_age_ms;
+    bool caught_up = rows <= cfg->backpressure_max_rows / 2 &&
+                     age_ms <= cfg->backpressure_max_age_ms / 2;
+    if (!paused && behind) {
         AP_WARN("consumer", "outbox backlog of %lld rows, oldest %lld ms: pausing consumption",
                 (long long)rows, (long long)age_ms);
         ap_kafka_consumer_pause(c->kafka, true);
         atomic_store(&c->health->backpressure, true);
-    } else if (atomic_load(&c->health->backpressure) && caught_up) {
+    } else if (paused && caught_up) {
         AP_INFO("consumer", "outbox backlog down to %lld rows: resuming consumption",
                 (long long)rows);
         ap_kafka_consumer_pause(c->kafka, false);
+        /* Read on from the offsets Postgres holds, so a resume never depends on the
+         * position librdkafka kept while paused (its changelog lists pause/resume fixes
+         * after 2.0.2, the version Debian 12 ships). */
+        for (size_t i = 0; i < c->nparts; i++) {
+            const partition_t *p = &c->parts[i];
+            if (p->owned && p->next_offset >= 0)
+                ap_kafka_consumer_seek(c->kafka, p->topic, p->partition, p->next_offset);
+        }
         atomic_store(&c->health->backpressure, false);
     }
 }
@@ -513,8 +548,9 @@ int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
             cfg->command_topics[0], cfg->group_id, cfg->batch_max_messages);
 
     ap_clock_t *clock = app->deps.clock;
-    int64_t last_stats = ap_clock_now_ms(clock), last_check = 0;
+    int64_t last_stats = ap_clock_now_ms(clock);
     while (!*stop) {
+        check_backpressure(&c, ap_clock_now_ms(clock));
         size_t n = gather(&c, items);
         if (n > 0)
             process_batch(&c, items, n);
@@ -523,10 +559,6 @@ int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
         set_health(&health->kafka, ap_kafka_consumer_reachable(c.kafka), "Kafka");
 
         int64_t now = ap_clock_now_ms(clock);
-        if (now - last_check >= BACKPRESSURE_EVERY_MS) {
-            last_check = now;
-            check_backpressure(&c);
-        }
         if (now - last_stats >= STATS_EVERY_MS) {
             last_stats = now;
             AP_INFO("consumer", "applied=%llu rejected=%llu undecodable=%llu failed=%llu",

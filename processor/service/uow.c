@@ -161,16 +161,20 @@ static ap_err_t refresh(ap_uow_t *uow, const char *const *skus, size_t n)
 {
     int64_t *known = malloc(n * sizeof *known), *stored = malloc(n * sizeof *stored);
     ap_product_t **loaded = calloc(n, sizeof *loaded);
-    ap_err_t err = known && stored && loaded && tx_cache(uow) ? AP_OK : AP_ERR_NOMEM;
+    ap_err_t err = AP_ERR_NOMEM;
 
-    for (size_t i = 0; i < n && !err; i++) {
+    if (!known || !stored || !loaded || !tx_cache(uow))
+        goto out;
+    /* Every known[i] is written before storage is asked, whatever happens after. */
+    for (size_t i = 0; i < n; i++) {
         const ap_product_t *kept =
             uow->committed ? ap_product_cache_peek(uow->committed, skus[i]) : NULL;
         known[i] = kept ? kept->version_number : -1;
     }
-    if (!err)
-        err = uow->ops->load_many(uow, skus, known, n, stored, loaded);
-    for (size_t i = 0; i < n && !err; i++) {
+    err = uow->ops->load_many(uow, skus, known, n, stored, loaded);
+    if (err)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
         ap_product_t *kept =
             uow->committed ? ap_product_cache_take(uow->committed, skus[i]) : NULL;
         if (loaded[i]) {
@@ -182,6 +186,7 @@ static ap_err_t refresh(ap_uow_t *uow, const char *const *skus, size_t n)
             ap_product_free(kept);
         }
     }
+out:
     free(known);
     free(stored);
     free(loaded);
