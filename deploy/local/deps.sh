@@ -21,6 +21,7 @@ PACKAGES=(
     postgresql-15 postgresql-client-15                         # local database
     openjdk-17-jre-headless maven                              # local Kafka broker
     kcat jq                                                    # tests and humans poking at topics
+    python3 iproute2 procps curl                               # what the scripts and tests call
 )
 
 # --- Debian packages --------------------------------------------------------------------------
