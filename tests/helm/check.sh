@@ -6,7 +6,8 @@
 #   2. helm template with the same values files, every manifest validated strictly against
 #      Kubernetes 1.31's API schema (kubernetes-validate --strict; the two custom resources,
 #      KEDA's ScaledObject and the ServiceMonitor, against schemas of their own in
-#      check_rendered.py), then tests on the rendered YAML (check_rendered.py);
+#      check_rendered.py), tests on the rendered YAML (check_rendered.py), and NOTES.txt
+#      rendered by a client-side dry run;
 #   3. every file in tests/helm/bad/ is refused by the chart with the error its first line
 #      names (the schema, or the templates' checks of values that contradict each other);
 #   4. the chart's README has a row for every value in values.yaml.
@@ -109,6 +110,13 @@ for c in "${cases[@]}"; do
         ok "rendered $c: probes, non-root, secrets, replicas within partitions, hooks"
     else
         ko "rendered $c"; cat "$work/rendered.err"
+    fi
+    # NOTES.txt renders, and tells about the replicas' cap.
+    if "$helm" install ap "$chart" --namespace shop --dry-run=client "${args[@]}" >"$work/notes.out" 2>&1 \
+            && sed -n '/^NOTES:/,$p' "$work/notes.out" | grep -q 'sits idle'; then
+        ok "NOTES $c: renders, names the partition cap"
+    else
+        ko "NOTES $c"; sed -n '/^NOTES:/,$p' "$work/notes.out" | sed 's/^/       /'
     fi
     # Every document of Kubernetes' own kinds must validate; a kind without a schema is a
     # failure too (the custom resources were taken out and checked by check_rendered.py).
