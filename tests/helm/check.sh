@@ -4,10 +4,10 @@
 # Checks the Helm chart deploy/helm/allocation-processor without a cluster:
 #   1. helm lint --strict, with the defaults and with each values file in the chart's ci/;
 #   2. helm template with the same values files, every manifest validated strictly against
-#      Kubernetes 1.31's API schema (kubernetes-validate --strict; the two custom resources,
-#      KEDA's ScaledObject and the ServiceMonitor, against schemas of their own in
-#      check_rendered.py), tests on the rendered YAML (check_rendered.py), and NOTES.txt
-#      rendered by a client-side dry run;
+#      the API schemas of Kubernetes 1.31 and 1.25, the chart's floor (kubernetes-validate
+#      --strict; the two custom resources, KEDA's ScaledObject and the ServiceMonitor, against
+#      schemas of their own in check_rendered.py), tests on the rendered YAML
+#      (check_rendered.py), and NOTES.txt rendered by a client-side dry run;
 #   3. every file in tests/helm/bad/ is refused by the chart with the error its first line
 #      names (the schema, or the templates' checks of values that contradict each other);
 #   4. the chart's README has a row for every value in values.yaml.
@@ -22,6 +22,7 @@ chart="$root/deploy/helm/allocation-processor"
 HELM_VERSION=v4.3.1
 KV_VERSION=1.37.0
 KUBE_VERSION=1.31.0
+KUBE_FLOOR=1.25.0     # Chart.yaml's kubeVersion: >=1.25.0-0
 cache=${AP_CACHE_DIR:-${HOME:-/root}/.cache/allocation-processor}
 tools="$cache/tools"
 start=$SECONDS
@@ -95,7 +96,7 @@ for c in "${cases[@]}"; do
     fi
 done
 
-echo "helm template, kubernetes-validate -k $KUBE_VERSION --strict, tests on the rendered YAML"
+echo "helm template, tests on the rendered YAML, NOTES, kubernetes-validate --strict"
 for c in "${cases[@]}"; do
     mapfile -t args < <(values_args "$c")
     out="$work/$c.yaml"
@@ -120,12 +121,15 @@ for c in "${cases[@]}"; do
     fi
     # Every document of Kubernetes' own kinds must validate; a kind without a schema is a
     # failure too (the custom resources were taken out and checked by check_rendered.py).
-    if "$kv" -k "$KUBE_VERSION" --strict --quiet "$work/$c.core.yaml" >"$work/kv.out" 2>&1 \
-            && ! grep -q "Couldn't find schema" "$work/kv.out"; then
-        ok "kubernetes-validate $c ($(grep -c '^kind:' "$work/$c.core.yaml") manifests)"
-    else
-        ko "kubernetes-validate $c"; sed 's/^/       /' "$work/kv.out"
-    fi
+    # Against the version the checks target and the oldest the chart's kubeVersion admits.
+    for v in "$KUBE_VERSION" "$KUBE_FLOOR"; do
+        if "$kv" -k "$v" --strict --quiet "$work/$c.core.yaml" >"$work/kv.out" 2>&1 \
+                && ! grep -q "Couldn't find schema" "$work/kv.out"; then
+            ok "kubernetes-validate -k $v --strict $c ($(grep -c '^kind:' "$work/$c.core.yaml") manifests)"
+        else
+            ko "kubernetes-validate -k $v --strict $c"; sed 's/^/       /' "$work/kv.out"
+        fi
+    done
 done
 
 echo "values the chart must refuse (tests/helm/bad/)"
