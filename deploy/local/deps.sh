@@ -20,6 +20,7 @@ PACKAGES=(
     postgresql-15 postgresql-client-15                         # local database
     openjdk-17-jre-headless maven                              # local Kafka broker
     kcat jq                                                    # tests and humans poking at topics
+    podman runc mmdebstrap                                     # images (deploy/container/build.sh)
 )
 
 # --- Debian packages --------------------------------------------------------------------------
