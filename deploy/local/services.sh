@@ -26,6 +26,7 @@ KAFKA_PID_FILE="$KAFKA_DIR/kafka.pid"
 KAFKA_LOG="$KAFKA_DIR/server.log"
 KAFKA_CT_DIR="$AP_LOCAL_DIR/kafka-container"     # the container's volume: data/, server.log
 KAFKA_CT_LOG="$KAFKA_CT_DIR/server.log"
+KAFKA_CT_BUILD_LOG="$AP_LOCAL_DIR/kafka-image-build.log"
 # One container per checkout and port, so checkouts side by side never touch each other's.
 KAFKA_CONTAINER="allocation-kafka-$AP_KAFKA_PORT-$(printf %s "$AP_ROOT" | sha256sum | cut -c1-8)"
 KAFKA_CT_UID=10002                               # the image's user (deploy/container/kafka)
@@ -373,9 +374,9 @@ kafka_ct_start() {
     local image
     image=$(ap_kafka_image)
     if ! podman image exists "$image"; then
-        ap_log "kafka: building the image $image (deploy/container/build.sh kafka)"
-        AP_SKIP_DEPS=1 bash "$AP_ROOT/deploy/container/build.sh" kafka 9>&- \
-            || ap_die "kafka: building the image failed"
+        ap_log "kafka: building the image $image (deploy/container/build.sh kafka; log $KAFKA_CT_BUILD_LOG)"
+        AP_SKIP_DEPS=1 bash "$AP_ROOT/deploy/container/build.sh" kafka >"$KAFKA_CT_BUILD_LOG" 2>&1 9>&- \
+            || { tail_log "$KAFKA_CT_BUILD_LOG"; ap_die "kafka: building the image failed"; }
     fi
     podman rm --force "$KAFKA_CONTAINER" >/dev/null 2>&1 || true   # a stopped or killed one
     mkdir -p "$KAFKA_CT_DIR"
@@ -387,11 +388,13 @@ kafka_ct_start() {
         user_opts=(--userns=keep-id --user "$(id -u):$(id -g)")
     fi
     ap_log "kafka: starting container $KAFKA_CONTAINER (image $image) on 127.0.0.1:$AP_KAFKA_PORT (log $KAFKA_CT_LOG)"
-    # Detached: conmon watches it, so the fd 9 lock must not be passed on.
+    # Detached: conmon watches it, so the fd 9 lock must not be passed on. -Dap.container names
+    # the JVM (a host process too, with --network host) in another checkout's port-conflict error.
     podman run --detach --name "$KAFKA_CONTAINER" --network host "${user_opts[@]}" \
         --stop-timeout "$STOP_TIMEOUT" --label "ap.checkout=$AP_ROOT" \
         --env KAFKA_PORT="$AP_KAFKA_PORT" --env KAFKA_CONTROLLER_PORT="$AP_KAFKA_CONTROLLER_PORT" \
         --env KAFKA_HEAP_OPTS="-Xms256m -Xmx512m" \
+        --env KAFKA_OPTS="-Dap.container=$KAFKA_CONTAINER" \
         --volume "$KAFKA_CT_DIR:/var/lib/kafka" "$image" >/dev/null 9>&- \
         || ap_die "kafka: podman run failed"
 }

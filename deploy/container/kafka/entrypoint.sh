@@ -6,13 +6,14 @@
 #   KAFKA_CONTROLLER_PORT  controller listener on 127.0.0.1 (default 9093)
 #   KAFKA_HEAP_OPTS        default -Xms256m -Xmx512m
 #   KAFKA_CLUSTER_ID       used when the storage is not formatted yet
+#   KAFKA_OPTS             more JVM options (services.sh tags the JVM with its container's name)
 # Everything lives in /var/lib/kafka (a volume): data/, server.log, server.properties.
 set -eu
 port=${KAFKA_PORT:-9092}
 ctl=${KAFKA_CONTROLLER_PORT:-9093}
 home=/var/lib/kafka
 conf=$home/server.properties
-java_opts="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m} -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true"
+java_opts="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m} -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true ${KAFKA_OPTS:-}"
 mkdir -p "$home/data"
 
 # The same settings as deploy/local/services.sh gives a host-process broker.
