@@ -85,11 +85,16 @@ build_processor() {
     source=${AP_IMAGE_SOURCE:-$(git -C "$AP_ROOT" remote get-url origin 2>/dev/null || echo unknown)}
     log "processor: building $AP_IMAGE (version $version, revision $revision)"
     # --network host: the RUN steps reach Debian's mirror without a container network set up.
+    # --label as well as the build args: podman 4.3 reuses a cached LABEL step whose ARGs changed,
+    # which would leave an older revision on the image; --label is applied to the result.
     podman build --pull=never --network host --layers \
         --file "$AP_CONTAINER_DIR/Containerfile" \
         --build-arg "VERSION=$version" \
         --build-arg "REVISION=$revision" \
         --build-arg "SOURCE=$source" \
+        --label "org.opencontainers.image.version=$version" \
+        --label "org.opencontainers.image.revision=$revision" \
+        --label "org.opencontainers.image.source=$source" \
         --build-arg "JOBS=${AP_BUILD_JOBS:-2}" \
         --tag "$AP_IMAGE" "$AP_ROOT" >&2
     log "processor: $AP_IMAGE built in $((SECONDS - t0))s ($(image_size "$AP_IMAGE"))"
