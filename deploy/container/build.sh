@@ -74,7 +74,8 @@ build_base() {
 
 # --- processor ----------------------------------------------------------------------------------
 build_processor() {
-    local version revision source t0=$SECONDS
+    local version revision source previous t0=$SECONDS
+    previous=$(podman image inspect --format '{{.Id}}' "$AP_IMAGE" 2>/dev/null || true)
     version=$(sed -n 's/^project([^)]* VERSION \([0-9.]*\).*/\1/p' "$AP_ROOT/CMakeLists.txt")
     revision=$(git -C "$AP_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
     # A revision with uncommitted changes in what the image compiles is not that revision.
@@ -97,6 +98,10 @@ build_processor() {
         --label "org.opencontainers.image.source=$source" \
         --build-arg "JOBS=${AP_BUILD_JOBS:-2}" \
         --tag "$AP_IMAGE" "$AP_ROOT" >&2
+    # The image the tag named before, now nameless, would pile up with each revision.
+    if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$AP_IMAGE")" ]; then
+        podman rmi "$previous" >/dev/null 2>&1 || true   # kept while a container uses it
+    fi
     log "processor: $AP_IMAGE built in $((SECONDS - t0))s ($(image_size "$AP_IMAGE"))"
 }
 
