@@ -24,6 +24,10 @@ AP_KAFKA_LIBS="$AP_KAFKA_HOME/libs"
 AP_KAFKA_MARKER="$AP_KAFKA_HOME/.complete"   # holds the sha256 of the pom that filled libs/
 AP_KAFKA_POM="$AP_ROOT/deploy/local/kafka/pom.xml"
 
+# Where the Kafka broker runs: container (podman; fails when podman does not work), process (a
+# JVM on the host), or auto (the container where podman works, else the host process).
+AP_KAFKA_RUNTIME=${AP_KAFKA_RUNTIME:-auto}
+
 AP_PG_BIN=${AP_PG_BIN:-/usr/lib/postgresql/15/bin}
 AP_READY_TIMEOUT=${AP_READY_TIMEOUT:-90}     # seconds to wait for a service to answer
 

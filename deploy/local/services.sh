@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
-# Usage: deploy/local/services.sh start|stop|restart|status [pg|kafka ...] | env
+# Usage: deploy/local/services.sh start|stop|restart|status [pg|kafka ...] | kill kafka | env
 #
 # Runs the two services that development and tests need, for this checkout only, on loopback:
 #   pg     PostgreSQL 15, a private cluster (trust auth, user postgres) on 127.0.0.1:$AP_PG_PORT
 #          (55432), with databases $AP_DATABASE (`allocation`) and `allocation_test`;
 #   kafka  Apache Kafka 3.9.1, one KRaft broker+controller, PLAINTEXT on 127.0.0.1:$AP_KAFKA_PORT
-#          (9092), controller on 127.0.0.1:$AP_KAFKA_CONTROLLER_PORT (9093).
+#          (9092), controller on 127.0.0.1:$AP_KAFKA_CONTROLLER_PORT (9093). It runs in a podman
+#          container (image from deploy/container/kafka, built on first use; --network host)
+#          where podman works, else as a host process: AP_KAFKA_RUNTIME=container|process|auto
+#          (default auto) chooses. `start` and `status` say which broker runs.
 # State and logs are in .local/ (gitignored). `start` reuses a service that already runs; `status`
-# exits 0 only when every named service runs and answers. `env` prints the variables to connect:
+# exits 0 only when every named service runs and answers. `kill kafka` sends the broker SIGKILL
+# (a crash, for tests; `start` brings it back). `env` prints the variables to connect:
 #   eval "$(deploy/local/services.sh env)"
 # Kafka's jars come from deploy/local/deps.sh.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+. "$AP_ROOT/deploy/container/lib.sh"
 
 usage() { sed -n 2p "$0" | sed 's/^# //' >&2; exit 2; }
 
 PG_DATABASES=("$AP_DATABASE" allocation_test)
-KAFKA_DIR="$AP_LOCAL_DIR/kafka"
+KAFKA_DIR="$AP_LOCAL_DIR/kafka"                 # the host-process broker's state
 KAFKA_PID_FILE="$KAFKA_DIR/kafka.pid"
 KAFKA_LOG="$KAFKA_DIR/server.log"
+KAFKA_CT_DIR="$AP_LOCAL_DIR/kafka-container"     # the container's volume: data/, server.log
+KAFKA_CT_LOG="$KAFKA_CT_DIR/server.log"
+KAFKA_CT_BUILD_LOG="$AP_LOCAL_DIR/kafka-image-build.log"
+# One container per checkout and port, so checkouts side by side never touch each other's.
+KAFKA_CONTAINER="allocation-kafka-$AP_KAFKA_PORT-$(printf %s "$AP_ROOT" | sha256sum | cut -c1-8)"
+KAFKA_CT_UID=10002                               # the image's user (deploy/container/kafka)
 STOP_TIMEOUT=60
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -215,6 +226,9 @@ pg_status() {
 }
 
 # --- Kafka --------------------------------------------------------------------------------------
+# Two runtimes behind one set of verbs: a container (kafka_ct_*) or a host process (kafka_proc_*).
+# Whichever runs is the one `status`, `stop` and `kill` act on, whatever AP_KAFKA_RUNTIME says;
+# AP_KAFKA_RUNTIME only chooses the runtime of a broker `start` has to launch.
 
 kafka_pid() {
     local pid
@@ -225,8 +239,6 @@ kafka_pid() {
     [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *" kafka.Kafka "* ]] || return 1
     echo "$pid"
 }
-
-kafka_running() { kafka_pid >/dev/null; }
 
 # A metadata request that lists broker 1 means the broker has joined the quorum and serves clients.
 kafka_answers() {
@@ -304,47 +316,134 @@ kafka_format() {
         || { tail_log "$KAFKA_DIR/format.log"; ap_die "kafka: storage format failed"; }
 }
 
-kafka_start() {
-    local pid started_at=$SECONDS
-    if pid=$(kafka_pid); then
-        ap_log "kafka: already running (pid $pid)"
+# The runtime a new broker gets.
+kafka_runtime() {
+    case "$AP_KAFKA_RUNTIME" in
+        container)
+            ap_podman_works || ap_die "kafka: AP_KAFKA_RUNTIME=container, but podman does not work here (podman info fails)"
+            echo container ;;
+        process) echo process ;;
+        auto) if ap_podman_works; then echo container; else echo process; fi ;;
+        *) ap_die "AP_KAFKA_RUNTIME must be container, process or auto, not '$AP_KAFKA_RUNTIME'" ;;
+    esac
+}
+
+# The container's state (running, exited, ...), or "none".
+kafka_ct_state() {
+    command -v podman >/dev/null || { echo none; return; }
+    podman container inspect --format '{{.State.Status}}' "$KAFKA_CONTAINER" 2>/dev/null || echo none
+}
+
+# Which broker runs: container, process or none.
+kafka_which() {
+    if [ "$(kafka_ct_state)" = running ]; then
+        echo container
+    elif kafka_pid >/dev/null; then
+        echo process
     else
-        ap_kafka_libs_ready || ap_die "kafka: jars missing in $AP_KAFKA_LIBS; run deploy/local/deps.sh"
+        echo none
+    fi
+}
+
+kafka_running() { [ "$(kafka_which)" != none ]; }
+
+# One line naming the running broker, for logs and status: which runtime, and what exactly.
+kafka_describe() {
+    case "$(kafka_which)" in
+        container) echo "container $KAFKA_CONTAINER (image $(podman container inspect --format '{{.ImageName}}' "$KAFKA_CONTAINER" 2>/dev/null))" ;;
+        process)   echo "host process (pid $(kafka_pid))" ;;
+        none)      echo "none" ;;
+    esac
+}
+
+kafka_proc_start() {
+    ap_kafka_libs_ready || ap_die "kafka: jars missing in $AP_KAFKA_LIBS; run deploy/local/deps.sh"
+    kafka_write_conf
+    kafka_format
+    ap_log "kafka: starting a host process on 127.0.0.1:$AP_KAFKA_PORT (log $KAFKA_LOG)"
+    # setsid: its own session, so a Ctrl-C in the caller's terminal does not reach it.
+    nohup setsid java "${KAFKA_JAVA_OPTS[@]}" -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" \
+        -cp "$AP_KAFKA_LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
+        >>"$KAFKA_DIR/stdout.log" 2>&1 </dev/null 9>&- &
+    echo $! >"$KAFKA_PID_FILE"
+}
+
+# The container is made anew at each start (its settings follow AP_KAFKA_*_PORT); the data and
+# the log stay in its volume, .local/kafka-container, so topics survive a restart or a kill.
+kafka_ct_start() {
+    local image
+    image=$(ap_kafka_image)
+    if ! podman image exists "$image"; then
+        ap_log "kafka: building the image $image (deploy/container/build.sh kafka; log $KAFKA_CT_BUILD_LOG)"
+        AP_SKIP_DEPS=1 bash "$AP_ROOT/deploy/container/build.sh" kafka >"$KAFKA_CT_BUILD_LOG" 2>&1 9>&- \
+            || { tail_log "$KAFKA_CT_BUILD_LOG"; ap_die "kafka: building the image failed"; }
+    fi
+    podman rm --force "$KAFKA_CONTAINER" >/dev/null 2>&1 || true   # a stopped or killed one
+    mkdir -p "$KAFKA_CT_DIR"
+    local user_opts=()
+    if [ "$(id -u)" -eq 0 ]; then
+        chown -R "$KAFKA_CT_UID:$KAFKA_CT_UID" "$KAFKA_CT_DIR"
+    else
+        # Rootless podman: the broker runs as the caller, who owns the volume.
+        user_opts=(--userns=keep-id --user "$(id -u):$(id -g)")
+    fi
+    ap_log "kafka: starting container $KAFKA_CONTAINER (image $image) on 127.0.0.1:$AP_KAFKA_PORT (log $KAFKA_CT_LOG)"
+    # Detached: conmon watches it, so the fd 9 lock must not be passed on. -Dap.container names
+    # the JVM (a host process too, with --network host) in another checkout's port-conflict error.
+    podman run --detach --name "$KAFKA_CONTAINER" --network host "${user_opts[@]}" \
+        --stop-timeout "$STOP_TIMEOUT" --label "ap.checkout=$AP_ROOT" \
+        --env KAFKA_PORT="$AP_KAFKA_PORT" --env KAFKA_CONTROLLER_PORT="$AP_KAFKA_CONTROLLER_PORT" \
+        --env KAFKA_HEAP_OPTS="-Xms256m -Xmx512m" \
+        --env KAFKA_OPTS="-Dap.container=$KAFKA_CONTAINER" \
+        --volume "$KAFKA_CT_DIR:/var/lib/kafka" "$image" >/dev/null 9>&- \
+        || ap_die "kafka: podman run failed"
+}
+
+kafka_start_logs() {
+    if [ "$(kafka_ct_state)" != none ]; then
+        tail_log "$KAFKA_CT_LOG"
+        echo "----- podman logs --tail 30 $KAFKA_CONTAINER -----" >&2
+        podman logs --tail 30 "$KAFKA_CONTAINER" >&2 2>&1 || true
+    else
+        tail_log "$KAFKA_LOG"
+        tail_log "$KAFKA_DIR/stdout.log"
+    fi
+}
+
+kafka_start() {
+    local started_at=$SECONDS runtime
+    if kafka_running; then
+        ap_log "kafka: already running: $(kafka_describe)"
+    else
+        runtime=$(kafka_runtime)   # a separate assignment, so its ap_die stops the script
         require_free_port "$AP_KAFKA_PORT" "Kafka"
         require_free_port "$AP_KAFKA_CONTROLLER_PORT" "Kafka controller"
-        kafka_write_conf
-        kafka_format
-        ap_log "kafka: starting on 127.0.0.1:$AP_KAFKA_PORT (log $KAFKA_LOG)"
-        # setsid: its own session, so a Ctrl-C in the caller's terminal does not reach it.
-        nohup setsid java "${KAFKA_JAVA_OPTS[@]}" -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" \
-            -cp "$AP_KAFKA_LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
-            >>"$KAFKA_DIR/stdout.log" 2>&1 </dev/null 9>&- &
-        echo $! >"$KAFKA_PID_FILE"
+        case "$runtime" in
+            container) kafka_ct_start ;;
+            process)
+                [ "$AP_KAFKA_RUNTIME" = process ] || ap_log "kafka: podman does not work here; falling back to a host process"
+                kafka_proc_start ;;
+        esac
     fi
     local deadline=$((SECONDS + AP_READY_TIMEOUT))
     until kafka_answers; do
         if ! kafka_running; then
-            tail_log "$KAFKA_LOG"
-            tail_log "$KAFKA_DIR/stdout.log"
+            kafka_start_logs
             ap_die "kafka: the broker exited during startup"
         fi
         if ((SECONDS >= deadline)); then
-            tail_log "$KAFKA_LOG"
+            kafka_start_logs
             ap_die "kafka: no answer on 127.0.0.1:$AP_KAFKA_PORT after ${AP_READY_TIMEOUT}s"
         fi
         sleep 0.5
     done
-    ap_log "kafka: ready on 127.0.0.1:$AP_KAFKA_PORT ($((SECONDS - started_at))s)"
+    ap_log "kafka: $(kafka_describe), ready on 127.0.0.1:$AP_KAFKA_PORT ($((SECONDS - started_at))s)"
 }
 
-kafka_stop() {
+kafka_proc_stop() {
     local pid deadline
-    if ! pid=$(kafka_pid); then
-        ap_log "kafka: not running"
-        rm -f "$KAFKA_PID_FILE"
-        return 0
-    fi
-    ap_log "kafka: stopping (pid $pid)"
+    pid=$(kafka_pid) || return 0
+    ap_log "kafka: stopping the host process (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     deadline=$((SECONDS + STOP_TIMEOUT))
     while kill -0 "$pid" 2>/dev/null; do
@@ -358,15 +457,56 @@ kafka_stop() {
     rm -f "$KAFKA_PID_FILE"
 }
 
+# SIGTERM to the JVM (PID 1 in the container), a clean shutdown; KILL after STOP_TIMEOUT.
+kafka_ct_stop() {
+    local state
+    state=$(kafka_ct_state)
+    [ "$state" = none ] && return 0
+    if [ "$state" = running ]; then
+        ap_log "kafka: stopping container $KAFKA_CONTAINER"
+        podman stop --time "$STOP_TIMEOUT" "$KAFKA_CONTAINER" >/dev/null \
+            || ap_log "kafka: podman stop $KAFKA_CONTAINER failed"
+    fi
+    podman rm --force "$KAFKA_CONTAINER" >/dev/null 2>&1 || true
+}
+
+kafka_stop() {
+    kafka_running || ap_log "kafka: not running"
+    kafka_ct_stop
+    kafka_proc_stop
+    rm -f "$KAFKA_PID_FILE"
+}
+
+# A crash: SIGKILL, no shutdown at all. The container is kept (exited) until the next start.
+kafka_kill() {
+    case "$(kafka_which)" in
+        container)
+            ap_log "kafka: killing container $KAFKA_CONTAINER (SIGKILL)"
+            podman kill --signal KILL "$KAFKA_CONTAINER" >/dev/null
+            podman wait "$KAFKA_CONTAINER" >/dev/null 2>&1 || true ;;
+        process)
+            local pid
+            pid=$(kafka_pid)
+            ap_log "kafka: killing the host process (pid $pid, SIGKILL)"
+            kill -KILL "$pid" 2>/dev/null || true
+            while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+            rm -f "$KAFKA_PID_FILE" ;;
+        none) ap_log "kafka: not running" ;;
+    esac
+}
+
 kafka_status() {
-    local pid
-    if pid=$(kafka_pid) && kafka_answers; then
-        echo "kafka: running, pid $pid, 127.0.0.1:$AP_KAFKA_PORT (controller :$AP_KAFKA_CONTROLLER_PORT), data $KAFKA_DIR/data"
-    elif [ -n "${pid:-}" ]; then
-        echo "kafka: running (pid $pid) but not answering on 127.0.0.1:$AP_KAFKA_PORT (log $KAFKA_LOG)"
-        return 1
+    local which
+    which=$(kafka_which)
+    case "$which" in
+        container) local data="$KAFKA_CT_DIR/data" log="$KAFKA_CT_LOG" ;;
+        process) local data="$KAFKA_DIR/data" log="$KAFKA_LOG" ;;
+        none) echo "kafka: stopped"; return 1 ;;
+    esac
+    if kafka_answers; then
+        echo "kafka: running, $(kafka_describe), 127.0.0.1:$AP_KAFKA_PORT (controller :$AP_KAFKA_CONTROLLER_PORT), data $data"
     else
-        echo "kafka: stopped"
+        echo "kafka: running ($(kafka_describe)) but not answering on 127.0.0.1:$AP_KAFKA_PORT (log $log)"
         return 1
     fi
 }
@@ -387,6 +527,10 @@ services=("$@")
 for svc in "${services[@]}"; do
     case "$svc" in pg|kafka) ;; *) ap_log "unknown service '$svc' (pg or kafka)"; usage ;; esac
 done
+if [ "$action" = kill ] && [ "${services[*]}" != kafka ]; then
+    ap_log "kill takes one service: kafka"
+    usage
+fi
 
 if [ "$action" = env ]; then
     print_env
@@ -409,6 +553,7 @@ case "$action" in
              for ((i = ${#services[@]} - 1; i >= 0; i--)); do "${services[i]}_stop"; done ;;
     restart) for svc in "${services[@]}"; do "${svc}_stop"; "${svc}_start"; done ;;
     status)  for svc in "${services[@]}"; do "${svc}_status" || rc=3; done ;;
+    kill)    kafka_kill ;;
     *)       usage ;;
 esac
 exit "$rc"

@@ -1,0 +1,53 @@
+#!/bin/sh
+# Starts one KRaft node (broker and controller) on loopback: formats its storage the first time
+# (a cluster id from KAFKA_CLUSTER_ID, or a new one), then runs kafka.Kafka as PID 1, so
+# `podman stop` (SIGTERM) is a clean shutdown and `podman kill -s KILL` a crash.
+#   KAFKA_PORT             PLAINTEXT listener on 127.0.0.1 (default 9092)
+#   KAFKA_CONTROLLER_PORT  controller listener on 127.0.0.1 (default 9093)
+#   KAFKA_HEAP_OPTS        default -Xms256m -Xmx512m
+#   KAFKA_CLUSTER_ID       used when the storage is not formatted yet
+#   KAFKA_OPTS             more JVM options (services.sh tags the JVM with its container's name)
+# Everything lives in /var/lib/kafka (a volume): data/, server.log, server.properties.
+set -eu
+port=${KAFKA_PORT:-9092}
+ctl=${KAFKA_CONTROLLER_PORT:-9093}
+home=/var/lib/kafka
+conf=$home/server.properties
+java_opts="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m} -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true ${KAFKA_OPTS:-}"
+mkdir -p "$home/data"
+
+# The same settings as deploy/local/services.sh gives a host-process broker.
+cat >"$conf" <<CONF
+# Written by the container's entrypoint at each start; edits are lost.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$ctl
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$ctl
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$home/data
+num.partitions=3
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+CONF
+
+storage_tool() {
+    # shellcheck disable=SC2086  # java_opts is a list of options
+    java $java_opts -Dlog4j.configuration=file:/opt/kafka/config/tools-log4j.properties \
+        -cp '/opt/kafka/libs/*' kafka.tools.StorageTool "$@"
+}
+if [ ! -f "$home/data/meta.properties" ]; then
+    id=${KAFKA_CLUSTER_ID:-$(storage_tool random-uuid)}
+    echo "entrypoint: formatting $home/data (cluster id $id)"
+    storage_tool format -t "$id" -c "$conf" --ignore-formatted
+fi
+echo "entrypoint: starting Kafka on 127.0.0.1:$port (controller :$ctl); log $home/server.log"
+# shellcheck disable=SC2086
+exec java $java_opts -Dkafka.logs.dir="$home" \
+    -Dlog4j.configuration=file:/opt/kafka/config/log4j.properties \
+    -cp '/opt/kafka/libs/*' kafka.Kafka "$conf"
