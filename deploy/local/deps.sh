@@ -2,9 +2,8 @@
 # Usage: deploy/local/deps.sh
 #
 # Installs what building, running and testing need, and only what is missing: Debian packages
-# (apt, as root), mailpit for the email tests (go install, mailpit.sh) and an Apache Kafka 3.9
-# broker's jars (Maven Central); both cached outside the checkout in $AP_CACHE_DIR. Takes about
-# a second when everything is already there.
+# (apt, as root) and an Apache Kafka 3.9 broker's jars (Maven Central, cached outside the
+# checkout in $AP_CACHE_DIR). Takes about a second when everything is already there.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -50,9 +49,6 @@ if ((${#missing[@]})); then
     done
     apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}"
 fi
-
-# --- mailpit, the SMTP server of the email tests (built once with Go, cached) ------------------
-bash "$(dirname "${BASH_SOURCE[0]}")/mailpit.sh" >/dev/null
 
 # --- Kafka broker jars ------------------------------------------------------------------------
 if ap_kafka_libs_ready; then

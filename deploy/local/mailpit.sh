@@ -4,7 +4,7 @@
 # Makes sure the mailpit SMTP test server (github.com/axllent/mailpit, pinned) is built and
 # cached outside the checkout, and prints the binary's path. Built once with `go install`
 # (a few minutes cold on 2 cores), then reused: a second run takes milliseconds. The e2e email
-# tests call it when the binary is missing; deps.sh calls it too when Go is installed.
+# tests call it when the binary is missing, and deploy/local/test before the tests.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
