@@ -124,6 +124,11 @@ ap_err_t ap_smtp_new(const char *url, const char *username, const char *password
 ap_err_t ap_smtp_send(ap_smtp_t *smtp, const char *from, const char *to, const char *message,
                       char *why, size_t whylen);
 
+/* Asked (about once a second, and more often while data moves) during a send; true aborts
+ * it with AP_ERR_UNAVAILABLE, so a stop need not wait out a silent server. */
+typedef bool (*ap_smtp_cancel_fn)(void *ctx);
+void ap_smtp_set_cancel(ap_smtp_t *smtp, ap_smtp_cancel_fn cancel, void *ctx);
+
 /* "smtp://host:port" of the URL without credentials, path or query, for the log. */
 void ap_smtp_describe(const ap_smtp_t *smtp, char *out, size_t len);
 

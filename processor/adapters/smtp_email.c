@@ -8,7 +8,6 @@
  * the credentials are ever logged or put in an error text: only scheme, host and port.
  */
 #include <curl/curl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +182,9 @@ struct ap_smtp {
     char *password;
     char where[256]; /* scheme://host:port, for the log */
     char errbuf[CURL_ERROR_SIZE];
+    bool global_init; /* curl_global_init to balance */
+    ap_smtp_cancel_fn cancel;
+    void *cancel_ctx;
 };
 
 /* Reads the message for libcurl's upload. */
@@ -199,12 +201,6 @@ static size_t read_message(char *buf, size_t size, size_t nitems, void *userdata
     memcpy(buf, up->data + up->off, n);
     up->off += n;
     return n;
-}
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
 /* scheme://host:port of `url`, through libcurl's own parser so userinfo never shows. */
@@ -229,8 +225,12 @@ ap_err_t ap_smtp_new(const char *url, const char *username, const char *password
                      ap_smtp_t **out)
 {
     ap_smtp_t *smtp = calloc(1, sizeof *smtp);
-    pthread_once(&curl_once, curl_init);
-    if (!smtp || !(smtp->url = strdup(url)) || (username && !(smtp->username = strdup(username))) ||
+    if (!smtp)
+        return AP_ERR_NOMEM;
+    /* Reference-counted by libcurl (and thread-safe since 7.84), as registry_client.c's. */
+    smtp->global_init = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+    if (!smtp->global_init || !(smtp->url = strdup(url)) ||
+        (username && !(smtp->username = strdup(username))) ||
         (password && !(smtp->password = strdup(password))) || !(smtp->curl = curl_easy_init())) {
         ap_smtp_free(smtp);
         return AP_ERR_NOMEM;
@@ -238,6 +238,21 @@ ap_err_t ap_smtp_new(const char *url, const char *username, const char *password
     describe(url, smtp->where, sizeof smtp->where);
     *out = smtp;
     return AP_OK;
+}
+
+void ap_smtp_set_cancel(ap_smtp_t *smtp, ap_smtp_cancel_fn cancel, void *ctx)
+{
+    smtp->cancel = cancel;
+    smtp->cancel_ctx = ctx;
+}
+
+/* libcurl's progress callback: non-zero aborts the transfer. */
+static int progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                    curl_off_t ulnow)
+{
+    ap_smtp_t *smtp = clientp;
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return smtp->cancel && smtp->cancel(smtp->cancel_ctx) ? 1 : 0;
 }
 
 void ap_smtp_describe(const ap_smtp_t *smtp, char *out, size_t len)
@@ -260,6 +275,8 @@ void ap_smtp_free(ap_smtp_t *smtp)
             *p++ = '\0';
         free(smtp->password);
     }
+    if (smtp->global_init)
+        curl_global_cleanup();
     free(smtp);
 }
 
@@ -275,6 +292,7 @@ static bool unreachable(CURLcode rc)
     case CURLE_GOT_NOTHING:
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_ABORTED_BY_CALLBACK:
         return true;
     default:
         return false;
@@ -317,6 +335,9 @@ ap_err_t ap_smtp_send(ap_smtp_t *smtp, const char *from, const char *to, const c
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 60000L);
     curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, progress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, smtp);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
 
     CURLcode rc = curl_easy_perform(curl);
     curl_slist_free_all(rcpt);

@@ -44,6 +44,12 @@ static bool stopping(ap_email_sender_t *sender)
     return atomic_load(&sender->stop);
 }
 
+/* ap_smtp_cancel_fn: a stop cuts an SMTP exchange short (the row stays, to be sent again). */
+static bool smtp_cancelled(void *ctx)
+{
+    return stopping(ctx);
+}
+
 /* Sleeps up to `ms`, less when asked to stop. */
 static void nap(ap_email_sender_t *sender, int64_t ms)
 {
@@ -152,6 +158,11 @@ static ap_err_t send_one(ap_email_sender_t *sender, bool *found, bool *failed)
         return err;
     }
 
+    if (stopping(sender)) {
+        /* Cut short by a stop, not refused: the row stays as it was, for the next start. */
+        ap_email_queue_release(sender->queue);
+        return AP_OK;
+    }
     *failed = true;
     count(sender, 0, 1, 0);
     int64_t delay = backoff_ms(sender, row.attempts, cfg->email_retry_max_ms);
@@ -247,6 +258,7 @@ ap_err_t ap_email_sender_start(const ap_config_t *cfg, ap_email_sender_t **out)
         if ((err = ap_smtp_new(cfg->smtp_url, cfg->smtp_username, cfg->smtp_password,
                                &sender->smtp)))
             goto fail;
+        ap_smtp_set_cancel(sender->smtp, smtp_cancelled, sender);
         ap_smtp_describe(sender->smtp, where, sizeof where);
         AP_INFO("email", "out-of-stock emails go to %s through %s, from %s", cfg->notify_to,
                 where, cfg->notify_from);
