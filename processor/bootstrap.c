@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ap/email.h"
 #include "ap/log.h"
 #include "ap/pg.h"
 
@@ -89,6 +90,7 @@ static ap_err_t register_schemas(ap_runtime_t *rt, const ap_config_t *cfg)
 ap_err_t ap_bootstrap_runtime(ap_runtime_t *rt, const ap_config_t *cfg)
 {
     ap_uow_t *uow = NULL;
+    ap_notifier_t *notifier = NULL;
     ap_err_t err;
     bool confluent = strcmp(cfg->avro_wire_format, "confluent") == 0;
 
@@ -102,8 +104,13 @@ ap_err_t ap_bootstrap_runtime(ap_runtime_t *rt, const ap_config_t *cfg)
         ap_uow_free(uow);
     if (err == AP_OK && (err = ap_pg_outbox_new(uow, rt->codec, cfg->topic_prefix, &rt->outbox)))
         ap_uow_free(uow);
+    /* Out-of-stock emails are rows of email_outbox, sent by the email sender after commit. */
+    if (err == AP_OK && (err = ap_pg_email_outbox_new(uow, cfg->topic_prefix, &notifier))) {
+        ap_publisher_free(ap_outbox_publisher(rt->outbox));
+        ap_uow_free(uow);
+    }
     if (err == AP_OK)
-        err = ap_bootstrap(&rt->app, uow, ap_outbox_publisher(rt->outbox), ap_log_notifier_new(),
+        err = ap_bootstrap(&rt->app, uow, ap_outbox_publisher(rt->outbox), notifier,
                            ap_system_clock_new(), cfg->notify_to);
     if (err) {
         /* ap_bootstrap frees what it was given, also on failure. */

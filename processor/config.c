@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Keys with a meaning of their own; any other KAFKA_<NAME> goes to librdkafka. */
 static const char *const known_keys[] = {
@@ -21,7 +22,10 @@ static const char *const known_keys[] = {
     "TOPIC_PREFIX", "TOPIC_PARTITIONS", "TOPIC_REPLICATION_FACTOR", "AVRO_WIRE_FORMAT",
     "SCHEMA_REGISTRY_URL", "NOTIFY_EMAIL_TO", "NOTIFY_EMAIL_FROM", "SMTP_URL", "HTTP_ADDR",
     "LOG_LEVEL", "LOG_FORMAT", "BATCH_MAX_MESSAGES", "BATCH_MAX_WAIT_MS",
-    "BACKPRESSURE_MAX_ROWS", "BACKPRESSURE_MAX_AGE_MS", "PRODUCT_CACHE_MB", NULL};
+    "BACKPRESSURE_MAX_ROWS", "BACKPRESSURE_MAX_AGE_MS", "PRODUCT_CACHE_MB",
+    /* email (secrets also as <NAME>_FILE) */
+    "SMTP_URL_FILE", "SMTP_USERNAME", "SMTP_USERNAME_FILE", "SMTP_PASSWORD",
+    "SMTP_PASSWORD_FILE", "EMAIL_RETRY_MAX_MS", NULL};
 
 /* Collected KEY=value settings, later ones replacing earlier ones. */
 typedef struct settings {
@@ -289,6 +293,105 @@ static ap_err_t collect_kafka(ap_config_t *cfg, const settings_t *s, char *err, 
     return rc;
 }
 
+/* ---------------------------------------------------------------- email settings */
+
+/* Frees a string that may hold a secret, overwriting it first. */
+static void wipe_free(char *secret)
+{
+    if (!secret)
+        return;
+    for (volatile char *p = secret; *p; p++)
+        *p = '\0';
+    free(secret);
+}
+
+/*
+ * A secret-bearing setting: KEY's value, or the contents of the file KEY_FILE names (a
+ * Kubernetes Secret mount; trailing line ends dropped). NULL when neither is set. The error
+ * names the key and the file, never the value.
+ */
+static ap_err_t secret(const settings_t *s, const char *key, char **out, char *err,
+                       size_t errlen)
+{
+    char file_key[64];
+    snprintf(file_key, sizeof file_key, "%s_FILE", key);
+    const char *value = settings_get(s, key), *path = settings_get(s, file_key);
+    if (value && *value && path && *path) {
+        snprintf(err, errlen, "%s and %s: set one or the other, not both", key, file_key);
+        return AP_ERR_CONFIG;
+    }
+    if (!path || !*path)
+        return dup_into(out, value && *value ? value : NULL) ? AP_OK : AP_ERR_NOMEM;
+
+    FILE *fp = fopen(path, "r");
+    if (!fp) {
+        snprintf(err, errlen, "%s: %s: %s", file_key, path, strerror(errno));
+        return AP_ERR_CONFIG;
+    }
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, fp);
+    bool too_long = n == sizeof buf && fgetc(fp) != EOF;
+    fclose(fp);
+    if (too_long) {
+        snprintf(err, errlen, "%s: %s is longer than %zu bytes", file_key, path, sizeof buf - 1);
+        return AP_ERR_CONFIG;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    buf[n] = '\0';
+    free(*out);
+    *out = n ? strdup(buf) : NULL;
+    for (volatile char *p = buf; p < buf + sizeof buf; p++)
+        *p = '\0';
+    return !n || *out ? AP_OK : AP_ERR_NOMEM;
+}
+
+/* A bare address (local@domain), nothing a header or an SMTP command could trip on. */
+static bool valid_address(const char *address)
+{
+    const char *at = strrchr(address, '@');
+    if (!at || at == address || !at[1] || strlen(address) > 254)
+        return false;
+    for (const char *p = address; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c <= ' ' || c == 0x7f || strchr("<>()[],;:\\\"", c))
+            return false;
+    }
+    return true;
+}
+
+static ap_err_t email_settings(ap_config_t *cfg, const settings_t *s, char *err, size_t errlen)
+{
+    ap_err_t rc;
+    long retry_max;
+
+    if (!valid_address(cfg->notify_to)) {
+        snprintf(err, errlen, "NOTIFY_EMAIL_TO: \"%s\" is not an address like stock@made.com",
+                 cfg->notify_to);
+        return AP_ERR_CONFIG;
+    }
+    if (!valid_address(cfg->notify_from)) {
+        snprintf(err, errlen,
+                 "NOTIFY_EMAIL_FROM: \"%s\" is not an address like allocations@example.com",
+                 cfg->notify_from);
+        return AP_ERR_CONFIG;
+    }
+    if ((rc = secret(s, "SMTP_URL", &cfg->smtp_url, err, errlen)) ||
+        (rc = secret(s, "SMTP_USERNAME", &cfg->smtp_username, err, errlen)) ||
+        (rc = secret(s, "SMTP_PASSWORD", &cfg->smtp_password, err, errlen)))
+        return rc;
+    /* The URL may hold a password: the message never repeats it. */
+    if (cfg->smtp_url && strncasecmp(cfg->smtp_url, "smtp://", 7) != 0 &&
+        strncasecmp(cfg->smtp_url, "smtps://", 8) != 0) {
+        snprintf(err, errlen, "SMTP_URL: must start with smtp:// or smtps://");
+        return AP_ERR_CONFIG;
+    }
+    if (!number(s, "EMAIL_RETRY_MAX_MS", 100, 86400000, 60000, &retry_max, err, errlen))
+        return AP_ERR_CONFIG;
+    cfg->email_retry_max_ms = (int)retry_max;
+    return AP_OK;
+}
+
 ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, char *err,
                         size_t errlen)
 {
@@ -318,7 +421,6 @@ ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, ch
     STRING("SCHEMA_REGISTRY_URL", schema_registry_url, NULL);
     STRING("NOTIFY_EMAIL_TO", notify_to, "stock@made.com");
     STRING("NOTIFY_EMAIL_FROM", notify_from, "allocations@example.com");
-    STRING("SMTP_URL", smtp_url, NULL);
     STRING("HTTP_ADDR", http_addr, "127.0.0.1:8080");
 #undef STRING
 
@@ -393,6 +495,9 @@ ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, ch
     cfg->backpressure_max_age_ms = max_age;
     cfg->product_cache_bytes = (size_t)cache_mb * 1024 * 1024;
 
+    if ((rc = email_settings(cfg, &s, err, errlen)))
+        goto out;
+
     rc = collect_kafka(cfg, &s, err, errlen);
 
 out:
@@ -422,7 +527,9 @@ void ap_config_release(ap_config_t *cfg)
     free(cfg->schema_registry_url);
     free(cfg->notify_to);
     free(cfg->notify_from);
-    free(cfg->smtp_url);
+    wipe_free(cfg->smtp_url);
+    wipe_free(cfg->smtp_username);
+    wipe_free(cfg->smtp_password);
     free(cfg->http_addr);
     memset(cfg, 0, sizeof *cfg);
 }

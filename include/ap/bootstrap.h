@@ -27,15 +27,15 @@ ap_err_t ap_bootstrap(ap_app_t *app, ap_uow_t *uow, ap_publisher_t *publisher,
 
 void ap_app_release(ap_app_t *app);
 
-/* Adapters with no infrastructure behind them: a notifier that logs at info level (until the
- * email adapter arrives) and the system clock. Caller frees. */
+/* Adapters with no infrastructure behind them: a notifier that logs at info level and the
+ * system clock. Caller frees. */
 ap_notifier_t *ap_log_notifier_new(void);
 ap_clock_t *ap_system_clock_new(void);
 
 /*
  * The production wiring for `run`: a PostgreSQL unit of work, the transactional outbox as
  * publisher (Avro per AVRO_WIRE_FORMAT; with `confluent`, every event schema registered
- * under `<topic>-value` first), the logging notifier and the system clock.
+ * under `<topic>-value` first), the email outbox as notifier (email.h) and the system clock.
  */
 typedef struct ap_runtime {
     ap_app_t app;

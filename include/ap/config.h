@@ -34,7 +34,10 @@ typedef struct ap_config {
     char *schema_registry_url;
     char *notify_to;
     char *notify_from;
-    char *smtp_url;
+    char *smtp_url;      /* secret: may hold credentials; NULL: emails are logged, not sent */
+    char *smtp_username; /* secret; NULL: none (or in the URL) */
+    char *smtp_password; /* secret */
+    int email_retry_max_ms; /* the longest backoff of an email the SMTP server did not take */
     char *http_addr;
     ap_log_level_t log_level;
     bool log_json;

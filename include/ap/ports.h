@@ -157,6 +157,10 @@ void ap_publisher_free(ap_publisher_t *pub);
 
 /* ---------------------------------------------------------------- notifications */
 
+/*
+ * Where a notification goes. Transactional adapters (the email outbox, email.h) write it
+ * inside the uow's current scope, so it is sent after commit, once, or never.
+ */
 typedef struct ap_notifier ap_notifier_t;
 struct ap_notifier_ops {
     ap_err_t (*send)(ap_notifier_t *notifier, const char *to, const char *subject,

@@ -16,6 +16,7 @@
 #include "ap/pg.h"
 #include "ap/registry.h"
 #include "entrypoints/consumer.h"
+#include "entrypoints/email_sender.h"
 #include "entrypoints/relay.h"
 
 extern char **environ;
@@ -92,6 +93,7 @@ static int cmd_run(const ap_config_t *cfg)
 {
     ap_runtime_t rt;
     ap_relay_t *relay = NULL;
+    ap_email_sender_t *email = NULL;
     ap_err_t err;
 
     install_signal_handlers();
@@ -111,10 +113,17 @@ static int cmd_run(const ap_config_t *cfg)
         ap_runtime_release(&rt);
         return 1;
     }
+    if ((err = ap_email_sender_start(cfg, &email))) {
+        AP_ERROR("main", "cannot start the email sender: %s", ap_strerror(err));
+        ap_relay_stop(relay);
+        ap_runtime_release(&rt);
+        return 1;
+    }
     ap_health_t health = {true, true, false};
     int rc = ap_consumer_run(cfg, &rt.app, rt.outbox, rt.codec, &health, &stop_requested);
     /* The consumer has committed its last record; let the relay deliver what it can. */
     ap_relay_stop(relay);
+    ap_email_sender_stop(email);
     ap_runtime_release(&rt);
     AP_INFO("main", "stopped");
     return rc;

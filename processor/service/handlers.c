@@ -157,14 +157,26 @@ static ap_err_t reallocate(const ap_deps_t *deps, const ap_msg_t *event, char *w
     return allocate(deps, &cmd, why, whylen);
 }
 
+/*
+ * The notifier writes the email in this scope (a row of the email outbox in production), so
+ * it commits with the command or not at all: a command rolled back or retried sends nothing
+ * extra. The email sender delivers it after commit.
+ */
+static ap_err_t notify_work(const ap_deps_t *deps, const ap_msg_t *event, char *why,
+                            size_t whylen)
+{
+    char subject[AP_STR_SIZE + 32], body[AP_STR_SIZE + 32];
+
+    (void)why, (void)whylen;
+    snprintf(subject, sizeof subject, "Out of stock: %s", event->sku);
+    snprintf(body, sizeof body, "Out of stock for %s", event->sku);
+    return ap_notifier_send(deps->notifier, deps->notify_to, subject, body);
+}
+
 static ap_err_t send_out_of_stock_notification(const ap_deps_t *deps, const ap_msg_t *event,
                                                char *why, size_t whylen)
 {
-    char body[AP_STR_SIZE + 32];
-
-    (void)why, (void)whylen;
-    snprintf(body, sizeof body, "Out of stock for %s", event->sku);
-    return ap_notifier_send(deps->notifier, deps->notify_to, "Out of stock", body);
+    return with_uow(notify_work, deps, event, why, whylen);
 }
 
 const ap_handler_table_t ap_default_handlers = {

@@ -21,6 +21,13 @@ typedef struct offset_row {
     int64_t epoch, next_offset;
 } offset_row_t;
 
+/* A row of the fake email outbox (ap_fake_email_outbox_new). */
+typedef struct email_row {
+    char to[AP_STR_SIZE];
+    char subject[2 * AP_STR_SIZE];
+    char body[2 * AP_STR_SIZE];
+} email_row_t;
+
 typedef struct store {
     ap_product_t **products;
     size_t nproducts;
@@ -28,6 +35,8 @@ typedef struct store {
     size_t nrows;
     offset_row_t *offsets;
     size_t noffsets;
+    email_row_t *emails;
+    size_t nemails;
 } store_t;
 
 typedef struct fake_uow {
@@ -53,6 +62,7 @@ static void store_release(store_t *store)
     free(store->products);
     free(store->rows);
     free(store->offsets);
+    free(store->emails);
     memset(store, 0, sizeof *store);
 }
 
@@ -70,12 +80,14 @@ static bool store_copy(store_t *dst, const store_t *src)
     dst->products = calloc(src->nproducts + 1, sizeof *dst->products);
     dst->rows = dup_bytes(src->rows, src->nrows * sizeof *src->rows);
     dst->offsets = dup_bytes(src->offsets, src->noffsets * sizeof *src->offsets);
-    if (!dst->products || !dst->rows || !dst->offsets) {
+    dst->emails = dup_bytes(src->emails, src->nemails * sizeof *src->emails);
+    if (!dst->products || !dst->rows || !dst->offsets || !dst->emails) {
         store_release(dst);
         return false;
     }
     dst->nrows = src->nrows;
     dst->noffsets = src->noffsets;
+    dst->nemails = src->nemails;
     for (size_t i = 0; i < src->nproducts; i++) {
         if (!(dst->products[i] = ap_product_clone(src->products[i]))) {
             store_release(dst);
@@ -420,4 +432,59 @@ ap_err_t ap_fake_uow_store(ap_uow_t *uow, ap_product_t *product)
     self->store.products = grown;
     self->store.products[self->store.nproducts++] = product;
     return AP_OK;
+}
+
+/* ---------------------------------------------------------------- the email outbox */
+
+typedef struct fake_email_outbox {
+    ap_notifier_t notifier;
+    ap_uow_t *uow;
+} fake_email_outbox_t;
+
+/* Like the PostgreSQL adapter: a row in the uow's current scope, gone if the scope is. */
+static ap_err_t fake_email_send(ap_notifier_t *notifier, const char *to, const char *subject,
+                                const char *body)
+{
+    store_t *store = &self_of(container_of(notifier, fake_email_outbox_t, notifier)->uow)->store;
+    email_row_t *grown = realloc(store->emails, (store->nemails + 1) * sizeof *grown);
+    if (!grown)
+        return AP_ERR_NOMEM;
+    store->emails = grown;
+    email_row_t *row = &store->emails[store->nemails++];
+    snprintf(row->to, sizeof row->to, "%s", to);
+    snprintf(row->subject, sizeof row->subject, "%s", subject);
+    snprintf(row->body, sizeof row->body, "%s", body);
+    return AP_OK;
+}
+
+static void fake_email_free(ap_notifier_t *notifier)
+{
+    free(container_of(notifier, fake_email_outbox_t, notifier));
+}
+
+static const struct ap_notifier_ops fake_email_ops = {fake_email_send, fake_email_free};
+
+ap_notifier_t *ap_fake_email_outbox_new(ap_uow_t *uow)
+{
+    fake_email_outbox_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->notifier.ops = &fake_email_ops;
+    self->uow = uow;
+    return &self->notifier;
+}
+
+size_t ap_fake_uow_email_count(ap_uow_t *uow)
+{
+    return self_of(uow)->store.nemails;
+}
+
+const char *ap_fake_uow_email(ap_uow_t *uow, size_t i, const char **to, const char **subject)
+{
+    const email_row_t *row = &self_of(uow)->store.emails[i];
+    if (to)
+        *to = row->to;
+    if (subject)
+        *subject = row->subject;
+    return row->body;
 }

@@ -47,6 +47,17 @@ size_t ap_fake_notifier_count(ap_notifier_t *notifier);
 const char *ap_fake_notifier_to(ap_notifier_t *notifier, size_t i);
 const char *ap_fake_notifier_body(ap_notifier_t *notifier, size_t i);
 
+/*
+ * The email outbox's fake: a notifier that writes each email as a row of the fake uow's
+ * store, inside its current scope, so a rolled-back scope takes its emails with it (as the
+ * PostgreSQL adapter's rows go with their savepoint). `uow` is borrowed.
+ */
+ap_notifier_t *ap_fake_email_outbox_new(ap_uow_t *uow);
+/* Emails committed by the scopes so far (an open outer scope's included), in order. */
+size_t ap_fake_uow_email_count(ap_uow_t *uow);
+/* The i-th email's body; its recipient and subject through `to` and `subject` (borrowed). */
+const char *ap_fake_uow_email(ap_uow_t *uow, size_t i, const char **to, const char **subject);
+
 /* Time stands still until someone sleeps; sleeping advances it at once. random() is a
  * fixed-seed generator. */
 ap_clock_t *ap_fake_clock_new(void);

@@ -1,0 +1,300 @@
+/*
+ * pg_email_outbox.c - the email outbox on PostgreSQL (email.h): the notifier adapter that
+ * inserts a row of `email_outbox` inside the unit of work's current scope, and the email
+ * sender's session that takes due rows one at a time and deletes or reschedules them.
+ *
+ * One row, one short transaction on the sender's side: the row is locked (FOR UPDATE SKIP
+ * LOCKED, so replicas never send the same row at once) while one SMTP exchange runs, then
+ * deleted or pushed back. This file does not decide when to send or how long to back off:
+ * the sender loop does (entrypoints/email_sender.c).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/pg_internal.h"
+#include "ap/email.h"
+#include "ap/log.h"
+
+/* ---------------------------------------------------------------- writing side */
+
+typedef struct pg_email_outbox {
+    ap_notifier_t notifier; /* first: the notifier port */
+    ap_uow_t *uow;
+    char *origin;
+} pg_email_outbox_t;
+
+static const char insert_sql[] =
+    "INSERT INTO email_outbox (origin, recipient, subject, body) VALUES ($1, $2, $3, $4)";
+static const char insert_many_sql[] =
+    "INSERT INTO email_outbox (origin, recipient, subject, body) "
+    "SELECT u.origin, u.recipient, u.subject, u.body "
+    "  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) "
+    "       WITH ORDINALITY AS u(origin, recipient, subject, body, ord) "
+    " ORDER BY u.ord";
+
+static ap_err_t email_outbox_send(ap_notifier_t *notifier, const char *to, const char *subject,
+                                  const char *body)
+{
+    pg_email_outbox_t *self = container_of(notifier, pg_email_outbox_t, notifier);
+    const char *params[4] = {self->origin, to, subject, body};
+    /* Like the outbox's rows: with deferred writes it goes with the next round trip. */
+    return ap_pg_uow_insert(self->uow, insert_sql, insert_many_sql, 4, params, NULL, NULL);
+}
+
+static void email_outbox_free(ap_notifier_t *notifier)
+{
+    pg_email_outbox_t *self = container_of(notifier, pg_email_outbox_t, notifier);
+    free(self->origin);
+    free(self);
+}
+
+static const struct ap_notifier_ops email_outbox_ops = {email_outbox_send, email_outbox_free};
+
+ap_err_t ap_pg_email_outbox_new(ap_uow_t *uow, const char *origin, ap_notifier_t **out)
+{
+    pg_email_outbox_t *self = calloc(1, sizeof *self);
+    if (!self || !(self->origin = strdup(origin))) {
+        free(self);
+        return AP_ERR_NOMEM;
+    }
+    self->notifier.ops = &email_outbox_ops;
+    self->uow = uow;
+    *out = &self->notifier;
+    return AP_OK;
+}
+
+/* ---------------------------------------------------------------- reading side */
+
+#define TAKE_STMT "ap_email_take"
+#define SENT_STMT "ap_email_sent"
+#define RETRY_STMT "ap_email_retry"
+
+static const char take_sql[] =
+    "SELECT id, event_id::text, recipient, subject, body, attempts FROM email_outbox "
+    " WHERE origin = $1 AND next_attempt_at <= clock_timestamp() "
+    " ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED";
+static const char sent_sql[] = "DELETE FROM email_outbox WHERE id = $1::bigint";
+static const char retry_sql[] =
+    "UPDATE email_outbox SET attempts = attempts + 1, last_error = $3, "
+    "       next_attempt_at = clock_timestamp() + $2::bigint * interval '1 millisecond' "
+    " WHERE id = $1::bigint";
+
+enum { COL_ID, COL_EVENT_ID, COL_TO, COL_SUBJECT, COL_BODY, COL_ATTEMPTS, NCOLS };
+
+struct ap_email_queue {
+    char *conninfo; /* never logged */
+    char *origin;
+    PGconn *conn;  /* NULL while disconnected */
+    PGresult *res; /* the taken row points into it */
+    bool in_tx;
+};
+
+ap_email_queue_t *ap_pg_email_queue_new(const char *conninfo, const char *origin)
+{
+    ap_email_queue_t *queue = calloc(1, sizeof *queue);
+    if (!queue)
+        return NULL;
+    queue->conninfo = strdup(conninfo);
+    queue->origin = strdup(origin);
+    if (!queue->conninfo || !queue->origin) {
+        ap_email_queue_free(queue);
+        return NULL;
+    }
+    return queue;
+}
+
+static void disconnect(ap_email_queue_t *queue)
+{
+    if (queue->conn)
+        PQfinish(queue->conn);
+    queue->conn = NULL;
+    queue->in_tx = false;
+}
+
+void ap_email_queue_free(ap_email_queue_t *queue)
+{
+    if (!queue)
+        return;
+    disconnect(queue);
+    PQclear(queue->res);
+    free(queue->conninfo);
+    free(queue->origin);
+    free(queue);
+}
+
+bool ap_email_queue_connected(ap_email_queue_t *queue)
+{
+    return queue->conn && PQstatus(queue->conn) == CONNECTION_OK;
+}
+
+/* Maps and logs a failure; a session we can no longer trust is closed. */
+static ap_err_t fail(ap_email_queue_t *queue, const PGresult *res, const char *what)
+{
+    ap_err_t err = ap_pg_fail(queue->conn, res, what);
+    if (err == AP_ERR_UNAVAILABLE || !ap_email_queue_connected(queue))
+        disconnect(queue);
+    return err == AP_ERR_CONFLICT ? AP_ERR_INTERNAL : err;
+}
+
+static ap_err_t prepare(ap_email_queue_t *queue, const char *name, const char *sql)
+{
+    PGresult *res = PQprepare(queue->conn, name, sql, 0, NULL);
+    ap_err_t err = AP_OK;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        err = fail(queue, res, "prepare");
+    PQclear(res);
+    return err;
+}
+
+ap_err_t ap_email_queue_connect(ap_email_queue_t *queue)
+{
+    ap_err_t err;
+
+    if (ap_email_queue_connected(queue))
+        return AP_OK;
+    disconnect(queue);
+    if (!(queue->conn = ap_pg_connect(queue->conninfo)))
+        return AP_ERR_UNAVAILABLE;
+    /* As the relay's: a delete lost in a server crash only sends a row again, with the same
+     * Message-ID, which a receiver can drop. */
+    if ((err = ap_pg_exec(queue->conn, "SET synchronous_commit TO off", "email session")) ||
+        (err = ap_pg_exec(queue->conn, "LISTEN email_outbox", "email listen")) ||
+        (err = prepare(queue, TAKE_STMT, take_sql)) ||
+        (err = prepare(queue, SENT_STMT, sent_sql)) ||
+        (err = prepare(queue, RETRY_STMT, retry_sql))) {
+        disconnect(queue);
+        return err;
+    }
+    return AP_OK;
+}
+
+static ap_err_t exec(ap_email_queue_t *queue, const char *sql, const char *what)
+{
+    ap_err_t err = ap_pg_exec(queue->conn, sql, what);
+    if (err && !ap_email_queue_connected(queue))
+        disconnect(queue);
+    return err;
+}
+
+void ap_email_queue_release(ap_email_queue_t *queue)
+{
+    if (queue->conn && queue->in_tx)
+        (void)exec(queue, "ROLLBACK", "email rollback");
+    queue->in_tx = false;
+}
+
+ap_err_t ap_email_queue_take(ap_email_queue_t *queue, ap_email_row_t *row, bool *found)
+{
+    ap_err_t err;
+
+    if (!queue->conn)
+        return AP_ERR_UNAVAILABLE;
+    ap_email_queue_release(queue);
+    if ((err = exec(queue, "BEGIN", "email begin")))
+        return err;
+    queue->in_tx = true;
+    PQclear(queue->res);
+    const char *params[1] = {queue->origin};
+    queue->res = PQexecPrepared(queue->conn, TAKE_STMT, 1, params, NULL, NULL, 0);
+    if (PQresultStatus(queue->res) != PGRES_TUPLES_OK || PQnfields(queue->res) != NCOLS) {
+        err = fail(queue, queue->res, "email take");
+        ap_email_queue_release(queue);
+        return err;
+    }
+    if (PQntuples(queue->res) == 0) {
+        ap_email_queue_release(queue);
+        *found = false;
+        return AP_OK;
+    }
+    const PGresult *res = queue->res;
+    if (!ap_pg_get_int64(res, 0, COL_ID, &row->id)) {
+        ap_email_queue_release(queue);
+        return AP_ERR_INTERNAL;
+    }
+    row->event_id = PQgetvalue(res, 0, COL_EVENT_ID);
+    row->to = PQgetvalue(res, 0, COL_TO);
+    row->subject = PQgetvalue(res, 0, COL_SUBJECT);
+    row->body = PQgetvalue(res, 0, COL_BODY);
+    row->attempts = atoi(PQgetvalue(res, 0, COL_ATTEMPTS));
+    *found = true;
+    return AP_OK;
+}
+
+/* Runs one prepared statement on the taken row, then commits. */
+static ap_err_t finish(ap_email_queue_t *queue, const char *stmt, int nparams,
+                       const char *const *params, const char *what)
+{
+    if (!queue->conn || !queue->in_tx)
+        return AP_ERR_UNAVAILABLE;
+    PGresult *res = PQexecPrepared(queue->conn, stmt, nparams, params, NULL, NULL, 0);
+    ap_err_t err = AP_OK;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        err = fail(queue, res, what);
+    PQclear(res);
+    if (err) {
+        ap_email_queue_release(queue);
+        return err;
+    }
+    queue->in_tx = false;
+    return exec(queue, "COMMIT", "email commit");
+}
+
+ap_err_t ap_email_queue_sent(ap_email_queue_t *queue, int64_t id)
+{
+    char id_text[AP_PG_INT_SIZE];
+    snprintf(id_text, sizeof id_text, "%lld", (long long)id);
+    const char *params[1] = {id_text};
+    return finish(queue, SENT_STMT, 1, params, "email delete");
+}
+
+ap_err_t ap_email_queue_retry(ap_email_queue_t *queue, int64_t id, int64_t delay_ms,
+                              const char *error)
+{
+    char id_text[AP_PG_INT_SIZE], delay_text[AP_PG_INT_SIZE];
+    snprintf(id_text, sizeof id_text, "%lld", (long long)id);
+    snprintf(delay_text, sizeof delay_text, "%lld", (long long)delay_ms);
+    const char *params[3] = {id_text, delay_text, error};
+    return finish(queue, RETRY_STMT, 3, params, "email retry");
+}
+
+/* The socket failed under us: whatever libpq says, the session is gone. */
+static ap_err_t lost(ap_email_queue_t *queue)
+{
+    (void)ap_pg_fail(queue->conn, NULL, "email listen");
+    disconnect(queue);
+    return AP_ERR_UNAVAILABLE;
+}
+
+static bool drain_notifications(PGconn *conn)
+{
+    bool any = false;
+    PGnotify *note;
+    while ((note = PQnotifies(conn))) {
+        any = true;
+        PQfreemem(note);
+    }
+    return any;
+}
+
+ap_err_t ap_email_queue_wait(ap_email_queue_t *queue, int timeout_ms)
+{
+    if (!queue->conn)
+        return AP_ERR_UNAVAILABLE;
+    if (!PQconsumeInput(queue->conn))
+        return lost(queue);
+    if (drain_notifications(queue->conn))
+        return AP_OK;
+    struct pollfd pfd = {.fd = PQsocket(queue->conn), .events = POLLIN};
+    if (pfd.fd < 0)
+        return lost(queue);
+    int ready = poll(&pfd, 1, timeout_ms);
+    if (ready < 0 && errno != EINTR)
+        AP_WARN("pg", "email listen: poll: %s", strerror(errno));
+    if (ready > 0 && !PQconsumeInput(queue->conn))
+        return lost(queue);
+    (void)drain_notifications(queue->conn);
+    return AP_OK;
+}

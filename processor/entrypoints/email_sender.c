@@ -1,0 +1,292 @@
+/*
+ * email_sender.c - the email sender loop (email_sender.h): one thread that takes due rows of
+ * email_outbox one at a time, sends each over SMTP and deletes it once the server said yes.
+ *
+ * Postgres and SMTP are adapters (email.h); this file holds only the policy: the backoff of a
+ * failing row and of the loop, reconnecting, what to do without SMTP_URL, and stopping.
+ */
+#include "entrypoints/email_sender.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ap/email.h"
+#include "ap/log.h"
+
+#define IDLE_WAIT_MS 500     /* the polling fallback when no notification comes */
+#define RECONNECT_MIN_MS 500 /* Postgres reconnect backoff, doubling up to ... */
+#define RECONNECT_MAX_MS 10000
+#define RETRY_MIN_MS 250 /* a failed row's first backoff, doubling up to EMAIL_RETRY_MAX_MS */
+
+struct ap_email_sender {
+    const ap_config_t *cfg; /* borrowed until ap_email_sender_stop returns */
+    pthread_t thread;
+    atomic_bool stop;
+    pthread_mutex_t mutex; /* guards stats; with `wake`, lets a stop cut a nap short */
+    pthread_cond_t wake;
+    ap_email_sender_stats_t stats;
+
+    /* Owned by the thread once it runs. */
+    ap_email_queue_t *queue;
+    ap_smtp_t *smtp; /* NULL: SMTP_URL unset, emails go to the log */
+    unsigned seed;   /* jitter */
+    char logged_error[512]; /* the last failure text logged at warn level */
+};
+
+/* ---------------------------------------------------------------- time and stopping */
+
+static bool stopping(ap_email_sender_t *sender)
+{
+    return atomic_load(&sender->stop);
+}
+
+/* ap_smtp_cancel_fn: a stop cuts an SMTP exchange short (the row stays, to be sent again). */
+static bool smtp_cancelled(void *ctx)
+{
+    return stopping(ctx);
+}
+
+/* Sleeps up to `ms`, less when asked to stop. */
+static void nap(ap_email_sender_t *sender, int64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&sender->mutex);
+    while (!stopping(sender) &&
+           pthread_cond_timedwait(&sender->wake, &sender->mutex, &until) == 0) {
+    }
+    pthread_mutex_unlock(&sender->mutex);
+}
+
+static int64_t doubled(int64_t ms, int64_t max)
+{
+    return ms >= max / 2 ? max : ms * 2;
+}
+
+/* RETRY_MIN_MS doubled `attempts` times, at most `max`, minus up to half of it (jitter, so
+ * rows that failed together do not all come back at once). */
+static int64_t backoff_ms(ap_email_sender_t *sender, int attempts, int64_t max)
+{
+    int64_t ms = RETRY_MIN_MS;
+    for (int i = 0; i < attempts && ms < max; i++)
+        ms = doubled(ms, max);
+    if (ms > max)
+        ms = max;
+    return ms - (int64_t)((unsigned)rand_r(&sender->seed) % (unsigned)(ms / 2 + 1));
+}
+
+/* ---------------------------------------------------------------- stats */
+
+static void count(ap_email_sender_t *sender, uint64_t delivered, uint64_t failed,
+                  uint64_t logged)
+{
+    pthread_mutex_lock(&sender->mutex);
+    sender->stats.delivered += delivered;
+    sender->stats.failed += failed;
+    sender->stats.logged += logged;
+    pthread_mutex_unlock(&sender->mutex);
+}
+
+static void set_connected(ap_email_sender_t *sender, bool connected)
+{
+    pthread_mutex_lock(&sender->mutex);
+    sender->stats.connected = connected;
+    pthread_mutex_unlock(&sender->mutex);
+}
+
+void ap_email_sender_stats(ap_email_sender_t *sender, ap_email_sender_stats_t *stats)
+{
+    pthread_mutex_lock(&sender->mutex);
+    *stats = sender->stats;
+    pthread_mutex_unlock(&sender->mutex);
+}
+
+/* ---------------------------------------------------------------- one email */
+
+/*
+ * Takes one due row and sends it (or logs it, without SMTP). `found` false when none was
+ * due; `failed` when the server did not take it. An error when Postgres failed (logged).
+ */
+static ap_err_t send_one(ap_email_sender_t *sender, bool *found, bool *failed)
+{
+    const ap_config_t *cfg = sender->cfg;
+    char message_id[AP_EMAIL_MESSAGE_ID_SIZE], why[512];
+    ap_email_row_t row;
+    ap_err_t err;
+
+    *failed = false;
+    if ((err = ap_email_queue_take(sender->queue, &row, found)) || !*found)
+        return err;
+    ap_email_message_id(row.event_id, cfg->notify_from, message_id);
+
+    if (!sender->smtp) {
+        AP_INFO("email", "not sent (SMTP_URL is not set): to=%s subject=\"%s\" body=\"%s\" "
+                         "message-id=%s",
+                row.to, row.subject, row.body, message_id);
+        if ((err = ap_email_queue_sent(sender->queue, row.id)) == AP_OK)
+            count(sender, 0, 0, 1);
+        return err;
+    }
+
+    char *message = ap_email_format(cfg->notify_from, row.to, row.subject, row.body, message_id,
+                                    time(NULL));
+    if (!message) {
+        ap_email_queue_release(sender->queue);
+        return AP_ERR_NOMEM;
+    }
+    ap_err_t sent = ap_smtp_send(sender->smtp, cfg->notify_from, row.to, message, why,
+                                 sizeof why);
+    free(message);
+    if (sent == AP_OK) {
+        count(sender, 1, 0, 0);
+        sender->logged_error[0] = '\0';
+        AP_INFO("email", "sent %s to %s: %s", message_id, row.to, row.subject);
+        if ((err = ap_email_queue_sent(sender->queue, row.id)))
+            AP_WARN("email", "%s was sent but its row not deleted: it will be sent again, "
+                             "with the same Message-ID",
+                    message_id);
+        return err;
+    }
+
+    if (stopping(sender)) {
+        /* Cut short by a stop, not refused: the row stays as it was, for the next start. */
+        ap_email_queue_release(sender->queue);
+        return AP_OK;
+    }
+    *failed = true;
+    count(sender, 0, 1, 0);
+    int64_t delay = backoff_ms(sender, row.attempts, cfg->email_retry_max_ms);
+    /* One warning per distinct cause, not one per retry. */
+    bool quiet = strcmp(why, sender->logged_error) == 0;
+    ap_log(quiet ? AP_LOG_DEBUG : AP_LOG_WARN, "email",
+           "%s to %s not sent (%s); attempt %d, next in %lld ms", message_id, row.to, why,
+           row.attempts + 1, (long long)delay);
+    snprintf(sender->logged_error, sizeof sender->logged_error, "%s", why);
+    return ap_email_queue_retry(sender->queue, row.id, delay, why);
+}
+
+/* ---------------------------------------------------------------- the thread */
+
+static void *sender_main(void *arg)
+{
+    ap_email_sender_t *sender = arg;
+    int64_t reconnect_ms = RECONNECT_MIN_MS, failure_ms = RETRY_MIN_MS;
+    bool was_connected = false;
+
+    while (!stopping(sender)) {
+        if (!ap_email_queue_connected(sender->queue)) {
+            set_connected(sender, false);
+            if (was_connected)
+                AP_WARN("email", "lost the database session; reconnecting");
+            was_connected = false;
+            if (ap_email_queue_connect(sender->queue)) {
+                nap(sender, reconnect_ms);
+                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+                continue;
+            }
+            was_connected = true;
+            set_connected(sender, true);
+        }
+
+        bool found = false, failed = false;
+        if (send_one(sender, &found, &failed)) {
+            /* Lost sessions are handled at the top of the loop; anything else is retried
+             * after a growing pause. */
+            if (ap_email_queue_connected(sender->queue)) {
+                nap(sender, reconnect_ms);
+                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+            }
+            continue;
+        }
+        reconnect_ms = RECONNECT_MIN_MS;
+        if (failed) {
+            /* The server is likely away for every row: pause before the next one. */
+            nap(sender, failure_ms);
+            failure_ms = doubled(failure_ms, sender->cfg->email_retry_max_ms);
+            continue;
+        }
+        failure_ms = RETRY_MIN_MS;
+        if (!found)
+            (void)ap_email_queue_wait(sender->queue, IDLE_WAIT_MS);
+    }
+    ap_email_queue_release(sender->queue);
+    set_connected(sender, false);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- start and stop */
+
+static void sender_free(ap_email_sender_t *sender)
+{
+    ap_email_queue_free(sender->queue);
+    ap_smtp_free(sender->smtp);
+    pthread_cond_destroy(&sender->wake);
+    pthread_mutex_destroy(&sender->mutex);
+    free(sender);
+}
+
+ap_err_t ap_email_sender_start(const ap_config_t *cfg, ap_email_sender_t **out)
+{
+    pthread_condattr_t attr;
+    ap_err_t err = AP_ERR_NOMEM;
+    ap_email_sender_t *sender = calloc(1, sizeof *sender);
+    if (!sender)
+        return AP_ERR_NOMEM;
+    sender->cfg = cfg;
+    sender->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)sender;
+    atomic_init(&sender->stop, false);
+    pthread_mutex_init(&sender->mutex, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&sender->wake, &attr);
+    pthread_condattr_destroy(&attr);
+
+    if (!(sender->queue = ap_pg_email_queue_new(cfg->database_url, cfg->topic_prefix)))
+        goto fail;
+    if (cfg->smtp_url) {
+        char where[256];
+        if ((err = ap_smtp_new(cfg->smtp_url, cfg->smtp_username, cfg->smtp_password,
+                               &sender->smtp)))
+            goto fail;
+        ap_smtp_set_cancel(sender->smtp, smtp_cancelled, sender);
+        ap_smtp_describe(sender->smtp, where, sizeof where);
+        AP_INFO("email", "out-of-stock emails go to %s through %s, from %s", cfg->notify_to,
+                where, cfg->notify_from);
+    } else {
+        AP_WARN("email", "SMTP_URL is not set: out-of-stock emails are written to the log, "
+                         "not sent");
+    }
+    sender->stats.smtp = sender->smtp != NULL;
+    if (pthread_create(&sender->thread, NULL, sender_main, sender)) {
+        AP_ERROR("email", "cannot start the email sender thread");
+        err = AP_ERR_INTERNAL;
+        goto fail;
+    }
+    *out = sender;
+    return AP_OK;
+fail:
+    sender_free(sender);
+    return err;
+}
+
+void ap_email_sender_stop(ap_email_sender_t *sender)
+{
+    if (!sender)
+        return;
+    pthread_mutex_lock(&sender->mutex);
+    atomic_store(&sender->stop, true);
+    pthread_cond_broadcast(&sender->wake);
+    pthread_mutex_unlock(&sender->mutex);
+    pthread_join(sender->thread, NULL);
+    sender_free(sender);
+}
