@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "adapters/avro_internal.h"
+#include "ap/array.h"
 #include "ap/log.h"
 
 /* Builds (and the caller caches) the writer for registry id `id` from its JSON; on a schema
@@ -91,15 +92,9 @@ static ap_err_t writer_by_id(ap_avro_codec_t *codec, int32_t id, struct writer *
         SAY("looking up writer schema id %d: %s", (int)id, ap_strerror(err));
         return err;
     }
-    if (codec->cached == codec->cache_cap) {
-        size_t cap = codec->cache_cap ? 2 * codec->cache_cap : 8;
-        struct writer **cache = realloc(codec->cache, cap * sizeof *cache);
-        if (!cache) {
-            free(json);
-            return AP_ERR_NOMEM;
-        }
-        codec->cache = cache;
-        codec->cache_cap = cap;
+    if (!AP_ARRAY_RESERVE(codec->cache, codec->cache_cap, codec->cached + 1)) {
+        free(json);
+        return AP_ERR_NOMEM;
     }
     struct writer *w = writer_from_json(codec, id, json ? json : "");
     free(json);

@@ -17,6 +17,7 @@
 #include <libpq-fe.h>
 
 #include "adapters/pg_uow_internal.h"
+#include "ap/array.h"
 #include "ap/log.h"
 
 /* ---------------------------------------------------------------- pipelines */
@@ -444,14 +445,8 @@ static ap_err_t queue_slot(pg_uow_t *self, pending_t **out)
     ap_err_t err;
     if (self->npending == MAX_PENDING && (err = pg_queue_flush(self)))
         return err;
-    if (self->npending == self->pending_cap) {
-        size_t ncap = self->pending_cap ? self->pending_cap * 2 : 64;
-        pending_t *grown = realloc(self->pending, ncap * sizeof *grown);
-        if (!grown)
-            return AP_ERR_NOMEM;
-        self->pending = grown;
-        self->pending_cap = ncap;
-    }
+    if (!AP_ARRAY_RESERVE(self->pending, self->pending_cap, self->npending + 1))
+        return AP_ERR_NOMEM;
     *out = &self->pending[self->npending];
     memset(*out, 0, sizeof **out);
     return AP_OK;
