@@ -725,10 +725,7 @@ ap_err_t ap_pg_uow_new(const char *conninfo, ap_uow_t **out)
     *out = &self->uow;
     self = NULL;
 out:
-    if (self) {
-        PQfinish(self->conn);
-        free(self->conninfo);
-        free(self);
-    }
+    if (self)
+        pg_free(&self->uow);
     return err;
 }
