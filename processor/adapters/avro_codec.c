@@ -18,6 +18,7 @@
  */
 #include <avro.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,11 +251,11 @@ ap_err_t ap_avro_codec_new(ap_wire_format_t format, ap_avro_codec_t **out)
     codec->reader = avro_reader_memory(empty, 0);
     codec->writer = avro_writer_memory(empty, 0);
     if (!codec->entries || !codec->reader || !codec->writer)
-        goto fail;
+        goto out;
     for (size_t i = 0; i < ap_avro_schemas_count; i++) {
         codec->count = i + 1;
         if ((err = entry_init(&codec->entries[i], &ap_avro_schemas[i])))
-            goto fail;
+            goto out;
     }
 
     /* Every message type and the rejection have exactly one schema, and fingerprints and
@@ -263,12 +264,12 @@ ap_err_t ap_avro_codec_new(ap_wire_format_t format, ap_avro_codec_t **out)
     for (int t = AP_MSG_NONE + 1; t < AP_MSG__COUNT; t++) {
         if (!entry_by_type(codec, (ap_msg_type_t)t, false)) {
             AP_ERROR("avro", "no schema for %s", ap_msg_type_name((ap_msg_type_t)t));
-            goto fail;
+            goto out;
         }
     }
     if (!entry_by_type(codec, AP_MSG_NONE, true)) {
         AP_ERROR("avro", "no schema for %s", AP_AVRO_REJECTION_NAME);
-        goto fail;
+        goto out;
     }
     for (size_t i = 0; i < codec->count; i++) {
         for (size_t j = i + 1; j < codec->count; j++) {
@@ -276,13 +277,14 @@ ap_err_t ap_avro_codec_new(ap_wire_format_t format, ap_avro_codec_t **out)
                 codec->entries[i].fingerprint == codec->entries[j].fingerprint) {
                 AP_ERROR("avro", "schemas %s and %s clash", ap_avro_schemas[i].path,
                          ap_avro_schemas[j].path);
-                goto fail;
+                goto out;
             }
         }
     }
     *out = codec;
-    return AP_OK;
-fail:
+    codec = NULL;
+    err = AP_OK;
+out:
     ap_avro_codec_free(codec);
     return err;
 }
@@ -352,29 +354,64 @@ static ap_err_t str_field(const char *s, size_t size, struct fieldval *fv)
     return AP_OK;
 }
 
-static ap_err_t msg_get(const void *ctx, const char *name, struct fieldval *fv)
-{
-    const ap_msg_t *msg = ctx;
+/* Where a record's field lives in one of our fixed-size structs. */
+typedef struct field_map {
+    const char *name;
+    enum { FIELD_STR, FIELD_I32, FIELD_I64, FIELD_ETA } kind; /* ETA: has_eta + eta */
+    size_t offset, size;
+} field_map_t;
 
-    if (strcmp(name, "ref") == 0)
-        return str_field(msg->ref, sizeof msg->ref, fv);
-    if (strcmp(name, "sku") == 0)
-        return str_field(msg->sku, sizeof msg->sku, fv);
-    if (strcmp(name, "orderid") == 0)
-        return str_field(msg->orderid, sizeof msg->orderid, fv);
-    if (strcmp(name, "batchref") == 0)
-        return str_field(msg->batchref, sizeof msg->batchref, fv);
-    if (strcmp(name, "qty") == 0) {
-        fv->kind = FV_INT;
-        fv->i = msg->qty;
-        return AP_OK;
-    }
-    if (strcmp(name, "eta") == 0) {
-        fv->kind = msg->has_eta ? FV_INT : FV_NULL;
-        fv->i = msg->eta;
-        return AP_OK;
+#define FIELD(kind, type, member) {#member, kind, offsetof(type, member), sizeof ((type *)0)->member}
+
+static const field_map_t msg_fields[] = {
+    FIELD(FIELD_STR, ap_msg_t, ref),     FIELD(FIELD_STR, ap_msg_t, sku),
+    FIELD(FIELD_STR, ap_msg_t, orderid), FIELD(FIELD_STR, ap_msg_t, batchref),
+    FIELD(FIELD_I64, ap_msg_t, qty),     FIELD(FIELD_ETA, ap_msg_t, eta),
+};
+
+static const field_map_t rejection_fields[] = {
+    FIELD(FIELD_STR, ap_rejection_t, reason),
+    FIELD(FIELD_STR, ap_rejection_t, message),
+    FIELD(FIELD_STR, ap_rejection_t, source_topic),
+    FIELD(FIELD_I32, ap_rejection_t, source_partition),
+    FIELD(FIELD_I64, ap_rejection_t, source_offset),
+};
+
+/* Field `name` of the struct at `base`, by its map; AP_ERR_INTERNAL when it has none. */
+static ap_err_t mapped_field(const field_map_t *map, size_t n, const void *base,
+                             const char *name, struct fieldval *fv)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *at = (const char *)base + map[i].offset;
+        int32_t i32;
+        if (strcmp(name, map[i].name) != 0)
+            continue;
+        switch (map[i].kind) {
+        case FIELD_STR:
+            return str_field(at, map[i].size, fv);
+        case FIELD_I32:
+            memcpy(&i32, at, sizeof i32);
+            fv->kind = FV_INT;
+            fv->i = i32;
+            return AP_OK;
+        case FIELD_I64:
+            fv->kind = FV_INT;
+            memcpy(&fv->i, at, sizeof fv->i);
+            return AP_OK;
+        case FIELD_ETA: {
+            const ap_msg_t *msg = base;
+            fv->kind = msg->has_eta ? FV_INT : FV_NULL;
+            fv->i = msg->eta;
+            return AP_OK;
+        }
+        }
     }
     return AP_ERR_INTERNAL;
+}
+
+static ap_err_t msg_get(const void *ctx, const char *name, struct fieldval *fv)
+{
+    return mapped_field(msg_fields, sizeof msg_fields / sizeof msg_fields[0], ctx, name, fv);
 }
 
 static ap_err_t rejection_get(const void *ctx, const char *name, struct fieldval *fv)
@@ -386,23 +423,8 @@ static ap_err_t rejection_get(const void *ctx, const char *name, struct fieldval
         const char *type = ap_msg_type_name(rejection->command_type);
         return str_field(type, strlen(type) + 1, fv);
     }
-    if (strcmp(name, "reason") == 0)
-        return str_field(rejection->reason, sizeof rejection->reason, fv);
-    if (strcmp(name, "message") == 0)
-        return str_field(rejection->message, sizeof rejection->message, fv);
-    if (strcmp(name, "source_topic") == 0)
-        return str_field(rejection->source_topic, sizeof rejection->source_topic, fv);
-    if (strcmp(name, "source_partition") == 0) {
-        fv->kind = FV_INT;
-        fv->i = rejection->source_partition;
-        return AP_OK;
-    }
-    if (strcmp(name, "source_offset") == 0) {
-        fv->kind = FV_INT;
-        fv->i = rejection->source_offset;
-        return AP_OK;
-    }
-    return AP_ERR_INTERNAL;
+    return mapped_field(rejection_fields, sizeof rejection_fields / sizeof rejection_fields[0],
+                        ctx, name, fv);
 }
 
 static ap_err_t set_value(avro_value_t *value, const struct fieldval *fv)
@@ -497,24 +519,26 @@ static ap_err_t encode(ap_avro_codec_t *codec, struct entry *e, field_get_fn get
     return AP_OK;
 }
 
+/* An event or a command; `of_its_kind` says whether msg->type is what the caller encodes. */
+static ap_err_t encode_msg(ap_avro_codec_t *codec, const ap_msg_t *msg, bool of_its_kind,
+                           uint8_t **out, size_t *len)
+{
+    struct entry *e = of_its_kind ? entry_by_type(codec, msg->type, false) : NULL;
+    if (!e)
+        return AP_ERR_INTERNAL;
+    return encode(codec, e, msg_get, msg, out, len);
+}
+
 ap_err_t ap_avro_encode_event(ap_avro_codec_t *codec, const ap_msg_t *event, uint8_t **out,
                               size_t *len)
 {
-    struct entry *e = ap_msg_is_event(event->type) ? entry_by_type(codec, event->type, false)
-                                                   : NULL;
-    if (!e)
-        return AP_ERR_INTERNAL;
-    return encode(codec, e, msg_get, event, out, len);
+    return encode_msg(codec, event, ap_msg_is_event(event->type), out, len);
 }
 
 ap_err_t ap_avro_encode_command(ap_avro_codec_t *codec, const ap_msg_t *cmd, uint8_t **out,
                                 size_t *len)
 {
-    struct entry *e = ap_msg_is_command(cmd->type) ? entry_by_type(codec, cmd->type, false)
-                                                   : NULL;
-    if (!e)
-        return AP_ERR_INTERNAL;
-    return encode(codec, e, msg_get, cmd, out, len);
+    return encode_msg(codec, cmd, ap_msg_is_command(cmd->type), out, len);
 }
 
 ap_err_t ap_avro_encode_rejection(ap_avro_codec_t *codec, const ap_rejection_t *rejection,
