@@ -3,7 +3,7 @@
 # in while the processor is killed with SIGKILL three times, a second group member joins and
 # leaves gracefully, and Postgres restarts under the running processor. Afterwards Postgres
 # (write model and read model) and every event topic must equal what tests/model/model.py, an
-# independent model of domain.md, computes from the same stream: every command applied
+# independent model of docs/domain.md, computes from the same stream: every command applied
 # exactly once, every event delivered in per-sku order, re-deliveries only as exact repeats
 # with the same event-id.
 #
