@@ -1,6 +1,6 @@
 /*
  * avro.h - the Avro adapter: our schemas (schemas/avro/, compiled into the program), binary
- * encoding of events, decoding of commands, and the two framings of contract.md:
+ * encoding of events, decoding of commands, and the two framings of docs/topics.md:
  *
  *   single-object: C3 01, the writer schema's CRC-64-AVRO fingerprint (8 bytes, little
  *                  endian) of its Parsing Canonical Form, then the Avro binary body;
@@ -22,7 +22,7 @@
 
 typedef enum { AP_WIRE_SINGLE_OBJECT, AP_WIRE_CONFLUENT } ap_wire_format_t;
 
-/* The processing outcome "a valid command the domain refused" (contract.md). */
+/* The processing outcome "a valid command the domain refused" (docs/guarantees.md). */
 typedef struct ap_rejection {
     ap_msg_type_t command_type; /* AP_MSG_NONE when unknown */
     char reason[32];            /* invalid_command, invalid_sku, unknown_batch, batch_exists */

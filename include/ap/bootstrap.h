@@ -8,6 +8,7 @@
 #include "ap/avro.h"
 #include "ap/bus.h"
 #include "ap/config.h"
+#include "ap/log_adapters.h"
 #include "ap/outbox.h"
 #include "ap/ports.h"
 #include "ap/registry.h"
@@ -26,11 +27,6 @@ ap_err_t ap_bootstrap(ap_app_t *app, ap_uow_t *uow, ap_publisher_t *publisher,
                       ap_notifier_t *notifier, ap_clock_t *clock, const char *notify_to);
 
 void ap_app_release(ap_app_t *app);
-
-/* Adapters with no infrastructure behind them: a notifier that logs at info level and the
- * system clock. Caller frees. */
-ap_notifier_t *ap_log_notifier_new(void);
-ap_clock_t *ap_system_clock_new(void);
 
 /*
  * The production wiring for `run`: a PostgreSQL unit of work, the transactional outbox as

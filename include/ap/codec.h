@@ -1,7 +1,8 @@
 /*
  * codec.h - turning the bytes of a Kafka message into a command.
  *
- * A value is JSON (what people type into kcat) or, later, Avro; the first byte tells which.
+ * A value is JSON (what people type into kcat) or Avro in either framing (docs/topics.md);
+ * the first byte tells which.
  */
 #ifndef AP_CODEC_H
 #define AP_CODEC_H

@@ -1,6 +1,7 @@
 /*
  * config.h - the processor's configuration: environment variables (12-factor), optionally
- * backed by a `--config FILE` of KEY=value lines. contract.md lists every key.
+ * backed by a `--config FILE` of KEY=value lines. README.md and docs/operations.md list
+ * every key.
  */
 #ifndef AP_CONFIG_H
 #define AP_CONFIG_H

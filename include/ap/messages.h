@@ -48,7 +48,7 @@ typedef enum {
 
 /*
  * Where a message came from, carried from a command to every event it causes (the Kafka
- * headers of contract.md). The domain never reads or writes it; the bus copies a command's
+ * headers of docs/topics.md). The domain never reads or writes it; the bus copies a command's
  * metadata onto the events it collects.
  */
 #define AP_TRACEPARENT_SIZE 128
@@ -94,7 +94,7 @@ ap_err_t ap_msg_allocate(ap_msg_t *msg, const char *orderid, const char *sku, in
 ap_err_t ap_msg_change_batch_quantity(ap_msg_t *msg, const char *ref, int64_t qty);
 
 /*
- * Checks a command against the domain's validation rules (domain.md): a missing or empty
+ * Checks a command against the domain's validation rules (docs/domain.md): a missing or empty
  * field, qty <= 0 for Allocate, qty < 0 for the batch commands. On failure returns
  * AP_ERR_INVALID_COMMAND and writes a one-line reason into `why` (if not NULL).
  */

@@ -2,7 +2,7 @@
  * model.h - the allocation domain: OrderLine, Batch and the Product aggregate.
  *
  * Pure C: no I/O, no logging, no library but libc. Every change goes through a Product
- * function, which keeps the invariants (domain.md), bumps `version_number` once per
+ * function, which keeps the invariants (docs/domain.md), bumps `version_number` once per
  * accepted change, records the domain events it caused (collected later by the message
  * bus) and records the writes storage must make (drained by the repository on commit).
  *

@@ -48,3 +48,18 @@ rd_kafka_conf_t *ap_kafka_conf_new(const ap_config_t *cfg, const char *const *de
     rd_kafka_conf_set_log_cb(conf, log_cb);
     return conf;
 }
+
+rd_kafka_t *ap_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf,
+                         void (*error_cb)(rd_kafka_t *, int, const char *, void *), void *opaque)
+{
+    char errstr[512];
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_opaque(conf, opaque);
+    rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
+    if (!rk) {
+        AP_ERROR("kafka", "cannot create %s: %s",
+                 type == RD_KAFKA_PRODUCER ? "producer" : "consumer", errstr);
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
+}

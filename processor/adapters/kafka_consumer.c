@@ -98,9 +98,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 ap_err_t ap_kafka_consumer_new(const ap_config_t *cfg, const ap_kafka_rebalance_t *rebalance,
                                ap_kafka_consumer_t **out)
 {
-    char errstr[512];
     ap_kafka_consumer_t *self = calloc(1, sizeof *self);
-    ap_err_t err = AP_ERR_CONFIG;
     const char *const defaults[] = {"group.id", cfg->group_id,
                                     "client.id", "allocation-processor",
                                     "partition.assignment.strategy", "cooperative-sticky",
@@ -120,34 +118,22 @@ ap_err_t ap_kafka_consumer_new(const ap_config_t *cfg, const ap_kafka_rebalance_
                                     "fetch.wait.max.ms", "5",
                                     "fetch.min.bytes", "65536",
                                     NULL};
-    rd_kafka_conf_t *conf = ap_kafka_conf_new(cfg, defaults);
+    rd_kafka_conf_t *conf;
 
-    if (!self) {
-        err = AP_ERR_NOMEM;
-        goto out;
+    if (!self)
+        return AP_ERR_NOMEM;
+    if ((conf = ap_kafka_conf_new(cfg, defaults))) {
+        self->rebalance = *rebalance;
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+        self->rk = ap_kafka_new(RD_KAFKA_CONSUMER, conf, error_cb, self);
     }
-    if (!conf)
-        goto out;
-    self->rebalance = *rebalance;
-    rd_kafka_conf_set_error_cb(conf, error_cb);
-    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-    rd_kafka_conf_set_opaque(conf, self);
-
-    self->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
     if (!self->rk) {
-        AP_ERROR("kafka", "cannot create consumer: %s", errstr);
-        goto out;
+        free(self);
+        return AP_ERR_CONFIG; /* logged */
     }
-    conf = NULL; /* owned by rk now */
     rd_kafka_poll_set_consumer(self->rk);
     *out = self;
-    self = NULL;
-    err = AP_OK;
-out:
-    if (conf)
-        rd_kafka_conf_destroy(conf);
-    free(self);
-    return err;
+    return AP_OK;
 }
 
 ap_err_t ap_kafka_consumer_subscribe(ap_kafka_consumer_t *consumer, char *const *topics,

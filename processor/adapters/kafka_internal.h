@@ -19,4 +19,9 @@
  */
 rd_kafka_conf_t *ap_kafka_conf_new(const ap_config_t *cfg, const char *const *defaults);
 
+/* Creates a client of `type` whose errors go to `error_cb` with `opaque` (the adapter);
+ * takes ownership of `conf`, on failure too (logged, NULL). */
+rd_kafka_t *ap_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf,
+                         void (*error_cb)(rd_kafka_t *, int, const char *, void *), void *opaque);
+
 #endif

@@ -81,9 +81,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaqu
 ap_err_t ap_producer_new(const ap_config_t *cfg, const char *client_id,
                          ap_producer_delivery_fn on_delivery, void *ctx, ap_producer_t **out)
 {
-    char errstr[512];
     ap_producer_t *self = calloc(1, sizeof *self);
-    ap_err_t err = AP_ERR_CONFIG;
     const char *const defaults[] = {
         "client.id", client_id, "enable.idempotence", "true", "acks", "all",
         /* Where a Java producer would put the same key. */
@@ -91,39 +89,27 @@ ap_err_t ap_producer_new(const ap_config_t *cfg, const char *client_id,
         /* Never give up on a record: the row stays in the outbox until it is delivered, and
          * a timed-out record would be re-sent behind newer ones of its key. */
         "message.timeout.ms", "0", NULL};
-    rd_kafka_conf_t *conf = ap_kafka_conf_new(cfg, defaults);
+    rd_kafka_conf_t *conf;
 
-    if (!self) {
-        err = AP_ERR_NOMEM;
-        goto out;
-    }
-    if (!conf)
-        goto out;
+    if (!self)
+        return AP_ERR_NOMEM;
     self->on_delivery = on_delivery;
+    self->ctx = ctx;
     for (size_t i = 0; i < cfg->nkafka; i++) {
         if (strcmp(cfg->kafka[i].key, "linger.ms") == 0 ||
             strcmp(cfg->kafka[i].key, "queue.buffering.max.ms") == 0)
             self->linger_set = true;
     }
-    self->ctx = ctx;
-    rd_kafka_conf_set_error_cb(conf, error_cb);
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-    rd_kafka_conf_set_opaque(conf, self);
-
-    self->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!self->rk) {
-        AP_ERROR("kafka", "cannot create producer: %s", errstr);
-        goto out;
+    if ((conf = ap_kafka_conf_new(cfg, defaults))) {
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+        self->rk = ap_kafka_new(RD_KAFKA_PRODUCER, conf, error_cb, self);
     }
-    conf = NULL; /* owned by rk now */
+    if (!self->rk) {
+        free(self);
+        return AP_ERR_CONFIG; /* logged */
+    }
     *out = self;
-    self = NULL;
-    err = AP_OK;
-out:
-    if (conf)
-        rd_kafka_conf_destroy(conf);
-    free(self);
-    return err;
+    return AP_OK;
 }
 
 ap_err_t ap_producer_send(ap_producer_t *producer, const char *topic, const void *key,

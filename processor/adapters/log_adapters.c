@@ -1,12 +1,13 @@
 /*
  * log_adapters.c - adapters with no infrastructure behind them: a notifier that only logs
- * (production uses it until the email adapter exists) and the system clock.
+ * (production uses it until the email adapter exists) and the system clock. Declared in
+ * ap/log_adapters.h; the composition root picks them.
  */
 #include <stdlib.h>
 #include <time.h>
 
-#include "ap/bootstrap.h"
 #include "ap/log.h"
+#include "ap/log_adapters.h"
 
 static ap_err_t log_send(ap_notifier_t *notifier, const char *to, const char *subject,
                          const char *body)

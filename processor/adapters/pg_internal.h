@@ -1,9 +1,11 @@
 /*
- * pg_internal.h - helpers shared by the PostgreSQL adapters (pg_uow.c, pg_views.c,
- * pg_migrate.c): connecting, and turning a libpq failure into one log line and an ap_err_t.
+ * pg_internal.h - helpers shared by the PostgreSQL adapters (pg_uow.c, pg_outbox.c,
+ * pg_outbox_relay.c, pg_views.c, pg_migrate.c): connecting, turning a libpq failure into one
+ * log line and an ap_err_t, array literals, and running statements inside a pg uow's scope.
  *
  * Private to processor/adapters/: libpq types never cross a port, so nothing outside the pg
- * adapters includes this. The helpers are defined in pg_uow.c.
+ * adapters includes this. The connection helpers are defined in pg_session.c, the uow ones
+ * (ap_pg_uow_command, _insert, _query) in pg_uow.c.
  */
 #ifndef AP_ADAPTERS_PG_INTERNAL_H
 #define AP_ADAPTERS_PG_INTERNAL_H

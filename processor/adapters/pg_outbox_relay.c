@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "adapters/pg_internal.h"
+#include "ap/array.h"
 #include "ap/log.h"
 #include "ap/outbox_relay.h"
 
@@ -232,21 +233,6 @@ static bool get_int8(const PGresult *res, int row, int col, int64_t *out)
     return true;
 }
 
-static bool reserve(void **buf, size_t *cap, size_t want, size_t size)
-{
-    if (want <= *cap)
-        return true;
-    size_t ncap = *cap ? *cap : 64;
-    while (ncap < want)
-        ncap *= 2;
-    void *grown = realloc(*buf, ncap * size);
-    if (!grown)
-        return false;
-    *buf = grown;
-    *cap = ncap;
-    return true;
-}
-
 /* Fills relay->rows from relay->res. */
 static ap_err_t decode_rows(ap_outbox_relay_t *relay, size_t *nrows)
 {
@@ -258,7 +244,7 @@ static ap_err_t decode_rows(ap_outbox_relay_t *relay, size_t *nrows)
         AP_ERROR("pg", "outbox fetch: %d columns, expected %d", PQnfields(res), NCOLS);
         return AP_ERR_INTERNAL;
     }
-    if (!reserve((void **)&relay->rows, &relay->rows_cap, (size_t)n, sizeof *relay->rows))
+    if (!AP_ARRAY_RESERVE(relay->rows, relay->rows_cap, (size_t)n))
         return AP_ERR_NOMEM;
     /* Count first, so the header array is sized once and row pointers into it stay valid. */
     for (int i = 0; i < n; i++) {
@@ -271,8 +257,7 @@ static ap_err_t decode_rows(ap_outbox_relay_t *relay, size_t *nrows)
         }
         nheaders += (size_t)count;
     }
-    if (!reserve((void **)&relay->headers, &relay->headers_cap, nheaders,
-                 sizeof *relay->headers))
+    if (!AP_ARRAY_RESERVE(relay->headers, relay->headers_cap, nheaders))
         return AP_ERR_NOMEM;
 
     ap_kafka_header_t *next = relay->headers;

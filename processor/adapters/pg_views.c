@@ -118,10 +118,7 @@ ap_err_t ap_pg_views_new(const char *conninfo, ap_views_t **out)
     *out = &self->views;
     self = NULL;
 out:
-    if (self) {
-        PQfinish(self->conn);
-        free(self->conninfo);
-        free(self);
-    }
+    if (self)
+        pg_views_free(&self->views);
     return err;
 }

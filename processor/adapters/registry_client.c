@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ap/array.h"
 #include "ap/log.h"
 
 #define COMPONENT "registry"
@@ -225,17 +226,6 @@ static ap_err_t status_error(const ap_registry_t *registry, const char *what, lo
 }
 
 /* `array` with room for one more than `n` elements; NULL (array untouched) when out of memory. */
-static void *grow(void *array, size_t *cap, size_t n, size_t size)
-{
-    if (n < *cap)
-        return array;
-    size_t new_cap = *cap ? *cap * 2 : 8;
-    void *grown = realloc(array, new_cap * size);
-    if (grown)
-        *cap = new_cap;
-    return grown;
-}
-
 /* ---------------------------------------------------------------- lifecycle */
 
 ap_err_t ap_registry_new(const char *url, ap_registry_t **out)
@@ -395,11 +385,8 @@ ap_err_t ap_registry_register(ap_registry_t *registry, const char *subject,
     int32_t got = (int32_t)json_integer_value(member);
 
     err = AP_ERR_NOMEM;
-    struct subject_entry *subjects = grow(registry->by_subject, &registry->cap_subject,
-                                          registry->n_subject, sizeof *subjects);
-    if (!subjects)
+    if (!AP_ARRAY_RESERVE(registry->by_subject, registry->cap_subject, registry->n_subject + 1))
         goto out;
-    registry->by_subject = subjects;
     struct subject_entry entry = {strdup(subject), strdup(schema_json), got};
     if (!entry.subject || !entry.schema) {
         free(entry.subject);
@@ -466,10 +453,8 @@ ap_err_t ap_registry_schema_by_id(ap_registry_t *registry, int32_t id, char **sc
     }
 
     err = AP_ERR_NOMEM;
-    struct id_entry *ids = grow(registry->by_id, &registry->cap_id, registry->n_id, sizeof *ids);
-    if (!ids)
+    if (!AP_ARRAY_RESERVE(registry->by_id, registry->cap_id, registry->n_id + 1))
         goto out;
-    registry->by_id = ids;
     struct id_entry entry = {id, dup_n(json_string_value(member), json_string_length(member))};
     if (!entry.schema)
         goto out;

@@ -6,29 +6,12 @@
  * as changes for storage. The first goes to the message bus, the second to the repository;
  * neither leaves this file by any other way. Pure C: no I/O, no logging.
  */
+#include "ap/array.h"
 #include "ap/model.h"
 
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Makes room for `need` elements of `size` bytes in *items, growing geometrically. */
-static bool reserve(void **items, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return true;
-    size_t ncap = *cap ? *cap * 2 : 4;
-    while (ncap < need)
-        ncap *= 2;
-    void *grown = realloc(*items, ncap * size);
-    if (!grown)
-        return false;
-    *items = grown;
-    *cap = ncap;
-    return true;
-}
-
-#define RESERVE(arr, cap, need) reserve((void **)&(arr), &(cap), (need), sizeof *(arr))
 
 /* ---------------------------------------------------------------- order lines, batches */
 
@@ -94,8 +77,8 @@ static ap_err_t batch_append_line(ap_batch_t *batch, const char *orderid, size_t
     assert(len <= AP_STR_MAX);
     /* Offsets are 32-bit to keep lines small: past four GiB of orderids a batch is full. */
     if (batch->text_len + len + 1 > UINT32_MAX ||
-        !RESERVE(batch->lines, batch->lines_cap, batch->nlines + 1) ||
-        !RESERVE(batch->text, batch->text_cap, batch->text_len + len + 1))
+        !AP_ARRAY_RESERVE(batch->lines, batch->lines_cap, batch->nlines + 1) ||
+        !AP_ARRAY_RESERVE(batch->text, batch->text_cap, batch->text_len + len + 1))
         return AP_ERR_NOMEM;
     ap_batch_line_t *stored = &batch->lines[batch->nlines++];
     stored->orderid_at = (uint32_t)batch->text_len;
@@ -152,7 +135,7 @@ ap_product_t *ap_product_restore(const char *sku, int64_t version)
 static ap_batch_t *product_append_batch(ap_product_t *product, const char *ref, int64_t qty,
                                         bool has_eta, int32_t eta)
 {
-    if (!RESERVE(product->batches, product->batches_cap, product->nbatches + 1))
+    if (!AP_ARRAY_RESERVE(product->batches, product->batches_cap, product->nbatches + 1))
         return NULL;
     ap_batch_t *batch = &product->batches[product->nbatches];
     memset(batch, 0, sizeof *batch);
@@ -291,7 +274,7 @@ void ap_product_mark_stored(ap_product_t *product)
 
 static ap_err_t record_event(ap_product_t *product, const ap_msg_t *event)
 {
-    if (!RESERVE(product->events, product->events_cap, product->nevents + 1))
+    if (!AP_ARRAY_RESERVE(product->events, product->events_cap, product->nevents + 1))
         return AP_ERR_NOMEM;
     product->events[product->nevents++] = *event;
     return AP_OK;
@@ -300,7 +283,7 @@ static ap_err_t record_event(ap_product_t *product, const ap_msg_t *event)
 static ap_err_t record_change(ap_product_t *product, ap_change_kind_t kind,
                               const ap_batch_t *batch, const ap_order_line_t *line)
 {
-    if (!RESERVE(product->changes, product->changes_cap, product->nchanges + 1))
+    if (!AP_ARRAY_RESERVE(product->changes, product->changes_cap, product->nchanges + 1))
         return AP_ERR_NOMEM;
     ap_change_t *change = &product->changes[product->nchanges++];
     memset(change, 0, sizeof *change);
@@ -327,8 +310,8 @@ static ap_msg_t line_event(ap_msg_type_t type, const ap_order_line_t *line,
  */
 static ap_err_t reserve_records(ap_product_t *product, size_t events, size_t changes)
 {
-    if (!RESERVE(product->events, product->events_cap, product->nevents + events) ||
-        !RESERVE(product->changes, product->changes_cap, product->nchanges + changes))
+    if (!AP_ARRAY_RESERVE(product->events, product->events_cap, product->nevents + events) ||
+        !AP_ARRAY_RESERVE(product->changes, product->changes_cap, product->nchanges + changes))
         return AP_ERR_NOMEM;
     return AP_OK;
 }

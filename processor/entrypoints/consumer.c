@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ap/array.h"
 #include "ap/codec.h"
 #include "ap/kafka.h"
 #include "ap/log.h"
@@ -54,7 +55,7 @@ typedef struct consumer {
     ap_health_t *health;
     volatile sig_atomic_t *stop;
     partition_t *parts;
-    size_t nparts;
+    size_t nparts, parts_cap;
     uint64_t applied, rejected, undecodable, failed;
     /* The backlog as last measured, and the outbox's row count then: the rows written since
      * bound how far it can have grown. */
@@ -72,10 +73,8 @@ static partition_t *find_partition(consumer_t *c, const char *topic, int32_t par
     }
     if (!create)
         return NULL;
-    partition_t *grown = realloc(c->parts, (c->nparts + 1) * sizeof *grown);
-    if (!grown)
+    if (!AP_ARRAY_RESERVE(c->parts, c->parts_cap, c->nparts + 1))
         return NULL;
-    c->parts = grown;
     partition_t *p = &c->parts[c->nparts++];
     memset(p, 0, sizeof *p);
     snprintf(p->topic, sizeof p->topic, "%s", topic);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ap/array.h"
 #include "ap/log.h"
 #include "ap/outbox_relay.h"
 #include "ap/producer.h"
@@ -163,13 +164,8 @@ static void note_failure(ap_relay_t *relay, const char *reason)
 static bool gather_headers(ap_relay_t *relay, const ap_outbox_row_t *row)
 {
     size_t want = row->nheaders + 1;
-    if (want > relay->headers_cap) {
-        ap_kafka_header_t *grown = realloc(relay->headers, want * sizeof *grown);
-        if (!grown)
-            return false;
-        relay->headers = grown;
-        relay->headers_cap = want;
-    }
+    if (!AP_ARRAY_RESERVE(relay->headers, relay->headers_cap, want))
+        return false;
     if (row->nheaders)
         memcpy(relay->headers, row->headers, row->nheaders * sizeof *row->headers);
     /* Last, so readers taking a header's last value see the relay's id. */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ap/array.h"
 #include "ap/ports.h"
 
 void ap_uow_init(ap_uow_t *uow, const struct ap_uow_ops *ops)
@@ -27,24 +28,12 @@ void ap_uow_forget(ap_uow_t *uow)
     uow->nseen = 0;
 }
 
-/* Appends to a growable array of products. */
-static ap_err_t push(ap_product_t ***items, size_t *n, size_t *cap, ap_product_t *product)
-{
-    if (*n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 8;
-        ap_product_t **grown = realloc(*items, ncap * sizeof *grown);
-        if (!grown)
-            return AP_ERR_NOMEM;
-        *items = grown;
-        *cap = ncap;
-    }
-    (*items)[(*n)++] = product;
-    return AP_OK;
-}
-
 static ap_err_t remember(ap_uow_t *uow, ap_product_t *product)
 {
-    return push(&uow->seen, &uow->nseen, &uow->seen_cap, product);
+    if (!AP_ARRAY_RESERVE(uow->seen, uow->seen_cap, uow->nseen + 1))
+        return AP_ERR_NOMEM;
+    uow->seen[uow->nseen++] = product;
+    return AP_OK;
 }
 
 static ap_product_t *find_sku(ap_product_t *const *items, size_t n, const char *sku)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Events out: the book's reallocation scenario, out of stock, a rejection and a dead letter,
 # each read back from its Kafka topic (decoded with `allocation-processor decode`), with the
-# headers contract.md promises.
+# headers docs/topics.md promises.
 source "$(dirname "$0")/lib.sh"
 require_services
 

@@ -2,8 +2,8 @@
 # The fault test (issue 4, part 5): a seeded stream of ~21,000 commands over 200 skus flows
 # in while the processor is killed with SIGKILL three times, a second group member joins and
 # leaves gracefully, and Postgres restarts under the running processor. Afterwards Postgres
-# (write model and read model) and every event topic must equal what tests/e2e/model.py, an
-# independent model of domain.md, computes from the same stream: every command applied
+# (write model and read model) and every event topic must equal what tests/model/model.py, an
+# independent model of docs/domain.md, computes from the same stream: every command applied
 # exactly once, every event delivered in per-sku order, re-deliveries only as exact repeats
 # with the same event-id.
 #
@@ -18,7 +18,7 @@ trap 'echo "FAIL: fault.sh line $LINENO: \"$BASH_COMMAND\" failed (work dir $WOR
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-MODEL="$HERE/model.py"
+MODEL="$HERE/../model/model.py"
 SEED="${FAULT_SEED:-$(((RANDOM << 15) | RANDOM))}"
 RANDOM=$SEED
 COMMANDS="${FAULT_COMMANDS:-21000}"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Keeps the architecture honest: dependencies point one way (domain <- service <- adapters
-# <- entrypoints), so the domain and service layers include no infrastructure library, the
-# domain does no logging, and every source file opens with a comment saying what it is.
+# <- entrypoints/bootstrap), so the domain and service layers include no infrastructure
+# library, the domain does no logging, adapters never reach up into the composition root or
+# the entrypoints, and every source file opens with a comment saying what it is.
+# Usage: layering.sh [ROOT]   (default: this checkout; layering_selftest.sh passes a copy)
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
+root="${1:-$(cd "$(dirname "$0")/../.." && pwd)}"
 cd "$root"
 status=0
 
@@ -15,7 +17,7 @@ complain() {
 infra='#include *[<"](libpq-fe\.h|librdkafka/|avro|jansson\.h|curl/|microhttpd\.h)'
 while IFS= read -r hit; do
     complain "infrastructure include in the core: $hit"
-done < <(grep -rEn "$infra" processor/domain processor/service include/ap/{error,messages,model,ports,bus}.h || true)
+done < <(grep -rEn "$infra" processor/domain processor/service include/ap/{error,messages,model,ports,bus,array}.h || true)
 
 while IFS= read -r hit; do
     complain "the domain must not log or reach the service layer: $hit"
@@ -24,6 +26,12 @@ done < <(grep -rEn '#include *"ap/(log|ports|bus|bootstrap)\.h"' processor/domai
 while IFS= read -r hit; do
     complain "the core must not depend on adapters or entrypoints: $hit"
 done < <(grep -rEn '#include *"(adapters|entrypoints)/|#include *"ap/(pg|kafka|codec|config)\.h"' processor/domain processor/service || true)
+
+# Adapters sit below the composition root and the entrypoints: they must not include
+# either (bootstrap.h, bootstrap.c, anything under entrypoints/).
+while IFS= read -r hit; do
+    complain "an adapter must not depend on the composition root or the entrypoints: $hit"
+done < <(grep -rEn '#include *"(ap/bootstrap\.h|bootstrap\.[ch]|entrypoints/[^"]*)"' processor/adapters || true)
 
 for file in $(git ls-files 'processor/*.c' 'processor/*.h' 'include/*.h' 'tests/*.c' 'tests/*.h' 2>/dev/null || find processor include tests -name '*.[ch]'); do
     head -n 1 "$file" | grep -q '^/\*' || complain "$file does not open with a comment saying what it is"

@@ -4,7 +4,7 @@
  * Each test bootstraps its own app around the in-memory fakes (tests/fakes/) through the
  * same ap_bootstrap as production, sends commands with ap_bus_execute and asserts outcomes:
  * the stored products, the published events, the notifications and the allocations view.
- * The book's test_handlers.py, ported, plus the rules domain.md adds (batch_exists across
+ * The book's test_handlers.py, ported, plus the rules docs/domain.md adds (batch_exists across
  * skus, last-in-first-out reallocation, FIFO event order, retries on conflict, rejections
  * that leave no trace).
  */
@@ -882,7 +882,7 @@ static void test_rejected_commands_leave_no_trace(void **state)
 static void test_invalid_commands_are_rejected_by_the_bus(void **state)
 {
     ap_app_t *app = *state;
-    /* domain.md: validation rejects qty <= 0 for Allocate, qty < 0 for the batch commands
+    /* docs/domain.md: validation rejects qty <= 0 for Allocate, qty < 0 for the batch commands
      * and empty fields, and a rejection changes nothing, whichever door the command used. */
     ok(app, create_batch("b1", "STRICT-SKU", 20));
     ap_product_t *before = snapshot(app, "STRICT-SKU");

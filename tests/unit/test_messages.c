@@ -2,7 +2,7 @@
  * test_messages.c - the message module (messages.h) and the error table (error.h).
  *
  * Dates, type names, bounded strings, the message constructors and command validation as
- * domain.md and the contract describe them. Pure functions: no app, no fakes.
+ * docs/domain.md and the contract describe them. Pure functions: no app, no fakes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -476,7 +476,7 @@ static void test_validate_rejects_unterminated_strings(void **state)
 {
     (void)state;
     /* A field with no NUL in its AP_STR_SIZE bytes holds a string over AP_STR_MAX bytes
-     * (domain.md: rejected); a hand-built message must not slip through to strcmp. */
+     * (docs/domain.md: rejected); a hand-built message must not slip through to strcmp. */
     ap_msg_t msg = create_batch("b1", "RED-CHAIR", 1);
     memset(msg.ref, 'r', sizeof msg.ref);
     assert_invalid(&msg);

@@ -2,7 +2,7 @@
  * test_model.c - the domain model (model.h) on its own: OrderLine, Batch and the Product
  * aggregate, with the events and storage changes each operation records.
  *
- * The book's test_batches.py and test_product.py, ported, plus the rules domain.md adds
+ * The book's test_batches.py and test_product.py, ported, plus the rules docs/domain.md adds
  * (ties, idempotence, batch_exists, last-in-first-out deallocation, version numbers).
  */
 #include <setjmp.h>

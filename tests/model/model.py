@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""model.py - an independent model of the allocation domain, for tests/e2e/fault.sh.
+"""model.py - an independent model of the allocation domain: oracle, generator and checker
+for tests/e2e/fault.sh; its selftest runs as the unit test model_selftest.
 
-It follows the rules of shared/spec/domain.md, written again from the page (not from the
+It follows the rules of docs/domain.md, written again from the page (not from the
 processor's code), small and slow on purpose:
 
   * a Product (one per sku) owns its Batches and a version number bumped once per accepted

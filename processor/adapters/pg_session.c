@@ -1,0 +1,206 @@
+/*
+ * pg_session.c - what every PostgreSQL adapter needs around libpq (pg_internal.h):
+ * connecting with our defaults, turning a failure into one log line and an ap_err_t,
+ * running a parameterless command, reading a bigint column, and the text forms of arrays
+ * and bytea that many-row statements take.
+ *
+ * It holds no state and knows no table: the unit of work, the outbox, the relay, the views
+ * and the migrations build on it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "adapters/pg_internal.h"
+#include "ap/log.h"
+
+/* ---------------------------------------------------------------- connections and errors */
+
+/* Server notices (e.g. "relation already exists, skipping") go to the log, not stderr. */
+static void notice_to_log(void *arg, const char *message)
+{
+    (void)arg;
+    size_t len = strlen(message);
+    while (len > 0 && (message[len - 1] == '\n' || message[len - 1] == ' '))
+        len--;
+    AP_DEBUG("pg", "server: %.*s", (int)len, message);
+}
+
+PGconn *ap_pg_connect(const char *conninfo)
+{
+    /* libpq's parse errors quote pieces of the string, which may be a password: check the
+     * syntax first and say only that it is wrong. */
+    char *why = NULL;
+    PQconninfoOption *options = PQconninfoParse(conninfo, &why);
+    if (!options) {
+        AP_ERROR("pg", "connect: the connection string is not valid");
+        PQfreemem(why);
+        return NULL;
+    }
+    PQconninfoFree(options);
+
+    /* Defaults the connection string may override (it is expanded after them): a server
+     * that stops answering without closing the connection is noticed in about a minute,
+     * instead of leaving a call blocked until the kernel gives up on TCP. */
+    static const char *const keywords[] = {
+        "application_name", "connect_timeout", "keepalives", "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname", NULL};
+    const char *values[] = {"allocation-processor", "10", "1", "30", "10", "3", "60000",
+                            conninfo, NULL};
+    PGconn *conn = PQconnectdbParams(keywords, values, 1);
+    if (!conn) {
+        AP_ERROR("pg", "connect: out of memory");
+        return NULL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        (void)ap_pg_fail(conn, NULL, "connect");
+        PQfinish(conn);
+        return NULL;
+    }
+    PQsetNoticeProcessor(conn, notice_to_log, NULL);
+    return conn;
+}
+
+static bool sqlstate_is(const char *state, const char *prefix)
+{
+    return state && strncmp(state, prefix, strlen(prefix)) == 0;
+}
+
+ap_err_t ap_pg_fail(PGconn *conn, const PGresult *res, const char *what)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *text = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    ap_err_t err;
+
+    if (!text || !*text)
+        text = res ? PQresultErrorMessage(res) : "";
+    if (!*text && conn)
+        text = PQerrorMessage(conn);
+    if (!*text)
+        text = res ? PQresStatus(PQresultStatus(res)) : "no result";
+
+    if (sqlstate_is(state, "40001") || sqlstate_is(state, "40P01") ||
+        sqlstate_is(state, "23505"))
+        err = AP_ERR_CONFLICT;
+    else if (!conn || PQstatus(conn) != CONNECTION_OK || sqlstate_is(state, "08") ||
+             sqlstate_is(state, "57P") || sqlstate_is(state, "53300"))
+        err = AP_ERR_UNAVAILABLE;
+    else
+        err = AP_ERR_INTERNAL;
+
+    /* One line: libpq's text spans several (DETAIL, HINT, "server closed ..."). */
+    char line[512];
+    size_t len = 0;
+    for (const char *p = text; *p && len < sizeof line - 1; p++) {
+        bool space = *p == '\n' || *p == '\t' || *p == '\r' || *p == ' ';
+        if (!space)
+            line[len++] = *p;
+        else if (len > 0 && line[len - 1] != ' ')
+            line[len++] = ' ';
+    }
+    while (len > 0 && line[len - 1] == ' ')
+        len--;
+    line[len] = '\0';
+
+    ap_log_level_t level = err == AP_ERR_CONFLICT      ? AP_LOG_DEBUG
+                           : err == AP_ERR_UNAVAILABLE ? AP_LOG_WARN
+                                                       : AP_LOG_ERROR;
+    ap_log(level, "pg", "%s: %s%s%s%s", what, line, state ? " (SQLSTATE " : "",
+           state ? state : "", state ? ")" : "");
+    return err;
+}
+
+ap_err_t ap_pg_exec(PGconn *conn, const char *sql, const char *what)
+{
+    PGresult *res = PQexec(conn, sql);
+    ExecStatusType status = PQresultStatus(res); /* PGRES_FATAL_ERROR for NULL */
+    ap_err_t err = AP_OK;
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+        err = ap_pg_fail(conn, res, what);
+    PQclear(res);
+    return err;
+}
+
+bool ap_pg_get_int64(const PGresult *res, int row, int col, int64_t *out)
+{
+    if (PQgetisnull(res, row, col))
+        return false;
+    const char *text = PQgetvalue(res, row, col);
+    char *end;
+    errno = 0;
+    long long value = strtoll(text, &end, 10);
+    if (errno || end == text || *end)
+        return false;
+    *out = (int64_t)value;
+    return true;
+}
+
+/* ---------------------------------------------------------------- array literals */
+
+char *ap_pg_text_array(const char *const *items, size_t n)
+{
+    size_t len = 3;
+    for (size_t i = 0; i < n; i++)
+        len += items[i] ? 2 * strlen(items[i]) + 3 : 5;
+    char *out = malloc(len), *p = out;
+    if (!out)
+        return NULL;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            *p++ = ',';
+        if (!items[i]) {
+            memcpy(p, "NULL", 4);
+            p += 4;
+            continue;
+        }
+        *p++ = '"';
+        for (const char *c = items[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+char *ap_pg_int_array(const int64_t *items, size_t n)
+{
+    size_t len = 3 + n * (AP_PG_INT_SIZE + 1);
+    char *out = malloc(len), *p = out;
+    if (!out)
+        return NULL;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, i > 0 ? ",%" PRId64 : "%" PRId64, items[i]);
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+
+char *ap_pg_bytea_hex(const void *value, size_t len)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *bytes = value;
+    char *out;
+    if (!value || !(out = malloc(2 * len + 3)))
+        return NULL;
+    out[0] = '\\';
+    out[1] = 'x';
+    for (size_t i = 0; i < len; i++) {
+        out[2 + 2 * i] = digits[bytes[i] >> 4];
+        out[3 + 2 * i] = digits[bytes[i] & 15];
+    }
+    out[2 + 2 * len] = '\0';
+    return out;
+}
+

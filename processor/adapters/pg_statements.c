@@ -1,0 +1,109 @@
+/*
+ * pg_statements.c - the SQL of the PostgreSQL unit of work, in one place: loading products,
+ * the version check, the writes that replay a product's recorded changes, the read model,
+ * the consumer offsets, and the many-row forms that deferred writes are merged into.
+ *
+ * Every statement here is prepared on each connection (pg_uow.c); pg_pipeline.c sends
+ * them. It is not where statements of other adapters live (the outbox has its own).
+ */
+#include "adapters/pg_uow_internal.h"
+
+
+/* A product with its batches and their lines, in creation and allocation (id) order, in one
+ * round trip. Columns: 0 sku, 1 version, 2 batch id, 3 ref, 4 purchased qty, 5 eta as days
+ * since 1970-01-01, 6 orderid, 7 line qty; 2-7 are NULL for a product without batches,
+ * 6-7 for a batch without lines. */
+#define LOAD_PRODUCT                                                                    \
+    "SELECT p.sku, p.version_number, b.id, b.reference, b.purchased_quantity,"          \
+    "       b.eta - date '1970-01-01', a.orderid, a.qty"                                \
+    "  FROM products p"                                                                 \
+    "  LEFT JOIN batches b ON b.sku = p.sku"                                            \
+    "  LEFT JOIN allocations a ON a.batch_id = b.id"
+
+const pg_stmt_t pg_stmts[ST__COUNT] = {
+    [ST_LOAD_SKU] = {"ap_load_sku", LOAD_PRODUCT " WHERE p.sku = $1::text ORDER BY b.id, a.id"},
+    [ST_LOAD_REF] = {"ap_load_ref", LOAD_PRODUCT " WHERE p.sku = (SELECT sku FROM batches"
+                                    " WHERE reference = $1::text) ORDER BY b.id, a.id"},
+    /* Many products in input order, with the batches and lines of only those whose version
+     * is not the one the caller holds ($2, -1 for none). Same columns as LOAD_PRODUCT. */
+    [ST_LOAD_MANY] = {"ap_load_many",
+                      "SELECT p.sku, p.version_number, x.id, x.reference,"
+                      "       x.purchased_quantity, x.eta_days, x.orderid, x.qty"
+                      "  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY"
+                      "       AS w(sku, known, ord)"
+                      "  JOIN products p ON p.sku = w.sku"
+                      "  LEFT JOIN LATERAL ("
+                      "    SELECT b.id, b.reference, b.purchased_quantity,"
+                      "           b.eta - date '1970-01-01' AS eta_days, a.orderid, a.qty,"
+                      "           a.id AS line_id"
+                      "      FROM batches b LEFT JOIN allocations a ON a.batch_id = b.id"
+                      "     WHERE b.sku = p.sku AND p.version_number <> w.known) x ON true"
+                      " ORDER BY w.ord, x.id, x.line_id"},
+    /* A new product: zero rows means someone created it first (a conflict). */
+    [ST_PRODUCT_INSERT] = {"ap_product_insert",
+                           "INSERT INTO products (sku, version_number)"
+                           " VALUES ($1::text, $2::bigint) ON CONFLICT DO NOTHING"},
+    /* The optimistic-concurrency check: zero rows means the stored version moved on. */
+    [ST_PRODUCT_CAS] = {"ap_product_cas",
+                        "UPDATE products SET version_number = $3::bigint"
+                        " WHERE sku = $1::text AND version_number = $2::bigint"},
+    [ST_BATCH_INSERT] = {"ap_batch_insert",
+                         "INSERT INTO batches (reference, sku, purchased_quantity, eta)"
+                         " VALUES ($1::text, $2::text, $3::bigint,"
+                         "         date '1970-01-01' + $4::integer)"},
+    [ST_BATCH_SET_QTY] = {"ap_batch_set_qty",
+                          "UPDATE batches SET purchased_quantity = $2::bigint"
+                          " WHERE reference = $1::text"},
+    [ST_LINE_ADD] = {"ap_line_add",
+                     "INSERT INTO allocations (batch_id, orderid, qty)"
+                     " SELECT id, $2::text, $3::bigint FROM batches WHERE reference = $1::text"},
+    /* Deallocation takes back the newest matching line. */
+    [ST_LINE_REMOVE] = {"ap_line_remove",
+                        "DELETE FROM allocations WHERE id = ("
+                        " SELECT a.id FROM allocations a JOIN batches b ON b.id = a.batch_id"
+                        "  WHERE b.reference = $1::text AND a.orderid = $2::text"
+                        "    AND a.qty = $3::bigint ORDER BY a.id DESC LIMIT 1)"},
+    [ST_VIEW_ADD] = {"ap_view_add",
+                     "INSERT INTO allocations_view (orderid, sku, batchref)"
+                     " VALUES ($1::text, $2::text, $3::text)"},
+    [ST_VIEW_REMOVE] = {"ap_view_remove",
+                        "DELETE FROM allocations_view WHERE id = ("
+                        " SELECT id FROM allocations_view WHERE orderid = $1::text"
+                        "    AND sku = $2::text AND batchref = $3::text"
+                        "  ORDER BY id DESC LIMIT 1)"},
+    [ST_CLAIM] = {"ap_claim",
+                  "INSERT INTO consumer_offsets AS o"
+                  "   (group_id, topic, partition, next_offset, owner_epoch)"
+                  " VALUES ($1::text, $2::text, $3::integer, -1, 1)"
+                  " ON CONFLICT (group_id, topic, partition) DO UPDATE"
+                  "   SET owner_epoch = o.owner_epoch + 1, updated_at = now()"
+                  " RETURNING owner_epoch, next_offset"},
+    /* Fencing: only the latest claimant, from the offset it expects. */
+    [ST_ADVANCE] = {"ap_advance",
+                    "UPDATE consumer_offsets SET next_offset = $6::bigint, updated_at = now()"
+                    " WHERE group_id = $1::text AND topic = $2::text AND partition = $3::integer"
+                    "   AND owner_epoch = $4::bigint AND next_offset = $5::bigint"},
+    /* Arrays in, rows in array order (ids keep the allocation order). */
+    [ST_PRODUCT_INSERT_MANY] = {"ap_product_insert_many",
+                                "INSERT INTO products (sku, version_number)"
+                                " SELECT * FROM unnest($1::text[], $2::bigint[])"
+                                " ON CONFLICT DO NOTHING"},
+    [ST_PRODUCT_CAS_MANY] = {"ap_product_cas_many",
+                             "UPDATE products p SET version_number = u.new"
+                             "  FROM unnest($1::text[], $2::bigint[], $3::bigint[])"
+                             "       AS u(sku, old, new)"
+                             " WHERE p.sku = u.sku AND p.version_number = u.old"},
+    [ST_LINE_ADD_MANY] = {"ap_line_add_many",
+                          "INSERT INTO allocations (batch_id, orderid, qty)"
+                          " SELECT b.id, u.orderid, u.qty"
+                          "   FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY"
+                          "        AS u(ref, orderid, qty, ord)"
+                          "   JOIN batches b ON b.reference = u.ref"
+                          "  ORDER BY u.ord"},
+    [ST_VIEW_ADD_MANY] = {"ap_view_add_many",
+                          "INSERT INTO allocations_view (orderid, sku, batchref)"
+                          " SELECT u.orderid, u.sku, u.batchref"
+                          "   FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY"
+                          "        AS u(orderid, sku, batchref, ord)"
+                          "  ORDER BY u.ord"},
+};
