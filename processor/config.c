@@ -7,6 +7,8 @@
  */
 #include "ap/config.h"
 
+#include "ap/http.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <libpq-fe.h>
@@ -21,7 +23,9 @@ static const char *const known_keys[] = {
     "TOPIC_PREFIX", "TOPIC_PARTITIONS", "TOPIC_REPLICATION_FACTOR", "AVRO_WIRE_FORMAT",
     "SCHEMA_REGISTRY_URL", "NOTIFY_EMAIL_TO", "NOTIFY_EMAIL_FROM", "SMTP_URL", "HTTP_ADDR",
     "LOG_LEVEL", "LOG_FORMAT", "BATCH_MAX_MESSAGES", "BATCH_MAX_WAIT_MS",
-    "BACKPRESSURE_MAX_ROWS", "BACKPRESSURE_MAX_AGE_MS", "PRODUCT_CACHE_MB", NULL};
+    "BACKPRESSURE_MAX_ROWS", "BACKPRESSURE_MAX_AGE_MS", "PRODUCT_CACHE_MB",
+    "HTTP_COMMAND_WAIT_MS", "HTTP_AUTH_TOKEN", "HTTP_AUTH_TOKEN_FILE",
+    "COMMAND_OUTCOME_RETENTION_HOURS", NULL};
 
 /* Collected KEY=value settings, later ones replacing earlier ones. */
 typedef struct settings {
@@ -194,6 +198,45 @@ static bool number(const settings_t *s, const char *key, long min, long max, lon
     }
     *out = value;
     return true;
+}
+
+/*
+ * A secret from KEY or from the file KEY_FILE names (a Kubernetes Secret mount), without its
+ * trailing newline; NULL when neither is set. Errors name the key, never the value.
+ */
+static ap_err_t secret(const settings_t *s, const char *key, char **out, char *err,
+                       size_t errlen)
+{
+    char file_key[128];
+    snprintf(file_key, sizeof file_key, "%s_FILE", key);
+    const char *value = settings_get(s, key), *path = settings_get(s, file_key);
+    *out = NULL;
+    if (value && *value && path && *path) {
+        snprintf(err, errlen, "%s and %s: set one, not both", key, file_key);
+        return AP_ERR_CONFIG;
+    }
+    if (value && *value)
+        return (*out = strdup(value)) ? AP_OK : AP_ERR_NOMEM;
+    if (!path || !*path)
+        return AP_OK;
+    FILE *fp = fopen(path, "r");
+    char buf[4096];
+    size_t len = fp ? fread(buf, 1, sizeof buf - 1, fp) : 0;
+    bool failed = !fp || ferror(fp);
+    if (fp)
+        fclose(fp);
+    if (failed) {
+        snprintf(err, errlen, "%s: cannot read %s", file_key, path);
+        return AP_ERR_CONFIG;
+    }
+    buf[len] = '\0';
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        buf[--len] = '\0';
+    if (len == 0) {
+        snprintf(err, errlen, "%s: %s is empty", file_key, path);
+        return AP_ERR_CONFIG;
+    }
+    return (*out = strdup(buf)) ? AP_OK : AP_ERR_NOMEM;
 }
 
 /* Kafka's legal topic characters: ASCII alphanumerics, '.', '_' and '-'. */
@@ -393,6 +436,22 @@ ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, ch
     cfg->backpressure_max_age_ms = max_age;
     cfg->product_cache_bytes = (size_t)cache_mb * 1024 * 1024;
 
+    char host[256], port[8];
+    if (!ap_http_addr_split(cfg->http_addr, host, sizeof host, port, sizeof port)) {
+        snprintf(err, errlen, "HTTP_ADDR: \"%s\" is not HOST:PORT (or [IPV6]:PORT)",
+                 cfg->http_addr);
+        goto out;
+    }
+    long wait_ms, retention;
+    if (!number(&s, "HTTP_COMMAND_WAIT_MS", 0, 600000, 5000, &wait_ms, err, errlen) ||
+        !number(&s, "COMMAND_OUTCOME_RETENTION_HOURS", 1, 87600, 24, &retention, err, errlen))
+        goto out;
+    cfg->http_command_wait_ms = (int)wait_ms;
+    cfg->command_outcome_retention_hours = (int)retention;
+    if ((rc = secret(&s, "HTTP_AUTH_TOKEN", &cfg->http_auth_token, err, errlen)))
+        goto out;
+    rc = AP_ERR_CONFIG;
+
     rc = collect_kafka(cfg, &s, err, errlen);
 
 out:
@@ -424,5 +483,6 @@ void ap_config_release(ap_config_t *cfg)
     free(cfg->notify_from);
     free(cfg->smtp_url);
     free(cfg->http_addr);
+    free(cfg->http_auth_token);
     memset(cfg, 0, sizeof *cfg);
 }
