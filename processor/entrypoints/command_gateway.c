@@ -112,7 +112,8 @@ ap_err_t ap_command_gateway_start(const ap_config_t *cfg, int timeout_ms,
     /* Ours first, so a KAFKA_MESSAGE_TIMEOUT_MS of the operator's comes later and wins. */
     snprintf(gateway->timeout, sizeof gateway->timeout, "%d", timeout_ms > 0 ? timeout_ms : 1);
     gateway->kafka[0] = (ap_kv_t){.key = (char *)"message.timeout.ms", .value = gateway->timeout};
-    memcpy(gateway->kafka + 1, cfg->kafka, cfg->nkafka * sizeof *cfg->kafka);
+    if (cfg->nkafka)
+        memcpy(gateway->kafka + 1, cfg->kafka, cfg->nkafka * sizeof *cfg->kafka);
     ap_config_t ours = *cfg;
     ours.kafka = gateway->kafka;
     ours.nkafka = cfg->nkafka + 1;
