@@ -7,6 +7,8 @@
  */
 #include "ap/config.h"
 
+#include "ap/http.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <libpq-fe.h>
@@ -25,7 +27,10 @@ static const char *const known_keys[] = {
     "BACKPRESSURE_MAX_ROWS", "BACKPRESSURE_MAX_AGE_MS", "PRODUCT_CACHE_MB",
     /* email (secrets also as <NAME>_FILE) */
     "SMTP_URL_FILE", "SMTP_USERNAME", "SMTP_USERNAME_FILE", "SMTP_PASSWORD",
-    "SMTP_PASSWORD_FILE", "EMAIL_RETRY_MAX_MS", NULL};
+    "SMTP_PASSWORD_FILE", "EMAIL_RETRY_MAX_MS",
+    /* HTTP */
+    "HTTP_COMMAND_WAIT_MS", "HTTP_AUTH_TOKEN", "HTTP_AUTH_TOKEN_FILE",
+    "COMMAND_OUTCOME_RETENTION_HOURS", NULL};
 
 /* Collected KEY=value settings, later ones replacing earlier ones. */
 typedef struct settings {
@@ -338,6 +343,10 @@ static ap_err_t secret(const settings_t *s, const char *key, char **out, char *e
     }
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
+    if (n == 0) {
+        snprintf(err, errlen, "%s: %s is empty", file_key, path);
+        return AP_ERR_CONFIG;
+    }
     buf[n] = '\0';
     free(*out);
     *out = n ? strdup(buf) : NULL;
@@ -497,7 +506,21 @@ ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, ch
 
     if ((rc = email_settings(cfg, &s, err, errlen)))
         goto out;
-
+    rc = AP_ERR_CONFIG;
+    char host[256], port[8];
+    if (!ap_http_addr_split(cfg->http_addr, host, sizeof host, port, sizeof port)) {
+        snprintf(err, errlen, "HTTP_ADDR: \"%s\" is not HOST:PORT (or [IPV6]:PORT)",
+                 cfg->http_addr);
+        goto out;
+    }
+    long wait_ms, retention;
+    if (!number(&s, "HTTP_COMMAND_WAIT_MS", 0, 600000, 5000, &wait_ms, err, errlen) ||
+        !number(&s, "COMMAND_OUTCOME_RETENTION_HOURS", 1, 87600, 24, &retention, err, errlen))
+        goto out;
+    cfg->http_command_wait_ms = (int)wait_ms;
+    cfg->command_outcome_retention_hours = (int)retention;
+    if ((rc = secret(&s, "HTTP_AUTH_TOKEN", &cfg->http_auth_token, err, errlen)))
+        goto out;
     rc = collect_kafka(cfg, &s, err, errlen);
 
 out:
@@ -531,5 +554,6 @@ void ap_config_release(ap_config_t *cfg)
     wipe_free(cfg->smtp_username);
     wipe_free(cfg->smtp_password);
     free(cfg->http_addr);
+    free(cfg->http_auth_token);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -17,6 +17,10 @@
 static ap_log_level_t min_level = AP_LOG_INFO;
 static bool json_format = false;
 
+/* The command in hand on this thread (ap_log_context_set), or NULL. */
+static _Thread_local const char *context_correlation;
+static _Thread_local const char *context_message;
+
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 bool ap_log_level_parse(const char *text, ap_log_level_t *level)
@@ -43,6 +47,17 @@ void ap_log_setup(ap_log_level_t level, bool json)
 bool ap_log_enabled(ap_log_level_t level)
 {
     return level >= min_level;
+}
+
+void ap_log_context_set(const char *correlation_id, const char *message_id)
+{
+    context_correlation = correlation_id;
+    context_message = message_id;
+}
+
+void ap_log_context_clear(void)
+{
+    context_correlation = context_message = NULL;
 }
 
 /* Appends `text` JSON-escaped; returns the new length (capped at cap - 1). */
@@ -85,7 +100,13 @@ void ap_log(ap_log_level_t level, const char *component, const char *fmt, ...)
         len = (size_t)snprintf(line, sizeof line,
                                "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"%s\",\"msg\":\"",
                                ts, level_names[level], component);
-        len = append_json_string(line, len, sizeof line - 3, msg);
+        len = append_json_string(line, len, sizeof line - 600, msg);
+        if (context_correlation || context_message) {
+            len += (size_t)snprintf(line + len, sizeof line - len, "\",\"correlation_id\":\"");
+            len = append_json_string(line, len, sizeof line - 300, context_correlation ? context_correlation : "");
+            len += (size_t)snprintf(line + len, sizeof line - len, "\",\"message_id\":\"");
+            len = append_json_string(line, len, sizeof line - 3, context_message ? context_message : "");
+        }
         memcpy(line + len, "\"}\n", 4);
         len += 3;
     } else {

@@ -62,8 +62,17 @@ typedef struct ap_retry_policy {
 
 #define AP_RETRY_POLICY_DEFAULT ((ap_retry_policy_t){.max_attempts = 8, .base_backoff_ms = 2, .max_backoff_ms = 200})
 
+/*
+ * Optional: sees each event a command causes, once the event's handlers have run, and NULL
+ * whenever ap_bus_handle starts (again), so an observer forgets what a failed attempt showed
+ * it. For an entrypoint that reports what a command did (the HTTP API's batchref).
+ */
+typedef void (*ap_event_observer_fn)(void *ctx, const ap_msg_t *event);
+
 typedef struct ap_bus {
     const ap_deps_t *deps;
+    ap_event_observer_fn observer;
+    void *observer_ctx;
     const ap_handler_table_t *handlers;
     ap_retry_policy_t retry;
     ap_msg_meta_t meta; /* the provenance of the command being handled */
@@ -75,6 +84,9 @@ typedef struct ap_bus {
 /* `deps` and `handlers` are borrowed and must outlive the bus. */
 void ap_bus_init(ap_bus_t *bus, const ap_deps_t *deps, const ap_handler_table_t *handlers);
 void ap_bus_release(ap_bus_t *bus);
+
+/* Sets (or, with NULL, clears) the bus's event observer; the caller's thread only. */
+void ap_bus_observe(ap_bus_t *bus, ap_event_observer_fn observer, void *ctx);
 
 /*
  * Runs one command and everything it causes, in the caller's unit of work scope (the caller

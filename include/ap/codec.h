@@ -27,6 +27,13 @@
 ap_err_t ap_command_decode_json(const void *value, size_t len, ap_msg_type_t type_hint,
                                 bool hint_overrides, ap_msg_t *cmd, char *why, size_t whylen);
 
+/*
+ * A command as the JSON object ap_command_decode_json reads back, with its "type" first,
+ * e.g. {"type":"Allocate","orderid":"o1","sku":"RED-CHAIR","qty":10}. Caller frees *json
+ * with free(). AP_ERR_NOMEM, or AP_ERR_INTERNAL when `cmd` is not a command.
+ */
+ap_err_t ap_command_encode_json(const ap_msg_t *cmd, char **json);
+
 /* Picks the decoder for a value by its first byte. */
 ap_err_t ap_command_decode(const void *value, size_t len, ap_msg_type_t type_hint,
                            bool hint_overrides, ap_msg_t *cmd, char *why, size_t whylen);

@@ -39,7 +39,10 @@ typedef struct ap_config {
     char *smtp_username; /* secret; NULL: none (or in the URL) */
     char *smtp_password; /* secret */
     int email_retry_max_ms; /* the longest backoff of an email the SMTP server did not take */
-    char *http_addr;
+    char *http_addr;                /* HOST:PORT the HTTP API listens on */
+    int http_command_wait_ms;       /* how long a POST waits for its command's outcome */
+    char *http_auth_token;          /* NULL: commands need no bearer token; never logged */
+    int command_outcome_retention_hours; /* outcomes (idempotency keys) kept this long */
     ap_log_level_t log_level;
     bool log_json;
     int batch_max_messages;         /* commands per transaction, at most */

@@ -76,6 +76,15 @@ void ap_kafka_consumer_pause(ap_kafka_consumer_t *consumer, bool pause);
  * broker (blocking up to 0.5 s, at most once a second) instead of guessing. */
 bool ap_kafka_consumer_reachable(ap_kafka_consumer_t *consumer);
 
+/* True once the consumer is a member of its group (it has a member id), with or without
+ * partitions. */
+bool ap_kafka_consumer_joined(ap_kafka_consumer_t *consumer);
+
+/* A partition's end offset (the next offset to be written) as last seen by fetches, without
+ * asking a broker; AP_ERR_NOT_FOUND while none is known. For the lag metric. */
+ap_err_t ap_kafka_consumer_end_offset(ap_kafka_consumer_t *consumer, const char *topic,
+                                      int32_t partition, int64_t *end);
+
 /* Leaves the group (revoking every partition) and frees. NULL is a no-op. */
 void ap_kafka_consumer_close(ap_kafka_consumer_t *consumer);
 

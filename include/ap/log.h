@@ -17,6 +17,15 @@ bool ap_log_level_parse(const char *text, ap_log_level_t *level);
 void ap_log_setup(ap_log_level_t level, bool json);
 bool ap_log_enabled(ap_log_level_t level);
 
+/*
+ * The command this thread is working on, for LOG_FORMAT=json: while set, every record the
+ * thread writes carries "correlation_id" and "message_id". The strings are borrowed until
+ * the context is cleared or set again. Per thread; the consumer and the HTTP threads set it
+ * around each command.
+ */
+void ap_log_context_set(const char *correlation_id, const char *message_id);
+void ap_log_context_clear(void);
+
 /* `component` names the module ("kafka", "pg", "bus", ...). */
 void ap_log(ap_log_level_t level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

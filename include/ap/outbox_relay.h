@@ -31,6 +31,7 @@ typedef struct ap_outbox_row {
     size_t value_len;
     const ap_kafka_header_t *headers; /* header_names/header_values, in order */
     size_t nheaders;
+    int64_t created_ms; /* when it was written (wall clock, ms since the epoch) */
 } ap_outbox_row_t;
 
 /* Creates the reader; no I/O yet. NULL when out of memory. Caller frees. */

@@ -142,3 +142,31 @@ ap_err_t ap_command_decode(const void *value, size_t len, ap_msg_type_t type_hin
         SAY("unsupported encoding (first byte 0x%02x); expected a JSON object", bytes[0]);
     return AP_ERR_DECODE;
 }
+
+ap_err_t ap_command_encode_json(const ap_msg_t *cmd, char **json)
+{
+    if (!ap_msg_is_command(cmd->type))
+        return AP_ERR_INTERNAL;
+    json_t *root = json_object();
+    bool ok = root && !json_object_set_new(root, "type", json_string(ap_msg_type_name(cmd->type)));
+    if (ok && cmd->type != AP_CMD_ALLOCATE)
+        ok = !json_object_set_new(root, "ref", json_string(cmd->ref));
+    if (ok && cmd->type == AP_CMD_ALLOCATE)
+        ok = !json_object_set_new(root, "orderid", json_string(cmd->orderid));
+    if (ok && cmd->type != AP_CMD_CHANGE_BATCH_QUANTITY)
+        ok = !json_object_set_new(root, "sku", json_string(cmd->sku));
+    if (ok)
+        ok = !json_object_set_new(root, "qty", json_integer((json_int_t)cmd->qty));
+    if (ok && cmd->type == AP_CMD_CREATE_BATCH) {
+        char eta[AP_DATE_LEN + 1];
+        if (cmd->has_eta)
+            ap_date_format(cmd->eta, eta);
+        ok = !json_object_set_new(root, "eta", cmd->has_eta ? json_string(eta) : json_null());
+    }
+    char *text = ok ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(root);
+    if (!text)
+        return AP_ERR_NOMEM;
+    *json = text;
+    return AP_OK;
+}

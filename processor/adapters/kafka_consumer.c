@@ -263,6 +263,26 @@ bool ap_kafka_consumer_reachable(ap_kafka_consumer_t *consumer)
     return !consumer->unreachable;
 }
 
+bool ap_kafka_consumer_joined(ap_kafka_consumer_t *consumer)
+{
+    char *member = rd_kafka_memberid(consumer->rk);
+    bool joined = member && *member;
+    if (member)
+        rd_kafka_mem_free(consumer->rk, member);
+    return joined;
+}
+
+ap_err_t ap_kafka_consumer_end_offset(ap_kafka_consumer_t *consumer, const char *topic,
+                                      int32_t partition, int64_t *end)
+{
+    int64_t low, high;
+    if (rd_kafka_get_watermark_offsets(consumer->rk, topic, partition, &low, &high) ||
+        high < 0)
+        return AP_ERR_NOT_FOUND;
+    *end = high;
+    return AP_OK;
+}
+
 void ap_kafka_consumer_close(ap_kafka_consumer_t *consumer)
 {
     if (!consumer)

@@ -26,7 +26,8 @@
 #define PARK_STMT "ap_outbox_relay_park"
 
 static const char fetch_sql[] =
-    "SELECT id, event_id::text, topic, key, value, header_names, header_values "
+    "SELECT id, event_id::text, topic, key, value, header_names, header_values, "
+    "       (extract(epoch FROM created_at) * 1000)::bigint "
     "FROM outbox ORDER BY id LIMIT $1";
 static const char delete_sql[] = "DELETE FROM outbox WHERE id = ANY($1::bigint[])";
 static const char park_sql[] =
@@ -37,7 +38,8 @@ static const char park_sql[] =
     "  FROM moved";
 
 /* Result columns of fetch_sql. */
-enum { COL_ID, COL_EVENT_ID, COL_TOPIC, COL_KEY, COL_VALUE, COL_NAMES, COL_VALUES, NCOLS };
+enum { COL_ID, COL_EVENT_ID, COL_TOPIC, COL_KEY, COL_VALUE, COL_NAMES, COL_VALUES, COL_CREATED,
+       NCOLS };
 
 struct ap_outbox_relay {
     char *conninfo; /* never logged */
@@ -270,6 +272,8 @@ static ap_err_t decode_rows(ap_outbox_relay_t *relay, size_t *nrows)
         }
         /* Binary text is the text itself, and libpq ends every value with a NUL. */
         row->event_id = PQgetvalue(res, i, COL_EVENT_ID);
+        if (!get_int8(res, i, COL_CREATED, &row->created_ms))
+            row->created_ms = 0;
         row->topic = PQgetvalue(res, i, COL_TOPIC);
         row->key = PQgetisnull(res, i, COL_KEY) ? NULL : PQgetvalue(res, i, COL_KEY);
         row->key_len = (size_t)PQgetlength(res, i, COL_KEY);

@@ -25,18 +25,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ap/array.h"
 #include "ap/codec.h"
 #include "ap/kafka.h"
 #include "ap/log.h"
 #include "ap/outbox.h"
+#include "ap/outcomes.h"
 
 #define POLL_MS 100
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define STATS_EVERY_MS 60000
 #define BACKPRESSURE_EVERY_MS 50 /* measure the backlog at least this often */
+#define LAG_EVERY_MS 1000         /* the lag metric is refreshed this often */
 
 typedef struct partition {
     char topic[256];
@@ -53,6 +56,8 @@ typedef struct consumer {
     ap_avro_codec_t *codec;
     ap_kafka_consumer_t *kafka;
     ap_health_t *health;
+    const ap_instruments_t *ins; /* may be NULL */
+    struct item *current;        /* the record whose command the bus is running */
     volatile sig_atomic_t *stop;
     partition_t *parts;
     size_t nparts, parts_cap;
@@ -92,8 +97,10 @@ static bool back_off(consumer_t *c, unsigned attempt)
     if (cap > BACKOFF_MAX_MS)
         cap = BACKOFF_MAX_MS;
     int64_t wait = cap / 2 + (int64_t)(ap_clock_random(clock) % (uint64_t)(cap / 2 + 1));
-    for (int64_t slept = 0; slept < wait && !*c->stop; slept += 50)
+    for (int64_t slept = 0; slept < wait && !*c->stop; slept += 50) {
+        atomic_store(&c->health->heartbeat_ms, ap_health_now_ms()); /* waiting is living */
         ap_clock_sleep_ms(clock, 50);
+    }
     return !*c->stop;
 }
 
@@ -134,9 +141,15 @@ static ap_err_t on_assigned(void *ctx, const char *topic, int32_t partition, int
 
 static void on_revoked(void *ctx, const char *topic, int32_t partition)
 {
-    partition_t *p = find_partition(ctx, topic, partition, false);
+    consumer_t *c = ctx;
+    partition_t *p = find_partition(c, topic, partition, false);
     if (p)
         p->owned = false;
+    if (c->ins) {
+        char number[16];
+        snprintf(number, sizeof number, "%d", (int)partition);
+        ap_metric_remove(c->ins->consumer_lag, topic, number);
+    }
 }
 
 /* ---------------------------------------------------------------- one record */
@@ -230,7 +243,7 @@ static ap_err_t reject(consumer_t *c, const ap_record_t *rec, const ap_msg_t *cm
 
 /* ---------------------------------------------------------------- one batch */
 
-typedef enum { APPLIED, REJECTED, UNDECODABLE, FAILED, SKIPPED } outcome_t;
+typedef enum { APPLIED, REJECTED, UNDECODABLE, FAILED, SKIPPED, DUPLICATE } outcome_t;
 
 /* A record of the batch in hand, decoded once, with what became of it. */
 typedef struct item {
@@ -241,6 +254,11 @@ typedef struct item {
     ap_err_t result;
     outcome_t outcome;
     char why[512];
+    /* With a message id: already processed (in an earlier batch or earlier in this one). */
+    bool duplicate;
+    /* What an applied Allocate did, as the bus's observer saw it. */
+    char batchref[AP_STR_SIZE];
+    bool out_of_stock;
 } item_t;
 
 /*
@@ -286,6 +304,13 @@ static ap_err_t apply(consumer_t *c, item_t *item)
 static void report(consumer_t *c, const item_t *item)
 {
     const ap_record_t *rec = &item->rec;
+    if (c->ins && item->outcome != SKIPPED) {
+        static const char *const names[] = {"applied", "rejected", "dead_lettered", "failed",
+                                            "", "duplicate"};
+        const char *type = ap_msg_is_command(item->cmd.type) ? ap_msg_type_name(item->cmd.type)
+                                                             : "unknown";
+        ap_metric_add(c->ins->commands, 1, type, names[item->outcome]);
+    }
     switch (item->outcome) {
     case APPLIED:
         c->applied++;
@@ -308,9 +333,142 @@ static void report(consumer_t *c, const item_t *item)
         AP_ERROR("consumer", "%s [%d] @%lld: %s; dead-lettered", rec->topic, (int)rec->partition,
                  (long long)rec->offset, item->why);
         break;
+    case DUPLICATE:
+        AP_INFO("consumer", "%s [%d] @%lld: %s with message-id %s was processed already; skipped",
+                rec->topic, (int)rec->partition, (long long)rec->offset,
+                ap_msg_type_name(item->cmd.type), item->cmd.meta.message_id);
+        break;
     case SKIPPED:
         break;
     }
+}
+
+/* ---------------------------------------------------------------- outcomes by message id */
+
+/* Sets the log context of this thread to a record's command (LOG_FORMAT=json). */
+static void log_context(const item_t *item)
+{
+    const ap_msg_meta_t *meta = &item->cmd.meta;
+    ap_log_context_set(meta->correlation_id,
+                       meta->message_id[0] ? meta->message_id : meta->causation_id);
+}
+
+/* ap_event_observer_fn: what the Allocate in hand did, for its recorded outcome. */
+static void observe_event(void *ctx, const ap_msg_t *event)
+{
+    consumer_t *c = ctx;
+    item_t *item = c->current;
+    if (!item)
+        return;
+    if (!event) { /* a new attempt: forget the last one */
+        item->batchref[0] = '\0';
+        item->out_of_stock = false;
+        return;
+    }
+    if (item->cmd.type != AP_CMD_ALLOCATE || item->batchref[0] || item->out_of_stock ||
+        strcmp(event->sku, item->cmd.sku) != 0)
+        return;
+    if (event->type == AP_EVT_ALLOCATED && strcmp(event->orderid, item->cmd.orderid) == 0)
+        memcpy(item->batchref, event->batchref, sizeof item->batchref);
+    else if (event->type == AP_EVT_OUT_OF_STOCK)
+        item->out_of_stock = true;
+}
+
+/*
+ * Marks the records whose message id has an outcome already, in Postgres or earlier in this
+ * batch, as duplicates. One query for the batch; none when no record has an id.
+ */
+static ap_err_t mark_duplicates(consumer_t *c, item_t *items, size_t n)
+{
+    const char **ids = NULL;
+    size_t *which = NULL, nids = 0;
+    bool *seen = NULL;
+    ap_err_t err = AP_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        items[i].duplicate = false;
+        nids += items[i].cmd.meta.message_id[0] != '\0';
+    }
+    if (nids == 0)
+        return AP_OK;
+    ids = calloc(nids, sizeof *ids);
+    which = calloc(nids, sizeof *which);
+    seen = calloc(nids, sizeof *seen);
+    if (!ids || !which || !seen) {
+        err = AP_ERR_NOMEM;
+        goto out;
+    }
+    nids = 0;
+    for (size_t i = 0; i < n; i++) {
+        const partition_t *p = &c->parts[items[i].part];
+        if (!items[i].cmd.meta.message_id[0] || !p->owned || items[i].rec.offset < p->next_offset)
+            continue;
+        which[nids] = i;
+        ids[nids++] = items[i].cmd.meta.message_id;
+    }
+    if (nids && (err = ap_outcomes_seen(c->app->deps.uow, ids, nids, seen)))
+        goto out;
+    for (size_t k = 0; k < nids; k++) {
+        items[which[k]].duplicate = seen[k];
+        for (size_t j = 0; j < k && !seen[k]; j++) {
+            if (strcmp(ids[j], ids[k]) == 0)
+                items[which[k]].duplicate = true;
+        }
+    }
+out:
+    free(ids);
+    free(which);
+    free(seen);
+    return err;
+}
+
+/* Records the outcome of every record with a message id that was processed in this batch. */
+static ap_err_t record_outcomes(consumer_t *c, const item_t *items, size_t n)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += items[i].cmd.meta.message_id[0] && items[i].outcome != SKIPPED &&
+                 items[i].outcome != DUPLICATE;
+    if (count == 0)
+        return AP_OK;
+    ap_command_outcome_t *outcomes = calloc(count, sizeof *outcomes);
+    if (!outcomes)
+        return AP_ERR_NOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const item_t *item = &items[i];
+        if (!item->cmd.meta.message_id[0] || item->outcome == SKIPPED ||
+            item->outcome == DUPLICATE)
+            continue;
+        ap_command_outcome_t *o = &outcomes[k++];
+        memcpy(o->message_id, item->cmd.meta.message_id, sizeof o->message_id);
+        if (ap_msg_is_command(item->cmd.type))
+            snprintf(o->command_type, sizeof o->command_type, "%s",
+                     ap_msg_type_name(item->cmd.type));
+        switch (item->outcome) {
+        case APPLIED:
+            o->kind = AP_OUTCOME_APPLIED;
+            memcpy(o->batchref, item->batchref, sizeof o->batchref);
+            o->out_of_stock = item->out_of_stock;
+            break;
+        case REJECTED:
+            o->kind = AP_OUTCOME_REJECTED;
+            snprintf(o->reason, sizeof o->reason, "%s", ap_err_reason(item->result));
+            snprintf(o->message, sizeof o->message, "%s", item->why);
+            break;
+        case UNDECODABLE:
+            o->kind = AP_OUTCOME_DEAD_LETTERED;
+            snprintf(o->message, sizeof o->message, "%s", item->why);
+            break;
+        default:
+            o->kind = AP_OUTCOME_FAILED;
+            snprintf(o->message, sizeof o->message, "%s", item->why);
+            break;
+        }
+    }
+    ap_err_t err = ap_outcomes_record(c->app->deps.uow, outcomes, count);
+    free(outcomes);
+    return err;
 }
 
 /*
@@ -338,15 +496,30 @@ static ap_err_t try_batch(consumer_t *c, item_t *items, size_t n, int64_t *last,
     }
     if (err == AP_OK)
         ap_uow_prefetch(uow, skus, nskus, skus + n - nrefs, nrefs);
+    if (err == AP_OK)
+        err = mark_duplicates(c, items, n);
     for (size_t i = 0; i < n && err == AP_OK; i++) {
         item_t *item = &items[i];
         const partition_t *p = &c->parts[item->part];
         item->outcome = SKIPPED;
         if (!p->owned || item->rec.offset < p->next_offset)
             continue;
+        if (item->duplicate) {
+            item->outcome = DUPLICATE;
+            last[item->part] = item->rec.offset;
+            continue;
+        }
+        log_context(item);
+        c->current = item;
+        item->batchref[0] = '\0';
+        item->out_of_stock = false;
         if ((err = apply(c, item)) == AP_OK)
             last[item->part] = item->rec.offset;
+        c->current = NULL;
+        ap_log_context_clear();
     }
+    if (err == AP_OK)
+        err = record_outcomes(c, items, n);
     for (size_t i = 0; i < c->nparts && err == AP_OK; i++) {
         partition_t *p = &c->parts[i];
         if (last[i] < 0)
@@ -397,8 +570,16 @@ static void process_batch(consumer_t *c, item_t *items, size_t n)
                     continue;
                 c->parts[i].next_offset = last[i] + 1;
             }
-            for (size_t i = 0; i < n; i++)
+            for (size_t i = 0; i < n; i++) {
+                log_context(&items[i]);
                 report(c, &items[i]);
+            }
+            ap_log_context_clear();
+            if (c->ins) {
+                ap_metric_observe(c->ins->batch_commands, (double)n);
+                ap_metric_observe(c->ins->batch_duration,
+                                  (double)(ap_clock_now_ms(c->app->deps.clock) - started) / 1e3);
+            }
             break;
         }
         if (err == AP_ERR_FENCED)
@@ -471,6 +652,10 @@ static void check_backpressure(consumer_t *c, int64_t now)
     c->backlog_written = written;
     c->backlog_measured_ms = now;
     c->backlog_known = true;
+    if (c->ins) {
+        ap_metric_set(c->ins->outbox_rows, (double)rows);
+        ap_metric_set(c->ins->outbox_age, (double)age_ms / 1e3);
+    }
 
     bool behind = rows > cfg->backpressure_max_rows || age_ms > cfg->backpressure_max_age_ms;
     bool caught_up = rows <= cfg->backpressure_max_rows / 2 &&
@@ -501,6 +686,29 @@ bool ap_health_ready(const ap_health_t *health)
     return atomic_load(&health->database) && atomic_load(&health->kafka);
 }
 
+int64_t ap_health_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Lag of each owned partition: its end offset (as fetches last saw it) minus our offset. */
+static void update_lag(consumer_t *c)
+{
+    char number[16];
+    for (size_t i = 0; i < c->nparts; i++) {
+        const partition_t *p = &c->parts[i];
+        int64_t end;
+        if (!p->owned || ap_kafka_consumer_end_offset(c->kafka, p->topic, p->partition, &end))
+            continue;
+        int64_t from = p->next_offset > 0 ? p->next_offset : 0;
+        snprintf(number, sizeof number, "%d", (int)p->partition);
+        ap_metric_set(c->ins->consumer_lag, (double)(end > from ? end - from : 0), p->topic,
+                      number);
+    }
+}
+
 /* Every topic the processor reads or writes: commands, events, rejections, dead letters. */
 static ap_err_t create_topics(const ap_config_t *cfg)
 {
@@ -524,14 +732,17 @@ static ap_err_t create_topics(const ap_config_t *cfg)
 }
 
 int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
-                    ap_avro_codec_t *codec, ap_health_t *health, volatile sig_atomic_t *stop)
+                    ap_avro_codec_t *codec, ap_health_t *health, const ap_instruments_t *ins,
+                    volatile sig_atomic_t *stop)
 {
     consumer_t c = {.cfg = cfg, .app = app, .outbox = outbox, .codec = codec,
-                    .health = health, .stop = stop};
+                    .health = health, .ins = ins, .stop = stop};
     ap_kafka_rebalance_t rebalance = {on_assigned, on_revoked, &c};
     item_t *items = calloc((size_t)cfg->batch_max_messages, sizeof *items);
     int rc = 1;
 
+    atomic_store(&health->heartbeat_ms, ap_health_now_ms());
+    ap_bus_observe(&app->bus, observe_event, &c);
     if (!items || ap_kafka_consumer_new(cfg, &rebalance, &c.kafka))
         goto out;
     /* Topics are created before subscribing so the first assignment sees every partition. */
@@ -547,8 +758,9 @@ int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
             cfg->command_topics[0], cfg->group_id, cfg->batch_max_messages);
 
     ap_clock_t *clock = app->deps.clock;
-    int64_t last_stats = ap_clock_now_ms(clock);
+    int64_t last_stats = ap_clock_now_ms(clock), last_lag = 0;
     while (!*stop) {
+        atomic_store(&health->heartbeat_ms, ap_health_now_ms());
         check_backpressure(&c, ap_clock_now_ms(clock));
         size_t n = gather(&c, items);
         if (n > 0)
@@ -556,8 +768,13 @@ int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
         for (size_t i = 0; i < n; i++)
             ap_kafka_record_release(&items[i].rec);
         set_health(&health->kafka, ap_kafka_consumer_reachable(c.kafka), "Kafka");
+        atomic_store(&health->joined, ap_kafka_consumer_joined(c.kafka));
 
         int64_t now = ap_clock_now_ms(clock);
+        if (ins && now - last_lag >= LAG_EVERY_MS) {
+            update_lag(&c);
+            last_lag = now;
+        }
         if (now - last_stats >= STATS_EVERY_MS) {
             last_stats = now;
             AP_INFO("consumer", "applied=%llu rejected=%llu undecodable=%llu failed=%llu",
@@ -571,6 +788,8 @@ out:
             (unsigned long long)c.applied, (unsigned long long)c.rejected,
             (unsigned long long)c.undecodable, (unsigned long long)c.failed);
     ap_kafka_consumer_close(c.kafka);
+    atomic_store(&health->joined, false);
+    ap_bus_observe(&app->bus, NULL, NULL);
     free(items);
     free(c.parts);
     return rc;

@@ -12,25 +12,36 @@
 #include "ap/bootstrap.h"
 #include "ap/config.h"
 #include "ap/outbox.h"
+#include "entrypoints/instruments.h"
 
 /* What the loop knows about its dependencies, for a readiness probe (any thread may read). */
 typedef struct ap_health {
     atomic_bool database;     /* the last transaction reached Postgres */
     atomic_bool kafka;        /* some broker answers */
     atomic_bool backpressure; /* consumption paused while the outbox relay catches up */
+    atomic_bool joined;       /* the consumer is a member of its group */
+    atomic_llong heartbeat_ms; /* monotonic ms when the loop last went round (or backed off) */
 } ap_health_t;
 
 /* Ready: Postgres and Kafka both reachable. Backpressure is not unreadiness. */
 bool ap_health_ready(const ap_health_t *health);
 
+/* Monotonic milliseconds, the clock of heartbeat_ms. */
+int64_t ap_health_now_ms(void);
+
 /*
  * Creates the topics if missing, then consumes the command topics until *stop becomes
  * non-zero; finishes the record in hand, leaves the group and returns 0; returns 1 when the
  * consumer cannot start. Rejections and dead letters go to `outbox` (the one bound to the
- * app's unit of work); Avro commands are decoded with `codec`; `health` is kept current.
- * All borrowed.
+ * app's unit of work); Avro commands are decoded with `codec`; `health` is kept current;
+ * `ins` (may be NULL) receives the consumer's metrics. All borrowed.
+ *
+ * A command with a `message-id` header is applied at most once per id: its outcome is
+ * recorded (outcomes.h) in its batch's transaction, and a command whose id has an outcome
+ * already is skipped (counted as a duplicate).
  */
 int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
-                    ap_avro_codec_t *codec, ap_health_t *health, volatile sig_atomic_t *stop);
+                    ap_avro_codec_t *codec, ap_health_t *health, const ap_instruments_t *ins,
+                    volatile sig_atomic_t *stop);
 
 #endif

@@ -13,10 +13,14 @@
 #include "ap/bootstrap.h"
 #include "ap/config.h"
 #include "ap/log.h"
+#include "ap/outcomes.h"
 #include "ap/pg.h"
 #include "ap/registry.h"
+#include "entrypoints/command_gateway.h"
 #include "entrypoints/consumer.h"
 #include "entrypoints/email_sender.h"
+#include "entrypoints/http_routes.h"
+#include "entrypoints/instruments.h"
 #include "entrypoints/relay.h"
 
 extern char **environ;
@@ -27,8 +31,8 @@ static const char usage[] =
     "Usage: allocation-processor [--config FILE] COMMAND [ARGS]\n"
     "\n"
     "Commands:\n"
-    "  run                   apply migrations, then consume the command topics until\n"
-    "                        SIGINT/SIGTERM\n"
+    "  run                   apply migrations, then consume the command topics and serve\n"
+    "                        HTTP on HTTP_ADDR until SIGINT/SIGTERM\n"
     "  migrate               apply the SQL migrations not applied yet\n"
     "  allocations ORDERID   print the read model for one order as JSON\n"
     "  decode                read event values framed as by kcat -f '%R%s' on stdin and\n"
@@ -69,7 +73,7 @@ static void install_signal_handlers(void)
 }
 
 /* Migrations, retried while Postgres is not reachable yet (it may start after us). */
-static ap_err_t migrate_when_ready(const ap_config_t *cfg)
+static ap_err_t migrate_when_ready(const ap_config_t *cfg, ap_health_t *health)
 {
     ap_clock_t *clock = ap_system_clock_new();
     ap_err_t err = AP_ERR_NOMEM;
@@ -81,11 +85,34 @@ static ap_err_t migrate_when_ready(const ap_config_t *cfg)
         if (err != AP_ERR_UNAVAILABLE || stop_requested)
             break;
         AP_WARN("main", "database not reachable; retrying in %lld ms", (long long)wait);
-        for (int64_t slept = 0; slept < wait && !stop_requested; slept += 50)
+        for (int64_t slept = 0; slept < wait && !stop_requested; slept += 50) {
+            atomic_store(&health->heartbeat_ms, ap_health_now_ms()); /* waiting, alive */
             ap_clock_sleep_ms(clock, 50);
+        }
         wait = wait < 8000 ? wait * 2 : wait;
     }
     ap_clock_free(clock);
+    return err;
+}
+
+/* The HTTP side: its own Postgres sessions and producer, then the listener. */
+static ap_err_t start_http(const ap_config_t *cfg, ap_health_t *health,
+                           const ap_instruments_t *ins, ap_outcome_store_t **outcomes,
+                           ap_command_gateway_t **gateway, ap_http_api_t **api)
+{
+    ap_err_t err = ap_pg_outcome_store_new(cfg->database_url,
+                                           cfg->command_outcome_retention_hours, outcomes);
+    if (err == AP_OK)
+        /* Kafka gets the whole wait to take the command, and at least a second. */
+        err = ap_command_gateway_start(cfg, cfg->http_command_wait_ms > 1000
+                                                ? cfg->http_command_wait_ms
+                                                : 1000,
+                                       gateway);
+    if (err == AP_OK) {
+        ap_http_api_deps_t deps = {.cfg = cfg, .gateway = *gateway, .outcomes = *outcomes,
+                                   .health = health, .ins = ins};
+        err = ap_http_api_start(&deps, api);
+    }
     return err;
 }
 
@@ -94,37 +121,67 @@ static int cmd_run(const ap_config_t *cfg)
     ap_runtime_t rt;
     ap_relay_t *relay = NULL;
     ap_email_sender_t *email = NULL;
+    ap_instruments_t ins;
+    ap_health_t health;
+    ap_outcome_store_t *outcomes = NULL;
+    ap_command_gateway_t *gateway = NULL;
+    ap_http_api_t *api = NULL;
     ap_err_t err;
+    int rc = 1;
 
     install_signal_handlers();
     AP_INFO("main", "allocation-processor %s starting", AP_VERSION);
-    if ((err = migrate_when_ready(cfg))) {
-        if (stop_requested)
-            return 0;
-        AP_ERROR("main", "migrations failed: %s", ap_strerror(err));
+    if (!ap_instruments_init(&ins)) {
+        AP_ERROR("main", "cannot start: %s", ap_strerror(AP_ERR_NOMEM));
         return 1;
+    }
+    atomic_init(&health.database, true);
+    atomic_init(&health.kafka, true);
+    atomic_init(&health.backpressure, false);
+    atomic_init(&health.joined, false);
+    atomic_init(&health.heartbeat_ms, ap_health_now_ms());
+    /* HTTP first, so the probes answer (alive, not ready) while migrations wait. */
+    if ((err = start_http(cfg, &health, &ins, &outcomes, &gateway, &api))) {
+        AP_ERROR("main", "cannot start the HTTP API: %s", ap_strerror(err));
+        goto out;
+    }
+    if ((err = migrate_when_ready(cfg, &health))) {
+        if (stop_requested)
+            rc = 0;
+        else
+            AP_ERROR("main", "migrations failed: %s", ap_strerror(err));
+        goto out;
     }
     if ((err = ap_bootstrap_runtime(&rt, cfg))) {
         AP_ERROR("main", "cannot start: %s", ap_strerror(err));
-        return 1;
+        goto out;
     }
     if ((err = ap_relay_start(cfg, &relay))) {
         AP_ERROR("main", "cannot start the outbox relay: %s", ap_strerror(err));
         ap_runtime_release(&rt);
-        return 1;
+        goto out;
     }
     if ((err = ap_email_sender_start(cfg, &email))) {
         AP_ERROR("main", "cannot start the email sender: %s", ap_strerror(err));
         ap_relay_stop(relay);
         ap_runtime_release(&rt);
-        return 1;
+        goto out;
     }
-    ap_health_t health = {true, true, false};
-    int rc = ap_consumer_run(cfg, &rt.app, rt.outbox, rt.codec, &health, &stop_requested);
+    ap_relay_observe_latency(relay, ins.event_latency);
+    ap_http_api_set_relay(api, relay);
+    ap_http_api_set_email_sender(api, email);
+    rc = ap_consumer_run(cfg, &rt.app, rt.outbox, rt.codec, &health, &ins, &stop_requested);
     /* The consumer has committed its last record; let the relay deliver what it can. */
+    ap_http_api_set_relay(api, NULL);
+    ap_http_api_set_email_sender(api, NULL);
     ap_relay_stop(relay);
     ap_email_sender_stop(email);
     ap_runtime_release(&rt);
+out:
+    ap_http_api_stop(api);
+    ap_command_gateway_stop(gateway);
+    ap_outcome_store_free(outcomes);
+    ap_instruments_release(&ins);
     AP_INFO("main", "stopped");
     return rc;
 }

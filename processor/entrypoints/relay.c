@@ -41,6 +41,7 @@ typedef struct slot {
     int64_t id;
     enum slot_state state;
     const char *topic; /* borrowed from the fetched row, for the log */
+    int64_t created_ms; /* the row's insert time, wall clock */
     char reason[160];  /* SLOT_REFUSED: Kafka's reason */
 } slot_t;
 
@@ -51,6 +52,7 @@ struct ap_relay {
     pthread_mutex_t mutex; /* guards stats; with `wake`, lets a stop cut a nap short */
     pthread_cond_t wake;
     ap_relay_stats_t stats;
+    _Atomic(ap_metric_t *) latency; /* may be NULL */
 
     /* Owned by the thread once it runs. */
     ap_outbox_relay_t *pg;
@@ -127,6 +129,11 @@ static void count(ap_relay_t *relay, size_t delivered, size_t failed, size_t par
     pthread_mutex_unlock(&relay->mutex);
 }
 
+void ap_relay_observe_latency(ap_relay_t *relay, ap_metric_t *latency)
+{
+    atomic_store(&relay->latency, latency);
+}
+
 void ap_relay_stats(ap_relay_t *relay, ap_relay_stats_t *stats)
 {
     pthread_mutex_lock(&relay->mutex);
@@ -142,6 +149,14 @@ static void on_delivery(void *ctx, void *opaque, ap_err_t err, const char *reaso
     slot_t *slot = opaque;
     if (err == AP_OK) {
         slot->state = SLOT_DELIVERED;
+        ap_metric_t *latency = atomic_load(&relay->latency);
+        if (latency && slot->created_ms > 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+            int64_t ms = now > slot->created_ms ? now - slot->created_ms : 0;
+            ap_metric_observe(latency, (double)ms / 1e3);
+        }
         return;
     }
     if (err == AP_ERR_REFUSED) {
@@ -269,8 +284,8 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
     relay->batch_error[0] = '\0';
     size_t i = 0;
     for (; i < n; i++) {
-        relay->slots[i] =
-            (slot_t){.id = rows[i].id, .state = SLOT_PENDING, .topic = rows[i].topic};
+        relay->slots[i] = (slot_t){.id = rows[i].id, .state = SLOT_PENDING,
+                                   .topic = rows[i].topic, .created_ms = rows[i].created_ms};
         if (!send_row(relay, &rows[i], &relay->slots[i])) {
             i++;
             break;

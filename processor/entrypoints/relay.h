@@ -17,6 +17,7 @@
 
 #include "ap/config.h"
 #include "ap/error.h"
+#include "ap/metrics.h"
 
 typedef struct ap_relay ap_relay_t;
 
@@ -34,6 +35,10 @@ ap_err_t ap_relay_start(const ap_config_t *cfg, ap_relay_t **out);
 
 /* Thread-safe snapshot of the relay's counters. */
 void ap_relay_stats(ap_relay_t *relay, ap_relay_stats_t *stats);
+
+/* Has the relay observe, into `latency` (a histogram of seconds; borrowed until stop), the
+ * time from each delivered row's insert to Kafka's acknowledgement. Any thread. */
+void ap_relay_observe_latency(ap_relay_t *relay, ap_metric_t *latency);
 
 /* Asks the thread to stop, waits for deliveries in flight (bounded), joins and frees.
  * NULL is a no-op. */

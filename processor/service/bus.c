@@ -27,6 +27,12 @@ void ap_bus_release(ap_bus_t *bus)
     bus->qcap = bus->qhead = bus->qlen = 0;
 }
 
+void ap_bus_observe(ap_bus_t *bus, ap_event_observer_fn observer, void *ctx)
+{
+    bus->observer = observer;
+    bus->observer_ctx = ctx;
+}
+
 /* Appends to the ring buffer, growing it when full. */
 static ap_err_t enqueue(ap_bus_t *bus, const ap_msg_t *msg)
 {
@@ -103,6 +109,8 @@ static ap_err_t handle_event(ap_bus_t *bus, const ap_msg_t *event)
                 ap_strerror(err), why[0] ? ": " : "", why);
     }
     bus->stats.events_handled++;
+    if (bus->observer)
+        bus->observer(bus->observer_ctx, event);
     return AP_OK;
 }
 
@@ -115,6 +123,8 @@ ap_err_t ap_bus_handle(ap_bus_t *bus, const ap_msg_t *cmd, char *why, size_t why
         why[0] = '\0';
     bus->qhead = bus->qlen = 0;
     bus->meta = cmd->meta;
+    if (bus->observer)
+        bus->observer(bus->observer_ctx, NULL);
     if ((err = enqueue(bus, cmd)))
         return err;
     while (dequeue(bus, &msg)) {

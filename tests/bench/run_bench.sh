@@ -131,6 +131,7 @@ KAFKA_PID="$(kafka_pid)"
 
 psql_admin "CREATE DATABASE $SCRATCH_DB"
 export TOPIC_PREFIX="$RUN_ID" KAFKA_GROUP_ID="$RUN_ID"
+export HTTP_ADDR="${HTTP_ADDR:-127.0.0.1:0}" # a free port: never in the way of another processor
 say "starting the processor: TOPIC_PREFIX=$TOPIC_PREFIX, database $SCRATCH_DB, log $OUT/processor.log"
 TOPICS_LEFT=1
 DATABASE_URL="$PROC_URL" LOG_LEVEL="${LOG_LEVEL:-info}" "$AP_BIN" run >"$OUT/processor.log" 2>&1 &

@@ -38,6 +38,8 @@ grep -q "sent <$message_id> to stock@made.com" "$PROCESSOR_LOG" || fail "the pro
 
 # The row went once the server took it; the OutOfStock event went to Kafka as before.
 wait_for "the email row deleted" 30 email_rows_are 0
+deliveries=$(curl -s "$(http_base)/metrics" | awk '$1 == "allocation_email_deliveries_total" {print $2}')
+[[ "$deliveries" == 1 ]] || fail "allocation_email_deliveries_total is '$deliveries', expected 1"
 decoded_events out_of_stock | grep -q "\"sku\":\"$SKU\"" || fail "no OutOfStock event on Kafka"
 
 # The same allocation applied (the batch grew), then nothing more is sent for it.

@@ -14,6 +14,8 @@ export TOPIC_PREFIX="$RUN_ID"
 export KAFKA_GROUP_ID="$RUN_ID"
 export COMMAND_TOPIC="$RUN_ID.commands"
 export LOG_LEVEL="${LOG_LEVEL:-info}"
+# Each processor's HTTP API on a free port (tests run side by side); http_base finds it.
+export HTTP_ADDR="${HTTP_ADDR:-127.0.0.1:0}"
 WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/$RUN_ID.XXXX")"
 PROCESSOR_PID=""
 PROCESSOR_LOG="$WORK_DIR/processor.log"
@@ -81,6 +83,14 @@ processor_owns_partitions() {
     kill -0 "$PROCESSOR_PID" 2>/dev/null || fail "the processor exited early"
     [[ "$(sql "select count(*) from consumer_offsets where group_id = '$KAFKA_GROUP_ID'" 2>/dev/null)" -ge 1 ]] &&
         grep -q "assigned $COMMAND_TOPIC" "$PROCESSOR_LOG"
+}
+
+# http_base: http://127.0.0.1:PORT of the running processor, from its "listening" log line.
+http_base() {
+    local port
+    port=$(grep -o 'listening on [^ ]* (port [0-9]*)' "$PROCESSOR_LOG" | tail -n 1 | grep -o '[0-9]*)$' | tr -d ')')
+    [[ -n "$port" ]] || fail "the processor logged no HTTP port"
+    echo "http://127.0.0.1:$port"
 }
 
 # stop_processor [SIGNAL]: TERM by default, which must end in exit code 0.

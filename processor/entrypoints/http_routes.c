@@ -1,0 +1,555 @@
+/*
+ * http_routes.c - the HTTP API's routes (http_routes.h), on the server adapter of http.h.
+ *
+ *   POST /add_batch, /allocate     validate, produce to the command topic keyed by sku with a
+ *                                  message-id (Idempotency-Key, or a new UUID), then wait for
+ *                                  the outcome the consumer records in the same transaction
+ *   GET  /commands/{id}            that outcome, later
+ *   GET  /allocations/{orderid}    the read model
+ *   GET  /healthz, /readyz         probes
+ *   GET  /metrics                  Prometheus text format
+ *
+ * The API never applies a command itself: HTTP and kcat commands take one path, in one order
+ * per sku, and are applied exactly once per message id. Every answer is JSON but /metrics.
+ */
+#include "entrypoints/http_routes.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "ap/codec.h"
+#include "ap/http.h"
+#include "ap/log.h"
+#include "ap/pg.h"
+
+#define LIVENESS_STALL_MS 60000 /* a consumer loop silent this long is not alive */
+
+struct ap_http_api {
+    ap_http_api_deps_t deps;
+    ap_http_server_t *server;
+    _Atomic(ap_relay_t *) relay;
+    _Atomic(ap_email_sender_t *) email;
+    pthread_mutex_t views_mutex; /* the views port belongs to one thread at a time */
+    ap_views_t *views;           /* connected on first use */
+};
+
+/* ---------------------------------------------------------------- answers */
+
+static void reply_json(ap_http_response_t *res, int status, json_t *body)
+{
+    res->status = status;
+    res->body = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    res->body_len = res->body ? strlen(res->body) : 0;
+    if (body && !res->body)
+        res->status = 500;
+    json_decref(body);
+}
+
+static void reply_message(ap_http_response_t *res, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reply_message(ap_http_response_t *res, int status, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    json_t *body = json_object();
+    json_object_set_new(body, "message", json_string(text));
+    reply_json(res, status, body);
+}
+
+/* ---------------------------------------------------------------- access */
+
+bool ap_http_token_equal(const char *presented, const char *expected)
+{
+    size_t plen = strlen(presented), elen = strlen(expected);
+    /* Every byte of the expected token is looked at whatever the input: no early exit. */
+    unsigned char diff = (unsigned char)(plen != elen);
+    for (size_t i = 0; i < elen; i++)
+        diff |= (unsigned char)(expected[i] ^ (i < plen ? presented[i] : 0));
+    return diff == 0;
+}
+
+static bool authorised(const ap_http_api_t *api, const ap_http_request_t *req)
+{
+    const char *token = api->deps.cfg->http_auth_token;
+    if (!token)
+        return true;
+    const char *header = ap_http_request_header(req, "Authorization");
+    if (!header || strncasecmp(header, "Bearer ", 7) != 0)
+        return false;
+    return ap_http_token_equal(header + 7, token);
+}
+
+/* ---------------------------------------------------------------- outcomes as answers */
+
+/* The batch an already-allocated line went to, from the read model ("" when unknown). */
+static void find_batchref(ap_http_api_t *api, const char *orderid, const char *sku,
+                          char batchref[AP_STR_SIZE])
+{
+    ap_allocation_row_t *rows = NULL;
+    size_t nrows = 0;
+    batchref[0] = '\0';
+    pthread_mutex_lock(&api->views_mutex);
+    if (!api->views)
+        ap_pg_views_new(api->deps.cfg->database_url, &api->views);
+    if (api->views && ap_views_allocations(api->views, orderid, &rows, &nrows) == AP_OK) {
+        for (size_t i = 0; i < nrows; i++) {
+            if (strcmp(rows[i].sku, sku) == 0)
+                memcpy(batchref, rows[i].batchref, AP_STR_SIZE);
+        }
+    }
+    pthread_mutex_unlock(&api->views_mutex);
+    free(rows);
+}
+
+/* The status and body a command's outcome answers with (the book's, where it has one). */
+static int outcome_answer(ap_http_api_t *api, const ap_command_outcome_t *o, const ap_msg_t *cmd,
+                          json_t **body)
+{
+    *body = json_object();
+    switch (o->kind) {
+    case AP_OUTCOME_APPLIED:
+        if (strcmp(o->command_type, "Allocate") != 0) {
+            json_object_set_new(*body, "message", json_string("OK"));
+            return strcmp(o->command_type, "CreateBatch") == 0 ? 201 : 200;
+        }
+        if (o->out_of_stock) {
+            json_object_set_new(*body, "batchref", json_null());
+            json_object_set_new(*body, "message", json_string("Out of stock"));
+            return 202;
+        }
+        char batchref[AP_STR_SIZE];
+        snprintf(batchref, sizeof batchref, "%s", o->batchref);
+        /* The identical line was allocated already: no event said where, the view does. */
+        if (!batchref[0] && cmd)
+            find_batchref(api, cmd->orderid, cmd->sku, batchref);
+        json_object_set_new(*body, "batchref", batchref[0] ? json_string(batchref) : json_null());
+        return 202;
+    case AP_OUTCOME_REJECTED:
+    case AP_OUTCOME_DEAD_LETTERED:
+        json_object_set_new(*body, "message", json_string(o->message));
+        return 400;
+    case AP_OUTCOME_FAILED:
+    default:
+        json_object_set_new(*body, "message", json_string(o->message));
+        return 500;
+    }
+}
+
+static void reply_outcome(ap_http_api_t *api, ap_http_response_t *res,
+                          const ap_command_outcome_t *o, const ap_msg_t *cmd)
+{
+    json_t *body;
+    int status = outcome_answer(api, o, cmd, &body);
+    reply_json(res, status, body);
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static void new_message_id(char id[AP_STR_SIZE])
+{
+    unsigned char b[16] = {0};
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        memcpy(b, &ts, sizeof ts < sizeof b ? sizeof ts : sizeof b);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    snprintf(id, AP_STR_SIZE,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+}
+
+/* A header value fit to be an id: 1-255 printable ASCII bytes. */
+static bool valid_id(const char *text)
+{
+    size_t len = strlen(text);
+    if (len == 0 || len > AP_STR_MAX)
+        return false;
+    for (const char *p = text; *p; p++) {
+        if (*p < 0x21 || *p > 0x7e)
+            return false;
+    }
+    return true;
+}
+
+/* Parses and checks a command body; false with a 400 answer naming the field. */
+static bool parse_command(const ap_http_request_t *req, ap_msg_type_t type, ap_msg_t *cmd,
+                          ap_http_response_t *res)
+{
+    char why[512] = "";
+    ap_err_t err = ap_command_decode_json(req->body, req->body_len, type, true, cmd, why,
+                                          sizeof why);
+    if (err == AP_OK)
+        err = ap_command_validate(cmd, why, sizeof why);
+    if (err == AP_OK && cmd->qty <= 0) {
+        snprintf(why, sizeof why, "field qty must be a positive integer");
+        err = AP_ERR_INVALID_COMMAND;
+    }
+    if (err) {
+        reply_message(res, 400, "%s", why[0] ? why : "invalid request body");
+        return false;
+    }
+    return true;
+}
+
+static void post_command(ap_http_api_t *api, const ap_http_request_t *req, ap_msg_type_t type,
+                         ap_http_response_t *res)
+{
+    const ap_http_api_deps_t *deps = &api->deps;
+    char message_id[AP_STR_SIZE], correlation_id[AP_STR_SIZE];
+    ap_command_outcome_t outcome;
+    ap_msg_t cmd;
+    char *value = NULL;
+    ap_err_t err;
+
+    if (!authorised(api, req)) {
+        reply_message(res, 401, "missing or wrong bearer token (Authorization: Bearer ...)");
+        return;
+    }
+    if (req->body_too_large) {
+        reply_message(res, 413, "request body over %d bytes", AP_HTTP_MAX_BODY);
+        return;
+    }
+    const char *key = ap_http_request_header(req, "Idempotency-Key");
+    if (key && !valid_id(key)) {
+        reply_message(res, 400, "header Idempotency-Key must be 1-%d printable ASCII characters",
+                      AP_STR_MAX);
+        return;
+    }
+    if (!parse_command(req, type, &cmd, res))
+        return;
+    if (key)
+        snprintf(message_id, sizeof message_id, "%s", key);
+    else
+        new_message_id(message_id);
+    const char *given = ap_http_request_header(req, "X-Correlation-ID");
+    snprintf(correlation_id, sizeof correlation_id, "%s",
+             given && valid_id(given) ? given : message_id);
+    ap_log_context_set(correlation_id, message_id);
+
+    /* Postgres away: the command would wait in Kafka and the client would learn nothing. */
+    if (!atomic_load(&deps->health->database) || ap_outcome_store_ping(deps->outcomes)) {
+        reply_message(res, 503, "Postgres is unavailable; try again later");
+        goto out;
+    }
+    /* A repeated key answers with the first outcome, without producing again. */
+    if (key && (err = ap_outcome_store_get(deps->outcomes, message_id, &outcome)) != AP_ERR_NOT_FOUND) {
+        if (err)
+            reply_message(res, 503, "Postgres is unavailable; try again later");
+        else
+            reply_outcome(api, res, &outcome, &cmd);
+        goto out;
+    }
+    if (!ap_command_gateway_reachable(deps->gateway)) {
+        reply_message(res, 503, "Kafka is unavailable; try again later");
+        goto out;
+    }
+    if ((err = ap_command_encode_json(&cmd, &value))) {
+        reply_message(res, 500, "%s", ap_strerror(err));
+        goto out;
+    }
+    const char *traceparent = ap_http_request_header(req, "traceparent");
+    ap_kafka_header_t headers[3] = {
+        {"message-id", 10, message_id, strlen(message_id)},
+        {"correlation-id", 14, correlation_id, strlen(correlation_id)},
+    };
+    size_t nheaders = 2;
+    if (traceparent && valid_id(traceparent))
+        headers[nheaders++] = (ap_kafka_header_t){"traceparent", 11, traceparent,
+                                                  strlen(traceparent)};
+    AP_DEBUG("http", "%s for sku %s: producing", ap_msg_type_name(cmd.type), cmd.sku);
+    err = ap_command_gateway_send(deps->gateway, deps->cfg->command_topics[0], cmd.sku, value,
+                                  headers, nheaders);
+    if (err) {
+        json_t *body = json_object();
+        json_object_set_new(body, "message",
+                            json_string("Kafka is unavailable; the command may or may not have "
+                                        "been taken: repeat it with the same Idempotency-Key"));
+        json_object_set_new(body, "message_id", json_string(message_id));
+        reply_json(res, err == AP_ERR_UNAVAILABLE ? 503 : 500, body);
+        goto out;
+    }
+    err = ap_outcome_store_wait(deps->outcomes, message_id, deps->cfg->http_command_wait_ms,
+                                &outcome);
+    if (err == AP_OK) {
+        reply_outcome(api, res, &outcome, &cmd);
+        goto out;
+    }
+    /* Not known in time (or Postgres went away meanwhile): it is in the log, and will be
+     * applied; the client asks later. */
+    json_t *body = json_object();
+    json_object_set_new(body, "status", json_string("pending"));
+    json_object_set_new(body, "message_id", json_string(message_id));
+    snprintf(res->location, sizeof res->location, "/commands/%s", message_id);
+    reply_json(res, 202, body);
+    AP_INFO("http", "%s for sku %s: outcome not known within %d ms; answered pending",
+            ap_msg_type_name(cmd.type), cmd.sku, deps->cfg->http_command_wait_ms);
+out:
+    ap_log_context_clear();
+    free(value);
+}
+
+static void get_command(ap_http_api_t *api, const char *id, ap_http_response_t *res)
+{
+    ap_command_outcome_t o;
+    ap_err_t err = ap_outcome_store_get(api->deps.outcomes, id, &o);
+    if (err == AP_ERR_NOT_FOUND) {
+        reply_message(res, 404, "no outcome recorded for command %s (unknown, or not applied yet)",
+                      id);
+        return;
+    }
+    if (err) {
+        reply_message(res, 503, "Postgres is unavailable; try again later");
+        return;
+    }
+    json_t *answer;
+    int status = outcome_answer(api, &o, NULL, &answer);
+    json_t *body = json_object();
+    json_object_set_new(body, "message_id", json_string(o.message_id));
+    json_object_set_new(body, "command", o.command_type[0] ? json_string(o.command_type)
+                                                           : json_null());
+    json_object_set_new(body, "outcome", json_string(ap_outcome_kind_name(o.kind)));
+    if (o.reason[0])
+        json_object_set_new(body, "reason", json_string(o.reason));
+    json_object_set_new(body, "status", json_integer(status));
+    json_object_set_new(body, "body", answer);
+    reply_json(res, 200, body);
+}
+
+/* ---------------------------------------------------------------- queries */
+
+static void get_allocations(ap_http_api_t *api, const char *orderid, ap_http_response_t *res)
+{
+    ap_allocation_row_t *rows = NULL;
+    size_t nrows = 0;
+    ap_err_t err = AP_ERR_UNAVAILABLE;
+
+    pthread_mutex_lock(&api->views_mutex);
+    if (!api->views)
+        ap_pg_views_new(api->deps.cfg->database_url, &api->views);
+    if (api->views)
+        err = ap_views_allocations(api->views, orderid, &rows, &nrows);
+    pthread_mutex_unlock(&api->views_mutex);
+    if (err == AP_ERR_NOT_FOUND) {
+        reply_message(res, 404, "not found");
+    } else if (err) {
+        reply_message(res, 503, "Postgres is unavailable; try again later");
+    } else {
+        json_t *array = json_array();
+        for (size_t i = 0; i < nrows; i++) {
+            json_t *row = json_object();
+            json_object_set_new(row, "sku", json_string(rows[i].sku));
+            json_object_set_new(row, "batchref", json_string(rows[i].batchref));
+            json_array_append_new(array, row);
+        }
+        reply_json(res, 200, array);
+    }
+    free(rows);
+}
+
+/* ---------------------------------------------------------------- probes and metrics */
+
+static bool alive(const ap_http_api_t *api)
+{
+    int64_t beat = atomic_load(&api->deps.health->heartbeat_ms);
+    return ap_health_now_ms() - beat < LIVENESS_STALL_MS;
+}
+
+static void get_healthz(ap_http_api_t *api, ap_http_response_t *res)
+{
+    json_t *body = json_object();
+    bool ok = alive(api);
+    json_object_set_new(body, "status", json_string(ok ? "alive" : "stalled"));
+    reply_json(res, ok ? 200 : 503, body);
+}
+
+static void get_readyz(ap_http_api_t *api, ap_http_response_t *res)
+{
+    const ap_health_t *health = api->deps.health;
+    struct {
+        const char *name;
+        bool ok;
+    } checks[] = {
+        {"postgres", atomic_load(&health->database) &&
+                         ap_outcome_store_ping(api->deps.outcomes) == AP_OK},
+        {"kafka", atomic_load(&health->kafka) && ap_command_gateway_reachable(api->deps.gateway)},
+        {"consumer_group", atomic_load(&health->joined)},
+    };
+    json_t *body = json_object(), *not_ready = json_array();
+    bool ready = true;
+    for (size_t i = 0; i < sizeof checks / sizeof *checks; i++) {
+        json_object_set_new(body, checks[i].name, json_boolean(checks[i].ok));
+        if (!checks[i].ok) {
+            ready = false;
+            json_array_append_new(not_ready, json_string(checks[i].name));
+        }
+    }
+    json_object_set_new(body, "status", json_string(ready ? "ready" : "not ready"));
+    json_object_set_new(body, "not_ready", not_ready);
+    reply_json(res, ready ? 200 : 503, body);
+}
+
+/* Collector: the loops' flags and the relay's counts, read at scrape time. */
+static void collect_health(void *ctx)
+{
+    ap_http_api_t *api = ctx;
+    const ap_instruments_t *ins = api->deps.ins;
+    const ap_health_t *health = api->deps.health;
+    ap_metric_set(ins->backpressure, atomic_load(&health->backpressure));
+    /* The same judgement as /readyz: the loop's flag and this side's own session. */
+    ap_metric_set(ins->postgres_up, atomic_load(&health->database) &&
+                                        ap_outcome_store_ping(api->deps.outcomes) == AP_OK);
+    ap_metric_set(ins->kafka_up,
+                  atomic_load(&health->kafka) && ap_command_gateway_reachable(api->deps.gateway));
+    ap_metric_set(ins->consumer_joined, atomic_load(&health->joined));
+    ap_relay_t *relay = atomic_load(&api->relay);
+    if (relay) {
+        ap_relay_stats_t stats;
+        ap_relay_stats(relay, &stats);
+        ap_metric_set(ins->relay_delivered, (double)stats.delivered);
+        ap_metric_set(ins->relay_failures, (double)stats.failed);
+        ap_metric_set(ins->relay_parked, (double)stats.parked);
+        ap_metric_set(ins->relay_leader, stats.leader);
+    }
+    ap_email_sender_t *email = atomic_load(&api->email);
+    if (email) {
+        ap_email_sender_stats_t stats;
+        ap_email_sender_stats(email, &stats);
+        ap_metric_set(ins->email_delivered, (double)stats.delivered);
+        ap_metric_set(ins->email_failures, (double)stats.failed);
+        ap_metric_set(ins->email_logged, (double)stats.logged);
+    }
+}
+
+static void get_metrics(ap_http_api_t *api, ap_http_response_t *res)
+{
+    size_t len;
+    if (!ap_metrics_render(api->deps.ins->registry, &res->body, &len)) {
+        res->status = 500;
+        return;
+    }
+    res->status = 200;
+    res->body_len = len;
+    res->content_type = AP_METRICS_CONTENT_TYPE;
+}
+
+/* ---------------------------------------------------------------- routing */
+
+/* The rest of `path` after `prefix` when it is one non-empty segment, else NULL. */
+static const char *segment_after(const char *path, const char *prefix)
+{
+    size_t len = strlen(prefix);
+    if (strncmp(path, prefix, len) != 0 || path[len] == '\0' || strchr(path + len, '/'))
+        return NULL;
+    return path + len;
+}
+
+static void handle(void *ctx, const ap_http_request_t *req, ap_http_response_t *res)
+{
+    ap_http_api_t *api = ctx;
+    int64_t started = ap_health_now_ms();
+    const char *path = req->path, *arg = NULL, *route, *allow;
+    bool post = strcmp(req->method, "POST") == 0;
+    bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+
+    if (strcmp(path, "/add_batch") == 0 || strcmp(path, "/allocate") == 0) {
+        route = path;
+        allow = "POST";
+    } else if ((arg = segment_after(path, "/commands/"))) {
+        route = "/commands/{id}";
+        allow = "GET, HEAD";
+    } else if ((arg = segment_after(path, "/allocations/"))) {
+        route = "/allocations/{orderid}";
+        allow = "GET, HEAD";
+    } else if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
+               strcmp(path, "/metrics") == 0) {
+        route = path;
+        allow = "GET, HEAD";
+    } else {
+        route = "other";
+        allow = NULL;
+    }
+
+    if (!allow) {
+        reply_message(res, 404, "no such path: %s", path);
+    } else if (strcmp(allow, "POST") == 0 ? !post : !get) {
+        snprintf(res->allow, sizeof res->allow, "%s", allow);
+        reply_message(res, 405, "%s takes %s", route, allow);
+    } else if (strcmp(route, "/add_batch") == 0) {
+        post_command(api, req, AP_CMD_CREATE_BATCH, res);
+    } else if (strcmp(route, "/allocate") == 0) {
+        post_command(api, req, AP_CMD_ALLOCATE, res);
+    } else if (strcmp(route, "/commands/{id}") == 0) {
+        get_command(api, arg, res);
+    } else if (strcmp(route, "/allocations/{orderid}") == 0) {
+        get_allocations(api, arg, res);
+    } else if (strcmp(route, "/healthz") == 0) {
+        get_healthz(api, res);
+    } else if (strcmp(route, "/readyz") == 0) {
+        get_readyz(api, res);
+    } else {
+        get_metrics(api, res);
+    }
+
+    char code[8];
+    snprintf(code, sizeof code, "%d", res->status);
+    ap_metric_add(api->deps.ins->http_requests, 1, route, code);
+    ap_metric_observe(api->deps.ins->http_duration,
+                      (double)(ap_health_now_ms() - started) / 1e3, route);
+    AP_DEBUG("http", "%s %s: %d", req->method, path, res->status);
+}
+
+ap_err_t ap_http_api_start(const ap_http_api_deps_t *deps, ap_http_api_t **out)
+{
+    ap_http_api_t *api = calloc(1, sizeof *api);
+    if (!api)
+        return AP_ERR_NOMEM;
+    api->deps = *deps;
+    pthread_mutex_init(&api->views_mutex, NULL);
+    ap_metrics_on_collect(deps->ins->registry, collect_health, api);
+    ap_err_t err = ap_http_server_start(deps->cfg->http_addr, AP_HTTP_MAX_BODY, handle, api,
+                                        &api->server);
+    if (err) {
+        pthread_mutex_destroy(&api->views_mutex);
+        free(api);
+        return err;
+    }
+    AP_INFO("http", "listening on %s (port %d)%s", deps->cfg->http_addr,
+            ap_http_server_port(api->server),
+            deps->cfg->http_auth_token ? "; commands need a bearer token" : "");
+    *out = api;
+    return AP_OK;
+}
+
+void ap_http_api_set_relay(ap_http_api_t *api, ap_relay_t *relay)
+{
+    atomic_store(&api->relay, relay);
+}
+
+void ap_http_api_set_email_sender(ap_http_api_t *api, ap_email_sender_t *email)
+{
+    atomic_store(&api->email, email);
+}
+
+void ap_http_api_stop(ap_http_api_t *api)
+{
+    if (!api)
+        return;
+    ap_http_server_stop(api->server);
+    ap_views_free(api->views);
+    pthread_mutex_destroy(&api->views_mutex);
+    free(api);
+}

@@ -1,0 +1,46 @@
+/*
+ * http_routes.h - the HTTP API of `allocation-processor run`: the book's two commands
+ * (through the command topic), the allocations view, what became of a command, probes and
+ * metrics. contract.md's HTTP section is the specification; this module maps requests to the
+ * ports and adapters it is given and answers in JSON.
+ */
+#ifndef AP_ENTRYPOINTS_HTTP_ROUTES_H
+#define AP_ENTRYPOINTS_HTTP_ROUTES_H
+
+#include "ap/config.h"
+#include "ap/outcomes.h"
+#include "entrypoints/command_gateway.h"
+#include "entrypoints/consumer.h"
+#include "entrypoints/email_sender.h"
+#include "entrypoints/instruments.h"
+#include "entrypoints/relay.h"
+
+#define AP_HTTP_MAX_BODY (64 * 1024)
+
+typedef struct ap_http_api ap_http_api_t;
+
+/* What the API works with; all borrowed until ap_http_api_stop returns. */
+typedef struct ap_http_api_deps {
+    const ap_config_t *cfg;
+    ap_command_gateway_t *gateway;
+    ap_outcome_store_t *outcomes;
+    const ap_health_t *health;
+    const ap_instruments_t *ins;
+} ap_http_api_deps_t;
+
+/* Listens on cfg->http_addr (logged with the port bound). AP_ERR_IO when it cannot. */
+ap_err_t ap_http_api_start(const ap_http_api_deps_t *deps, ap_http_api_t **out);
+
+/* Lets the health and metrics collectors read the relay (started after the API). */
+void ap_http_api_set_relay(ap_http_api_t *api, ap_relay_t *relay);
+
+/* Lets the metrics collector read the email sender's counts (started after the API). */
+void ap_http_api_set_email_sender(ap_http_api_t *api, ap_email_sender_t *email);
+
+/* Stops serving; NULL is a no-op. */
+void ap_http_api_stop(ap_http_api_t *api);
+
+/* Constant-time comparison of a presented bearer token with the configured one. */
+bool ap_http_token_equal(const char *presented, const char *expected);
+
+#endif
