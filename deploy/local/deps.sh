@@ -23,6 +23,7 @@ PACKAGES=(
     kcat jq                                                    # tests and humans poking at topics
     python3 iproute2 procps curl                               # what the scripts and tests call
     podman runc mmdebstrap                                     # images (deploy/container/build.sh)
+    catatonit                                                  # the pause process of podman kube play pods
 )
 
 # --- Debian packages --------------------------------------------------------------------------
