@@ -5,7 +5,12 @@ play runs, written unchanged but for the one conversion podman needs.
   OUTDIR/migrate.yaml     the migration hook Job's pod template, as a Pod (podman 4.3 kube
                           play runs Pods and Deployments, not Jobs): same metadata labels,
                           same spec (restartPolicy Never, image, args, env, securityContext)
-  OUTDIR/deployment.yaml  the ConfigMap and the Deployment, as rendered
+  OUTDIR/deployment.yaml  the ConfigMap and the Deployment, as rendered but for the
+                          containers' `ports`: podman 4.3 publishes every containerPort on
+                          the host (hostPort defaults to it), so two replicas on one host
+                          collide, and with hostNetwork it refuses port mappings outright.
+                          The ports removed are listed in info.json (the test checks they are
+                          the http port alone).
   OUTDIR/info.json        names: deployment, replicas, migration pod, the Secrets the pods
                           read (secretKeyRef name -> keys)
 
@@ -28,6 +33,9 @@ pod = {"apiVersion": "v1", "kind": "Pod",
        "spec": template["spec"]}
 with open(f"{out}/migrate.yaml", "w") as f:
     yaml.safe_dump(pod, f, sort_keys=False)
+removed_ports = []
+for c in deployment["spec"]["template"]["spec"]["containers"]:
+    removed_ports += c.pop("ports", [])
 with open(f"{out}/deployment.yaml", "w") as f:
     yaml.safe_dump_all([configmap, deployment], f, sort_keys=False)
 
@@ -41,6 +49,7 @@ for spec in (deployment["spec"]["template"]["spec"], template["spec"]):
 json.dump({"deployment": deployment["metadata"]["name"],
            "replicas": deployment["spec"]["replicas"],
            "migrate_pod": pod["metadata"]["name"],
+           "removed_ports": removed_ports,
            "hook": job["metadata"]["annotations"]["helm.sh/hook"],
            "secrets": {k: sorted(v) for k, v in secrets.items()}},
           open(f"{out}/info.json", "w"))
