@@ -13,6 +13,8 @@
 #   AP_IMAGE          the processor image's name (default localhost/allocation-processor:dev)
 #   AP_IMAGE_SOURCE   the image's source label (default: the git remote `origin`)
 #   AP_BUILD_JOBS     parallel compile jobs in the processor build (default 2)
+#   AP_IMAGE_ID_FILE  where to write the processor image's ID (podman build --iidfile): the
+#                     exact image this build made, even if another checkout retags $AP_IMAGE
 #   CONTAINERS_CONF   podman's settings (default deploy/container/containers.conf)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../local/lib.sh"
@@ -97,6 +99,7 @@ build_processor() {
         --label "org.opencontainers.image.revision=$revision" \
         --label "org.opencontainers.image.source=$source" \
         --build-arg "JOBS=${AP_BUILD_JOBS:-2}" \
+        ${AP_IMAGE_ID_FILE:+--iidfile "$AP_IMAGE_ID_FILE"} \
         --tag "$AP_IMAGE" "$AP_ROOT" >&2
     # The image the tag named before, now nameless, would pile up with each revision.
     if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$AP_IMAGE")" ]; then

@@ -24,6 +24,7 @@ PACKAGES=(
     python3 iproute2 procps curl                               # what the scripts and tests call
     podman runc mmdebstrap                                     # images (deploy/container/build.sh)
     prometheus                                                 # promtool checks the /metrics text
+    catatonit                                                  # the pause process of podman kube play pods
 )
 
 # --- Debian packages --------------------------------------------------------------------------

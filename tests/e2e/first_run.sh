@@ -23,35 +23,7 @@ drop_smoke_db() {
 }
 trap drop_smoke_db EXIT
 
-# The walkthrough as "command<TAB>expected output" lines (expected empty when the README shows
-# none). A `# ...` line right after a command is that command's output; any other comment is
-# prose. Lines ending in a backslash continue on the next.
-walkthrough() {
-    python3 - "$ROOT/README.md" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-m = re.search(r"<!-- walkthrough:.*?-->(.*?)<!-- walkthrough: end -->", text, re.S)
-if not m:
-    sys.exit("README.md has no walkthrough markers")
-steps = []
-for block in re.findall(r"```sh\n(.*?)```", m.group(1), re.S):
-    lines, after_command = block.replace("\\\n", " ").splitlines(), False
-    for line in lines:
-        line = line.strip()
-        if not line:
-            after_command = False
-        elif line.startswith("#"):
-            if after_command:
-                steps[-1][1] = line[1:].strip()
-            after_command = False
-        else:
-            steps.append([re.sub(r"\s+", " ", line), ""])
-            after_command = True
-for command, expected in steps:
-    print(f"{command}\t{expected}")
-PY
-}
-mapfile -t steps < <(walkthrough)
+mapfile -t steps < <(readme_walkthrough "$ROOT/README.md")
 checks=0
 for step in "${steps[@]}"; do [[ "${step#*$'\t'}" ]] && checks=$((checks + 1)); done
 # A guard against a README cut short: both blocks, each ending with a checked output.

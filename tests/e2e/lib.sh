@@ -245,3 +245,32 @@ check_applied_once() {
         [[ "$got" -eq "${CHANGES_OF[c]}" ]] || fail "counter $c: its batch holds $got, expected ${CHANGES_OF[c]} (applied out of order)"
     done
 }
+
+# readme_walkthrough README: the walkthrough as "command<TAB>expected output" lines (expected
+# empty when the README shows none). A `# ...` line right after a command is that command's
+# output; any other comment is prose. Lines ending in a backslash continue on the next.
+readme_walkthrough() {
+    python3 - "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r"<!-- walkthrough:.*?-->(.*?)<!-- walkthrough: end -->", text, re.S)
+if not m:
+    sys.exit("README.md has no walkthrough markers")
+steps = []
+for block in re.findall(r"```sh\n(.*?)```", m.group(1), re.S):
+    lines, after_command = block.replace("\\\n", " ").splitlines(), False
+    for line in lines:
+        line = line.strip()
+        if not line:
+            after_command = False
+        elif line.startswith("#"):
+            if after_command:
+                steps[-1][1] = line[1:].strip()
+            after_command = False
+        else:
+            steps.append([re.sub(r"\s+", " ", line), ""])
+            after_command = True
+for command, expected in steps:
+    print(f"{command}\t{expected}")
+PY
+}

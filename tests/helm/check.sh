@@ -12,14 +12,13 @@
 #      names (the schema, or the templates' checks of values that contradict each other);
 #   4. the chart's README has a row for every value in values.yaml.
 # Installs what it needs when missing, cached outside the checkout in $AP_CACHE_DIR/tools:
-# Helm built from the Go module proxy (~2.5-4 min once, on 2 cores) and kubernetes-validate
+# Helm built from the Go module proxy by tests/helm/helm.sh (~2.5-4 min once, on 2 cores) and kubernetes-validate
 # from PyPI in a virtualenv. AP_HELM=/path/to/helm uses a Helm 4 binary of yours instead.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 here="$root/tests/helm"
 chart="$root/deploy/helm/allocation-processor"
-HELM_VERSION=v4.3.1
 KV_VERSION=1.37.0
 KUBE_VERSION=1.31.0
 KUBE_FLOOR=1.25.0     # Chart.yaml's kubeVersion: >=1.25.0-0
@@ -37,28 +36,12 @@ case "${1:-}" in
 esac
 
 # --- tools ------------------------------------------------------------------------------------
+# Helm: built once from the Go module proxy and cached (tests/helm/helm.sh prints its path).
+helm=$(bash "$here/helm.sh") || die "no Helm 4 (see above)"
 mkdir -p "$tools"
 # Two checkouts may run this at once: one builds, the other waits for it.
 exec 9>"$tools/.lock"
 flock -w 900 9 || die "another check kept $tools/.lock for 15 minutes"
-
-helm=${AP_HELM:-$tools/helm-$HELM_VERSION/helm}
-if [ ! -x "$helm" ]; then
-    [ -z "${AP_HELM:-}" ] || die "AP_HELM=$AP_HELM is not an executable"
-    # The Go toolchain from go.dev usually sits in /usr/local/go, not always on PATH.
-    command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
-    command -v go >/dev/null || die "go not found: Helm $HELM_VERSION is built with go install (Debian: golang-go >= 1.24, or go.dev)"
-    log "building Helm $HELM_VERSION from the Go module proxy (once; a few minutes on 2 cores)"
-    t0=$SECONDS
-    tmp=$(mktemp -d "$tools/helm.tmp.XXXXXX")
-    GOBIN="$tmp" GOFLAGS=-mod=mod go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" \
-        || { rm -rf "$tmp"; die "go install helm.sh/helm/v4/cmd/helm@$HELM_VERSION failed"; }
-    mkdir -p "$(dirname "$helm")"
-    mv "$tmp/helm" "$helm"   # only a complete binary ever sits at $helm
-    rm -rf "$tmp"
-    log "Helm built in $((SECONDS - t0)) s: $helm"
-fi
-"$helm" version --short 2>/dev/null | grep -q '^v4\.' || die "$helm is not Helm 4: $("$helm" version --short 2>&1)"
 
 kv_home="$tools/kubernetes-validate-$KV_VERSION"
 if [ ! -f "$kv_home/.complete" ]; then
