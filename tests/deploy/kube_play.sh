@@ -197,7 +197,12 @@ podman pod stop --time 60 "${PODS[@]}" >/dev/null 2>"$WORK_DIR/stop.err" || fail
 for ct in "${CTS[@]}"; do
     rc=$(podman container inspect --format '{{.State.ExitCode}}' "$ct")
     [[ "$rc" == 0 ]] || fail "$ct exited $rc after SIGTERM, expected 0"
-    pod_log "$ct" | grep -q '"stopping: applied=' || fail "$ct logged no clean stop"
+    # conmon may hand over the container's last lines a moment after it exited: ask again.
+    deadline=$((SECONDS + 15))
+    until pod_log "$ct" | grep -q '"stopping: applied='; do
+        ((SECONDS < deadline)) || fail "$ct logged no clean stop; its last lines: $(pod_log "$ct" | tail -n 8)"
+        sleep 0.5
+    done
 done
 podman kube down "$OUT/deployment.yaml" >/dev/null 2>&1 || fail "podman kube down failed"
 podman volume rm tmp >/dev/null 2>&1 || true
