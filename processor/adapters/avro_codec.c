@@ -81,7 +81,8 @@ static ap_err_t effective_reader(const struct entry *e, json_t *writer_doc, avro
         } else if (json_object_get(field, "default")) {
             dropped = true;
         } else {
-            SAY("the writer's %s lacks field %s, which has no default", e->full_name, name);
+            AP_SAY(why, whylen, "the writer's %s lacks field %s, which has no default",
+                   e->full_name, name);
             err = AP_ERR_DECODE;
             goto out;
         }
@@ -98,7 +99,8 @@ static ap_err_t effective_reader(const struct entry *e, json_t *writer_doc, avro
     if (!text)
         goto out;
     if (avro_schema_from_json_length(text, strlen(text), out)) {
-        SAY("reader schema %s without defaulted fields: %s", e->full_name, avro_strerror());
+        AP_SAY(why, whylen, "reader schema %s without defaulted fields: %s",
+               e->full_name, avro_strerror());
         err = AP_ERR_INTERNAL;
         goto out;
     }
@@ -119,22 +121,22 @@ ap_err_t ap_avro_writer_resolve(struct writer *w, const struct entry *reader,
         return err;
     w->resolved_iface = avro_resolved_writer_new(w->schema, w->reader_schema);
     if (!w->resolved_iface) {
-        SAY("the writer's %s does not resolve against ours: %s", reader->full_name,
-            avro_strerror());
+        AP_SAY(why, whylen, "the writer's %s does not resolve against ours: %s", reader->full_name,
+               avro_strerror());
         return AP_ERR_DECODE;
     }
     w->reader_iface = avro_generic_class_from_schema(w->reader_schema);
     if (!w->reader_iface) {
-        SAY("%s: %s", reader->full_name, avro_strerror());
+        AP_SAY(why, whylen, "%s: %s", reader->full_name, avro_strerror());
         return AP_ERR_INTERNAL;
     }
     if (avro_resolved_writer_new_value(w->resolved_iface, &w->resolved)) {
-        SAY("%s: %s", reader->full_name, avro_strerror());
+        AP_SAY(why, whylen, "%s: %s", reader->full_name, avro_strerror());
         return AP_ERR_NOMEM;
     }
     w->has_resolved = true;
     if (avro_generic_value_new(w->reader_iface, &w->dest)) {
-        SAY("%s: %s", reader->full_name, avro_strerror());
+        AP_SAY(why, whylen, "%s: %s", reader->full_name, avro_strerror());
         return AP_ERR_NOMEM;
     }
     w->has_dest = true;

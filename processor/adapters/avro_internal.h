@@ -20,8 +20,6 @@
 
 #include "ap/avro.h"
 
-#define SAY(...) ((why) && (whylen) ? (void)snprintf(why, whylen, __VA_ARGS__) : (void)0)
-
 #define SINGLE_OBJECT_HEADER 10 /* C3 01 + 8-byte fingerprint */
 #define CONFLUENT_HEADER 5      /* 00 + 4-byte id */
 
