@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "adapters/kafka_internal.h"
 #include "ap/kafka.h"
@@ -239,20 +238,14 @@ void ap_kafka_consumer_pause(ap_kafka_consumer_t *consumer, bool pause)
     consumer->paused = pause;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool ap_kafka_consumer_reachable(ap_kafka_consumer_t *consumer)
 {
     /* After a connection failure (an idle broker connection closing is one too), ask for the
      * broker list: an answer settles it. Asked at most once a second while unanswered. */
-    if ((consumer->suspect || consumer->unreachable) && now_ms() - consumer->last_probe >= 1000) {
+    if ((consumer->suspect || consumer->unreachable) &&
+        ap_kafka_now_ms() - consumer->last_probe >= 1000) {
         const struct rd_kafka_metadata *metadata = NULL;
-        consumer->last_probe = now_ms();
+        consumer->last_probe = ap_kafka_now_ms();
         bool answered = rd_kafka_metadata(consumer->rk, 0, NULL, &metadata, 500) ==
                         RD_KAFKA_RESP_ERR_NO_ERROR;
         if (metadata)

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "adapters/kafka_internal.h"
 #include "ap/log.h"
@@ -154,13 +153,6 @@ void ap_producer_flush(ap_producer_t *producer, int timeout_ms)
         (void)rd_kafka_flush(producer->rk, timeout_ms);
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void ap_producer_purge(ap_producer_t *producer, int timeout_ms)
 {
     if (producer->pending == 0)
@@ -169,8 +161,8 @@ void ap_producer_purge(ap_producer_t *producer, int timeout_ms)
         rd_kafka_purge(producer->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     if (rerr)
         AP_WARN("kafka", "producer purge: %s", rd_kafka_err2str(rerr));
-    long long deadline = now_ms() + timeout_ms;
-    while (producer->pending > 0 && now_ms() < deadline)
+    int64_t deadline = ap_kafka_now_ms() + timeout_ms;
+    while (producer->pending > 0 && ap_kafka_now_ms() < deadline)
         rd_kafka_poll(producer->rk, 50);
     if (producer->pending > 0)
         AP_WARN("kafka", "producer purge: %d record(s) still unreported", producer->pending);

@@ -20,6 +20,7 @@
 
 #include "ap/array.h"
 #include "ap/log.h"
+#include "ap/log_adapters.h"
 #include "ap/outbox_relay.h"
 #include "ap/producer.h"
 
@@ -53,6 +54,7 @@ struct ap_relay {
     ap_relay_stats_t stats;
 
     /* Owned by the thread once it runs. */
+    ap_clock_t *clock; /* the system clock (ap/log_adapters.h) */
     ap_outbox_relay_t *pg;
     ap_producer_t *producer;
     slot_t slots[BATCH_MAX];
@@ -65,13 +67,6 @@ struct ap_relay {
 };
 
 /* ---------------------------------------------------------------- time and stopping */
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool stopping(ap_relay_t *relay)
 {
@@ -223,7 +218,7 @@ static bool send_row(ap_relay_t *relay, const ap_outbox_row_t *row, slot_t *slot
 /* Waits for every report of the batch; bounded once a stop is asked for. */
 static void await_reports(ap_relay_t *relay)
 {
-    long long stop_deadline = -1;
+    int64_t stop_deadline = -1;
     while (ap_producer_pending(relay->producer) > 0) {
         /* The whole batch is queued: waiting out linger.ms would only add latency. */
         ap_producer_flush(relay->producer, 100);
@@ -235,8 +230,8 @@ static void await_reports(ap_relay_t *relay)
         }
         if (stopping(relay)) {
             if (stop_deadline < 0)
-                stop_deadline = now_ms() + STOP_FLUSH_MS;
-            if (now_ms() >= stop_deadline) {
+                stop_deadline = ap_clock_now_ms(relay->clock) + STOP_FLUSH_MS;
+            if (ap_clock_now_ms(relay->clock) >= stop_deadline) {
                 AP_WARN("relay", "stopping: %d record(s) not acknowledged after %d ms; their "
                                  "rows stay in the outbox",
                         ap_producer_pending(relay->producer), STOP_FLUSH_MS);
@@ -256,7 +251,7 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
     const ap_outbox_row_t *rows = NULL;
     size_t n = 0, nacked = 0, deleted = 0;
     ap_err_t err;
-    long long started = now_ms();
+    int64_t started = ap_clock_now_ms(relay->clock);
 
     *failed = false;
     if ((err = ap_outbox_relay_fetch(relay->pg, BATCH_MAX, &rows, &n)))
@@ -305,7 +300,7 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
     count(relay, err ? 0 : deleted, nfailed, nparked);
     AP_DEBUG("relay", "batch of %zu row(s), ids %lld..%lld: %zu delivered, %zu failed, %lld ms", n,
              (long long)rows[0].id, (long long)rows[n - 1].id, nacked, nfailed,
-             now_ms() - started);
+             (long long)(ap_clock_now_ms(relay->clock) - started));
     if (nfailed) {
         *failed = true;
         const char *why = relay->batch_error[0] ? relay->batch_error : "not acknowledged";
@@ -424,6 +419,7 @@ static void relay_free(ap_relay_t *relay)
 {
     ap_producer_free(relay->producer);
     ap_outbox_relay_free(relay->pg);
+    ap_clock_free(relay->clock);
     free(relay->headers);
     pthread_cond_destroy(&relay->wake);
     pthread_mutex_destroy(&relay->mutex);
@@ -446,7 +442,8 @@ ap_err_t ap_relay_start(const ap_config_t *cfg, ap_relay_t **out)
     pthread_condattr_destroy(&attr);
 
     relay->pg = ap_pg_outbox_relay_new(cfg->database_url);
-    if (!relay->pg) {
+    relay->clock = ap_system_clock_new();
+    if (!relay->pg || !relay->clock) {
         err = AP_ERR_NOMEM;
         goto fail;
     }
