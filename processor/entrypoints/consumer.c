@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "ap/array.h"
+#include "ap/backoff.h"
 #include "ap/codec.h"
 #include "ap/kafka.h"
 #include "ap/log.h"
@@ -86,12 +87,8 @@ static partition_t *find_partition(consumer_t *c, const char *topic, int32_t par
 static bool back_off(consumer_t *c, unsigned attempt)
 {
     ap_clock_t *clock = c->app->deps.clock;
-    int64_t cap = BACKOFF_MIN_MS;
-    for (unsigned i = 0; i < attempt && cap < BACKOFF_MAX_MS; i++)
-        cap *= 2;
-    if (cap > BACKOFF_MAX_MS)
-        cap = BACKOFF_MAX_MS;
-    int64_t wait = cap / 2 + (int64_t)(ap_clock_random(clock) % (uint64_t)(cap / 2 + 1));
+    int64_t wait =
+        ap_backoff_jittered_ms(BACKOFF_MIN_MS, BACKOFF_MAX_MS, attempt, ap_clock_random(clock));
     for (int64_t slept = 0; slept < wait && !*c->stop; slept += 50)
         ap_clock_sleep_ms(clock, 50);
     return !*c->stop;

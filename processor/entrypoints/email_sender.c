@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ap/backoff.h"
 #include "ap/email.h"
 #include "ap/log.h"
 
@@ -66,23 +67,6 @@ static void nap(ap_email_sender_t *sender, int64_t ms)
            pthread_cond_timedwait(&sender->wake, &sender->mutex, &until) == 0) {
     }
     pthread_mutex_unlock(&sender->mutex);
-}
-
-static int64_t doubled(int64_t ms, int64_t max)
-{
-    return ms >= max / 2 ? max : ms * 2;
-}
-
-/* RETRY_MIN_MS doubled `attempts` times, at most `max`, minus up to half of it (jitter, so
- * rows that failed together do not all come back at once). */
-static int64_t backoff_ms(ap_email_sender_t *sender, int attempts, int64_t max)
-{
-    int64_t ms = RETRY_MIN_MS;
-    for (int i = 0; i < attempts && ms < max; i++)
-        ms = doubled(ms, max);
-    if (ms > max)
-        ms = max;
-    return ms - (int64_t)((unsigned)rand_r(&sender->seed) % (unsigned)(ms / 2 + 1));
 }
 
 /* ---------------------------------------------------------------- stats */
@@ -165,7 +149,9 @@ static ap_err_t send_one(ap_email_sender_t *sender, bool *found, bool *failed)
     }
     *failed = true;
     count(sender, 0, 1, 0);
-    int64_t delay = backoff_ms(sender, row.attempts, cfg->email_retry_max_ms);
+    /* Jittered, so that rows that failed together do not all come back at once. */
+    int64_t delay = ap_backoff_jittered_ms(RETRY_MIN_MS, cfg->email_retry_max_ms,
+                                           (unsigned)row.attempts, (uint32_t)rand_r(&sender->seed));
     /* One warning per distinct cause, not one per retry. */
     bool quiet = strcmp(why, sender->logged_error) == 0;
     ap_log(quiet ? AP_LOG_DEBUG : AP_LOG_WARN, "email",
@@ -180,7 +166,7 @@ static ap_err_t send_one(ap_email_sender_t *sender, bool *found, bool *failed)
 static void *sender_main(void *arg)
 {
     ap_email_sender_t *sender = arg;
-    int64_t reconnect_ms = RECONNECT_MIN_MS, failure_ms = RETRY_MIN_MS;
+    unsigned reconnects = 0, failures = 0; /* in a row: how long the next pause is */
     bool was_connected = false;
 
     while (!stopping(sender)) {
@@ -190,8 +176,7 @@ static void *sender_main(void *arg)
                 AP_WARN("email", "lost the database session; reconnecting");
             was_connected = false;
             if (ap_email_queue_connect(sender->queue)) {
-                nap(sender, reconnect_ms);
-                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+                nap(sender, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
                 continue;
             }
             was_connected = true;
@@ -203,19 +188,17 @@ static void *sender_main(void *arg)
             /* Lost sessions are handled at the top of the loop; anything else is retried
              * after a growing pause. */
             if (ap_email_queue_connected(sender->queue)) {
-                nap(sender, reconnect_ms);
-                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+                nap(sender, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
             }
             continue;
         }
-        reconnect_ms = RECONNECT_MIN_MS;
+        reconnects = 0;
         if (failed) {
             /* The server is likely away for every row: pause before the next one. */
-            nap(sender, failure_ms);
-            failure_ms = doubled(failure_ms, sender->cfg->email_retry_max_ms);
+            nap(sender, ap_backoff_ms(RETRY_MIN_MS, sender->cfg->email_retry_max_ms, failures++));
             continue;
         }
-        failure_ms = RETRY_MIN_MS;
+        failures = 0;
         if (!found)
             (void)ap_email_queue_wait(sender->queue, IDLE_WAIT_MS);
     }

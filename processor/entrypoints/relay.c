@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "ap/array.h"
+#include "ap/backoff.h"
 #include "ap/log.h"
 #include "ap/log_adapters.h"
 #include "ap/outbox_relay.h"
@@ -74,11 +75,11 @@ static bool stopping(ap_relay_t *relay)
 }
 
 /* Sleeps up to `ms`, less when asked to stop. */
-static void nap(ap_relay_t *relay, int ms)
+static void nap(ap_relay_t *relay, int64_t ms)
 {
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += ms / 1000;
+    until.tv_sec += (time_t)(ms / 1000);
     until.tv_nsec += (long)(ms % 1000) * 1000000;
     if (until.tv_nsec >= 1000000000) {
         until.tv_sec++;
@@ -89,11 +90,6 @@ static void nap(ap_relay_t *relay, int ms)
            pthread_cond_timedwait(&relay->wake, &relay->mutex, &until) == 0) {
     }
     pthread_mutex_unlock(&relay->mutex);
-}
-
-static int doubled(int ms, int max)
-{
-    return ms >= max / 2 ? max : ms * 2;
 }
 
 /* ---------------------------------------------------------------- stats */
@@ -337,14 +333,13 @@ static void *relay_main(void *arg)
 {
     ap_relay_t *relay = arg;
     bool leader = false, standby_logged = false;
-    int reconnect_ms = RECONNECT_MIN_MS, failure_ms = FAILURE_MIN_MS;
+    unsigned reconnects = 0, failures = 0; /* in a row: how long the next pause is */
 
     while (!stopping(relay)) {
         ap_producer_poll(relay->producer, 0);
         if (ap_producer_fatal(relay->producer)) {
             renew_producer(relay);
-            nap(relay, reconnect_ms);
-            reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+            nap(relay, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
             continue;
         }
         if (!ap_outbox_relay_connected(relay->pg)) {
@@ -354,19 +349,17 @@ static void *relay_main(void *arg)
             leader = false;
             set_state(relay, false, false);
             if (ap_outbox_relay_connect(relay->pg)) {
-                nap(relay, reconnect_ms);
-                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+                nap(relay, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
                 continue;
             }
         }
         if (!leader) {
             bool got = false;
             if (ap_outbox_relay_try_lock(relay->pg, &got)) {
-                nap(relay, reconnect_ms);
-                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+                nap(relay, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
                 continue;
             }
-            reconnect_ms = RECONNECT_MIN_MS;
+            reconnects = 0;
             set_state(relay, got, ap_producer_reachable(relay->producer));
             if (!got) {
                 if (!standby_logged)
@@ -387,19 +380,17 @@ static void *relay_main(void *arg)
             /* Lost sessions are handled at the top of the loop; anything else (a missing
              * table, bad rows) is retried after a growing pause. */
             if (ap_outbox_relay_connected(relay->pg)) {
-                nap(relay, reconnect_ms);
-                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+                nap(relay, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
             }
             continue;
         }
-        reconnect_ms = RECONNECT_MIN_MS;
+        reconnects = 0;
         set_connected(relay, ap_producer_reachable(relay->producer));
         if (failed) {
-            nap(relay, failure_ms);
-            failure_ms = doubled(failure_ms, FAILURE_MAX_MS);
+            nap(relay, ap_backoff_ms(FAILURE_MIN_MS, FAILURE_MAX_MS, failures++));
             continue;
         }
-        failure_ms = FAILURE_MIN_MS;
+        failures = 0;
         if (nrows == 0) {
             bool notified = false;
             (void)ap_outbox_relay_wait(relay->pg, IDLE_WAIT_MS, &notified);
