@@ -6,9 +6,8 @@
  * failing row and of the loop, reconnecting, what to do without SMTP_URL, and stopping.
  */
 #include "entrypoints/email_sender.h"
+#include "entrypoints/worker.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +24,7 @@
 
 struct ap_email_sender {
     const ap_config_t *cfg; /* borrowed until ap_email_sender_stop returns */
-    pthread_t thread;
-    atomic_bool stop;
-    pthread_mutex_t mutex; /* guards stats; with `wake`, lets a stop cut a nap short */
-    pthread_cond_t wake;
+    ap_worker_t worker; /* its mutex also guards stats */
     ap_email_sender_stats_t stats;
 
     /* Owned by the thread once it runs. */
@@ -42,7 +38,7 @@ struct ap_email_sender {
 
 static bool stopping(ap_email_sender_t *sender)
 {
-    return atomic_load(&sender->stop);
+    return ap_worker_stopping(&sender->worker);
 }
 
 /* ap_smtp_cancel_fn: a stop cuts an SMTP exchange short (the row stays, to be sent again). */
@@ -51,22 +47,9 @@ static bool smtp_cancelled(void *ctx)
     return stopping(ctx);
 }
 
-/* Sleeps up to `ms`, less when asked to stop. */
 static void nap(ap_email_sender_t *sender, int64_t ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += (time_t)(ms / 1000);
-    until.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
-    pthread_mutex_lock(&sender->mutex);
-    while (!stopping(sender) &&
-           pthread_cond_timedwait(&sender->wake, &sender->mutex, &until) == 0) {
-    }
-    pthread_mutex_unlock(&sender->mutex);
+    ap_worker_nap(&sender->worker, ms);
 }
 
 /* ---------------------------------------------------------------- stats */
@@ -74,25 +57,25 @@ static void nap(ap_email_sender_t *sender, int64_t ms)
 static void count(ap_email_sender_t *sender, uint64_t delivered, uint64_t failed,
                   uint64_t logged)
 {
-    pthread_mutex_lock(&sender->mutex);
+    pthread_mutex_lock(&sender->worker.mutex);
     sender->stats.delivered += delivered;
     sender->stats.failed += failed;
     sender->stats.logged += logged;
-    pthread_mutex_unlock(&sender->mutex);
+    pthread_mutex_unlock(&sender->worker.mutex);
 }
 
 static void set_connected(ap_email_sender_t *sender, bool connected)
 {
-    pthread_mutex_lock(&sender->mutex);
+    pthread_mutex_lock(&sender->worker.mutex);
     sender->stats.connected = connected;
-    pthread_mutex_unlock(&sender->mutex);
+    pthread_mutex_unlock(&sender->worker.mutex);
 }
 
 void ap_email_sender_stats(ap_email_sender_t *sender, ap_email_sender_stats_t *stats)
 {
-    pthread_mutex_lock(&sender->mutex);
+    pthread_mutex_lock(&sender->worker.mutex);
     *stats = sender->stats;
-    pthread_mutex_unlock(&sender->mutex);
+    pthread_mutex_unlock(&sender->worker.mutex);
 }
 
 /* ---------------------------------------------------------------- one email */
@@ -213,26 +196,19 @@ static void sender_free(ap_email_sender_t *sender)
 {
     ap_email_queue_free(sender->queue);
     ap_smtp_free(sender->smtp);
-    pthread_cond_destroy(&sender->wake);
-    pthread_mutex_destroy(&sender->mutex);
+    ap_worker_release(&sender->worker);
     free(sender);
 }
 
 ap_err_t ap_email_sender_start(const ap_config_t *cfg, ap_email_sender_t **out)
 {
-    pthread_condattr_t attr;
     ap_err_t err = AP_ERR_NOMEM;
     ap_email_sender_t *sender = calloc(1, sizeof *sender);
     if (!sender)
         return AP_ERR_NOMEM;
     sender->cfg = cfg;
     sender->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)sender;
-    atomic_init(&sender->stop, false);
-    pthread_mutex_init(&sender->mutex, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&sender->wake, &attr);
-    pthread_condattr_destroy(&attr);
+    ap_worker_init(&sender->worker);
 
     if (!(sender->queue = ap_pg_email_queue_new(cfg->database_url, cfg->topic_prefix)))
         goto fail;
@@ -250,9 +226,8 @@ ap_err_t ap_email_sender_start(const ap_config_t *cfg, ap_email_sender_t **out)
                          "not sent");
     }
     sender->stats.smtp = sender->smtp != NULL;
-    if (pthread_create(&sender->thread, NULL, sender_main, sender)) {
+    if ((err = ap_worker_start(&sender->worker, sender_main, sender))) {
         AP_ERROR("email", "cannot start the email sender thread");
-        err = AP_ERR_INTERNAL;
         goto fail;
     }
     *out = sender;
@@ -266,10 +241,6 @@ void ap_email_sender_stop(ap_email_sender_t *sender)
 {
     if (!sender)
         return;
-    pthread_mutex_lock(&sender->mutex);
-    atomic_store(&sender->stop, true);
-    pthread_cond_broadcast(&sender->wake);
-    pthread_mutex_unlock(&sender->mutex);
-    pthread_join(sender->thread, NULL);
+    ap_worker_stop(&sender->worker);
     sender_free(sender);
 }

@@ -10,13 +10,11 @@
  * producer.h); this file holds only the policy: leadership, batching, backoff and stopping.
  */
 #include "entrypoints/relay.h"
+#include "entrypoints/worker.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ap/array.h"
 #include "ap/backoff.h"
@@ -48,10 +46,7 @@ typedef struct slot {
 
 struct ap_relay {
     const ap_config_t *cfg; /* borrowed until ap_relay_stop returns */
-    pthread_t thread;
-    atomic_bool stop;
-    pthread_mutex_t mutex; /* guards stats; with `wake`, lets a stop cut a nap short */
-    pthread_cond_t wake;
+    ap_worker_t worker; /* its mutex also guards stats */
     ap_relay_stats_t stats;
 
     /* Owned by the thread once it runs. */
@@ -71,58 +66,45 @@ struct ap_relay {
 
 static bool stopping(ap_relay_t *relay)
 {
-    return atomic_load(&relay->stop);
+    return ap_worker_stopping(&relay->worker);
 }
 
-/* Sleeps up to `ms`, less when asked to stop. */
 static void nap(ap_relay_t *relay, int64_t ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += (time_t)(ms / 1000);
-    until.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
-    pthread_mutex_lock(&relay->mutex);
-    while (!stopping(relay) &&
-           pthread_cond_timedwait(&relay->wake, &relay->mutex, &until) == 0) {
-    }
-    pthread_mutex_unlock(&relay->mutex);
+    ap_worker_nap(&relay->worker, ms);
 }
 
 /* ---------------------------------------------------------------- stats */
 
 static void set_state(ap_relay_t *relay, bool leader, bool connected)
 {
-    pthread_mutex_lock(&relay->mutex);
+    pthread_mutex_lock(&relay->worker.mutex);
     relay->stats.leader = leader;
     relay->stats.connected = connected;
-    pthread_mutex_unlock(&relay->mutex);
+    pthread_mutex_unlock(&relay->worker.mutex);
 }
 
 static void set_connected(ap_relay_t *relay, bool connected)
 {
-    pthread_mutex_lock(&relay->mutex);
+    pthread_mutex_lock(&relay->worker.mutex);
     relay->stats.connected = connected;
-    pthread_mutex_unlock(&relay->mutex);
+    pthread_mutex_unlock(&relay->worker.mutex);
 }
 
 static void count(ap_relay_t *relay, size_t delivered, size_t failed, size_t parked)
 {
-    pthread_mutex_lock(&relay->mutex);
+    pthread_mutex_lock(&relay->worker.mutex);
     relay->stats.delivered += delivered;
     relay->stats.failed += failed;
     relay->stats.parked += parked;
-    pthread_mutex_unlock(&relay->mutex);
+    pthread_mutex_unlock(&relay->worker.mutex);
 }
 
 void ap_relay_stats(ap_relay_t *relay, ap_relay_stats_t *stats)
 {
-    pthread_mutex_lock(&relay->mutex);
+    pthread_mutex_lock(&relay->worker.mutex);
     *stats = relay->stats;
-    pthread_mutex_unlock(&relay->mutex);
+    pthread_mutex_unlock(&relay->worker.mutex);
 }
 
 /* ---------------------------------------------------------------- one batch */
@@ -412,25 +394,18 @@ static void relay_free(ap_relay_t *relay)
     ap_outbox_relay_free(relay->pg);
     ap_clock_free(relay->clock);
     free(relay->headers);
-    pthread_cond_destroy(&relay->wake);
-    pthread_mutex_destroy(&relay->mutex);
+    ap_worker_release(&relay->worker);
     free(relay);
 }
 
 ap_err_t ap_relay_start(const ap_config_t *cfg, ap_relay_t **out)
 {
-    pthread_condattr_t attr;
     ap_err_t err;
     ap_relay_t *relay = calloc(1, sizeof *relay);
     if (!relay)
         return AP_ERR_NOMEM;
     relay->cfg = cfg;
-    atomic_init(&relay->stop, false);
-    pthread_mutex_init(&relay->mutex, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&relay->wake, &attr);
-    pthread_condattr_destroy(&attr);
+    ap_worker_init(&relay->worker);
 
     relay->pg = ap_pg_outbox_relay_new(cfg->database_url);
     relay->clock = ap_system_clock_new();
@@ -442,9 +417,8 @@ ap_err_t ap_relay_start(const ap_config_t *cfg, ap_relay_t **out)
     if ((err = ap_producer_new(cfg, "allocation-processor-relay", on_delivery, relay,
                                &relay->producer)))
         goto fail;
-    if (pthread_create(&relay->thread, NULL, relay_main, relay)) {
+    if ((err = ap_worker_start(&relay->worker, relay_main, relay))) {
         AP_ERROR("relay", "cannot start the relay thread");
-        err = AP_ERR_INTERNAL;
         goto fail;
     }
     *out = relay;
@@ -458,10 +432,6 @@ void ap_relay_stop(ap_relay_t *relay)
 {
     if (!relay)
         return;
-    pthread_mutex_lock(&relay->mutex);
-    atomic_store(&relay->stop, true);
-    pthread_cond_broadcast(&relay->wake);
-    pthread_mutex_unlock(&relay->mutex);
-    pthread_join(relay->thread, NULL);
+    ap_worker_stop(&relay->worker);
     relay_free(relay);
 }
