@@ -7,8 +7,6 @@
  * columns are decoded from PostgreSQL's binary array format here. This file does not decide
  * when to read, what to send or what to delete: the relay loop does.
  */
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +38,7 @@ static const char park_sql[] =
 enum { COL_ID, COL_EVENT_ID, COL_TOPIC, COL_KEY, COL_VALUE, COL_NAMES, COL_VALUES, NCOLS };
 
 struct ap_outbox_relay {
-    char *conninfo; /* never logged */
-    PGconn *conn;   /* NULL while disconnected */
+    ap_pg_listener_t session;
     PGresult *res;  /* the last fetch's rows point into it */
     ap_outbox_row_t *rows;
     size_t rows_cap;
@@ -54,8 +51,7 @@ ap_outbox_relay_t *ap_pg_outbox_relay_new(const char *conninfo)
     ap_outbox_relay_t *relay = calloc(1, sizeof *relay);
     if (!relay)
         return NULL;
-    relay->conninfo = strdup(conninfo);
-    if (!relay->conninfo) {
+    if (ap_pg_listener_init(&relay->session, conninfo)) {
         free(relay);
         return NULL;
     }
@@ -64,9 +60,7 @@ ap_outbox_relay_t *ap_pg_outbox_relay_new(const char *conninfo)
 
 void ap_outbox_relay_disconnect(ap_outbox_relay_t *relay)
 {
-    if (relay->conn)
-        PQfinish(relay->conn);
-    relay->conn = NULL;
+    ap_pg_listener_close(&relay->session);
 }
 
 void ap_outbox_relay_free(ap_outbox_relay_t *relay)
@@ -77,32 +71,13 @@ void ap_outbox_relay_free(ap_outbox_relay_t *relay)
     PQclear(relay->res);
     free(relay->rows);
     free(relay->headers);
-    free(relay->conninfo);
+    ap_pg_listener_release(&relay->session);
     free(relay);
 }
 
 bool ap_outbox_relay_connected(ap_outbox_relay_t *relay)
 {
-    return relay->conn && PQstatus(relay->conn) == CONNECTION_OK;
-}
-
-/* Maps and logs a failure; a session we can no longer trust is closed (and its lock with it). */
-static ap_err_t fail(ap_outbox_relay_t *relay, const PGresult *res, const char *what)
-{
-    ap_err_t err = ap_pg_fail(relay->conn, res, what);
-    if (err == AP_ERR_UNAVAILABLE || !ap_outbox_relay_connected(relay))
-        ap_outbox_relay_disconnect(relay);
-    return err == AP_ERR_CONFLICT ? AP_ERR_INTERNAL : err;
-}
-
-static ap_err_t prepare(ap_outbox_relay_t *relay, const char *name, const char *sql)
-{
-    PGresult *res = PQprepare(relay->conn, name, sql, 0, NULL);
-    ap_err_t err = AP_OK;
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        err = fail(relay, res, "prepare");
-    PQclear(res);
-    return err;
+    return ap_pg_listener_connected(&relay->session);
 }
 
 ap_err_t ap_outbox_relay_connect(ap_outbox_relay_t *relay)
@@ -110,18 +85,16 @@ ap_err_t ap_outbox_relay_connect(ap_outbox_relay_t *relay)
     ap_err_t err;
     if (ap_outbox_relay_connected(relay))
         return AP_OK;
-    ap_outbox_relay_disconnect(relay);
-    relay->conn = ap_pg_connect(relay->conninfo);
-    if (!relay->conn)
-        return AP_ERR_UNAVAILABLE;
+    if ((err = ap_pg_listener_open(&relay->session)))
+        return err;
     /* The relay's deletes need not wait for the WAL flush: one lost in a server crash only
      * brings delivered rows back, and they are sent again with the same event-id, which the
      * contract allows after a crash. That halves the fsyncs a steady stream costs. The
      * processor's own transactions keep the server's synchronous_commit. */
-    if ((err = ap_pg_exec(relay->conn, "SET synchronous_commit TO off", "relay session")) ||
-        (err = prepare(relay, FETCH_STMT, fetch_sql)) ||
-        (err = prepare(relay, DELETE_STMT, delete_sql)) ||
-        (err = prepare(relay, PARK_STMT, park_sql))) {
+    if ((err = ap_pg_exec(relay->session.conn, "SET synchronous_commit TO off", "relay session")) ||
+        (err = ap_pg_listener_prepare(&relay->session, FETCH_STMT, fetch_sql)) ||
+        (err = ap_pg_listener_prepare(&relay->session, DELETE_STMT, delete_sql)) ||
+        (err = ap_pg_listener_prepare(&relay->session, PARK_STMT, park_sql))) {
         ap_outbox_relay_disconnect(relay);
         return err;
     }
@@ -130,19 +103,19 @@ ap_err_t ap_outbox_relay_connect(ap_outbox_relay_t *relay)
 
 ap_err_t ap_outbox_relay_try_lock(ap_outbox_relay_t *relay, bool *leader)
 {
-    if (!relay->conn)
+    if (!relay->session.conn)
         return AP_ERR_UNAVAILABLE;
-    PGresult *res = PQexec(relay->conn, "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")");
+    PGresult *res = PQexec(relay->session.conn, "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")");
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        err = fail(relay, res, "relay lock");
+        err = ap_pg_listener_fail(&relay->session, res, "relay lock");
         PQclear(res);
         return err;
     }
     bool got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     /* Listen only as the leader: a waiting replica has nothing to do with notifications. */
-    if (got && (err = ap_pg_exec(relay->conn, "LISTEN outbox", "listen"))) {
+    if (got && (err = ap_pg_exec(relay->session.conn, "LISTEN outbox", "listen"))) {
         ap_outbox_relay_disconnect(relay);
         return err;
     }
@@ -302,12 +275,12 @@ ap_err_t ap_outbox_relay_fetch(ap_outbox_relay_t *relay, size_t limit,
 
     PQclear(relay->res);
     relay->res = NULL;
-    if (!relay->conn)
+    if (!relay->session.conn)
         return AP_ERR_UNAVAILABLE;
     snprintf(limit_text, sizeof limit_text, "%zu", limit);
-    relay->res = PQexecPrepared(relay->conn, FETCH_STMT, 1, params, NULL, NULL, 1);
+    relay->res = PQexecPrepared(relay->session.conn, FETCH_STMT, 1, params, NULL, NULL, 1);
     if (PQresultStatus(relay->res) != PGRES_TUPLES_OK)
-        return fail(relay, relay->res, "outbox fetch");
+        return ap_pg_listener_fail(&relay->session, relay->res, "outbox fetch");
     if ((err = decode_rows(relay, &n)))
         return err;
     *rows = relay->rows;
@@ -323,17 +296,17 @@ ap_err_t ap_outbox_relay_delete(ap_outbox_relay_t *relay, const int64_t *ids, si
             *deleted = 0;
         return AP_OK;
     }
-    if (!relay->conn)
+    if (!relay->session.conn)
         return AP_ERR_UNAVAILABLE;
     char *id_array = ap_pg_int_array(ids, nids);
     if (!id_array)
         return AP_ERR_NOMEM;
     const char *params[] = {id_array};
-    PGresult *res = PQexecPrepared(relay->conn, DELETE_STMT, 1, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(relay->session.conn, DELETE_STMT, 1, params, NULL, NULL, 0);
     free(id_array);
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        err = fail(relay, res, "outbox delete");
+        err = ap_pg_listener_fail(&relay->session, res, "outbox delete");
     else if (deleted)
         *deleted = (size_t)strtoul(PQcmdTuples(res), NULL, 10);
     PQclear(res);
@@ -343,59 +316,19 @@ ap_err_t ap_outbox_relay_delete(ap_outbox_relay_t *relay, const int64_t *ids, si
 ap_err_t ap_outbox_relay_park(ap_outbox_relay_t *relay, int64_t id, const char *reason)
 {
     char id_text[AP_PG_INT_SIZE];
-    if (!relay->conn)
+    if (!relay->session.conn)
         return AP_ERR_UNAVAILABLE;
     snprintf(id_text, sizeof id_text, "%lld", (long long)id);
     const char *params[] = {id_text, reason};
-    PGresult *res = PQexecPrepared(relay->conn, PARK_STMT, 2, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(relay->session.conn, PARK_STMT, 2, params, NULL, NULL, 0);
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        err = fail(relay, res, "outbox park");
+        err = ap_pg_listener_fail(&relay->session, res, "outbox park");
     PQclear(res);
     return err;
 }
 
-/* The socket failed under us: whatever libpq says, the session is gone. */
-static ap_err_t lost(ap_outbox_relay_t *relay, const char *what)
-{
-    (void)ap_pg_fail(relay->conn, NULL, what);
-    ap_outbox_relay_disconnect(relay);
-    return AP_ERR_UNAVAILABLE;
-}
-
-/* Consumes every notification libpq has read; true when there was one. */
-static bool drain_notifications(PGconn *conn)
-{
-    bool any = false;
-    PGnotify *note;
-    while ((note = PQnotifies(conn))) {
-        any = true;
-        PQfreemem(note);
-    }
-    return any;
-}
-
 ap_err_t ap_outbox_relay_wait(ap_outbox_relay_t *relay, int timeout_ms, bool *notified)
 {
-    if (!relay->conn)
-        return AP_ERR_UNAVAILABLE;
-    /* Notifications read while a query's result was being read are already queued. */
-    if (!PQconsumeInput(relay->conn))
-        return lost(relay, "outbox listen");
-    if (drain_notifications(relay->conn)) {
-        *notified = true;
-        return AP_OK;
-    }
-    struct pollfd pfd = {.fd = PQsocket(relay->conn), .events = POLLIN};
-    if (pfd.fd < 0)
-        return lost(relay, "outbox listen");
-    int ready = poll(&pfd, 1, timeout_ms);
-    if (ready < 0 && errno != EINTR) {
-        AP_WARN("pg", "outbox listen: poll: %s", strerror(errno));
-        ready = 0;
-    }
-    if (ready > 0 && !PQconsumeInput(relay->conn))
-        return lost(relay, "outbox listen");
-    *notified = drain_notifications(relay->conn);
-    return AP_OK;
+    return ap_pg_listener_wait(&relay->session, timeout_ms, "outbox listen", notified);
 }
