@@ -25,16 +25,13 @@ typedef struct ap_outbox ap_outbox_t;
 
 /*
  * An outbox writing through `uow` (a PostgreSQL unit of work, borrowed) and encoding with
- * `codec` (borrowed). Topics are `<topic_prefix>.events.<event>`, `<prefix>.dead_letter`.
+ * `codec` (borrowed). Topics are named by ap/topics.h from `topic_prefix`.
  * The outbox is also a publisher port: ap_outbox_publisher gives that view, and freeing the
  * publisher (ap_publisher_free) frees the outbox.
  */
 ap_err_t ap_pg_outbox_new(ap_uow_t *uow, ap_avro_codec_t *codec, const char *topic_prefix,
                           ap_outbox_t **out);
 ap_publisher_t *ap_outbox_publisher(ap_outbox_t *outbox);
-
-/* The topic an event type goes to, e.g. "allocation.events.allocated". */
-void ap_outbox_event_topic(const char *topic_prefix, ap_msg_type_t type, char *buf, size_t len);
 
 /* A CommandRejected event, keyed by the input's key, with the command's provenance. */
 ap_err_t ap_outbox_reject(ap_outbox_t *outbox, const ap_rejection_t *rejection,

@@ -14,6 +14,7 @@
 #include "adapters/pg_internal.h"
 #include "ap/log.h"
 #include "ap/outbox.h"
+#include "ap/topics.h"
 
 struct ap_outbox {
     ap_publisher_t pub; /* first: the publisher port */
@@ -91,29 +92,11 @@ static size_t meta_headers(const ap_msg_meta_t *meta, const char *event_type, ap
     return n;
 }
 
-void ap_outbox_event_topic(const char *topic_prefix, ap_msg_type_t type, char *buf, size_t len)
-{
-    /* "BatchQuantityChanged" -> "batch_quantity_changed" */
-    char snake[64];
-    size_t n = 0;
-    for (const char *p = ap_msg_type_name(type); *p && n + 2 < sizeof snake; p++) {
-        if (*p >= 'A' && *p <= 'Z') {
-            if (n > 0)
-                snake[n++] = '_';
-            snake[n++] = (char)(*p - 'A' + 'a');
-        } else {
-            snake[n++] = *p;
-        }
-    }
-    snake[n] = '\0';
-    snprintf(buf, len, "%s.events.%s", topic_prefix, snake);
-}
-
 static ap_err_t outbox_publish(ap_publisher_t *pub, const ap_msg_t *event)
 {
     ap_outbox_t *outbox = container_of(pub, ap_outbox_t, pub);
     ap_header_t headers[4];
-    char topic[400];
+    char topic[AP_TOPIC_SIZE];
     uint8_t *value = NULL;
     size_t len = 0;
 
@@ -123,7 +106,7 @@ static ap_err_t outbox_publish(ap_publisher_t *pub, const ap_msg_t *event)
                  ap_strerror(err));
         return err;
     }
-    ap_outbox_event_topic(outbox->topic_prefix, event->type, topic, sizeof topic);
+    ap_topic_event(outbox->topic_prefix, event->type, topic, sizeof topic);
     size_t nheaders = meta_headers(&event->meta, ap_msg_type_name(event->type), headers);
     err = insert_row(outbox, topic, event->sku, strlen(event->sku), value, len, headers,
                      nheaders);
@@ -135,14 +118,14 @@ ap_err_t ap_outbox_reject(ap_outbox_t *outbox, const ap_rejection_t *rejection,
                           const ap_msg_meta_t *meta, const void *key, size_t key_len)
 {
     ap_header_t headers[4];
-    char topic[400];
+    char topic[AP_TOPIC_SIZE];
     uint8_t *value = NULL;
     size_t len = 0;
 
     ap_err_t err = ap_avro_encode_rejection(outbox->codec, rejection, &value, &len);
     if (err)
         return err;
-    snprintf(topic, sizeof topic, "%s.events.command_rejected", outbox->topic_prefix);
+    ap_topic_rejections(outbox->topic_prefix, topic, sizeof topic);
     size_t nheaders = meta_headers(meta, "CommandRejected", headers);
     err = insert_row(outbox, topic, key, key_len, value, len, headers, nheaders);
     free(value);
@@ -154,12 +137,12 @@ ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const void *key, size_t key_
                                size_t nheaders, const char *reason, const char *source_topic,
                                int32_t source_partition, int64_t source_offset)
 {
-    char topic[400], partition[16], offset[AP_PG_INT_SIZE];
+    char topic[AP_TOPIC_SIZE], partition[16], offset[AP_PG_INT_SIZE];
     ap_header_t *all = malloc((nheaders + 4) * sizeof *all);
     if (!all)
         return AP_ERR_NOMEM;
 
-    snprintf(topic, sizeof topic, "%s.dead_letter", outbox->topic_prefix);
+    ap_topic_dead_letter(outbox->topic_prefix, topic, sizeof topic);
     snprintf(partition, sizeof partition, "%d", (int)source_partition);
     snprintf(offset, sizeof offset, "%lld", (long long)source_offset);
     memcpy(all, headers, nheaders * sizeof *all);

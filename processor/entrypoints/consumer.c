@@ -32,6 +32,7 @@
 #include "ap/kafka.h"
 #include "ap/log.h"
 #include "ap/outbox.h"
+#include "ap/topics.h"
 
 #define POLL_MS 100
 #define BACKOFF_MIN_MS 100
@@ -147,13 +148,7 @@ static ap_msg_type_t type_hint(const consumer_t *c, const ap_record_t *rec, bool
     if (header)
         return ap_msg_type_parse(header, len);
 
-    size_t plen = strlen(c->cfg->topic_prefix), slen = strlen(AP_TYPED_TOPIC_SUFFIX);
-    if (strncmp(rec->topic, c->cfg->topic_prefix, plen) == 0 &&
-        strncmp(rec->topic + plen, AP_TYPED_TOPIC_SUFFIX, slen) == 0) {
-        const char *name = rec->topic + plen + slen;
-        return ap_msg_type_parse(name, strlen(name));
-    }
-    return AP_MSG_NONE;
+    return ap_topic_command_type(c->cfg->topic_prefix, rec->topic);
 }
 
 /* Copies a header's text into `dst` (bounded); false when the record has no such header. */
@@ -505,16 +500,16 @@ static ap_err_t create_topics(const ap_config_t *cfg)
                                            AP_EVT_ALLOCATED, AP_EVT_DEALLOCATED,
                                            AP_EVT_OUT_OF_STOCK};
     enum { NOUT = sizeof events / sizeof *events + 2 };
-    char out[NOUT][400];
+    char out[NOUT][AP_TOPIC_SIZE];
     char *topics[64 + NOUT];
     size_t n = 0;
 
     for (size_t i = 0; i < cfg->ncommand_topics && n < 64; i++)
         topics[n++] = cfg->command_topics[i];
     for (size_t i = 0; i < sizeof events / sizeof *events; i++)
-        ap_outbox_event_topic(cfg->topic_prefix, events[i], out[i], sizeof out[i]);
-    snprintf(out[NOUT - 2], sizeof out[0], "%s.events.command_rejected", cfg->topic_prefix);
-    snprintf(out[NOUT - 1], sizeof out[0], "%s.dead_letter", cfg->topic_prefix);
+        ap_topic_event(cfg->topic_prefix, events[i], out[i], sizeof out[i]);
+    ap_topic_rejections(cfg->topic_prefix, out[NOUT - 2], sizeof out[0]);
+    ap_topic_dead_letter(cfg->topic_prefix, out[NOUT - 1], sizeof out[0]);
     for (size_t i = 0; i < NOUT; i++)
         topics[n++] = out[i];
     return ap_kafka_create_topics(cfg, topics, n, 10000);
