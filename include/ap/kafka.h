@@ -18,6 +18,7 @@
 
 #include "ap/config.h"
 #include "ap/error.h"
+#include "ap/header.h"
 
 typedef struct ap_kafka_consumer ap_kafka_consumer_t;
 
@@ -61,8 +62,7 @@ void ap_kafka_record_release(ap_record_t *rec);
 const char *ap_kafka_record_header(const ap_record_t *rec, const char *name, size_t *len);
 
 /* The i-th header of a record (i from 0), or false past the last. Borrowed like the record. */
-bool ap_kafka_record_header_at(const ap_record_t *rec, size_t i, const char **name,
-                               const void **value, size_t *len);
+bool ap_kafka_record_header_at(const ap_record_t *rec, size_t i, ap_header_t *header);
 
 /* Restarts reading a partition at `offset` (after a fenced commit). */
 ap_err_t ap_kafka_consumer_seek(ap_kafka_consumer_t *consumer, const char *topic,

@@ -12,14 +12,9 @@
 
 #include "ap/avro.h"
 #include "ap/error.h"
+#include "ap/header.h"
 #include "ap/messages.h"
 #include "ap/ports.h"
-
-typedef struct ap_header {
-    const char *name;
-    const void *value; /* NULL for a header without a value */
-    size_t len;
-} ap_header_t;
 
 typedef struct ap_outbox ap_outbox_t;
 

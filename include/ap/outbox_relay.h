@@ -29,7 +29,7 @@ typedef struct ap_outbox_row {
     size_t key_len;
     const void *value; /* NULL when the column is NULL */
     size_t value_len;
-    const ap_kafka_header_t *headers; /* header_names/header_values, in order */
+    const ap_header_t *headers; /* header_names/header_values, in order */
     size_t nheaders;
 } ap_outbox_row_t;
 

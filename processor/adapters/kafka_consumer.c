@@ -194,13 +194,17 @@ const char *ap_kafka_record_header(const ap_record_t *rec, const char *name, siz
     return value;
 }
 
-bool ap_kafka_record_header_at(const ap_record_t *rec, size_t i, const char **name,
-                               const void **value, size_t *len)
+bool ap_kafka_record_header_at(const ap_record_t *rec, size_t i, ap_header_t *header)
 {
     rd_kafka_headers_t *headers;
-    if (rd_kafka_message_headers(rec->handle, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    const char *name;
+    const void *value;
+    size_t len;
+    if (rd_kafka_message_headers(rec->handle, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_all(headers, i, &name, &value, &len) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return false;
-    return rd_kafka_header_get_all(headers, i, name, value, len) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    *header = (ap_header_t){name, strlen(name), value, len};
+    return true;
 }
 
 ap_err_t ap_kafka_consumer_seek(ap_kafka_consumer_t *consumer, const char *topic,

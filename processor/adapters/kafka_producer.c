@@ -113,7 +113,7 @@ ap_err_t ap_producer_new(const ap_config_t *cfg, const char *client_id,
 
 ap_err_t ap_producer_send(ap_producer_t *producer, const char *topic, const void *key,
                           size_t key_len, const void *value, size_t value_len,
-                          const ap_kafka_header_t *headers, size_t nheaders, void *opaque)
+                          const ap_header_t *headers, size_t nheaders, void *opaque)
 {
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders + 1);
     for (size_t i = 0; i < nheaders; i++)

@@ -43,7 +43,7 @@ static ap_err_t insert_row(ap_outbox_t *outbox, const char *topic, const void *k
                            size_t key_len, const void *value, size_t value_len,
                            const ap_header_t *headers, size_t nheaders)
 {
-    const char **names = calloc(nheaders + 1, sizeof *names);
+    char **names = calloc(nheaders + 1, sizeof *names);
     char **values = calloc(nheaders + 1, sizeof *values);
     char *name_array = NULL, *value_array = NULL;
     ap_err_t err = AP_ERR_NOMEM;
@@ -51,12 +51,13 @@ static ap_err_t insert_row(ap_outbox_t *outbox, const char *topic, const void *k
     if (!names || !values)
         goto out;
     for (size_t i = 0; i < nheaders; i++) {
-        names[i] = headers[i].name;
+        if (!(names[i] = strndup(headers[i].name, headers[i].name_len)))
+            goto out;
         if (headers[i].value &&
-            !(values[i] = ap_pg_bytea_hex(headers[i].value, headers[i].len)))
+            !(values[i] = ap_pg_bytea_hex(headers[i].value, headers[i].value_len)))
             goto out;
     }
-    if (!(name_array = ap_pg_text_array(names, nheaders)) ||
+    if (!(name_array = ap_pg_text_array((const char *const *)names, nheaders)) ||
         !(value_array = ap_pg_text_array((const char *const *)values, nheaders)))
         goto out;
 
@@ -68,8 +69,10 @@ static ap_err_t insert_row(ap_outbox_t *outbox, const char *topic, const void *k
     err = ap_pg_uow_insert(outbox->uow, insert_sql, insert_many_sql, 5, params, lengths,
                            formats);
 out:
-    for (size_t i = 0; values && i < nheaders; i++)
+    for (size_t i = 0; names && values && i < nheaders; i++) {
+        free(names[i]);
         free(values[i]);
+    }
     free(values);
     free(names);
     free(name_array);
@@ -81,14 +84,13 @@ out:
 static size_t meta_headers(const ap_msg_meta_t *meta, const char *event_type, ap_header_t *h)
 {
     size_t n = 0;
-    h[n++] = (ap_header_t){"event-type", event_type, strlen(event_type)};
+    h[n++] = AP_HEADER("event-type", event_type, strlen(event_type));
     if (meta->correlation_id[0])
-        h[n++] = (ap_header_t){"correlation-id", meta->correlation_id,
-                               strlen(meta->correlation_id)};
+        h[n++] = AP_HEADER("correlation-id", meta->correlation_id, strlen(meta->correlation_id));
     if (meta->causation_id[0])
-        h[n++] = (ap_header_t){"causation-id", meta->causation_id, strlen(meta->causation_id)};
+        h[n++] = AP_HEADER("causation-id", meta->causation_id, strlen(meta->causation_id));
     if (meta->traceparent[0])
-        h[n++] = (ap_header_t){"traceparent", meta->traceparent, strlen(meta->traceparent)};
+        h[n++] = AP_HEADER("traceparent", meta->traceparent, strlen(meta->traceparent));
     return n;
 }
 
@@ -146,10 +148,10 @@ ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const void *key, size_t key_
     snprintf(partition, sizeof partition, "%d", (int)source_partition);
     snprintf(offset, sizeof offset, "%lld", (long long)source_offset);
     memcpy(all, headers, nheaders * sizeof *all);
-    all[nheaders] = (ap_header_t){"dlq-reason", reason, strlen(reason)};
-    all[nheaders + 1] = (ap_header_t){"dlq-source-topic", source_topic, strlen(source_topic)};
-    all[nheaders + 2] = (ap_header_t){"dlq-source-partition", partition, strlen(partition)};
-    all[nheaders + 3] = (ap_header_t){"dlq-source-offset", offset, strlen(offset)};
+    all[nheaders] = AP_HEADER("dlq-reason", reason, strlen(reason));
+    all[nheaders + 1] = AP_HEADER("dlq-source-topic", source_topic, strlen(source_topic));
+    all[nheaders + 2] = AP_HEADER("dlq-source-partition", partition, strlen(partition));
+    all[nheaders + 3] = AP_HEADER("dlq-source-offset", offset, strlen(offset));
     ap_err_t err =
         insert_row(outbox, topic, key, key_len, value, value_len, all, nheaders + 4);
     free(all);

@@ -42,7 +42,7 @@ struct ap_outbox_relay {
     PGresult *res;  /* the last fetch's rows point into it */
     ap_outbox_row_t *rows;
     size_t rows_cap;
-    ap_kafka_header_t *headers; /* every row's headers, back to back */
+    ap_header_t *headers; /* every row's headers, back to back */
     size_t headers_cap;
 };
 
@@ -146,9 +146,9 @@ static bool read_i32(reader_t *r, int32_t *out)
  * bytes), in storage order. Calls `each` with a NULL pointer for NULL elements. Returns the
  * element count, or -1 when the bytes are not such an array.
  */
-typedef void (*element_fn)(ap_kafka_header_t *header, const void *data, size_t len);
+typedef void (*element_fn)(ap_header_t *header, const void *data, size_t len);
 
-static long walk_array(const char *data, int len, ap_kafka_header_t *headers, size_t cap,
+static long walk_array(const char *data, int len, ap_header_t *headers, size_t cap,
                        element_fn each)
 {
     reader_t r = {(const unsigned char *)data, (const unsigned char *)data + len};
@@ -180,14 +180,14 @@ static long walk_array(const char *data, int len, ap_kafka_header_t *headers, si
     return r.p == r.end ? count : -1;
 }
 
-static void set_name(ap_kafka_header_t *header, const void *data, size_t len)
+static void set_name(ap_header_t *header, const void *data, size_t len)
 {
     /* A NULL name cannot be sent; an empty one can. */
     header->name = data ? data : "";
     header->name_len = len;
 }
 
-static void set_value(ap_kafka_header_t *header, const void *data, size_t len)
+static void set_value(ap_header_t *header, const void *data, size_t len)
 {
     /* An empty bytea still gets a non-NULL pointer, so it stays empty rather than null. */
     header->value = data;
@@ -233,7 +233,7 @@ static ap_err_t decode_rows(ap_outbox_relay_t *relay, size_t *nrows)
     if (!AP_ARRAY_RESERVE(relay->headers, relay->headers_cap, nheaders))
         return AP_ERR_NOMEM;
 
-    ap_kafka_header_t *next = relay->headers;
+    ap_header_t *next = relay->headers;
     for (int i = 0; i < n; i++) {
         ap_outbox_row_t *row = &relay->rows[i];
         size_t room = nheaders - (size_t)(next - relay->headers);

@@ -201,8 +201,7 @@ static ap_err_t dead_letter(consumer_t *c, const ap_record_t *rec, const char *r
     ap_header_t headers[64];
     size_t n = 0;
     while (n < sizeof headers / sizeof *headers &&
-           ap_kafka_record_header_at(rec, n, &headers[n].name, &headers[n].value,
-                                     &headers[n].len))
+           ap_kafka_record_header_at(rec, n, &headers[n]))
         n++;
     return ap_outbox_dead_letter(c->outbox, rec->key, rec->key_len, rec->value, rec->value_len,
                                  headers, n, reason, rec->topic, rec->partition, rec->offset);

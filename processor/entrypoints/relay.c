@@ -55,7 +55,7 @@ struct ap_relay {
     ap_producer_t *producer;
     slot_t slots[BATCH_MAX];
     int64_t acked[BATCH_MAX];
-    ap_kafka_header_t *headers; /* one row's headers plus event-id, reused */
+    ap_header_t *headers; /* one row's headers plus event-id, reused */
     size_t headers_cap;
     size_t batch_failed;     /* failed reports in the batch in flight */
     char batch_error[256];   /* the first one's text */
@@ -142,7 +142,7 @@ static bool gather_headers(ap_relay_t *relay, const ap_outbox_row_t *row)
     if (row->nheaders)
         memcpy(relay->headers, row->headers, row->nheaders * sizeof *row->headers);
     /* Last, so readers taking a header's last value see the relay's id. */
-    relay->headers[row->nheaders] = (ap_kafka_header_t){
+    relay->headers[row->nheaders] = (ap_header_t){
         .name = EVENT_ID_HEADER,
         .name_len = strlen(EVENT_ID_HEADER),
         .value = row->event_id,

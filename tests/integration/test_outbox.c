@@ -168,9 +168,9 @@ static void check_byte_exact(bool deferred)
     ap_uow_t *uow = rig.app.deps.uow;
     uow->defer_writes = deferred;
 
-    ap_header_t headers[] = {{"x-one", "1", 1},
-                             {"we\"ird,name", binary_header, sizeof binary_header},
-                             {"no-value", NULL, 0}};
+    ap_header_t headers[] = {AP_HEADER("x-one", "1", 1),
+                             AP_HEADER("we\"ird,name", binary_header, sizeof binary_header),
+                             AP_HEADER("no-value", NULL, 0)};
     ap_rejection_t rejection = {.command_type = AP_CMD_ALLOCATE,
                                 .reason = "invalid_sku",
                                 .message = "Invalid sku NOPE",
