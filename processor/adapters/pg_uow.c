@@ -52,7 +52,7 @@ ap_err_t pg_uow_check_lost(pg_uow_t *self, ap_err_t err)
 
 ap_err_t pg_uow_ready(const pg_uow_t *self)
 {
-    if (self->doomed)
+    if (self->uow.doomed)
         return AP_ERR_CONFLICT;
     return self->conn && !self->broken ? AP_OK : AP_ERR_UNAVAILABLE;
 }
@@ -253,12 +253,11 @@ static void pg_rollback(ap_uow_t *uow)
     char sql[80];
 
     /* A doomed transaction has only its outermost rollback left to do. */
-    if (self->doomed) {
+    if (uow->doomed) {
         pg_queue_clear(self, 0);
         if (level <= 1) {
             if (!self->conn || ap_pg_exec(self->conn, "ROLLBACK", "rollback"))
                 self->broken = true;
-            self->doomed = false;
             uow->doomed = false;
         }
         return;
