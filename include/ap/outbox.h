@@ -32,14 +32,25 @@ ap_publisher_t *ap_outbox_publisher(ap_outbox_t *outbox);
 ap_err_t ap_outbox_reject(ap_outbox_t *outbox, const ap_rejection_t *rejection,
                           const ap_msg_meta_t *meta, const void *key, size_t key_len);
 
+/* An input record that could not be decoded, and where it was read. All borrowed. */
+typedef struct ap_dead_letter {
+    const void *key; /* NULL for a null key */
+    size_t key_len;
+    const void *value; /* NULL for a null value */
+    size_t value_len;
+    const ap_header_t *headers;
+    size_t nheaders;
+    const char *reason; /* one line: why it could not be decoded */
+    const char *source_topic;
+    int32_t source_partition;
+    int64_t source_offset;
+} ap_dead_letter_t;
+
 /*
  * Copies undecodable input to the dead-letter topic: key, value and headers unchanged, plus
  * dlq-reason, dlq-source-topic, dlq-source-partition and dlq-source-offset.
  */
-ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const void *key, size_t key_len,
-                               const void *value, size_t value_len, const ap_header_t *headers,
-                               size_t nheaders, const char *reason, const char *source_topic,
-                               int32_t source_partition, int64_t source_offset);
+ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const ap_dead_letter_t *letter);
 
 /*
  * How far the relay is behind: rows waiting (counted up to `limit`, so the cost stays

@@ -134,26 +134,26 @@ ap_err_t ap_outbox_reject(ap_outbox_t *outbox, const ap_rejection_t *rejection,
     return err;
 }
 
-ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const void *key, size_t key_len,
-                               const void *value, size_t value_len, const ap_header_t *headers,
-                               size_t nheaders, const char *reason, const char *source_topic,
-                               int32_t source_partition, int64_t source_offset)
+ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const ap_dead_letter_t *letter)
 {
+    size_t nheaders = letter->nheaders;
     char topic[AP_TOPIC_SIZE], partition[16], offset[AP_PG_INT_SIZE];
     ap_header_t *all = malloc((nheaders + 4) * sizeof *all);
     if (!all)
         return AP_ERR_NOMEM;
 
     ap_topic_dead_letter(outbox->topic_prefix, topic, sizeof topic);
-    snprintf(partition, sizeof partition, "%d", (int)source_partition);
-    snprintf(offset, sizeof offset, "%lld", (long long)source_offset);
-    memcpy(all, headers, nheaders * sizeof *all);
-    all[nheaders] = AP_HEADER("dlq-reason", reason, strlen(reason));
-    all[nheaders + 1] = AP_HEADER("dlq-source-topic", source_topic, strlen(source_topic));
+    snprintf(partition, sizeof partition, "%d", (int)letter->source_partition);
+    snprintf(offset, sizeof offset, "%lld", (long long)letter->source_offset);
+    if (nheaders)
+        memcpy(all, letter->headers, nheaders * sizeof *all);
+    all[nheaders] = AP_HEADER("dlq-reason", letter->reason, strlen(letter->reason));
+    all[nheaders + 1] =
+        AP_HEADER("dlq-source-topic", letter->source_topic, strlen(letter->source_topic));
     all[nheaders + 2] = AP_HEADER("dlq-source-partition", partition, strlen(partition));
     all[nheaders + 3] = AP_HEADER("dlq-source-offset", offset, strlen(offset));
-    ap_err_t err =
-        insert_row(outbox, topic, key, key_len, value, value_len, all, nheaders + 4);
+    ap_err_t err = insert_row(outbox, topic, letter->key, letter->key_len, letter->value,
+                              letter->value_len, all, nheaders + 4);
     free(all);
     return err;
 }

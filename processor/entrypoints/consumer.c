@@ -203,8 +203,17 @@ static ap_err_t dead_letter(consumer_t *c, const ap_record_t *rec, const char *r
     while (n < sizeof headers / sizeof *headers &&
            ap_kafka_record_header_at(rec, n, &headers[n]))
         n++;
-    return ap_outbox_dead_letter(c->outbox, rec->key, rec->key_len, rec->value, rec->value_len,
-                                 headers, n, reason, rec->topic, rec->partition, rec->offset);
+    ap_dead_letter_t letter = {.key = rec->key,
+                               .key_len = rec->key_len,
+                               .value = rec->value,
+                               .value_len = rec->value_len,
+                               .headers = headers,
+                               .nheaders = n,
+                               .reason = reason,
+                               .source_topic = rec->topic,
+                               .source_partition = rec->partition,
+                               .source_offset = rec->offset};
+    return ap_outbox_dead_letter(c->outbox, &letter);
 }
 
 static ap_err_t reject(consumer_t *c, const ap_record_t *rec, const ap_msg_t *cmd,
