@@ -2,7 +2,7 @@
  * outbox.h - the transactional outbox, writing side: events, rejections and dead letters
  * become rows of the `outbox` table inside the unit of work's current scope, so they commit
  * or vanish with the state change and the consumer offset that caused them. The relay
- * (entrypoints/relay.h) delivers them after commit.
+ * (ap/relay.h) delivers them after commit.
  */
 #ifndef AP_OUTBOX_H
 #define AP_OUTBOX_H

@@ -4,7 +4,7 @@
  * when the session ends, however it ends), listens on channel "outbox", reads the oldest rows
  * in id order and deletes the ones Kafka acknowledged.
  *
- * Not the writing side (outbox.h) and not the relay loop (entrypoints/relay.h). Rows come back
+ * Not the writing side (outbox.h) and not the relay loop (ap/relay.h). Rows come back
  * byte-exact: keys, values and header values are bytea read in binary, NULL stays NULL. One
  * object owns one connection and belongs to one thread; conninfo is never logged.
  */

@@ -18,7 +18,7 @@
 #include "ap/registry.h"
 #include "entrypoints/consumer.h"
 #include "entrypoints/email_sender.h"
-#include "entrypoints/relay.h"
+#include "ap/relay.h"
 
 extern char **environ;
 

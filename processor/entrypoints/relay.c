@@ -9,7 +9,7 @@
  * (with a short timeout as a fallback). Postgres and Kafka are adapters (outbox_relay.h,
  * producer.h); this file holds only the policy: leadership, batching, backoff and stopping.
  */
-#include "entrypoints/relay.h"
+#include "ap/relay.h"
 #include "entrypoints/worker.h"
 
 #include <stdio.h>

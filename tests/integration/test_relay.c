@@ -31,7 +31,7 @@
 #include "ap/config.h"
 #include "ap/log.h"
 #include "ap/pg.h"
-#include "entrypoints/relay.h"
+#include "ap/relay.h"
 
 #define PARTITIONS 3
 
