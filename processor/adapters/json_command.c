@@ -3,7 +3,8 @@
  *   {"type":"Allocate","orderid":"o1","sku":"RED-CHAIR","qty":10}
  *
  * jansson does the parsing (and rejects invalid UTF-8); this file only maps fields and
- * enforces the contract's types and sizes. Unknown fields are ignored.
+ * enforces the contract's types and sizes. Unknown fields are ignored. It also holds the
+ * codec's front door, ap_command_decode, which sends Avro-framed values to the Avro adapter.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -125,12 +126,15 @@ out:
     return err;
 }
 
-ap_err_t ap_command_decode(const void *value, size_t len, ap_msg_type_t type_hint,
-                           bool hint_overrides, ap_msg_t *cmd, char *why, size_t whylen)
+ap_err_t ap_command_decode(ap_avro_codec_t *avro, const void *value, size_t len,
+                           ap_msg_type_t type_hint, bool hint_overrides, ap_msg_t *cmd,
+                           char *why, size_t whylen)
 {
     const unsigned char *bytes = value;
     size_t i = 0;
 
+    if (avro && ap_avro_is_framed(value, len))
+        return ap_avro_decode_command(avro, value, len, cmd, why, whylen);
     memset(cmd, 0, sizeof *cmd);
     while (i < len && (bytes[i] == ' ' || bytes[i] == '\t' || bytes[i] == '\r' ||
                        bytes[i] == '\n'))

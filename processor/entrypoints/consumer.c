@@ -184,14 +184,10 @@ static void read_meta(const ap_record_t *rec, ap_msg_meta_t *meta)
 static ap_err_t decode(consumer_t *c, const ap_record_t *rec, ap_msg_t *cmd, char *why,
                        size_t whylen)
 {
-    ap_err_t err;
-    if (ap_avro_is_framed(rec->value, rec->value_len)) {
-        err = ap_avro_decode_command(c->codec, rec->value, rec->value_len, cmd, why, whylen);
-    } else {
-        bool overrides;
-        ap_msg_type_t hint = type_hint(c, rec, &overrides);
-        err = ap_command_decode(rec->value, rec->value_len, hint, overrides, cmd, why, whylen);
-    }
+    bool overrides;
+    ap_msg_type_t hint = type_hint(c, rec, &overrides);
+    ap_err_t err = ap_command_decode(c->codec, rec->value, rec->value_len, hint, overrides, cmd,
+                                     why, whylen);
     read_meta(rec, &cmd->meta);
     return err;
 }
