@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fault test (issue 4, part 5): a seeded stream of ~21,000 commands over 200 skus flows
+# The fault test: a seeded stream of ~21,000 commands over 200 skus flows
 # in while the processor is killed with SIGKILL three times, a second group member joins and
 # leaves gracefully, and Postgres restarts under the running processor. Afterwards Postgres
 # (write model and read model) and every event topic must equal what tests/model/model.py, an

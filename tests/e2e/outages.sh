@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Outages (issue 4, part 3): a steady stream of commands flows in while Postgres is restarted
+# Outages: a steady stream of commands flows in while Postgres is restarted
 # under the running processor, and later the Kafka broker. The processor must notice each
 # outage (its readiness flags, logged as "<service> unreachable" / "reachable again"), keep
 # running (the same process throughout), and afterwards every command is applied exactly

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebalances (issue 4, part 2): three processes in one consumer group, partitions moving
+# Rebalances: three processes in one consumer group, partitions moving
 # while commands flow. A starts; B joins; C joins; B leaves gracefully (SIGTERM, exit 0);
 # C is killed (SIGKILL) and its partitions move once its session times out; C starts again;
 # at the end everyone stops with SIGTERM. Afterwards no command was applied twice (the
