@@ -3,6 +3,14 @@
  * become rows of the `outbox` table inside the unit of work's current scope, so they commit
  * or vanish with the state change and the consumer offset that caused them. The relay
  * (ap/relay.h) delivers them after commit.
+ *
+ * Errors, for every write here: AP_ERR_NOMEM; AP_ERR_UNAVAILABLE when the uow's connection
+ * is lost (the uow reconnects at its next outermost begin: retry the transaction);
+ * AP_ERR_CONFLICT when the transaction is doomed (a deferred write failed: retry it whole);
+ * AP_ERR_INTERNAL for a refused statement (a missing table, a uow that is not Postgres's);
+ * the codec's error for a message it cannot encode. Postgres's are logged once, here. With
+ * the uow's deferred writes on, a write may only fail at the next round trip, which then
+ * dooms the transaction. One thread: the uow's.
  */
 #ifndef AP_OUTBOX_H
 #define AP_OUTBOX_H
@@ -55,7 +63,7 @@ ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const ap_dead_letter_t *lett
 /*
  * How far the relay is behind: rows waiting (counted up to `limit`, so the cost stays
  * bounded) and the age of the oldest, in milliseconds (0 when empty). Runs on the unit of
- * work's connection; call it between transactions.
+ * work's connection; call it between transactions. The errors above.
  */
 ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t limit, int64_t *rows,
                            int64_t *oldest_ms);
