@@ -19,15 +19,15 @@
 
 /* Builds (and the caller caches) the writer for registry id `id` from its JSON; on a schema
  * we cannot use, the writer says why in `error`. NULL only when out of memory. */
-static struct writer *writer_from_json(ap_avro_codec_t *codec, int32_t id, const char *json)
+static struct writer_schema *writer_from_json(ap_avro_codec_t *codec, int32_t id, const char *json)
 {
     char text[512] = "";
     char *why = text; /* for SAY */
     size_t whylen = sizeof text;
     json_error_t jerr;
     char *name = NULL;
-    struct entry *e;
-    struct writer *w = calloc(1, sizeof *w);
+    struct known_schema *e;
+    struct writer_schema *w = calloc(1, sizeof *w);
 
     if (!w)
         return NULL;
@@ -41,7 +41,7 @@ static struct writer *writer_from_json(ap_avro_codec_t *codec, int32_t id, const
         AP_SAY(why, whylen, "writer schema id %d is not a record", (int)id);
         goto out;
     }
-    if (!(e = ap_avro_entry_by_name(codec, name))) {
+    if (!(e = ap_avro_known_schema(codec, name))) {
         AP_SAY(why, whylen, "writer schema id %d is %s, which we do not know", (int)id, name);
         goto out;
     }
@@ -61,7 +61,7 @@ out:
     return w;
 }
 
-static ap_err_t writer_by_id(ap_avro_codec_t *codec, int32_t id, struct writer **out,
+static ap_err_t writer_by_id(ap_avro_codec_t *codec, int32_t id, struct writer_schema **out,
                              char *why, size_t whylen)
 {
     char *json = NULL;
@@ -96,7 +96,7 @@ static ap_err_t writer_by_id(ap_avro_codec_t *codec, int32_t id, struct writer *
         free(json);
         return AP_ERR_NOMEM;
     }
-    struct writer *w = writer_from_json(codec, id, json ? json : "");
+    struct writer_schema *w = writer_from_json(codec, id, json ? json : "");
     free(json);
     if (!w)
         return AP_ERR_NOMEM;
@@ -107,7 +107,7 @@ static ap_err_t writer_by_id(ap_avro_codec_t *codec, int32_t id, struct writer *
 
 /* Finds the writer named by the framing; *header receives the framing's length. */
 static ap_err_t framed_writer(ap_avro_codec_t *codec, const uint8_t *bytes, size_t len,
-                              struct writer **out, size_t *header, char *why, size_t whylen)
+                              struct writer_schema **out, size_t *header, char *why, size_t whylen)
 {
     if (len == 0) {
         AP_SAY(why, whylen, "empty value");
@@ -149,7 +149,7 @@ static ap_err_t framed_writer(ap_avro_codec_t *codec, const uint8_t *bytes, size
 }
 
 /* Checks the body, then reads it into w->dest. */
-static ap_err_t read_body(ap_avro_codec_t *codec, struct writer *w, const uint8_t *body,
+static ap_err_t read_body(ap_avro_codec_t *codec, struct writer_schema *w, const uint8_t *body,
                           size_t len, char *why, size_t whylen)
 {
     const char *problem;
@@ -175,9 +175,10 @@ static ap_err_t read_body(ap_avro_codec_t *codec, struct writer *w, const uint8_
 
 /* Frames, finds and checks: on success w->dest holds the record. */
 static ap_err_t decode_record(ap_avro_codec_t *codec, const void *value, size_t len,
-                              struct writer **out, bool commands_only, char *why, size_t whylen)
+                              struct writer_schema **out, bool commands_only, char *why,
+                              size_t whylen)
 {
-    struct writer *w = NULL;
+    struct writer_schema *w = NULL;
     size_t header = 0;
     ap_err_t err = framed_writer(codec, value, len, &w, &header, why, whylen);
 
@@ -231,7 +232,7 @@ static ap_err_t value_to_fv(avro_value_t *value, struct fieldval *fv)
 }
 
 /* A field of the record just read, or its default when the writer did not have it. */
-static ap_err_t field_value(struct writer *w, json_t *field, struct fieldval *fv)
+static ap_err_t field_value(struct writer_schema *w, json_t *field, struct fieldval *fv)
 {
     const char *name = json_string_value(json_object_get(field, "name"));
     avro_value_t child;
@@ -339,7 +340,7 @@ static ap_err_t msg_set(ap_msg_t *msg, const char *name, const struct fieldval *
 ap_err_t ap_avro_decode_command(ap_avro_codec_t *codec, const void *value, size_t len,
                                 ap_msg_t *cmd, char *why, size_t whylen)
 {
-    struct writer *w = NULL;
+    struct writer_schema *w = NULL;
     size_t i;
     json_t *field;
 
@@ -387,7 +388,7 @@ static bool is_date(json_t *type)
 ap_err_t ap_avro_decode_to_json(ap_avro_codec_t *codec, const void *value, size_t len,
                                 char **json, char *why, size_t whylen)
 {
-    struct writer *w = NULL;
+    struct writer_schema *w = NULL;
     size_t i;
     json_t *field;
     char *text = NULL;
