@@ -1,6 +1,6 @@
 /*
  * pg_internal.h - helpers shared by the PostgreSQL adapters (pg_uow.c, pg_outbox.c,
- * pg_outbox_relay.c, pg_views.c, pg_migrate.c): connecting, turning a libpq failure into one
+ * pg_outbox_reader.c, pg_views.c, pg_migrate.c): connecting, turning a libpq failure into one
  * log line and an ap_err_t, array literals, and running statements inside a pg uow's scope.
  *
  * Private to processor/adapters/: libpq types never cross a port, so nothing outside the pg

@@ -6,7 +6,7 @@
  * delete the acknowledged ones. The next batch is read only after that, so a row is never
  * sent while an older row of its key may still be retried, and the producer's idempotence
  * keeps the order inside a batch. When the table is empty the thread sleeps on LISTEN/NOTIFY
- * (with a short timeout as a fallback). Postgres and Kafka are adapters (outbox_relay.h,
+ * (with a short timeout as a fallback). Postgres and Kafka are adapters (outbox_reader.h,
  * producer.h); this file holds only the policy: leadership, batching, backoff and stopping.
  */
 #include "ap/relay.h"
@@ -20,7 +20,7 @@
 #include "ap/backoff.h"
 #include "ap/log.h"
 #include "ap/log_adapters.h"
-#include "ap/outbox_relay.h"
+#include "ap/outbox_reader.h"
 #include "ap/producer.h"
 
 #define BATCH_MAX 1000        /* rows read, sent and deleted at a time */
@@ -51,7 +51,7 @@ struct ap_relay {
 
     /* Owned by the thread once it runs. */
     ap_clock_t *clock; /* the system clock (ap/log_adapters.h) */
-    ap_outbox_relay_t *pg;
+    ap_outbox_reader_t *pg;
     ap_producer_t *producer;
     slot_t slots[BATCH_MAX];
     int64_t acked[BATCH_MAX];
@@ -200,7 +200,7 @@ static void await_reports(ap_relay_t *relay)
     while (ap_producer_pending(relay->producer) > 0) {
         /* The whole batch is queued: waiting out linger.ms would only add latency. */
         ap_producer_flush(relay->producer, 100);
-        set_connected(relay, ap_outbox_relay_connected(relay->pg) &&
+        set_connected(relay, ap_outbox_reader_connected(relay->pg) &&
                                  ap_producer_reachable(relay->producer));
         if (ap_producer_fatal(relay->producer)) {
             ap_producer_purge(relay->producer, 2000);
@@ -232,7 +232,7 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
     int64_t started = ap_clock_now_ms(relay->clock);
 
     *failed = false;
-    if ((err = ap_outbox_relay_fetch(relay->pg, BATCH_MAX, &rows, &n)))
+    if ((err = ap_outbox_reader_fetch(relay->pg, BATCH_MAX, &rows, &n)))
         return err;
     *nrows = n;
     if (n == 0)
@@ -260,13 +260,13 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
     }
     size_t nparked = 0;
     ap_err_t park_err = AP_OK;
-    err = ap_outbox_relay_delete(relay->pg, relay->acked, nacked, &deleted);
+    err = ap_outbox_reader_delete(relay->pg, relay->acked, nacked, &deleted);
     for (size_t j = 0; j < n && !err && !park_err; j++) {
         const slot_t *slot = &relay->slots[j];
         if (slot->state != SLOT_REFUSED)
             continue;
         /* Out of the way of the rows behind it, where an operator can look at it. */
-        if ((park_err = ap_outbox_relay_park(relay->pg, slot->id, slot->reason)) == AP_OK) {
+        if ((park_err = ap_outbox_reader_park(relay->pg, slot->id, slot->reason)) == AP_OK) {
             nparked++;
             AP_ERROR("relay", "outbox row %lld for %s refused by Kafka for good (%s): moved "
                               "to outbox_parked",
@@ -324,20 +324,20 @@ static void *relay_main(void *arg)
             nap(relay, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
             continue;
         }
-        if (!ap_outbox_relay_connected(relay->pg)) {
+        if (!ap_outbox_reader_connected(relay->pg)) {
             if (leader)
                 AP_WARN("relay", "no longer active: the database session holding the relay "
                                  "lock ended");
             leader = false;
             set_state(relay, false, false);
-            if (ap_outbox_relay_connect(relay->pg)) {
+            if (ap_outbox_reader_connect(relay->pg)) {
                 nap(relay, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
                 continue;
             }
         }
         if (!leader) {
             bool got = false;
-            if (ap_outbox_relay_try_lock(relay->pg, &got)) {
+            if (ap_outbox_reader_try_lock(relay->pg, &got)) {
                 nap(relay, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
                 continue;
             }
@@ -361,7 +361,7 @@ static void *relay_main(void *arg)
         if (err) {
             /* Lost sessions are handled at the top of the loop; anything else (a missing
              * table, bad rows) is retried after a growing pause. */
-            if (ap_outbox_relay_connected(relay->pg)) {
+            if (ap_outbox_reader_connected(relay->pg)) {
                 nap(relay, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
             }
             continue;
@@ -375,13 +375,13 @@ static void *relay_main(void *arg)
         failures = 0;
         if (nrows == 0) {
             bool notified = false;
-            (void)ap_outbox_relay_wait(relay->pg, IDLE_WAIT_MS, &notified);
+            (void)ap_outbox_reader_wait(relay->pg, IDLE_WAIT_MS, &notified);
         }
     }
 
     if (leader)
         AP_INFO("relay", "stopped: released the relay lock");
-    ap_outbox_relay_disconnect(relay->pg);
+    ap_outbox_reader_disconnect(relay->pg);
     set_state(relay, false, false);
     return NULL;
 }
@@ -391,7 +391,7 @@ static void *relay_main(void *arg)
 static void relay_free(ap_relay_t *relay)
 {
     ap_producer_free(relay->producer);
-    ap_outbox_relay_free(relay->pg);
+    ap_outbox_reader_free(relay->pg);
     ap_clock_free(relay->clock);
     free(relay->headers);
     ap_worker_release(&relay->worker);
@@ -407,7 +407,7 @@ ap_err_t ap_relay_start(const ap_config_t *cfg, ap_relay_t **out)
     relay->cfg = cfg;
     ap_worker_init(&relay->worker);
 
-    relay->pg = ap_pg_outbox_relay_new(cfg->database_url);
+    relay->pg = ap_pg_outbox_reader_new(cfg->database_url);
     relay->clock = ap_system_clock_new();
     if (!relay->pg || !relay->clock) {
         err = AP_ERR_NOMEM;

@@ -1,5 +1,5 @@
 /*
- * pg_outbox_relay.c - the relay's side of the outbox table on PostgreSQL (outbox_relay.h):
+ * pg_outbox_reader.c - the relay's side of the outbox table on PostgreSQL (outbox_reader.h):
  * the relay lock, LISTEN/NOTIFY, reading the oldest rows and deleting delivered ones.
  *
  * Rows are read with binary results, so bytea keys, values and header values arrive as the
@@ -14,14 +14,14 @@
 #include "adapters/pg_internal.h"
 #include "ap/array.h"
 #include "ap/log.h"
-#include "ap/outbox_relay.h"
+#include "ap/outbox_reader.h"
 
 /* pg_try_advisory_lock key of the relay: one active relay per database. */
 #define RELAY_LOCK_KEY "4271539116603450391"
 
-#define FETCH_STMT "ap_outbox_relay_fetch"
-#define DELETE_STMT "ap_outbox_relay_delete"
-#define PARK_STMT "ap_outbox_relay_park"
+#define FETCH_STMT "ap_outbox_reader_fetch"
+#define DELETE_STMT "ap_outbox_reader_delete"
+#define PARK_STMT "ap_outbox_reader_park"
 
 static const char fetch_sql[] =
     "SELECT id, event_id::text, topic, key, value, header_names, header_values "
@@ -37,7 +37,7 @@ static const char park_sql[] =
 /* Result columns of fetch_sql. */
 enum { COL_ID, COL_EVENT_ID, COL_TOPIC, COL_KEY, COL_VALUE, COL_NAMES, COL_VALUES, NCOLS };
 
-struct ap_outbox_relay {
+struct ap_outbox_reader {
     ap_pg_listener_t session;
     PGresult *res;  /* the last fetch's rows point into it */
     ap_outbox_row_t *rows;
@@ -46,9 +46,9 @@ struct ap_outbox_relay {
     size_t headers_cap;
 };
 
-ap_outbox_relay_t *ap_pg_outbox_relay_new(const char *conninfo)
+ap_outbox_reader_t *ap_pg_outbox_reader_new(const char *conninfo)
 {
-    ap_outbox_relay_t *relay = calloc(1, sizeof *relay);
+    ap_outbox_reader_t *relay = calloc(1, sizeof *relay);
     if (!relay)
         return NULL;
     if (ap_pg_listener_init(&relay->session, conninfo)) {
@@ -58,16 +58,16 @@ ap_outbox_relay_t *ap_pg_outbox_relay_new(const char *conninfo)
     return relay;
 }
 
-void ap_outbox_relay_disconnect(ap_outbox_relay_t *relay)
+void ap_outbox_reader_disconnect(ap_outbox_reader_t *relay)
 {
     ap_pg_listener_close(&relay->session);
 }
 
-void ap_outbox_relay_free(ap_outbox_relay_t *relay)
+void ap_outbox_reader_free(ap_outbox_reader_t *relay)
 {
     if (!relay)
         return;
-    ap_outbox_relay_disconnect(relay);
+    ap_outbox_reader_disconnect(relay);
     PQclear(relay->res);
     free(relay->rows);
     free(relay->headers);
@@ -75,15 +75,15 @@ void ap_outbox_relay_free(ap_outbox_relay_t *relay)
     free(relay);
 }
 
-bool ap_outbox_relay_connected(ap_outbox_relay_t *relay)
+bool ap_outbox_reader_connected(ap_outbox_reader_t *relay)
 {
     return ap_pg_listener_connected(&relay->session);
 }
 
-ap_err_t ap_outbox_relay_connect(ap_outbox_relay_t *relay)
+ap_err_t ap_outbox_reader_connect(ap_outbox_reader_t *relay)
 {
     ap_err_t err;
-    if (ap_outbox_relay_connected(relay))
+    if (ap_outbox_reader_connected(relay))
         return AP_OK;
     if ((err = ap_pg_listener_open(&relay->session)))
         return err;
@@ -95,13 +95,13 @@ ap_err_t ap_outbox_relay_connect(ap_outbox_relay_t *relay)
         (err = ap_pg_listener_prepare(&relay->session, FETCH_STMT, fetch_sql)) ||
         (err = ap_pg_listener_prepare(&relay->session, DELETE_STMT, delete_sql)) ||
         (err = ap_pg_listener_prepare(&relay->session, PARK_STMT, park_sql))) {
-        ap_outbox_relay_disconnect(relay);
+        ap_outbox_reader_disconnect(relay);
         return err;
     }
     return AP_OK;
 }
 
-ap_err_t ap_outbox_relay_try_lock(ap_outbox_relay_t *relay, bool *leader)
+ap_err_t ap_outbox_reader_try_lock(ap_outbox_reader_t *relay, bool *leader)
 {
     if (!relay->session.conn)
         return AP_ERR_UNAVAILABLE;
@@ -116,7 +116,7 @@ ap_err_t ap_outbox_relay_try_lock(ap_outbox_relay_t *relay, bool *leader)
     PQclear(res);
     /* Listen only as the leader: a waiting replica has nothing to do with notifications. */
     if (got && (err = ap_pg_exec(relay->session.conn, "LISTEN outbox", "listen"))) {
-        ap_outbox_relay_disconnect(relay);
+        ap_outbox_reader_disconnect(relay);
         return err;
     }
     *leader = got;
@@ -207,7 +207,7 @@ static bool get_int8(const PGresult *res, int row, int col, int64_t *out)
 }
 
 /* Fills relay->rows from relay->res. */
-static ap_err_t decode_rows(ap_outbox_relay_t *relay, size_t *nrows)
+static ap_err_t decode_rows(ap_outbox_reader_t *relay, size_t *nrows)
 {
     const PGresult *res = relay->res;
     int n = PQntuples(res);
@@ -265,7 +265,7 @@ static ap_err_t decode_rows(ap_outbox_relay_t *relay, size_t *nrows)
     return AP_OK;
 }
 
-ap_err_t ap_outbox_relay_fetch(ap_outbox_relay_t *relay, size_t limit,
+ap_err_t ap_outbox_reader_fetch(ap_outbox_reader_t *relay, size_t limit,
                                const ap_outbox_row_t **rows, size_t *nrows)
 {
     char limit_text[AP_PG_INT_SIZE];
@@ -288,7 +288,7 @@ ap_err_t ap_outbox_relay_fetch(ap_outbox_relay_t *relay, size_t limit,
     return AP_OK;
 }
 
-ap_err_t ap_outbox_relay_delete(ap_outbox_relay_t *relay, const int64_t *ids, size_t nids,
+ap_err_t ap_outbox_reader_delete(ap_outbox_reader_t *relay, const int64_t *ids, size_t nids,
                                 size_t *deleted)
 {
     if (nids == 0) {
@@ -313,7 +313,7 @@ ap_err_t ap_outbox_relay_delete(ap_outbox_relay_t *relay, const int64_t *ids, si
     return err;
 }
 
-ap_err_t ap_outbox_relay_park(ap_outbox_relay_t *relay, int64_t id, const char *reason)
+ap_err_t ap_outbox_reader_park(ap_outbox_reader_t *relay, int64_t id, const char *reason)
 {
     char id_text[AP_PG_INT_SIZE];
     if (!relay->session.conn)
@@ -328,7 +328,7 @@ ap_err_t ap_outbox_relay_park(ap_outbox_relay_t *relay, int64_t id, const char *
     return err;
 }
 
-ap_err_t ap_outbox_relay_wait(ap_outbox_relay_t *relay, int timeout_ms, bool *notified)
+ap_err_t ap_outbox_reader_wait(ap_outbox_reader_t *relay, int timeout_ms, bool *notified)
 {
     return ap_pg_listener_wait(&relay->session, timeout_ms, "outbox listen", notified);
 }
