@@ -38,44 +38,44 @@ ap_outbox_reader_t *ap_pg_outbox_reader_new(const char *conninfo);
 
 /* Connects when not connected (a lost session is closed first) and prepares the statements.
  * AP_ERR_UNAVAILABLE (logged) when the server cannot be reached. */
-ap_err_t ap_outbox_reader_connect(ap_outbox_reader_t *relay);
+ap_err_t ap_outbox_reader_connect(ap_outbox_reader_t *reader);
 
 /* True while the session is believed alive. */
-bool ap_outbox_reader_connected(ap_outbox_reader_t *relay);
+bool ap_outbox_reader_connected(ap_outbox_reader_t *reader);
 
 /*
  * Tries to take the relay lock without waiting; on success also LISTENs on "outbox".
  * `leader` is true when this session now holds the lock. A failure (logged) means the
  * session is lost: the lock, if it was held, is gone with it.
  */
-ap_err_t ap_outbox_reader_try_lock(ap_outbox_reader_t *relay, bool *leader);
+ap_err_t ap_outbox_reader_try_lock(ap_outbox_reader_t *reader, bool *leader);
 
 /*
  * Reads up to `limit` of the oldest rows, in id order, into `rows` (borrowed until the next
  * fetch or free; the previous fetch's rows are released). AP_ERR_UNAVAILABLE on a lost
  * session, AP_ERR_DECODE (logged) when an array column is malformed.
  */
-ap_err_t ap_outbox_reader_fetch(ap_outbox_reader_t *relay, size_t limit,
-                               const ap_outbox_row_t **rows, size_t *nrows);
+ap_err_t ap_outbox_reader_fetch(ap_outbox_reader_t *reader, size_t limit,
+                                const ap_outbox_row_t **rows, size_t *nrows);
 
 /* Deletes the rows with these ids (absent ones are ignored); `deleted` may be NULL. */
-ap_err_t ap_outbox_reader_delete(ap_outbox_reader_t *relay, const int64_t *ids, size_t nids,
-                                size_t *deleted);
+ap_err_t ap_outbox_reader_delete(ap_outbox_reader_t *reader, const int64_t *ids, size_t nids,
+                                 size_t *deleted);
 
 /* Moves one row to outbox_parked with Kafka's `reason` (a row that is not there is fine). */
-ap_err_t ap_outbox_reader_park(ap_outbox_reader_t *relay, int64_t id, const char *reason);
+ap_err_t ap_outbox_reader_park(ap_outbox_reader_t *reader, int64_t id, const char *reason);
 
 /*
  * Waits up to timeout_ms for a notification on "outbox" (one already received counts, and
  * all received ones are consumed). `notified` says whether one came; AP_OK after a timeout
  * too. AP_ERR_UNAVAILABLE when the session is lost.
  */
-ap_err_t ap_outbox_reader_wait(ap_outbox_reader_t *relay, int timeout_ms, bool *notified);
+ap_err_t ap_outbox_reader_wait(ap_outbox_reader_t *reader, int timeout_ms, bool *notified);
 
 /* Closes the session, which releases the lock. The next connect opens a new one. */
-void ap_outbox_reader_disconnect(ap_outbox_reader_t *relay);
+void ap_outbox_reader_disconnect(ap_outbox_reader_t *reader);
 
 /* Disconnects and frees. NULL is a no-op. */
-void ap_outbox_reader_free(ap_outbox_reader_t *relay);
+void ap_outbox_reader_free(ap_outbox_reader_t *reader);
 
 #endif

@@ -48,75 +48,76 @@ struct ap_outbox_reader {
 
 ap_outbox_reader_t *ap_pg_outbox_reader_new(const char *conninfo)
 {
-    ap_outbox_reader_t *relay = calloc(1, sizeof *relay);
-    if (!relay)
+    ap_outbox_reader_t *reader = calloc(1, sizeof *reader);
+    if (!reader)
         return NULL;
-    if (ap_pg_listener_init(&relay->session, conninfo)) {
-        free(relay);
+    if (ap_pg_listener_init(&reader->session, conninfo)) {
+        free(reader);
         return NULL;
     }
-    return relay;
+    return reader;
 }
 
-void ap_outbox_reader_disconnect(ap_outbox_reader_t *relay)
+void ap_outbox_reader_disconnect(ap_outbox_reader_t *reader)
 {
-    ap_pg_listener_close(&relay->session);
+    ap_pg_listener_close(&reader->session);
 }
 
-void ap_outbox_reader_free(ap_outbox_reader_t *relay)
+void ap_outbox_reader_free(ap_outbox_reader_t *reader)
 {
-    if (!relay)
+    if (!reader)
         return;
-    ap_outbox_reader_disconnect(relay);
-    PQclear(relay->res);
-    free(relay->rows);
-    free(relay->headers);
-    ap_pg_listener_release(&relay->session);
-    free(relay);
+    ap_outbox_reader_disconnect(reader);
+    PQclear(reader->res);
+    free(reader->rows);
+    free(reader->headers);
+    ap_pg_listener_release(&reader->session);
+    free(reader);
 }
 
-bool ap_outbox_reader_connected(ap_outbox_reader_t *relay)
+bool ap_outbox_reader_connected(ap_outbox_reader_t *reader)
 {
-    return ap_pg_listener_connected(&relay->session);
+    return ap_pg_listener_connected(&reader->session);
 }
 
-ap_err_t ap_outbox_reader_connect(ap_outbox_reader_t *relay)
+ap_err_t ap_outbox_reader_connect(ap_outbox_reader_t *reader)
 {
     ap_err_t err;
-    if (ap_outbox_reader_connected(relay))
+    if (ap_outbox_reader_connected(reader))
         return AP_OK;
-    if ((err = ap_pg_listener_open(&relay->session)))
+    if ((err = ap_pg_listener_open(&reader->session)))
         return err;
     /* The relay's deletes need not wait for the WAL flush: one lost in a server crash only
      * brings delivered rows back, and they are sent again with the same event-id, which the
      * contract allows after a crash. That halves the fsyncs a steady stream costs. The
      * processor's own transactions keep the server's synchronous_commit. */
-    if ((err = ap_pg_exec(relay->session.conn, "SET synchronous_commit TO off", "relay session")) ||
-        (err = ap_pg_listener_prepare(&relay->session, FETCH_STMT, fetch_sql)) ||
-        (err = ap_pg_listener_prepare(&relay->session, DELETE_STMT, delete_sql)) ||
-        (err = ap_pg_listener_prepare(&relay->session, PARK_STMT, park_sql))) {
-        ap_outbox_reader_disconnect(relay);
+    if ((err = ap_pg_exec(reader->session.conn, "SET synchronous_commit TO off",
+                          "relay session")) ||
+        (err = ap_pg_listener_prepare(&reader->session, FETCH_STMT, fetch_sql)) ||
+        (err = ap_pg_listener_prepare(&reader->session, DELETE_STMT, delete_sql)) ||
+        (err = ap_pg_listener_prepare(&reader->session, PARK_STMT, park_sql))) {
+        ap_outbox_reader_disconnect(reader);
         return err;
     }
     return AP_OK;
 }
 
-ap_err_t ap_outbox_reader_try_lock(ap_outbox_reader_t *relay, bool *leader)
+ap_err_t ap_outbox_reader_try_lock(ap_outbox_reader_t *reader, bool *leader)
 {
-    if (!relay->session.conn)
+    if (!reader->session.conn)
         return AP_ERR_UNAVAILABLE;
-    PGresult *res = PQexec(relay->session.conn, "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")");
+    PGresult *res = PQexec(reader->session.conn, "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")");
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        err = ap_pg_listener_fail(&relay->session, res, "relay lock");
+        err = ap_pg_listener_fail(&reader->session, res, "relay lock");
         PQclear(res);
         return err;
     }
     bool got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     /* Listen only as the leader: a waiting replica has nothing to do with notifications. */
-    if (got && (err = ap_pg_exec(relay->session.conn, "LISTEN outbox", "listen"))) {
-        ap_outbox_reader_disconnect(relay);
+    if (got && (err = ap_pg_exec(reader->session.conn, "LISTEN outbox", "listen"))) {
+        ap_outbox_reader_disconnect(reader);
         return err;
     }
     *leader = got;
@@ -206,10 +207,10 @@ static bool get_int8(const PGresult *res, int row, int col, int64_t *out)
     return true;
 }
 
-/* Fills relay->rows from relay->res. */
-static ap_err_t decode_rows(ap_outbox_reader_t *relay, size_t *nrows)
+/* Fills reader->rows from reader->res. */
+static ap_err_t decode_rows(ap_outbox_reader_t *reader, size_t *nrows)
 {
-    const PGresult *res = relay->res;
+    const PGresult *res = reader->res;
     int n = PQntuples(res);
     size_t nheaders = 0;
 
@@ -217,7 +218,7 @@ static ap_err_t decode_rows(ap_outbox_reader_t *relay, size_t *nrows)
         AP_ERROR("pg", "outbox fetch: %d columns, expected %d", PQnfields(res), NCOLS);
         return AP_ERR_INTERNAL;
     }
-    if (!AP_ARRAY_RESERVE(relay->rows, relay->rows_cap, (size_t)n))
+    if (!AP_ARRAY_RESERVE(reader->rows, reader->rows_cap, (size_t)n))
         return AP_ERR_NOMEM;
     /* Count first, so the header array is sized once and row pointers into it stay valid. */
     for (int i = 0; i < n; i++) {
@@ -230,13 +231,13 @@ static ap_err_t decode_rows(ap_outbox_reader_t *relay, size_t *nrows)
         }
         nheaders += (size_t)count;
     }
-    if (!AP_ARRAY_RESERVE(relay->headers, relay->headers_cap, nheaders))
+    if (!AP_ARRAY_RESERVE(reader->headers, reader->headers_cap, nheaders))
         return AP_ERR_NOMEM;
 
-    ap_header_t *next = relay->headers;
+    ap_header_t *next = reader->headers;
     for (int i = 0; i < n; i++) {
-        ap_outbox_row_t *row = &relay->rows[i];
-        size_t room = nheaders - (size_t)(next - relay->headers);
+        ap_outbox_row_t *row = &reader->rows[i];
+        size_t room = nheaders - (size_t)(next - reader->headers);
         if (!get_int8(res, i, COL_ID, &row->id)) {
             AP_ERROR("pg", "outbox fetch: row %d has no id", i);
             return AP_ERR_DECODE;
@@ -265,70 +266,70 @@ static ap_err_t decode_rows(ap_outbox_reader_t *relay, size_t *nrows)
     return AP_OK;
 }
 
-ap_err_t ap_outbox_reader_fetch(ap_outbox_reader_t *relay, size_t limit,
-                               const ap_outbox_row_t **rows, size_t *nrows)
+ap_err_t ap_outbox_reader_fetch(ap_outbox_reader_t *reader, size_t limit,
+                                const ap_outbox_row_t **rows, size_t *nrows)
 {
     char limit_text[AP_PG_INT_SIZE];
     const char *params[] = {limit_text};
     size_t n = 0;
     ap_err_t err;
 
-    PQclear(relay->res);
-    relay->res = NULL;
-    if (!relay->session.conn)
+    PQclear(reader->res);
+    reader->res = NULL;
+    if (!reader->session.conn)
         return AP_ERR_UNAVAILABLE;
     snprintf(limit_text, sizeof limit_text, "%zu", limit);
-    relay->res = PQexecPrepared(relay->session.conn, FETCH_STMT, 1, params, NULL, NULL, 1);
-    if (PQresultStatus(relay->res) != PGRES_TUPLES_OK)
-        return ap_pg_listener_fail(&relay->session, relay->res, "outbox fetch");
-    if ((err = decode_rows(relay, &n)))
+    reader->res = PQexecPrepared(reader->session.conn, FETCH_STMT, 1, params, NULL, NULL, 1);
+    if (PQresultStatus(reader->res) != PGRES_TUPLES_OK)
+        return ap_pg_listener_fail(&reader->session, reader->res, "outbox fetch");
+    if ((err = decode_rows(reader, &n)))
         return err;
-    *rows = relay->rows;
+    *rows = reader->rows;
     *nrows = n;
     return AP_OK;
 }
 
-ap_err_t ap_outbox_reader_delete(ap_outbox_reader_t *relay, const int64_t *ids, size_t nids,
-                                size_t *deleted)
+ap_err_t ap_outbox_reader_delete(ap_outbox_reader_t *reader, const int64_t *ids, size_t nids,
+                                 size_t *deleted)
 {
     if (nids == 0) {
         if (deleted)
             *deleted = 0;
         return AP_OK;
     }
-    if (!relay->session.conn)
+    if (!reader->session.conn)
         return AP_ERR_UNAVAILABLE;
     char *id_array = ap_pg_int_array(ids, nids);
     if (!id_array)
         return AP_ERR_NOMEM;
     const char *params[] = {id_array};
-    PGresult *res = PQexecPrepared(relay->session.conn, DELETE_STMT, 1, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(reader->session.conn, DELETE_STMT, 1, params, NULL, NULL, 0);
     free(id_array);
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        err = ap_pg_listener_fail(&relay->session, res, "outbox delete");
+        err = ap_pg_listener_fail(&reader->session, res, "outbox delete");
     else if (deleted)
         *deleted = (size_t)strtoul(PQcmdTuples(res), NULL, 10);
     PQclear(res);
     return err;
 }
 
-ap_err_t ap_outbox_reader_park(ap_outbox_reader_t *relay, int64_t id, const char *reason)
+ap_err_t ap_outbox_reader_park(ap_outbox_reader_t *reader, int64_t id, const char *reason)
 {
     char id_text[AP_PG_INT_SIZE];
-    if (!relay->session.conn)
+    if (!reader->session.conn)
         return AP_ERR_UNAVAILABLE;
     snprintf(id_text, sizeof id_text, "%lld", (long long)id);
     const char *params[] = {id_text, reason};
-    PGresult *res = PQexecPrepared(relay->session.conn, PARK_STMT, 2, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(reader->session.conn, PARK_STMT, 2, params, NULL, NULL, 0);
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        err = ap_pg_listener_fail(&relay->session, res, "outbox park");
+        err = ap_pg_listener_fail(&reader->session, res, "outbox park");
     PQclear(res);
     return err;
 }
 
-ap_err_t ap_outbox_reader_wait(ap_outbox_reader_t *relay, int timeout_ms, bool *notified)
+ap_err_t ap_outbox_reader_wait(ap_outbox_reader_t *reader, int timeout_ms, bool *notified)
 {
-    return ap_pg_listener_wait(&relay->session, timeout_ms, "outbox listen", notified);
+    return ap_pg_listener_wait(&reader->session, timeout_ms, "outbox listen", notified);
 }
