@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "ap/error.h"
-#include "ap/producer.h"
+#include "ap/kafka_producer.h"
 
 typedef struct ap_outbox_reader ap_outbox_reader_t;
 

@@ -1,5 +1,5 @@
 /*
- * kafka_consumer.c - librdkafka behind the consumer port of kafka.h.
+ * kafka_consumer.c - librdkafka behind the consumer port of kafka_consumer.h.
  *
  * Offsets are never committed automatically: the entrypoint stores them in Postgres with the
  * effects they cover and tells us where each assigned partition starts. Everything librdkafka
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "adapters/kafka_internal.h"
-#include "ap/kafka.h"
+#include "ap/kafka_consumer.h"
 #include "ap/log.h"
 
 struct ap_kafka_consumer {

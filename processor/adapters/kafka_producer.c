@@ -1,6 +1,6 @@
 /*
- * kafka_producer.c - librdkafka behind producer.h: an idempotent producer whose delivery
- * reports come back through one callback with each record's own opaque.
+ * kafka_producer.c - librdkafka behind kafka_producer.h: an idempotent producer whose
+ * delivery reports come back through one callback with each record's own opaque.
  *
  * Delivery is retried by librdkafka without a deadline (message.timeout.ms=0); idempotence
  * keeps the order of a partition's records across those retries, which is what the outbox's
@@ -14,7 +14,7 @@
 
 #include "adapters/kafka_internal.h"
 #include "ap/log.h"
-#include "ap/producer.h"
+#include "ap/kafka_producer.h"
 
 struct ap_producer {
     rd_kafka_t *rk;

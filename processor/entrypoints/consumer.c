@@ -5,7 +5,7 @@
  * Exactly-once rests on that offset row. A partition is claimed on assignment (its owner
  * epoch is bumped, so an older owner can no longer commit) and every commit moves the offset
  * with a compare-and-set on (epoch, expected offset). Nothing is committed to Kafka's group
- * offsets (kafka.h says why).
+ * offsets (kafka_consumer.h says why).
  *
  * Records are taken in batches (what has been fetched, up to BATCH_MAX_MESSAGES) and a batch
  * is one transaction; each command runs in a savepoint of its own, so it succeeds or fails
@@ -29,7 +29,7 @@
 #include "ap/array.h"
 #include "ap/backoff.h"
 #include "ap/codec.h"
-#include "ap/kafka.h"
+#include "ap/kafka_consumer.h"
 #include "ap/log.h"
 #include "ap/outbox.h"
 #include "ap/topics.h"

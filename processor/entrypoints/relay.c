@@ -7,7 +7,8 @@
  * sent while an older row of its key may still be retried, and the producer's idempotence
  * keeps the order inside a batch. When the table is empty the thread sleeps on LISTEN/NOTIFY
  * (with a short timeout as a fallback). Postgres and Kafka are adapters (outbox_reader.h,
- * producer.h); this file holds only the policy: leadership, batching, backoff and stopping.
+ * kafka_producer.h); this file holds only the policy: leadership, batching, backoff and
+ * stopping.
  */
 #include "ap/relay.h"
 #include "entrypoints/worker.h"
@@ -21,7 +22,7 @@
 #include "ap/log.h"
 #include "ap/log_adapters.h"
 #include "ap/outbox_reader.h"
-#include "ap/producer.h"
+#include "ap/kafka_producer.h"
 
 #define BATCH_MAX 1000        /* rows read, sent and deleted at a time */
 #define LOCK_RETRY_MS 1500    /* how often a standby asks for the lock */

@@ -51,7 +51,7 @@
 #include "support.h"
 #include "ap/config.h"
 #include "ap/log.h"
-#include "ap/producer.h"
+#include "ap/kafka_producer.h"
 
 #define CHANGE_PERCENT 2
 #define WAREHOUSE_QTY 100

@@ -1,5 +1,5 @@
 /*
- * producer.h - the Kafka producer adapter: an idempotent librdkafka producer (acks=all,
+ * kafka_producer.h - the Kafka producer adapter: an idempotent librdkafka producer (acks=all,
  * Java-compatible murmur2 partitioning, retries without a deadline) that sends records with
  * headers and reports each delivery through a callback carrying the caller's per-record
  * opaque.
@@ -8,8 +8,8 @@
  * send and what a delivery report means. One thread uses a producer; delivery callbacks run
  * on that thread, inside ap_producer_poll and ap_producer_purge.
  */
-#ifndef AP_PRODUCER_H
-#define AP_PRODUCER_H
+#ifndef AP_KAFKA_PRODUCER_H
+#define AP_KAFKA_PRODUCER_H
 
 #include <stdbool.h>
 #include <stddef.h>

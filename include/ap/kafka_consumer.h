@@ -1,7 +1,8 @@
 /*
- * kafka.h - the Kafka consumer adapter: a consumer-group member that reads command topics
- * with cooperative-sticky assignment, never commits offsets to Kafka on its own, and asks
- * its owner where each newly assigned partition starts.
+ * kafka_consumer.h - the Kafka consumer adapter: a consumer-group member that reads command
+ * topics with cooperative-sticky assignment, never commits offsets to Kafka on its own, and
+ * asks its owner where each newly assigned partition starts. (Also topic creation, which
+ * kafka_admin.c does before the consumer subscribes.)
  *
  * The processor keeps its offsets in Postgres, committed with the effects they cover, and
  * never commits offsets to Kafka: librdkafka 2.0.2 loses a cooperative assignment when a
@@ -9,8 +10,8 @@
  * second, weaker copy. One thread uses a consumer; the rebalance callbacks run inside
  * ap_kafka_consumer_poll on that thread.
  */
-#ifndef AP_KAFKA_H
-#define AP_KAFKA_H
+#ifndef AP_KAFKA_CONSUMER_H
+#define AP_KAFKA_CONSUMER_H
 
 #include <stdbool.h>
 #include <stddef.h>
