@@ -11,6 +11,7 @@
 #include "ap/email.h"
 #include "ap/log.h"
 #include "ap/pg.h"
+#include "ap/topics.h"
 
 ap_err_t ap_bootstrap(ap_app_t *app, ap_uow_t *uow, ap_publisher_t *publisher,
                       ap_notifier_t *notifier, ap_clock_t *clock, const char *notify_to)
@@ -46,13 +47,13 @@ static bool topic_of_schema(const ap_config_t *cfg, const char *full_name, char 
     const char *dot = strrchr(full_name, '.');
     const char *name = dot ? dot + 1 : full_name;
     if (strcmp(full_name, AP_AVRO_REJECTION_NAME) == 0) {
-        snprintf(buf, len, "%s.events.command_rejected", cfg->topic_prefix);
+        ap_topic_rejections(cfg->topic_prefix, buf, len);
         return true;
     }
     ap_msg_type_t type = ap_msg_type_parse(name, strlen(name));
     if (!ap_msg_is_event(type))
         return false;
-    ap_outbox_event_topic(cfg->topic_prefix, type, buf, len);
+    ap_topic_event(cfg->topic_prefix, type, buf, len);
     return true;
 }
 
@@ -65,7 +66,7 @@ static ap_err_t lookup_schema(void *ctx, int32_t id, char **schema_json)
 static ap_err_t register_schemas(ap_runtime_t *rt, const ap_config_t *cfg)
 {
     const char *full_name, *schema;
-    char topic[400], subject[420], why[512];
+    char topic[AP_TOPIC_SIZE], subject[AP_TOPIC_SIZE + 20], why[512];
     ap_err_t err;
 
     if ((err = ap_registry_new(cfg->schema_registry_url, &rt->registry)))

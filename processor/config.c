@@ -6,6 +6,7 @@
  * pass-through properties are checked by librdkafka itself on a scratch configuration.
  */
 #include "ap/config.h"
+#include "ap/topics.h"
 
 #include "ap/http.h"
 
@@ -454,8 +455,8 @@ ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, ch
     }
 
     v = settings_get(&s, "COMMAND_TOPICS");
-    char defaults[300];
-    snprintf(defaults, sizeof defaults, "%s.commands", cfg->topic_prefix);
+    char defaults[AP_TOPIC_SIZE];
+    ap_topic_commands(cfg->topic_prefix, defaults, sizeof defaults);
     if ((rc = split_topics(cfg, v && *v ? v : defaults, err, errlen)))
         goto out;
     rc = AP_ERR_CONFIG;

@@ -22,16 +22,6 @@
 
 typedef enum { AP_WIRE_SINGLE_OBJECT, AP_WIRE_CONFLUENT } ap_wire_format_t;
 
-/* The processing outcome "a valid command the domain refused" (docs/guarantees.md). */
-typedef struct ap_rejection {
-    ap_msg_type_t command_type; /* AP_MSG_NONE when unknown */
-    char reason[32];            /* invalid_command, invalid_sku, unknown_batch, batch_exists */
-    char message[512];
-    char source_topic[256];
-    int32_t source_partition;
-    int64_t source_offset;
-} ap_rejection_t;
-
 /* The schema names, as in the .avsc files: "com.made.allocation.events.Allocated", ... */
 #define AP_AVRO_REJECTION_NAME "com.made.allocation.events.CommandRejected"
 

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 
+#include "ap/avro.h"
 #include "ap/error.h"
 #include "ap/messages.h"
 
@@ -34,8 +35,15 @@ ap_err_t ap_command_decode_json(const void *value, size_t len, ap_msg_type_t typ
  */
 ap_err_t ap_command_encode_json(const ap_msg_t *cmd, char **json);
 
-/* Picks the decoder for a value by its first byte. */
-ap_err_t ap_command_decode(const void *value, size_t len, ap_msg_type_t type_hint,
-                           bool hint_overrides, ap_msg_t *cmd, char *why, size_t whylen);
+/*
+ * Decodes one command value of any encoding, picking the decoder by its first byte: 0xC3 or
+ * 0x00 is Avro in one of its framings (ap_avro_decode_command with `avro`; the type comes
+ * from the record's schema, the hint is ignored), '{' after white space is JSON
+ * (ap_command_decode_json), anything else AP_ERR_DECODE. `avro` may be NULL: Avro values are
+ * then AP_ERR_DECODE too. Errors as the decoder's.
+ */
+ap_err_t ap_command_decode(ap_avro_codec_t *avro, const void *value, size_t len,
+                           ap_msg_type_t type_hint, bool hint_overrides, ap_msg_t *cmd,
+                           char *why, size_t whylen);
 
 #endif

@@ -62,8 +62,4 @@ ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, ch
                         size_t errlen);
 void ap_config_release(ap_config_t *cfg);
 
-/* The topic carrying one command type, e.g. "allocation.commands.allocate". A topic of that
- * shape implies its command type. */
-#define AP_TYPED_TOPIC_SUFFIX ".commands."
-
 #endif

@@ -48,4 +48,20 @@ bool ap_err_is_rejection(ap_err_t err);
 /* Worth retrying the whole command from scratch: conflicts and lost connections. */
 bool ap_err_is_transient(ap_err_t err);
 
+/*
+ * Says why, printf-style, into a caller's `why` buffer of `whylen` bytes; nothing when the
+ * caller passed none. The shape of every function that explains a refusal:
+ *
+ *     ap_err_t f(..., char *why, size_t whylen)
+ *     {
+ *         if (len > MAX) {
+ *             AP_SAY(why, whylen, "too long: %zu bytes", len);
+ *             return AP_ERR_DECODE;
+ *         }
+ *
+ * (Include <stdio.h> where it is used.)
+ */
+#define AP_SAY(why, whylen, ...) \
+    ((why) && (whylen) ? (void)snprintf((why), (whylen), __VA_ARGS__) : (void)0)
+
 #endif

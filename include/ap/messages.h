@@ -82,6 +82,19 @@ bool ap_msg_is_command(ap_msg_type_t type);
 bool ap_msg_is_event(ap_msg_type_t type);
 
 /*
+ * The processing outcome "a command that was refused" (docs/guarantees.md): published as a
+ * CommandRejected event, never retried. Fixed-size, so it copies without allocating.
+ */
+typedef struct ap_rejection {
+    ap_msg_type_t command_type; /* AP_MSG_NONE when unknown */
+    char reason[32];            /* invalid_command, invalid_sku, unknown_batch, batch_exists */
+    char message[512];
+    char source_topic[256];
+    int32_t source_partition;
+    int64_t source_offset;
+} ap_rejection_t;
+
+/*
  * Copies `len` bytes of `src` into a message field of AP_STR_SIZE bytes. Returns false, and
  * leaves `dst` empty, when the text is longer than AP_STR_MAX or contains a NUL byte.
  */

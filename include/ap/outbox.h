@@ -2,7 +2,15 @@
  * outbox.h - the transactional outbox, writing side: events, rejections and dead letters
  * become rows of the `outbox` table inside the unit of work's current scope, so they commit
  * or vanish with the state change and the consumer offset that caused them. The relay
- * (entrypoints/relay.h) delivers them after commit.
+ * (ap/relay.h) delivers them after commit.
+ *
+ * Errors, for every write here: AP_ERR_NOMEM; AP_ERR_UNAVAILABLE when the uow's connection
+ * is lost (the uow reconnects at its next outermost begin: retry the transaction);
+ * AP_ERR_CONFLICT when the transaction is doomed (a deferred write failed: retry it whole);
+ * AP_ERR_INTERNAL for a refused statement (a missing table, a uow that is not Postgres's);
+ * the codec's error for a message it cannot encode. Postgres's are logged once, here. With
+ * the uow's deferred writes on, a write may only fail at the next round trip, which then
+ * dooms the transaction. One thread: the uow's.
  */
 #ifndef AP_OUTBOX_H
 #define AP_OUTBOX_H
@@ -12,20 +20,15 @@
 
 #include "ap/avro.h"
 #include "ap/error.h"
+#include "ap/header.h"
 #include "ap/messages.h"
 #include "ap/ports.h"
-
-typedef struct ap_header {
-    const char *name;
-    const void *value; /* NULL for a header without a value */
-    size_t len;
-} ap_header_t;
 
 typedef struct ap_outbox ap_outbox_t;
 
 /*
  * An outbox writing through `uow` (a PostgreSQL unit of work, borrowed) and encoding with
- * `codec` (borrowed). Topics are `<topic_prefix>.events.<event>`, `<prefix>.dead_letter`.
+ * `codec` (borrowed). Topics are named by ap/topics.h from `topic_prefix`.
  * The outbox is also a publisher port: ap_outbox_publisher gives that view, and freeing the
  * publisher (ap_publisher_free) frees the outbox.
  */
@@ -33,26 +36,34 @@ ap_err_t ap_pg_outbox_new(ap_uow_t *uow, ap_avro_codec_t *codec, const char *top
                           ap_outbox_t **out);
 ap_publisher_t *ap_outbox_publisher(ap_outbox_t *outbox);
 
-/* The topic an event type goes to, e.g. "allocation.events.allocated". */
-void ap_outbox_event_topic(const char *topic_prefix, ap_msg_type_t type, char *buf, size_t len);
-
 /* A CommandRejected event, keyed by the input's key, with the command's provenance. */
 ap_err_t ap_outbox_reject(ap_outbox_t *outbox, const ap_rejection_t *rejection,
                           const ap_msg_meta_t *meta, const void *key, size_t key_len);
+
+/* An input record that could not be decoded, and where it was read. All borrowed. */
+typedef struct ap_dead_letter {
+    const void *key; /* NULL for a null key */
+    size_t key_len;
+    const void *value; /* NULL for a null value */
+    size_t value_len;
+    const ap_header_t *headers;
+    size_t nheaders;
+    const char *reason; /* one line: why it could not be decoded */
+    const char *source_topic;
+    int32_t source_partition;
+    int64_t source_offset;
+} ap_dead_letter_t;
 
 /*
  * Copies undecodable input to the dead-letter topic: key, value and headers unchanged, plus
  * dlq-reason, dlq-source-topic, dlq-source-partition and dlq-source-offset.
  */
-ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const void *key, size_t key_len,
-                               const void *value, size_t value_len, const ap_header_t *headers,
-                               size_t nheaders, const char *reason, const char *source_topic,
-                               int32_t source_partition, int64_t source_offset);
+ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const ap_dead_letter_t *letter);
 
 /*
  * How far the relay is behind: rows waiting (counted up to `limit`, so the cost stays
  * bounded) and the age of the oldest, in milliseconds (0 when empty). Runs on the unit of
- * work's connection; call it between transactions.
+ * work's connection; call it between transactions. The errors above.
  */
 ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t limit, int64_t *rows,
                            int64_t *oldest_ms);

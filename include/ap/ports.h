@@ -101,6 +101,33 @@ void ap_uow_init(ap_uow_t *uow, const struct ap_uow_ops *ops);
  */
 ap_err_t ap_uow_keep_committed(ap_uow_t *uow, size_t max_bytes);
 
+/*
+ * The dispatchers (service/uow.c). Every scope a begin opens ends with exactly one commit or
+ * rollback; a handler's work looks like this (the bus's ap_bus_execute does it for each
+ * command, and retries AP_ERR_CONFLICT from scratch):
+ *
+ *     ap_product_t *product;
+ *     ap_err_t err = ap_uow_begin(uow);
+ *     if (err)
+ *         return err;                          (AP_ERR_UNAVAILABLE: no database)
+ *     if ((err = ap_uow_get(uow, sku, &product)) ||
+ *         (err = ap_product_allocate(product, &line, NULL))) {
+ *         ap_uow_rollback(uow);                (undoes the scope; the product is forgotten)
+ *         return err;
+ *     }
+ *     return ap_uow_commit(uow);               (rolled back already when it fails)
+ *
+ * ap_uow_begin: opens a transaction (depth 0) or a savepoint inside it. AP_ERR_UNAVAILABLE
+ * when the backend cannot reach storage; AP_ERR_CONFLICT in a doomed transaction.
+ *
+ * ap_uow_commit: writes every changed product (a compare-and-set on its version) and ends
+ * the scope. On any error the scope has been rolled back: AP_ERR_CONFLICT for a stale
+ * version or a doomed transaction (retry the whole transaction), AP_ERR_UNAVAILABLE for a
+ * lost connection. Asserts that a scope is open.
+ *
+ * ap_uow_rollback: ends the scope, undoing its writes and forgetting the products it handed
+ * out and their events. A no-op when no scope is open (so after a failed commit too).
+ */
 ap_err_t ap_uow_begin(ap_uow_t *uow);
 ap_err_t ap_uow_commit(ap_uow_t *uow);
 void ap_uow_rollback(ap_uow_t *uow);
@@ -108,10 +135,13 @@ void ap_uow_rollback(ap_uow_t *uow);
 /*
  * The repository. Products handed out are borrowed: the uow owns them and remembers them so
  * the bus can collect their events; the same sku asked for twice gives the same object.
+ * ap_uow_get: AP_ERR_NOT_FOUND when storage has no such product; AP_ERR_UNAVAILABLE,
+ * AP_ERR_NOMEM. ap_uow_get_by_batchref: the product owning batch `ref`, same errors.
  */
 ap_err_t ap_uow_get(ap_uow_t *uow, const char *sku, ap_product_t **out);
 ap_err_t ap_uow_get_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **out);
-/* Takes ownership of a new product (from ap_product_new), written on commit. */
+/* Takes ownership of a new product (from ap_product_new), written on commit; freed here on
+ * failure (AP_ERR_NOMEM). Adding a sku already handed out is a bug (asserts). */
 ap_err_t ap_uow_add(ap_uow_t *uow, ap_product_t *product);
 
 /* Loads the products of these skus, and of these batch refs where a kept product names the
@@ -120,6 +150,7 @@ ap_err_t ap_uow_add(ap_uow_t *uow, ap_product_t *product);
 void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, size_t nskus,
                      const char *const *refs, size_t nrefs);
 
+/* The read-model and offset writes: the table's functions above, inside the current scope. */
 ap_err_t ap_uow_view_add(ap_uow_t *uow, const char *orderid, const char *sku,
                          const char *batchref);
 ap_err_t ap_uow_view_remove(ap_uow_t *uow, const char *orderid, const char *sku,
@@ -139,6 +170,7 @@ ap_err_t ap_uow_collect_new_events(ap_uow_t *uow, ap_event_sink_fn sink, void *c
 /* Forgets the products handed out, without their events. */
 void ap_uow_forget(ap_uow_t *uow);
 
+/* Rolls back any open scope and frees the backend. NULL is a no-op. */
 void ap_uow_free(ap_uow_t *uow);
 
 /* ---------------------------------------------------------------- publisher */
@@ -152,7 +184,10 @@ struct ap_publisher_ops {
 struct ap_publisher {
     const struct ap_publisher_ops *ops;
 };
+/* Publishes one event: inside the uow's current scope for a transactional adapter (the
+ * outbox), so it commits or vanishes with the change that raised it. The adapter's errors. */
 ap_err_t ap_publisher_publish(ap_publisher_t *pub, const ap_msg_t *event);
+/* NULL is a no-op. */
 void ap_publisher_free(ap_publisher_t *pub);
 
 /* ---------------------------------------------------------------- notifications */
@@ -170,8 +205,11 @@ struct ap_notifier_ops {
 struct ap_notifier {
     const struct ap_notifier_ops *ops;
 };
+/* Sends (or queues, for a transactional adapter) one message; the strings are borrowed
+ * for the call only. */
 ap_err_t ap_notifier_send(ap_notifier_t *notifier, const char *to, const char *subject,
                           const char *body);
+/* NULL is a no-op. */
 void ap_notifier_free(ap_notifier_t *notifier);
 
 /* ---------------------------------------------------------------- clock */
@@ -186,9 +224,13 @@ struct ap_clock_ops {
 struct ap_clock {
     const struct ap_clock_ops *ops;
 };
+/* Monotonic milliseconds: for deadlines and durations, not for dates. */
 int64_t ap_clock_now_ms(ap_clock_t *clock);
+/* Sleeps `ms` (a fake clock only moves its time on). */
 void ap_clock_sleep_ms(ap_clock_t *clock, int64_t ms);
+/* A uniform random number, for jitter (ap/backoff.h); not for anything secret. */
 uint32_t ap_clock_random(ap_clock_t *clock);
+/* NULL is a no-op. */
 void ap_clock_free(ap_clock_t *clock);
 
 /* ---------------------------------------------------------------- read model queries */
@@ -210,8 +252,10 @@ struct ap_views_ops {
 struct ap_views {
     const struct ap_views_ops *ops;
 };
+/* The table's allocations: AP_ERR_NOT_FOUND when the order has none; caller frees *rows. */
 ap_err_t ap_views_allocations(ap_views_t *views, const char *orderid, ap_allocation_row_t **rows,
                               size_t *nrows);
+/* NULL is a no-op. */
 void ap_views_free(ap_views_t *views);
 
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "adapters/avro_internal.h"
+#include "ap/strbuf.h"
 
 #define CRC64_EMPTY UINT64_C(0xc15d213aa4d7a795)
 
@@ -35,58 +36,26 @@ uint64_t ap_avro_crc64(const void *data, size_t len)
 
 /* Parsing Canonical Form ---------------------------------------------------------------- */
 
-struct sbuf {
-    char *data;
-    size_t len, cap;
-    bool nomem;
-};
-
-static void sb_put(struct sbuf *sb, const char *s, size_t n)
-{
-    if (sb->nomem)
-        return;
-    if (sb->len + n + 1 > sb->cap) {
-        size_t cap = sb->cap ? sb->cap : 256;
-        while (sb->len + n + 1 > cap)
-            cap *= 2;
-        char *data = realloc(sb->data, cap);
-        if (!data) {
-            sb->nomem = true;
-            return;
-        }
-        sb->data = data;
-        sb->cap = cap;
-    }
-    memcpy(sb->data + sb->len, s, n);
-    sb->len += n;
-    sb->data[sb->len] = '\0';
-}
-
-static void sb_cstr(struct sbuf *sb, const char *s)
-{
-    sb_put(sb, s, strlen(s));
-}
-
 /* A JSON string literal. Escapes are replaced by the characters themselves (STRINGS); only
  * what JSON requires is escaped again. */
-static void sb_quoted(struct sbuf *sb, const char *s)
+static void add_quoted(ap_strbuf_t *sb, const char *s)
 {
-    sb_put(sb, "\"", 1);
+    ap_strbuf_addch(sb, '"');
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         char esc[8];
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
-            sb_put(sb, esc, 2);
+            ap_strbuf_add(sb, esc, 2);
         } else if (c < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
-            sb_put(sb, esc, 6);
+            ap_strbuf_add(sb, esc, 6);
         } else {
-            sb_put(sb, s, 1);
+            ap_strbuf_addch(sb, *s);
         }
     }
-    sb_put(sb, "\"", 1);
+    ap_strbuf_addch(sb, '"');
 }
 
 static bool is_primitive(const char *name)
@@ -124,17 +93,17 @@ static char *definition_name(json_t *node, const char *space)
                                                                       : space);
 }
 
-static bool canon(json_t *node, const char *space, struct sbuf *sb);
+static bool canon(json_t *node, const char *space, ap_strbuf_t *sb);
 
-static bool canon_named(json_t *node, const char *type, const char *space, struct sbuf *sb)
+static bool canon_named(json_t *node, const char *type, const char *space, ap_strbuf_t *sb)
 {
     bool ok = false;
     char *full = definition_name(node, space);
     if (!full)
         return false;
 
-    sb_cstr(sb, "{\"name\":");
-    sb_quoted(sb, full);
+    ap_strbuf_adds(sb, "{\"name\":");
+    add_quoted(sb, full);
     if (strcmp(type, "record") == 0 || strcmp(type, "error") == 0) {
         json_t *fields = json_object_get(node, "fields");
         size_t i;
@@ -148,34 +117,34 @@ static bool canon_named(json_t *node, const char *type, const char *space, struc
         }
         if (!json_is_array(fields))
             goto out;
-        sb_cstr(sb, ",\"type\":\"record\",\"fields\":[");
+        ap_strbuf_adds(sb, ",\"type\":\"record\",\"fields\":[");
         json_array_foreach(fields, i, field) {
             json_t *name = json_object_get(field, "name");
             if (!json_is_string(name) || !json_object_get(field, "type"))
                 goto out;
-            sb_cstr(sb, i ? ",{\"name\":" : "{\"name\":");
-            sb_quoted(sb, json_string_value(name));
-            sb_cstr(sb, ",\"type\":");
+            ap_strbuf_adds(sb, i ? ",{\"name\":" : "{\"name\":");
+            add_quoted(sb, json_string_value(name));
+            ap_strbuf_adds(sb, ",\"type\":");
             if (!canon(json_object_get(field, "type"), inner, sb))
                 goto out;
-            sb_cstr(sb, "}");
+            ap_strbuf_adds(sb, "}");
         }
-        sb_cstr(sb, "]}");
+        ap_strbuf_adds(sb, "]}");
     } else if (strcmp(type, "enum") == 0) {
         json_t *symbols = json_object_get(node, "symbols");
         size_t i;
         json_t *symbol;
         if (!json_is_array(symbols))
             goto out;
-        sb_cstr(sb, ",\"type\":\"enum\",\"symbols\":[");
+        ap_strbuf_adds(sb, ",\"type\":\"enum\",\"symbols\":[");
         json_array_foreach(symbols, i, symbol) {
             if (!json_is_string(symbol))
                 goto out;
             if (i)
-                sb_cstr(sb, ",");
-            sb_quoted(sb, json_string_value(symbol));
+                ap_strbuf_adds(sb, ",");
+            add_quoted(sb, json_string_value(symbol));
         }
-        sb_cstr(sb, "]}");
+        ap_strbuf_adds(sb, "]}");
     } else { /* fixed */
         json_t *size = json_object_get(node, "size");
         char digits[32];
@@ -183,9 +152,9 @@ static bool canon_named(json_t *node, const char *type, const char *space, struc
             goto out;
         /* INTEGERS: printed anew, so no leading zeros. */
         snprintf(digits, sizeof digits, "%" JSON_INTEGER_FORMAT, json_integer_value(size));
-        sb_cstr(sb, ",\"type\":\"fixed\",\"size\":");
-        sb_cstr(sb, digits);
-        sb_cstr(sb, "}");
+        ap_strbuf_adds(sb, ",\"type\":\"fixed\",\"size\":");
+        ap_strbuf_adds(sb, digits);
+        ap_strbuf_adds(sb, "}");
     }
     ok = true;
 out:
@@ -198,34 +167,34 @@ out:
  * name, type, fields, symbols, items, values and size, in that order (STRIP, ORDER), with
  * no whitespace (WHITESPACE); {"type":"int",...} becomes "int" (PRIMITIVES).
  */
-static bool canon(json_t *node, const char *space, struct sbuf *sb)
+static bool canon(json_t *node, const char *space, ap_strbuf_t *sb)
 {
     if (json_is_string(node)) {
         const char *name = json_string_value(node);
         if (is_primitive(name)) {
-            sb_quoted(sb, name);
+            add_quoted(sb, name);
             return true;
         }
         char *full = full_name_of(name, space);
         if (!full) {
-            sb->nomem = true;
+            sb->failed = true;
             return false;
         }
-        sb_quoted(sb, full);
+        add_quoted(sb, full);
         free(full);
         return true;
     }
     if (json_is_array(node)) {
         size_t i;
         json_t *branch;
-        sb_cstr(sb, "[");
+        ap_strbuf_adds(sb, "[");
         json_array_foreach(node, i, branch) {
             if (i)
-                sb_cstr(sb, ",");
+                ap_strbuf_adds(sb, ",");
             if (!canon(branch, space, sb))
                 return false;
         }
-        sb_cstr(sb, "]");
+        ap_strbuf_adds(sb, "]");
         return true;
     }
     if (!json_is_object(node))
@@ -243,11 +212,11 @@ static bool canon(json_t *node, const char *space, struct sbuf *sb)
         json_t *inner = json_object_get(node, key);
         if (!inner)
             return false;
-        sb_cstr(sb, t[0] == 'a' ? "{\"type\":\"array\",\"items\":"
+        ap_strbuf_adds(sb, t[0] == 'a' ? "{\"type\":\"array\",\"items\":"
                                 : "{\"type\":\"map\",\"values\":");
         if (!canon(inner, space, sb))
             return false;
-        sb_cstr(sb, "}");
+        ap_strbuf_adds(sb, "}");
         return true;
     }
     /* A primitive, or a reference to a named type, in the object form. */
@@ -257,18 +226,18 @@ static bool canon(json_t *node, const char *space, struct sbuf *sb)
 ap_err_t ap_avro_canonical_form(const char *schema_json, char **canonical)
 {
     json_error_t jerr;
-    struct sbuf sb = {0};
+    ap_strbuf_t sb = AP_STRBUF_INIT;
     ap_err_t err = AP_ERR_DECODE;
 
     json_t *root = json_loads(schema_json, JSON_DECODE_ANY, &jerr);
     if (!root)
         return AP_ERR_DECODE;
-    if (!canon(root, "", &sb) || sb.nomem || !sb.data) {
-        err = sb.nomem ? AP_ERR_NOMEM : AP_ERR_DECODE;
-        free(sb.data);
+    if (!canon(root, "", &sb) || sb.failed || !sb.buf) {
+        err = sb.failed ? AP_ERR_NOMEM : AP_ERR_DECODE;
+        ap_strbuf_release(&sb);
         goto out;
     }
-    *canonical = sb.data;
+    *canonical = ap_strbuf_detach(&sb);
     err = AP_OK;
 out:
     json_decref(root);

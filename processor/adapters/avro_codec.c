@@ -29,7 +29,7 @@
 
 /* The codec ------------------------------------------------------------------------------ */
 
-void ap_avro_writer_free(struct writer *w)
+void ap_avro_writer_free(struct writer_schema *w)
 {
     if (!w)
         return;
@@ -51,8 +51,8 @@ void ap_avro_writer_free(struct writer *w)
 }
 
 /* Our reader less the fields that `writer_doc` lacks, which must all have defaults. */
-static ap_err_t effective_reader(const struct entry *e, json_t *writer_doc, avro_schema_t *out,
-                                 char *why, size_t whylen)
+static ap_err_t effective_reader(const struct known_schema *e, json_t *writer_doc,
+                                 avro_schema_t *out, char *why, size_t whylen)
 {
     json_t *writer_fields = json_object_get(writer_doc, "fields");
     json_t *kept = json_array();
@@ -81,7 +81,8 @@ static ap_err_t effective_reader(const struct entry *e, json_t *writer_doc, avro
         } else if (json_object_get(field, "default")) {
             dropped = true;
         } else {
-            SAY("the writer's %s lacks field %s, which has no default", e->full_name, name);
+            AP_SAY(why, whylen, "the writer's %s lacks field %s, which has no default",
+                   e->full_name, name);
             err = AP_ERR_DECODE;
             goto out;
         }
@@ -98,7 +99,8 @@ static ap_err_t effective_reader(const struct entry *e, json_t *writer_doc, avro
     if (!text)
         goto out;
     if (avro_schema_from_json_length(text, strlen(text), out)) {
-        SAY("reader schema %s without defaulted fields: %s", e->full_name, avro_strerror());
+        AP_SAY(why, whylen, "reader schema %s without defaulted fields: %s",
+               e->full_name, avro_strerror());
         err = AP_ERR_INTERNAL;
         goto out;
     }
@@ -111,7 +113,7 @@ out:
 }
 
 /* Resolves w->schema (set by the caller) against `reader`. */
-ap_err_t ap_avro_writer_resolve(struct writer *w, const struct entry *reader,
+ap_err_t ap_avro_writer_resolve(struct writer_schema *w, const struct known_schema *reader,
                                 json_t *writer_doc, char *why, size_t whylen)
 {
     ap_err_t err = effective_reader(reader, writer_doc, &w->reader_schema, why, whylen);
@@ -119,22 +121,22 @@ ap_err_t ap_avro_writer_resolve(struct writer *w, const struct entry *reader,
         return err;
     w->resolved_iface = avro_resolved_writer_new(w->schema, w->reader_schema);
     if (!w->resolved_iface) {
-        SAY("the writer's %s does not resolve against ours: %s", reader->full_name,
-            avro_strerror());
+        AP_SAY(why, whylen, "the writer's %s does not resolve against ours: %s", reader->full_name,
+               avro_strerror());
         return AP_ERR_DECODE;
     }
     w->reader_iface = avro_generic_class_from_schema(w->reader_schema);
     if (!w->reader_iface) {
-        SAY("%s: %s", reader->full_name, avro_strerror());
+        AP_SAY(why, whylen, "%s: %s", reader->full_name, avro_strerror());
         return AP_ERR_INTERNAL;
     }
     if (avro_resolved_writer_new_value(w->resolved_iface, &w->resolved)) {
-        SAY("%s: %s", reader->full_name, avro_strerror());
+        AP_SAY(why, whylen, "%s: %s", reader->full_name, avro_strerror());
         return AP_ERR_NOMEM;
     }
     w->has_resolved = true;
     if (avro_generic_value_new(w->reader_iface, &w->dest)) {
-        SAY("%s: %s", reader->full_name, avro_strerror());
+        AP_SAY(why, whylen, "%s: %s", reader->full_name, avro_strerror());
         return AP_ERR_NOMEM;
     }
     w->has_dest = true;
@@ -143,7 +145,7 @@ ap_err_t ap_avro_writer_resolve(struct writer *w, const struct entry *reader,
     return AP_OK;
 }
 
-struct entry *ap_avro_entry_by_name(const ap_avro_codec_t *codec, const char *full_name)
+struct known_schema *ap_avro_known_schema(const ap_avro_codec_t *codec, const char *full_name)
 {
     for (size_t i = 0; i < codec->count; i++) {
         if (strcmp(codec->entries[i].full_name, full_name) == 0)
@@ -152,18 +154,18 @@ struct entry *ap_avro_entry_by_name(const ap_avro_codec_t *codec, const char *fu
     return NULL;
 }
 
-static struct entry *entry_by_type(const ap_avro_codec_t *codec, ap_msg_type_t type,
-                                   bool rejection)
+static struct known_schema *known_schema_by_type(const ap_avro_codec_t *codec, ap_msg_type_t type,
+                                                  bool rejection)
 {
     for (size_t i = 0; i < codec->count; i++) {
-        struct entry *e = &codec->entries[i];
+        struct known_schema *e = &codec->entries[i];
         if (rejection ? e->is_rejection : (type != AP_MSG_NONE && e->type == type))
             return e;
     }
     return NULL;
 }
 
-static ap_err_t entry_init(struct entry *e, const ap_avro_schema_src_t *src)
+static ap_err_t known_schema_init(struct known_schema *e, const ap_avro_schema_src_t *src)
 {
     json_error_t jerr;
     char *canonical = NULL;
@@ -225,7 +227,7 @@ static ap_err_t entry_init(struct entry *e, const ap_avro_schema_src_t *src)
     return AP_OK;
 }
 
-static void entry_release(struct entry *e)
+static void known_schema_release(struct known_schema *e)
 {
     ap_avro_writer_free(e->self);
     if (e->has_value)
@@ -254,7 +256,7 @@ ap_err_t ap_avro_codec_new(ap_wire_format_t format, ap_avro_codec_t **out)
         goto out;
     for (size_t i = 0; i < ap_avro_schemas_count; i++) {
         codec->count = i + 1;
-        if ((err = entry_init(&codec->entries[i], &ap_avro_schemas[i])))
+        if ((err = known_schema_init(&codec->entries[i], &ap_avro_schemas[i])))
             goto out;
     }
 
@@ -262,12 +264,12 @@ ap_err_t ap_avro_codec_new(ap_wire_format_t format, ap_avro_codec_t **out)
      * names are unique: a mistake in schemas/avro/ fails here, at start-up. */
     err = AP_ERR_INTERNAL;
     for (int t = AP_MSG_NONE + 1; t < AP_MSG__COUNT; t++) {
-        if (!entry_by_type(codec, (ap_msg_type_t)t, false)) {
+        if (!known_schema_by_type(codec, (ap_msg_type_t)t, false)) {
             AP_ERROR("avro", "no schema for %s", ap_msg_type_name((ap_msg_type_t)t));
             goto out;
         }
     }
-    if (!entry_by_type(codec, AP_MSG_NONE, true)) {
+    if (!known_schema_by_type(codec, AP_MSG_NONE, true)) {
         AP_ERROR("avro", "no schema for %s", AP_AVRO_REJECTION_NAME);
         goto out;
     }
@@ -297,7 +299,7 @@ void ap_avro_codec_free(ap_avro_codec_t *codec)
         ap_avro_writer_free(codec->cache[i]);
     free(codec->cache);
     for (size_t i = 0; i < codec->count; i++)
-        entry_release(&codec->entries[i]);
+        known_schema_release(&codec->entries[i]);
     free(codec->entries);
     if (codec->reader)
         avro_reader_free(codec->reader);
@@ -324,7 +326,7 @@ bool ap_avro_schema_at(const ap_avro_codec_t *codec, size_t i, const char **full
 
 ap_err_t ap_avro_codec_set_schema_id(ap_avro_codec_t *codec, const char *full_name, int32_t id)
 {
-    struct entry *e = ap_avro_entry_by_name(codec, full_name);
+    struct known_schema *e = ap_avro_known_schema(codec, full_name);
     if (!e)
         return AP_ERR_NOT_FOUND;
     e->has_id = true;
@@ -466,7 +468,7 @@ static ap_err_t set_value(avro_value_t *value, const struct fieldval *fv)
     }
 }
 
-static ap_err_t encode(ap_avro_codec_t *codec, struct entry *e, field_get_fn get,
+static ap_err_t encode(ap_avro_codec_t *codec, struct known_schema *e, field_get_fn get,
                        const void *ctx, uint8_t **out, size_t *len)
 {
     size_t i, size, header;
@@ -523,7 +525,7 @@ static ap_err_t encode(ap_avro_codec_t *codec, struct entry *e, field_get_fn get
 static ap_err_t encode_msg(ap_avro_codec_t *codec, const ap_msg_t *msg, bool of_its_kind,
                            uint8_t **out, size_t *len)
 {
-    struct entry *e = of_its_kind ? entry_by_type(codec, msg->type, false) : NULL;
+    struct known_schema *e = of_its_kind ? known_schema_by_type(codec, msg->type, false) : NULL;
     if (!e)
         return AP_ERR_INTERNAL;
     return encode(codec, e, msg_get, msg, out, len);
@@ -544,7 +546,7 @@ ap_err_t ap_avro_encode_command(ap_avro_codec_t *codec, const ap_msg_t *cmd, uin
 ap_err_t ap_avro_encode_rejection(ap_avro_codec_t *codec, const ap_rejection_t *rejection,
                                   uint8_t **out, size_t *len)
 {
-    struct entry *e = entry_by_type(codec, AP_MSG_NONE, true);
+    struct known_schema *e = known_schema_by_type(codec, AP_MSG_NONE, true);
     if (!e)
         return AP_ERR_INTERNAL;
     return encode(codec, e, rejection_get, rejection, out, len);

@@ -19,34 +19,34 @@
 
 /* Builds (and the caller caches) the writer for registry id `id` from its JSON; on a schema
  * we cannot use, the writer says why in `error`. NULL only when out of memory. */
-static struct writer *writer_from_json(ap_avro_codec_t *codec, int32_t id, const char *json)
+static struct writer_schema *writer_from_json(ap_avro_codec_t *codec, int32_t id, const char *json)
 {
     char text[512] = "";
     char *why = text; /* for SAY */
     size_t whylen = sizeof text;
     json_error_t jerr;
     char *name = NULL;
-    struct entry *e;
-    struct writer *w = calloc(1, sizeof *w);
+    struct known_schema *e;
+    struct writer_schema *w = calloc(1, sizeof *w);
 
     if (!w)
         return NULL;
     w->id = id;
     json_t *doc = json_loads(json, JSON_DECODE_ANY, &jerr);
     if (!doc) {
-        SAY("writer schema id %d is not JSON: %s", (int)id, jerr.text);
+        AP_SAY(why, whylen, "writer schema id %d is not JSON: %s", (int)id, jerr.text);
         goto out;
     }
     if (!(name = ap_avro_record_name(doc))) {
-        SAY("writer schema id %d is not a record", (int)id);
+        AP_SAY(why, whylen, "writer schema id %d is not a record", (int)id);
         goto out;
     }
-    if (!(e = ap_avro_entry_by_name(codec, name))) {
-        SAY("writer schema id %d is %s, which we do not know", (int)id, name);
+    if (!(e = ap_avro_known_schema(codec, name))) {
+        AP_SAY(why, whylen, "writer schema id %d is %s, which we do not know", (int)id, name);
         goto out;
     }
     if (avro_schema_from_json_length(json, strlen(json), &w->schema)) {
-        SAY("writer schema id %d: %s", (int)id, avro_strerror());
+        AP_SAY(why, whylen, "writer schema id %d: %s", (int)id, avro_strerror());
         w->schema = NULL;
         goto out;
     }
@@ -61,7 +61,7 @@ out:
     return w;
 }
 
-static ap_err_t writer_by_id(ap_avro_codec_t *codec, int32_t id, struct writer **out,
+static ap_err_t writer_by_id(ap_avro_codec_t *codec, int32_t id, struct writer_schema **out,
                              char *why, size_t whylen)
 {
     char *json = NULL;
@@ -79,24 +79,24 @@ static ap_err_t writer_by_id(ap_avro_codec_t *codec, int32_t id, struct writer *
         }
     }
     if (!codec->lookup) {
-        SAY("unknown writer schema id %d", (int)id);
+        AP_SAY(why, whylen, "unknown writer schema id %d", (int)id);
         return AP_ERR_DECODE;
     }
     ap_err_t err = codec->lookup(codec->lookup_ctx, id, &json);
     if (err == AP_ERR_NOT_FOUND) {
-        SAY("unknown writer schema id %d", (int)id);
+        AP_SAY(why, whylen, "unknown writer schema id %d", (int)id);
         return AP_ERR_DECODE;
     }
     if (err) {
         /* The registry is unreachable, say: not the message's fault, so no DECODE. */
-        SAY("looking up writer schema id %d: %s", (int)id, ap_strerror(err));
+        AP_SAY(why, whylen, "looking up writer schema id %d: %s", (int)id, ap_strerror(err));
         return err;
     }
     if (!AP_ARRAY_RESERVE(codec->cache, codec->cache_cap, codec->cached + 1)) {
         free(json);
         return AP_ERR_NOMEM;
     }
-    struct writer *w = writer_from_json(codec, id, json ? json : "");
+    struct writer_schema *w = writer_from_json(codec, id, json ? json : "");
     free(json);
     if (!w)
         return AP_ERR_NOMEM;
@@ -107,17 +107,17 @@ static ap_err_t writer_by_id(ap_avro_codec_t *codec, int32_t id, struct writer *
 
 /* Finds the writer named by the framing; *header receives the framing's length. */
 static ap_err_t framed_writer(ap_avro_codec_t *codec, const uint8_t *bytes, size_t len,
-                              struct writer **out, size_t *header, char *why, size_t whylen)
+                              struct writer_schema **out, size_t *header, char *why, size_t whylen)
 {
     if (len == 0) {
-        SAY("empty value");
+        AP_SAY(why, whylen, "empty value");
         return AP_ERR_DECODE;
     }
     if (bytes[0] == 0xC3) {
         uint64_t fp = 0;
         if (len < SINGLE_OBJECT_HEADER || bytes[1] != 0x01) {
-            SAY(len < SINGLE_OBJECT_HEADER ? "truncated single-object header"
-                                           : "bad single-object marker");
+            AP_SAY(why, whylen, len < SINGLE_OBJECT_HEADER ? "truncated single-object header"
+                                                              : "bad single-object marker");
             return AP_ERR_DECODE;
         }
         for (int k = 0; k < 8; k++)
@@ -129,12 +129,12 @@ static ap_err_t framed_writer(ap_avro_codec_t *codec, const uint8_t *bytes, size
                 return AP_OK;
             }
         }
-        SAY("unknown writer schema fingerprint %016llx", (unsigned long long)fp);
+        AP_SAY(why, whylen, "unknown writer schema fingerprint %016llx", (unsigned long long)fp);
         return AP_ERR_DECODE;
     }
     if (bytes[0] == 0x00) {
         if (len < CONFLUENT_HEADER) {
-            SAY("truncated confluent header");
+            AP_SAY(why, whylen, "truncated confluent header");
             return AP_ERR_DECODE;
         }
         uint32_t id = (uint32_t)bytes[1] << 24 | (uint32_t)bytes[2] << 16 |
@@ -144,29 +144,30 @@ static ap_err_t framed_writer(ap_avro_codec_t *codec, const uint8_t *bytes, size
             *header = CONFLUENT_HEADER;
         return err;
     }
-    SAY("not Avro (first byte 0x%02x)", bytes[0]);
+    AP_SAY(why, whylen, "not Avro (first byte 0x%02x)", bytes[0]);
     return AP_ERR_DECODE;
 }
 
 /* Checks the body, then reads it into w->dest. */
-static ap_err_t read_body(ap_avro_codec_t *codec, struct writer *w, const uint8_t *body,
+static ap_err_t read_body(ap_avro_codec_t *codec, struct writer_schema *w, const uint8_t *body,
                           size_t len, char *why, size_t whylen)
 {
     const char *problem;
     size_t end;
 
     if (!ap_avro_check_body(w->schema, body, len, &problem, &end)) {
-        SAY("%s: %s at byte %zu", w->reader->full_name, problem, end);
+        AP_SAY(why, whylen, "%s: %s at byte %zu", w->reader->full_name, problem, end);
         return AP_ERR_DECODE;
     }
     if (end != len) {
-        SAY("%s: %zu trailing bytes after the record", w->reader->full_name, len - end);
+        AP_SAY(why, whylen, "%s: %zu trailing bytes after the record",
+               w->reader->full_name, len - end);
         return AP_ERR_DECODE;
     }
     avro_value_reset(&w->dest);
     avro_reader_memory_set_source(codec->reader, (const char *)body, (int64_t)len);
     if (avro_value_read(codec->reader, &w->resolved)) {
-        SAY("%s: %s", w->reader->full_name, avro_strerror());
+        AP_SAY(why, whylen, "%s: %s", w->reader->full_name, avro_strerror());
         return AP_ERR_DECODE;
     }
     return AP_OK;
@@ -174,20 +175,21 @@ static ap_err_t read_body(ap_avro_codec_t *codec, struct writer *w, const uint8_
 
 /* Frames, finds and checks: on success w->dest holds the record. */
 static ap_err_t decode_record(ap_avro_codec_t *codec, const void *value, size_t len,
-                              struct writer **out, bool commands_only, char *why, size_t whylen)
+                              struct writer_schema **out, bool commands_only, char *why,
+                              size_t whylen)
 {
-    struct writer *w = NULL;
+    struct writer_schema *w = NULL;
     size_t header = 0;
     ap_err_t err = framed_writer(codec, value, len, &w, &header, why, whylen);
 
     if (err)
         return err;
     if (!w->reader) {
-        SAY("%s", w->error);
+        AP_SAY(why, whylen, "%s", w->error);
         return AP_ERR_DECODE;
     }
     if (commands_only && !ap_msg_is_command(w->reader->type)) {
-        SAY("%s is not a command", w->reader->full_name);
+        AP_SAY(why, whylen, "%s is not a command", w->reader->full_name);
         return AP_ERR_DECODE;
     }
     if ((err = read_body(codec, w, (const uint8_t *)value + header, len - header, why, whylen)))
@@ -230,7 +232,7 @@ static ap_err_t value_to_fv(avro_value_t *value, struct fieldval *fv)
 }
 
 /* A field of the record just read, or its default when the writer did not have it. */
-static ap_err_t field_value(struct writer *w, json_t *field, struct fieldval *fv)
+static ap_err_t field_value(struct writer_schema *w, json_t *field, struct fieldval *fv)
 {
     const char *name = json_string_value(json_object_get(field, "name"));
     avro_value_t child;
@@ -311,11 +313,11 @@ static ap_err_t msg_set(ap_msg_t *msg, const char *name, const struct fieldval *
         if (fv->kind != FV_STR)
             return AP_ERR_INTERNAL;
         if (!ap_str_set(dst, fv->s, fv->len)) {
-            SAY("field %s must be at most %d bytes with no NUL", name, AP_STR_MAX);
+            AP_SAY(why, whylen, "field %s must be at most %d bytes with no NUL", name, AP_STR_MAX);
             return AP_ERR_INVALID_COMMAND;
         }
         if (!utf8_valid(fv->s, fv->len)) {
-            SAY("field %s is not valid UTF-8", name);
+            AP_SAY(why, whylen, "field %s is not valid UTF-8", name);
             return AP_ERR_INVALID_COMMAND;
         }
         return AP_OK;
@@ -327,7 +329,7 @@ static ap_err_t msg_set(ap_msg_t *msg, const char *name, const struct fieldval *
     } else if (strcmp(name, "eta") == 0) {
         msg->has_eta = fv->kind == FV_INT;
         if (msg->has_eta && (fv->i < DATE_MIN || fv->i > DATE_MAX)) {
-            SAY("field eta must be a date in the years 0001-9999");
+            AP_SAY(why, whylen, "field eta must be a date in the years 0001-9999");
             return AP_ERR_INVALID_COMMAND;
         }
         msg->eta = msg->has_eta ? (int32_t)fv->i : 0;
@@ -338,7 +340,7 @@ static ap_err_t msg_set(ap_msg_t *msg, const char *name, const struct fieldval *
 ap_err_t ap_avro_decode_command(ap_avro_codec_t *codec, const void *value, size_t len,
                                 ap_msg_t *cmd, char *why, size_t whylen)
 {
-    struct writer *w = NULL;
+    struct writer_schema *w = NULL;
     size_t i;
     json_t *field;
 
@@ -351,7 +353,7 @@ ap_err_t ap_avro_decode_command(ap_avro_codec_t *codec, const void *value, size_
         struct fieldval fv = {0};
         const char *name = json_string_value(json_object_get(field, "name"));
         if ((err = field_value(w, field, &fv))) {
-            SAY("%s: cannot map field %s", w->reader->full_name, name);
+            AP_SAY(why, whylen, "%s: cannot map field %s", w->reader->full_name, name);
             break;
         }
         if ((err = msg_set(cmd, name, &fv, why, whylen)))
@@ -386,7 +388,7 @@ static bool is_date(json_t *type)
 ap_err_t ap_avro_decode_to_json(ap_avro_codec_t *codec, const void *value, size_t len,
                                 char **json, char *why, size_t whylen)
 {
-    struct writer *w = NULL;
+    struct writer_schema *w = NULL;
     size_t i;
     json_t *field;
     char *text = NULL;
@@ -403,7 +405,7 @@ ap_err_t ap_avro_decode_to_json(ap_avro_codec_t *codec, const void *value, size_
         json_t *member;
         char date[AP_DATE_LEN + 1];
         if ((err = field_value(w, field, &fv))) {
-            SAY("%s: cannot map field %s", w->reader->full_name, name);
+            AP_SAY(why, whylen, "%s: cannot map field %s", w->reader->full_name, name);
             goto out;
         }
         if (fv.kind == FV_NULL) {
@@ -411,7 +413,7 @@ ap_err_t ap_avro_decode_to_json(ap_avro_codec_t *codec, const void *value, size_
         } else if (fv.kind == FV_STR) {
             member = json_stringn(fv.s, fv.len);
             if (!member) {
-                SAY("%s: field %s is not UTF-8", w->reader->full_name, name);
+                AP_SAY(why, whylen, "%s: field %s is not UTF-8", w->reader->full_name, name);
                 err = AP_ERR_DECODE;
                 goto out;
             }

@@ -20,8 +20,6 @@
 
 #include "ap/avro.h"
 
-#define SAY(...) ((why) && (whylen) ? (void)snprintf(why, whylen, __VA_ARGS__) : (void)0)
-
 #define SINGLE_OBJECT_HEADER 10 /* C3 01 + 8-byte fingerprint */
 #define CONFLUENT_HEADER 5      /* 00 + 4-byte id */
 
@@ -29,14 +27,14 @@
 #define DATE_MIN (-719162)
 #define DATE_MAX 2932896
 
-struct entry;
+struct known_schema;
 
 /* A writer schema resolved against our reader of the same name, ready to read bodies. */
-struct writer {
-    int32_t id;                  /* the registry's id (cached writers only) */
-    const struct entry *reader;  /* NULL when unusable; `error` says why */
+struct writer_schema {
+    int32_t id;                        /* the registry's id (cached writers only) */
+    const struct known_schema *reader; /* NULL when unusable; `error` says why */
     char *error;
-    avro_schema_t schema;        /* the writer's */
+    avro_schema_t schema;              /* the writer's */
     avro_schema_t reader_schema; /* ours, less the fields the writer lacks (they have defaults) */
     avro_value_iface_t *resolved_iface;
     avro_value_iface_t *reader_iface;
@@ -45,8 +43,8 @@ struct writer {
     bool has_resolved, has_dest;
 };
 
-/* One compiled-in schema. */
-struct entry {
+/* One compiled-in schema: our reader of records of its name, and its writer when we encode. */
+struct known_schema {
     const char *json; /* the .avsc text (static) */
     json_t *doc;
     json_t *fields;   /* doc's "fields", borrowed */
@@ -61,14 +59,14 @@ struct entry {
     avro_value_iface_t *iface;
     avro_value_t value; /* reused for encoding */
     bool has_value;
-    struct writer *self; /* this schema as its own writer (the single-object path) */
+    struct writer_schema *self; /* this schema as its own writer (the single-object path) */
 };
 
 struct ap_avro_codec {
     ap_wire_format_t format;
-    struct entry *entries;
+    struct known_schema *entries;
     size_t count;
-    struct writer **cache; /* writers fetched by registry id, including failures */
+    struct writer_schema **cache; /* writers fetched by registry id, including failures */
     size_t cached, cache_cap;
     ap_schema_lookup_fn lookup;
     void *lookup_ctx;
@@ -85,15 +83,15 @@ struct fieldval {
 };
 
 /* Releases a writer schema and everything resolved from it; NULL is a no-op (avro_codec.c). */
-void ap_avro_writer_free(struct writer *w);
+void ap_avro_writer_free(struct writer_schema *w);
 
 /* Resolves writer schema `w` (its `schema` parsed from `writer_doc`) against our `reader`;
  * on success w->reader is set, otherwise `why` says what is wrong (avro_codec.c). */
-ap_err_t ap_avro_writer_resolve(struct writer *w, const struct entry *reader,
+ap_err_t ap_avro_writer_resolve(struct writer_schema *w, const struct known_schema *reader,
                                 json_t *writer_doc, char *why, size_t whylen);
 
 /* Our schema of that full name, or NULL (avro_codec.c). */
-struct entry *ap_avro_entry_by_name(const ap_avro_codec_t *codec, const char *full_name);
+struct known_schema *ap_avro_known_schema(const ap_avro_codec_t *codec, const char *full_name);
 
 /* The full name of a record schema's top level ("namespace.name"); NULL when it is not a
  * record. Caller frees (avro_canonical.c, which knows how names are spelled). */

@@ -3,15 +3,14 @@
  *   {"type":"Allocate","orderid":"o1","sku":"RED-CHAIR","qty":10}
  *
  * jansson does the parsing (and rejects invalid UTF-8); this file only maps fields and
- * enforces the contract's types and sizes. Unknown fields are ignored.
+ * enforces the contract's types and sizes. Unknown fields are ignored. It also holds the
+ * codec's front door, ap_command_decode, which sends Avro-framed values to the Avro adapter.
  */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ap/codec.h"
-
-#define SAY(...) ((why) && (whylen) ? (void)snprintf(why, whylen, __VA_ARGS__) : (void)0)
 
 /* Copies a string member if present; false (with `why`) when it is not a string or too long. */
 static bool get_string(json_t *obj, const char *name, char dst[AP_STR_SIZE], char *why,
@@ -21,11 +20,11 @@ static bool get_string(json_t *obj, const char *name, char dst[AP_STR_SIZE], cha
     if (!member || json_is_null(member))
         return true; /* missing: the domain's validation reports it */
     if (!json_is_string(member)) {
-        SAY("field %s must be a string", name);
+        AP_SAY(why, whylen, "field %s must be a string", name);
         return false;
     }
     if (!ap_str_set(dst, json_string_value(member), json_string_length(member))) {
-        SAY("field %s must be at most %d bytes with no NUL", name, AP_STR_MAX);
+        AP_SAY(why, whylen, "field %s must be at most %d bytes with no NUL", name, AP_STR_MAX);
         return false;
     }
     return true;
@@ -35,11 +34,11 @@ static bool get_qty(json_t *obj, int64_t *qty, char *why, size_t whylen)
 {
     json_t *member = json_object_get(obj, "qty");
     if (!member || json_is_null(member)) {
-        SAY("missing field qty");
+        AP_SAY(why, whylen, "missing field qty");
         return false;
     }
     if (!json_is_integer(member)) {
-        SAY("field qty must be an integer");
+        AP_SAY(why, whylen, "field qty must be an integer");
         return false;
     }
     *qty = (int64_t)json_integer_value(member);
@@ -53,7 +52,7 @@ static bool get_eta(json_t *obj, ap_msg_t *cmd, char *why, size_t whylen)
         return true;
     if (!json_is_string(member) ||
         !ap_date_parse(json_string_value(member), json_string_length(member), &cmd->eta)) {
-        SAY("field eta must be a date YYYY-MM-DD or null");
+        AP_SAY(why, whylen, "field eta must be a date YYYY-MM-DD or null");
         return false;
     }
     cmd->has_eta = true;
@@ -78,11 +77,12 @@ ap_err_t ap_command_decode_json(const void *value, size_t len, ap_msg_type_t typ
     memset(cmd, 0, sizeof *cmd);
     json_t *root = json_loadb(value, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        SAY("invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+        AP_SAY(why, whylen, "invalid JSON at line %d column %d: %s",
+               jerr.line, jerr.column, jerr.text);
         return AP_ERR_DECODE;
     }
     if (!json_is_object(root)) {
-        SAY("a command must be a JSON object");
+        AP_SAY(why, whylen, "a command must be a JSON object");
         goto out;
     }
 
@@ -93,7 +93,9 @@ ap_err_t ap_command_decode_json(const void *value, size_t len, ap_msg_type_t typ
     if (hint_overrides || type == AP_MSG_NONE)
         type = type_hint != AP_MSG_NONE ? type_hint : type;
     if (!ap_msg_is_command(type)) {
-        SAY("unknown command type (give \"type\": CreateBatch, Allocate or ChangeBatchQuantity)");
+        AP_SAY(why, whylen,
+               "unknown command type (give \"type\": "
+               "CreateBatch, Allocate or ChangeBatchQuantity)");
         goto out;
     }
     cmd->type = type;
@@ -124,12 +126,15 @@ out:
     return err;
 }
 
-ap_err_t ap_command_decode(const void *value, size_t len, ap_msg_type_t type_hint,
-                           bool hint_overrides, ap_msg_t *cmd, char *why, size_t whylen)
+ap_err_t ap_command_decode(ap_avro_codec_t *avro, const void *value, size_t len,
+                           ap_msg_type_t type_hint, bool hint_overrides, ap_msg_t *cmd,
+                           char *why, size_t whylen)
 {
     const unsigned char *bytes = value;
     size_t i = 0;
 
+    if (avro && ap_avro_is_framed(value, len))
+        return ap_avro_decode_command(avro, value, len, cmd, why, whylen);
     memset(cmd, 0, sizeof *cmd);
     while (i < len && (bytes[i] == ' ' || bytes[i] == '\t' || bytes[i] == '\r' ||
                        bytes[i] == '\n'))
@@ -137,9 +142,10 @@ ap_err_t ap_command_decode(const void *value, size_t len, ap_msg_type_t type_hin
     if (i < len && bytes[i] == '{')
         return ap_command_decode_json(value, len, type_hint, hint_overrides, cmd, why, whylen);
     if (len == 0)
-        SAY("empty value");
+        AP_SAY(why, whylen, "empty value");
     else
-        SAY("unsupported encoding (first byte 0x%02x); expected a JSON object", bytes[0]);
+        AP_SAY(why, whylen, "unsupported encoding (first byte 0x%02x); expected a JSON object",
+               bytes[0]);
     return AP_ERR_DECODE;
 }
 

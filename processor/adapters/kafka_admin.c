@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "adapters/kafka_internal.h"
-#include "ap/kafka.h"
+#include "ap/kafka_consumer.h"
 #include "ap/log.h"
 
 /* A producer handle is the cheapest client that can send admin requests. */

@@ -3,6 +3,7 @@
  */
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 #include "adapters/kafka_internal.h"
 #include "ap/log.h"
@@ -62,4 +63,11 @@ rd_kafka_t *ap_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf,
         rd_kafka_conf_destroy(conf);
     }
     return rk;
+}
+
+int64_t ap_kafka_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

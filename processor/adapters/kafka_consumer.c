@@ -1,5 +1,5 @@
 /*
- * kafka_consumer.c - librdkafka behind the consumer port of kafka.h.
+ * kafka_consumer.c - librdkafka behind the consumer port of kafka_consumer.h.
  *
  * Offsets are never committed automatically: the entrypoint stores them in Postgres with the
  * effects they cover and tells us where each assigned partition starts. Everything librdkafka
@@ -9,10 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "adapters/kafka_internal.h"
-#include "ap/kafka.h"
+#include "ap/kafka_consumer.h"
 #include "ap/log.h"
 
 struct ap_kafka_consumer {
@@ -195,13 +194,17 @@ const char *ap_kafka_record_header(const ap_record_t *rec, const char *name, siz
     return value;
 }
 
-bool ap_kafka_record_header_at(const ap_record_t *rec, size_t i, const char **name,
-                               const void **value, size_t *len)
+bool ap_kafka_record_header_at(const ap_record_t *rec, size_t i, ap_header_t *header)
 {
     rd_kafka_headers_t *headers;
-    if (rd_kafka_message_headers(rec->handle, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    const char *name;
+    const void *value;
+    size_t len;
+    if (rd_kafka_message_headers(rec->handle, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_all(headers, i, &name, &value, &len) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return false;
-    return rd_kafka_header_get_all(headers, i, name, value, len) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    *header = (ap_header_t){name, strlen(name), value, len};
+    return true;
 }
 
 ap_err_t ap_kafka_consumer_seek(ap_kafka_consumer_t *consumer, const char *topic,
@@ -239,20 +242,14 @@ void ap_kafka_consumer_pause(ap_kafka_consumer_t *consumer, bool pause)
     consumer->paused = pause;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool ap_kafka_consumer_reachable(ap_kafka_consumer_t *consumer)
 {
     /* After a connection failure (an idle broker connection closing is one too), ask for the
      * broker list: an answer settles it. Asked at most once a second while unanswered. */
-    if ((consumer->suspect || consumer->unreachable) && now_ms() - consumer->last_probe >= 1000) {
+    if ((consumer->suspect || consumer->unreachable) &&
+        ap_kafka_now_ms() - consumer->last_probe >= 1000) {
         const struct rd_kafka_metadata *metadata = NULL;
-        consumer->last_probe = now_ms();
+        consumer->last_probe = ap_kafka_now_ms();
         bool answered = rd_kafka_metadata(consumer->rk, 0, NULL, &metadata, 500) ==
                         RD_KAFKA_RESP_ERR_NO_ERROR;
         if (metadata)

@@ -8,6 +8,7 @@
 #define AP_ADAPTERS_KAFKA_INTERNAL_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdint.h>
 
 #include "ap/config.h"
 
@@ -23,5 +24,8 @@ rd_kafka_conf_t *ap_kafka_conf_new(const ap_config_t *cfg, const char *const *de
  * takes ownership of `conf`, on failure too (logged, NULL). */
 rd_kafka_t *ap_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf,
                          void (*error_cb)(rd_kafka_t *, int, const char *, void *), void *opaque);
+
+/* CLOCK_MONOTONIC milliseconds: the adapters' deadlines (they have no clock port). */
+int64_t ap_kafka_now_ms(void);
 
 #endif

@@ -1,6 +1,6 @@
 /*
- * kafka_producer.c - librdkafka behind producer.h: an idempotent producer whose delivery
- * reports come back through one callback with each record's own opaque.
+ * kafka_producer.c - librdkafka behind kafka_producer.h: an idempotent producer whose
+ * delivery reports come back through one callback with each record's own opaque.
  *
  * Delivery is retried by librdkafka without a deadline (message.timeout.ms=0); idempotence
  * keeps the order of a partition's records across those retries, which is what the outbox's
@@ -11,11 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "adapters/kafka_internal.h"
 #include "ap/log.h"
-#include "ap/producer.h"
+#include "ap/kafka_producer.h"
 
 struct ap_producer {
     rd_kafka_t *rk;
@@ -114,7 +113,7 @@ ap_err_t ap_producer_new(const ap_config_t *cfg, const char *client_id,
 
 ap_err_t ap_producer_send(ap_producer_t *producer, const char *topic, const void *key,
                           size_t key_len, const void *value, size_t value_len,
-                          const ap_kafka_header_t *headers, size_t nheaders, void *opaque)
+                          const ap_header_t *headers, size_t nheaders, void *opaque)
 {
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders + 1);
     for (size_t i = 0; i < nheaders; i++)
@@ -154,13 +153,6 @@ void ap_producer_flush(ap_producer_t *producer, int timeout_ms)
         (void)rd_kafka_flush(producer->rk, timeout_ms);
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void ap_producer_purge(ap_producer_t *producer, int timeout_ms)
 {
     if (producer->pending == 0)
@@ -169,8 +161,8 @@ void ap_producer_purge(ap_producer_t *producer, int timeout_ms)
         rd_kafka_purge(producer->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     if (rerr)
         AP_WARN("kafka", "producer purge: %s", rd_kafka_err2str(rerr));
-    long long deadline = now_ms() + timeout_ms;
-    while (producer->pending > 0 && now_ms() < deadline)
+    int64_t deadline = ap_kafka_now_ms() + timeout_ms;
+    while (producer->pending > 0 && ap_kafka_now_ms() < deadline)
         rd_kafka_poll(producer->rk, 50);
     if (producer->pending > 0)
         AP_WARN("kafka", "producer purge: %d record(s) still unreported", producer->pending);

@@ -8,8 +8,6 @@
  * deleted or pushed back. This file does not decide when to send or how long to back off:
  * the sender loop does (entrypoints/email_sender.c).
  */
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,9 +83,8 @@ static const char retry_sql[] =
 enum { COL_ID, COL_EVENT_ID, COL_TO, COL_SUBJECT, COL_BODY, COL_ATTEMPTS, NCOLS };
 
 struct ap_email_queue {
-    char *conninfo; /* never logged */
+    ap_pg_listener_t session;
     char *origin;
-    PGconn *conn;  /* NULL while disconnected */
     PGresult *res; /* the taken row points into it */
     bool in_tx;
 };
@@ -97,9 +94,8 @@ ap_email_queue_t *ap_pg_email_queue_new(const char *conninfo, const char *origin
     ap_email_queue_t *queue = calloc(1, sizeof *queue);
     if (!queue)
         return NULL;
-    queue->conninfo = strdup(conninfo);
     queue->origin = strdup(origin);
-    if (!queue->conninfo || !queue->origin) {
+    if (ap_pg_listener_init(&queue->session, conninfo) || !queue->origin) {
         ap_email_queue_free(queue);
         return NULL;
     }
@@ -108,9 +104,7 @@ ap_email_queue_t *ap_pg_email_queue_new(const char *conninfo, const char *origin
 
 static void disconnect(ap_email_queue_t *queue)
 {
-    if (queue->conn)
-        PQfinish(queue->conn);
-    queue->conn = NULL;
+    ap_pg_listener_close(&queue->session);
     queue->in_tx = false;
 }
 
@@ -120,33 +114,14 @@ void ap_email_queue_free(ap_email_queue_t *queue)
         return;
     disconnect(queue);
     PQclear(queue->res);
-    free(queue->conninfo);
+    ap_pg_listener_release(&queue->session);
     free(queue->origin);
     free(queue);
 }
 
 bool ap_email_queue_connected(ap_email_queue_t *queue)
 {
-    return queue->conn && PQstatus(queue->conn) == CONNECTION_OK;
-}
-
-/* Maps and logs a failure; a session we can no longer trust is closed. */
-static ap_err_t fail(ap_email_queue_t *queue, const PGresult *res, const char *what)
-{
-    ap_err_t err = ap_pg_fail(queue->conn, res, what);
-    if (err == AP_ERR_UNAVAILABLE || !ap_email_queue_connected(queue))
-        disconnect(queue);
-    return err == AP_ERR_CONFLICT ? AP_ERR_INTERNAL : err;
-}
-
-static ap_err_t prepare(ap_email_queue_t *queue, const char *name, const char *sql)
-{
-    PGresult *res = PQprepare(queue->conn, name, sql, 0, NULL);
-    ap_err_t err = AP_OK;
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        err = fail(queue, res, "prepare");
-    PQclear(res);
-    return err;
+    return ap_pg_listener_connected(&queue->session);
 }
 
 ap_err_t ap_email_queue_connect(ap_email_queue_t *queue)
@@ -156,33 +131,25 @@ ap_err_t ap_email_queue_connect(ap_email_queue_t *queue)
     if (ap_email_queue_connected(queue))
         return AP_OK;
     disconnect(queue);
-    if (!(queue->conn = ap_pg_connect(queue->conninfo)))
-        return AP_ERR_UNAVAILABLE;
+    if ((err = ap_pg_listener_open(&queue->session)))
+        return err;
     /* As the relay's: a delete lost in a server crash only sends a row again, with the same
      * Message-ID, which a receiver can drop. */
-    if ((err = ap_pg_exec(queue->conn, "SET synchronous_commit TO off", "email session")) ||
-        (err = ap_pg_exec(queue->conn, "LISTEN email_outbox", "email listen")) ||
-        (err = prepare(queue, TAKE_STMT, take_sql)) ||
-        (err = prepare(queue, SENT_STMT, sent_sql)) ||
-        (err = prepare(queue, RETRY_STMT, retry_sql))) {
+    if ((err = ap_pg_exec(queue->session.conn, "SET synchronous_commit TO off", "email session")) ||
+        (err = ap_pg_exec(queue->session.conn, "LISTEN email_outbox", "email listen")) ||
+        (err = ap_pg_listener_prepare(&queue->session, TAKE_STMT, take_sql)) ||
+        (err = ap_pg_listener_prepare(&queue->session, SENT_STMT, sent_sql)) ||
+        (err = ap_pg_listener_prepare(&queue->session, RETRY_STMT, retry_sql))) {
         disconnect(queue);
         return err;
     }
     return AP_OK;
 }
 
-static ap_err_t exec(ap_email_queue_t *queue, const char *sql, const char *what)
-{
-    ap_err_t err = ap_pg_exec(queue->conn, sql, what);
-    if (err && !ap_email_queue_connected(queue))
-        disconnect(queue);
-    return err;
-}
-
 void ap_email_queue_release(ap_email_queue_t *queue)
 {
-    if (queue->conn && queue->in_tx)
-        (void)exec(queue, "ROLLBACK", "email rollback");
+    if (queue->session.conn && queue->in_tx)
+        (void)ap_pg_listener_exec(&queue->session, "ROLLBACK", "email rollback");
     queue->in_tx = false;
 }
 
@@ -190,17 +157,17 @@ ap_err_t ap_email_queue_take(ap_email_queue_t *queue, ap_email_row_t *row, bool 
 {
     ap_err_t err;
 
-    if (!queue->conn)
+    if (!queue->session.conn)
         return AP_ERR_UNAVAILABLE;
     ap_email_queue_release(queue);
-    if ((err = exec(queue, "BEGIN", "email begin")))
+    if ((err = ap_pg_listener_exec(&queue->session, "BEGIN", "email begin")))
         return err;
     queue->in_tx = true;
     PQclear(queue->res);
     const char *params[1] = {queue->origin};
-    queue->res = PQexecPrepared(queue->conn, TAKE_STMT, 1, params, NULL, NULL, 0);
+    queue->res = PQexecPrepared(queue->session.conn, TAKE_STMT, 1, params, NULL, NULL, 0);
     if (PQresultStatus(queue->res) != PGRES_TUPLES_OK || PQnfields(queue->res) != NCOLS) {
-        err = fail(queue, queue->res, "email take");
+        err = ap_pg_listener_fail(&queue->session, queue->res, "email take");
         ap_email_queue_release(queue);
         return err;
     }
@@ -227,19 +194,19 @@ ap_err_t ap_email_queue_take(ap_email_queue_t *queue, ap_email_row_t *row, bool 
 static ap_err_t finish(ap_email_queue_t *queue, const char *stmt, int nparams,
                        const char *const *params, const char *what)
 {
-    if (!queue->conn || !queue->in_tx)
+    if (!queue->session.conn || !queue->in_tx)
         return AP_ERR_UNAVAILABLE;
-    PGresult *res = PQexecPrepared(queue->conn, stmt, nparams, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(queue->session.conn, stmt, nparams, params, NULL, NULL, 0);
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        err = fail(queue, res, what);
+        err = ap_pg_listener_fail(&queue->session, res, what);
     PQclear(res);
     if (err) {
         ap_email_queue_release(queue);
         return err;
     }
     queue->in_tx = false;
-    return exec(queue, "COMMIT", "email commit");
+    return ap_pg_listener_exec(&queue->session, "COMMIT", "email commit");
 }
 
 ap_err_t ap_email_queue_sent(ap_email_queue_t *queue, int64_t id)
@@ -260,41 +227,7 @@ ap_err_t ap_email_queue_retry(ap_email_queue_t *queue, int64_t id, int64_t delay
     return finish(queue, RETRY_STMT, 3, params, "email retry");
 }
 
-/* The socket failed under us: whatever libpq says, the session is gone. */
-static ap_err_t lost(ap_email_queue_t *queue)
-{
-    (void)ap_pg_fail(queue->conn, NULL, "email listen");
-    disconnect(queue);
-    return AP_ERR_UNAVAILABLE;
-}
-
-static bool drain_notifications(PGconn *conn)
-{
-    bool any = false;
-    PGnotify *note;
-    while ((note = PQnotifies(conn))) {
-        any = true;
-        PQfreemem(note);
-    }
-    return any;
-}
-
 ap_err_t ap_email_queue_wait(ap_email_queue_t *queue, int timeout_ms)
 {
-    if (!queue->conn)
-        return AP_ERR_UNAVAILABLE;
-    if (!PQconsumeInput(queue->conn))
-        return lost(queue);
-    if (drain_notifications(queue->conn))
-        return AP_OK;
-    struct pollfd pfd = {.fd = PQsocket(queue->conn), .events = POLLIN};
-    if (pfd.fd < 0)
-        return lost(queue);
-    int ready = poll(&pfd, 1, timeout_ms);
-    if (ready < 0 && errno != EINTR)
-        AP_WARN("pg", "email listen: poll: %s", strerror(errno));
-    if (ready > 0 && !PQconsumeInput(queue->conn))
-        return lost(queue);
-    (void)drain_notifications(queue->conn);
-    return AP_OK;
+    return ap_pg_listener_wait(&queue->session, timeout_ms, "email listen", NULL);
 }

@@ -1,11 +1,11 @@
 /*
  * pg_internal.h - helpers shared by the PostgreSQL adapters (pg_uow.c, pg_outbox.c,
- * pg_outbox_relay.c, pg_views.c, pg_migrate.c): connecting, turning a libpq failure into one
+ * pg_outbox_reader.c, pg_views.c, pg_migrate.c): connecting, turning a libpq failure into one
  * log line and an ap_err_t, array literals, and running statements inside a pg uow's scope.
  *
  * Private to processor/adapters/: libpq types never cross a port, so nothing outside the pg
  * adapters includes this. The connection helpers are defined in pg_session.c, the uow ones
- * (ap_pg_uow_command, _insert, _query) in pg_uow.c.
+ * (ap_pg_uow_command, _insert, _query) in pg_uow.c, the listening session in pg_listener.c.
  */
 #ifndef AP_ADAPTERS_PG_INTERNAL_H
 #define AP_ADAPTERS_PG_INTERNAL_H
@@ -85,5 +85,44 @@ char *ap_pg_int_array(const int64_t *items, size_t n);
 
 /* Parses a bigint column's text; false when it is not one. */
 bool ap_pg_get_int64(const PGresult *res, int row, int col, int64_t *out);
+
+/*
+ * A session of its own that LISTENs between statements (pg_listener.c): the outbox relay's
+ * and the email queue's, never a unit of work's. It reconnects when asked after a loss; a
+ * failure it cannot trust closes it. Caller's storage; one thread.
+ */
+typedef struct ap_pg_listener {
+    char *conninfo; /* never logged */
+    PGconn *conn;   /* NULL while disconnected */
+} ap_pg_listener_t;
+
+/* Copies `conninfo`; no I/O yet. AP_ERR_NOMEM. Release with ap_pg_listener_release. */
+ap_err_t ap_pg_listener_init(ap_pg_listener_t *listener, const char *conninfo);
+void ap_pg_listener_release(ap_pg_listener_t *listener);
+
+bool ap_pg_listener_connected(const ap_pg_listener_t *listener);
+
+/* Opens the session (a stale one is closed first); AP_ERR_UNAVAILABLE (logged) when the
+ * server cannot be reached. The caller then sets it up (SET, LISTEN, prepare). */
+ap_err_t ap_pg_listener_open(ap_pg_listener_t *listener);
+void ap_pg_listener_close(ap_pg_listener_t *listener);
+
+/* ap_pg_fail, then closes a session that was lost or can no longer be trusted. A conflict
+ * is a bug on a session that runs no concurrent writes: AP_ERR_INTERNAL. */
+ap_err_t ap_pg_listener_fail(ap_pg_listener_t *listener, const PGresult *res, const char *what);
+
+/* Prepares statement `name`; failures as ap_pg_listener_fail. */
+ap_err_t ap_pg_listener_prepare(ap_pg_listener_t *listener, const char *name, const char *sql);
+
+/* ap_pg_exec, closing a session that is lost. */
+ap_err_t ap_pg_listener_exec(ap_pg_listener_t *listener, const char *sql, const char *what);
+
+/*
+ * Waits up to timeout_ms for a notification (one already read counts; all read are consumed).
+ * `notified` (may be NULL) says whether one came; AP_OK after a timeout too.
+ * AP_ERR_UNAVAILABLE (logged as `what`) when the session is lost, which closes it.
+ */
+ap_err_t ap_pg_listener_wait(ap_pg_listener_t *listener, int timeout_ms, const char *what,
+                             bool *notified);
 
 #endif

@@ -14,6 +14,7 @@
 #include "adapters/pg_internal.h"
 #include "ap/log.h"
 #include "ap/outbox.h"
+#include "ap/topics.h"
 
 struct ap_outbox {
     ap_publisher_t pub; /* first: the publisher port */
@@ -42,7 +43,7 @@ static ap_err_t insert_row(ap_outbox_t *outbox, const char *topic, const void *k
                            size_t key_len, const void *value, size_t value_len,
                            const ap_header_t *headers, size_t nheaders)
 {
-    const char **names = calloc(nheaders + 1, sizeof *names);
+    char **names = calloc(nheaders + 1, sizeof *names);
     char **values = calloc(nheaders + 1, sizeof *values);
     char *name_array = NULL, *value_array = NULL;
     ap_err_t err = AP_ERR_NOMEM;
@@ -50,12 +51,13 @@ static ap_err_t insert_row(ap_outbox_t *outbox, const char *topic, const void *k
     if (!names || !values)
         goto out;
     for (size_t i = 0; i < nheaders; i++) {
-        names[i] = headers[i].name;
+        if (!(names[i] = strndup(headers[i].name, headers[i].name_len)))
+            goto out;
         if (headers[i].value &&
-            !(values[i] = ap_pg_bytea_hex(headers[i].value, headers[i].len)))
+            !(values[i] = ap_pg_bytea_hex(headers[i].value, headers[i].value_len)))
             goto out;
     }
-    if (!(name_array = ap_pg_text_array(names, nheaders)) ||
+    if (!(name_array = ap_pg_text_array((const char *const *)names, nheaders)) ||
         !(value_array = ap_pg_text_array((const char *const *)values, nheaders)))
         goto out;
 
@@ -67,8 +69,10 @@ static ap_err_t insert_row(ap_outbox_t *outbox, const char *topic, const void *k
     err = ap_pg_uow_insert(outbox->uow, insert_sql, insert_many_sql, 5, params, lengths,
                            formats);
 out:
-    for (size_t i = 0; values && i < nheaders; i++)
+    for (size_t i = 0; names && values && i < nheaders; i++) {
+        free(names[i]);
         free(values[i]);
+    }
     free(values);
     free(names);
     free(name_array);
@@ -80,40 +84,21 @@ out:
 static size_t meta_headers(const ap_msg_meta_t *meta, const char *event_type, ap_header_t *h)
 {
     size_t n = 0;
-    h[n++] = (ap_header_t){"event-type", event_type, strlen(event_type)};
+    h[n++] = AP_HEADER("event-type", event_type, strlen(event_type));
     if (meta->correlation_id[0])
-        h[n++] = (ap_header_t){"correlation-id", meta->correlation_id,
-                               strlen(meta->correlation_id)};
+        h[n++] = AP_HEADER("correlation-id", meta->correlation_id, strlen(meta->correlation_id));
     if (meta->causation_id[0])
-        h[n++] = (ap_header_t){"causation-id", meta->causation_id, strlen(meta->causation_id)};
+        h[n++] = AP_HEADER("causation-id", meta->causation_id, strlen(meta->causation_id));
     if (meta->traceparent[0])
-        h[n++] = (ap_header_t){"traceparent", meta->traceparent, strlen(meta->traceparent)};
+        h[n++] = AP_HEADER("traceparent", meta->traceparent, strlen(meta->traceparent));
     return n;
-}
-
-void ap_outbox_event_topic(const char *topic_prefix, ap_msg_type_t type, char *buf, size_t len)
-{
-    /* "BatchQuantityChanged" -> "batch_quantity_changed" */
-    char snake[64];
-    size_t n = 0;
-    for (const char *p = ap_msg_type_name(type); *p && n + 2 < sizeof snake; p++) {
-        if (*p >= 'A' && *p <= 'Z') {
-            if (n > 0)
-                snake[n++] = '_';
-            snake[n++] = (char)(*p - 'A' + 'a');
-        } else {
-            snake[n++] = *p;
-        }
-    }
-    snake[n] = '\0';
-    snprintf(buf, len, "%s.events.%s", topic_prefix, snake);
 }
 
 static ap_err_t outbox_publish(ap_publisher_t *pub, const ap_msg_t *event)
 {
     ap_outbox_t *outbox = container_of(pub, ap_outbox_t, pub);
     ap_header_t headers[4];
-    char topic[400];
+    char topic[AP_TOPIC_SIZE];
     uint8_t *value = NULL;
     size_t len = 0;
 
@@ -123,7 +108,7 @@ static ap_err_t outbox_publish(ap_publisher_t *pub, const ap_msg_t *event)
                  ap_strerror(err));
         return err;
     }
-    ap_outbox_event_topic(outbox->topic_prefix, event->type, topic, sizeof topic);
+    ap_topic_event(outbox->topic_prefix, event->type, topic, sizeof topic);
     size_t nheaders = meta_headers(&event->meta, ap_msg_type_name(event->type), headers);
     err = insert_row(outbox, topic, event->sku, strlen(event->sku), value, len, headers,
                      nheaders);
@@ -135,40 +120,40 @@ ap_err_t ap_outbox_reject(ap_outbox_t *outbox, const ap_rejection_t *rejection,
                           const ap_msg_meta_t *meta, const void *key, size_t key_len)
 {
     ap_header_t headers[4];
-    char topic[400];
+    char topic[AP_TOPIC_SIZE];
     uint8_t *value = NULL;
     size_t len = 0;
 
     ap_err_t err = ap_avro_encode_rejection(outbox->codec, rejection, &value, &len);
     if (err)
         return err;
-    snprintf(topic, sizeof topic, "%s.events.command_rejected", outbox->topic_prefix);
+    ap_topic_rejections(outbox->topic_prefix, topic, sizeof topic);
     size_t nheaders = meta_headers(meta, "CommandRejected", headers);
     err = insert_row(outbox, topic, key, key_len, value, len, headers, nheaders);
     free(value);
     return err;
 }
 
-ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const void *key, size_t key_len,
-                               const void *value, size_t value_len, const ap_header_t *headers,
-                               size_t nheaders, const char *reason, const char *source_topic,
-                               int32_t source_partition, int64_t source_offset)
+ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const ap_dead_letter_t *letter)
 {
-    char topic[400], partition[16], offset[AP_PG_INT_SIZE];
+    size_t nheaders = letter->nheaders;
+    char topic[AP_TOPIC_SIZE], partition[16], offset[AP_PG_INT_SIZE];
     ap_header_t *all = malloc((nheaders + 4) * sizeof *all);
     if (!all)
         return AP_ERR_NOMEM;
 
-    snprintf(topic, sizeof topic, "%s.dead_letter", outbox->topic_prefix);
-    snprintf(partition, sizeof partition, "%d", (int)source_partition);
-    snprintf(offset, sizeof offset, "%lld", (long long)source_offset);
-    memcpy(all, headers, nheaders * sizeof *all);
-    all[nheaders] = (ap_header_t){"dlq-reason", reason, strlen(reason)};
-    all[nheaders + 1] = (ap_header_t){"dlq-source-topic", source_topic, strlen(source_topic)};
-    all[nheaders + 2] = (ap_header_t){"dlq-source-partition", partition, strlen(partition)};
-    all[nheaders + 3] = (ap_header_t){"dlq-source-offset", offset, strlen(offset)};
-    ap_err_t err =
-        insert_row(outbox, topic, key, key_len, value, value_len, all, nheaders + 4);
+    ap_topic_dead_letter(outbox->topic_prefix, topic, sizeof topic);
+    snprintf(partition, sizeof partition, "%d", (int)letter->source_partition);
+    snprintf(offset, sizeof offset, "%lld", (long long)letter->source_offset);
+    if (nheaders)
+        memcpy(all, letter->headers, nheaders * sizeof *all);
+    all[nheaders] = AP_HEADER("dlq-reason", letter->reason, strlen(letter->reason));
+    all[nheaders + 1] =
+        AP_HEADER("dlq-source-topic", letter->source_topic, strlen(letter->source_topic));
+    all[nheaders + 2] = AP_HEADER("dlq-source-partition", partition, strlen(partition));
+    all[nheaders + 3] = AP_HEADER("dlq-source-offset", offset, strlen(offset));
+    ap_err_t err = insert_row(outbox, topic, letter->key, letter->key_len, letter->value,
+                              letter->value_len, all, nheaders + 4);
     free(all);
     return err;
 }

@@ -48,7 +48,6 @@ static void doom_if_deferred(pipe_t *pipe, size_t i)
     if (!pipe->sent[i].deferred || pipe->err == AP_ERR_UNAVAILABLE)
         return;
     AP_DEBUG("pg", "a deferred %s failed: the transaction will be retried", pipe->sent[i].what);
-    pipe->self->doomed = true;
     pipe->self->uow.doomed = true;
     pipe->err = AP_ERR_CONFLICT;
 }

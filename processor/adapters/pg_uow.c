@@ -52,7 +52,7 @@ ap_err_t pg_uow_check_lost(pg_uow_t *self, ap_err_t err)
 
 ap_err_t pg_uow_ready(const pg_uow_t *self)
 {
-    if (self->doomed)
+    if (self->uow.doomed)
         return AP_ERR_CONFLICT;
     return self->conn && !self->broken ? AP_OK : AP_ERR_UNAVAILABLE;
 }
@@ -94,8 +94,8 @@ typedef struct stmt_call {
  * Runs a statement; on success *out holds the result (caller clears). With savepoint
  * statements pending, they go first in a pipeline: still one round trip.
  */
-static ap_err_t run(pg_uow_t *self, const stmt_call_t *call, ExecStatusType want,
-                    PGresult **out)
+static ap_err_t execute_now(pg_uow_t *self, const stmt_call_t *call, ExecStatusType want,
+                            PGresult **out)
 {
     enum stmt st = call->st;
     int nparams = call->nparams;
@@ -138,19 +138,20 @@ static ap_err_t run(pg_uow_t *self, const stmt_call_t *call, ExecStatusType want
     return AP_OK;
 }
 
-static ap_err_t query(pg_uow_t *self, enum stmt st, int nparams, const char *const *params,
-                      ExecStatusType want, PGresult **out)
+/* execute_now for one of our prepared statements. */
+static ap_err_t execute_prepared(pg_uow_t *self, enum stmt st, int nparams,
+                                 const char *const *params, ExecStatusType want, PGresult **out)
 {
     const stmt_call_t call = {.st = st, .nparams = nparams, .params = params};
-    return run(self, &call, want, out);
+    return execute_now(self, &call, want, out);
 }
 
-/* Runs a prepared command and returns how many rows it touched. */
-static ap_err_t command(pg_uow_t *self, enum stmt st, int nparams, const char *const *params,
-                        long *rows)
+/* Runs a prepared command now and returns how many rows it touched. */
+static ap_err_t execute_counting(pg_uow_t *self, enum stmt st, int nparams,
+                                 const char *const *params, long *rows)
 {
     PGresult *res = NULL;
-    ap_err_t err = query(self, st, nparams, params, PGRES_COMMAND_OK, &res);
+    ap_err_t err = execute_prepared(self, st, nparams, params, PGRES_COMMAND_OK, &res);
     if (err)
         return err;
     *rows = strtol(PQcmdTuples(res), NULL, 10);
@@ -159,7 +160,7 @@ static ap_err_t command(pg_uow_t *self, enum stmt st, int nparams, const char *c
 }
 
 /* Runs a transaction-control command; the scope functions empty the queue before. */
-static ap_err_t exec(pg_uow_t *self, const char *sql, const char *what)
+static ap_err_t execute_control(pg_uow_t *self, const char *sql, const char *what)
 {
     assert(self->npending == 0);
     ap_err_t err = pg_uow_ready(self);
@@ -235,13 +236,13 @@ static ap_err_t pg_begin(ap_uow_t *uow)
     }
     if ((err = ready_session(self)))
         return err;
-    err = exec(self, "BEGIN ISOLATION LEVEL READ COMMITTED", "begin");
+    err = execute_control(self, "BEGIN ISOLATION LEVEL READ COMMITTED", "begin");
     if (err == AP_ERR_UNAVAILABLE) {
         /* The server dropped an idle connection (restart, failover, idle timeout): nothing
          * was lost yet, so try once more on a new one. */
         if ((err = reconnect(self)))
             return err;
-        err = exec(self, "BEGIN ISOLATION LEVEL READ COMMITTED", "begin");
+        err = execute_control(self, "BEGIN ISOLATION LEVEL READ COMMITTED", "begin");
     }
     return err;
 }
@@ -253,12 +254,11 @@ static void pg_rollback(ap_uow_t *uow)
     char sql[80];
 
     /* A doomed transaction has only its outermost rollback left to do. */
-    if (self->doomed) {
+    if (uow->doomed) {
         pg_queue_clear(self, 0);
         if (level <= 1) {
             if (!self->conn || ap_pg_exec(self->conn, "ROLLBACK", "rollback"))
                 self->broken = true;
-            self->doomed = false;
             uow->doomed = false;
         }
         return;
@@ -283,7 +283,7 @@ static void pg_rollback(ap_uow_t *uow)
         snprintf(sql, sizeof sql, "ROLLBACK TO SAVEPOINT s%u; RELEASE SAVEPOINT s%u", level,
                  level);
     /* If even this fails the session is in doubt: start the next transaction afresh. */
-    if (exec(self, sql, "rollback"))
+    if (execute_control(self, sql, "rollback"))
         self->broken = true;
 }
 
@@ -355,7 +355,7 @@ static ap_err_t load(pg_uow_t *self, enum stmt st, const char *key, ap_product_t
 {
     const char *params[1] = {key};
     PGresult *res = NULL;
-    ap_err_t err = query(self, st, 1, params, PGRES_TUPLES_OK, &res);
+    ap_err_t err = execute_prepared(self, st, 1, params, PGRES_TUPLES_OK, &res);
     if (err == AP_OK && PQntuples(res) == 0)
         err = AP_ERR_NOT_FOUND;
     if (err == AP_OK)
@@ -374,7 +374,7 @@ static ap_err_t pg_load_many(ap_uow_t *uow, const char *const *skus, const int64
     const char *what = pg_stmts[ST_LOAD_MANY].name;
     PGresult *res = NULL;
     ap_err_t err = sku_array && known_array
-                       ? query(self, ST_LOAD_MANY, 2, params, PGRES_TUPLES_OK, &res)
+                       ? execute_prepared(self, ST_LOAD_MANY, 2, params, PGRES_TUPLES_OK, &res)
                        : AP_ERR_NOMEM;
 
     for (size_t i = 0; i < n; i++) {
@@ -574,7 +574,7 @@ static ap_err_t write_row(ap_uow_t *uow, enum stmt st, const char *sql, const ch
         return pg_queue_stmt(self, st, sql, many_sql, EXPECT_DONE, NULL, nparams, params, lengths,
                           formats);
     const stmt_call_t call = {st, sql, nparams, params, lengths, formats};
-    if ((err = run(self, &call, PGRES_COMMAND_OK, &res)))
+    if ((err = execute_now(self, &call, PGRES_COMMAND_OK, &res)))
         return err;
     PQclear(res);
     return AP_OK;
@@ -604,7 +604,7 @@ static ap_err_t pg_claim_partition(ap_uow_t *uow, const char *group, const char 
     int64_t claimed, next;
     ap_err_t err;
 
-    if ((err = query(self, ST_CLAIM, 3, params, PGRES_TUPLES_OK, &res)))
+    if ((err = execute_prepared(self, ST_CLAIM, 3, params, PGRES_TUPLES_OK, &res)))
         goto out;
     if (PQntuples(res) != 1 || !ap_pg_get_int64(res, 0, 0, &claimed) ||
         !ap_pg_get_int64(res, 0, 1, &next)) {
@@ -631,7 +631,7 @@ static ap_err_t pg_advance_offset(ap_uow_t *uow, const char *group, const char *
                             fmt_int(from, expected),
                             fmt_int(to, next)};
     long rows;
-    ap_err_t err = command(self, ST_ADVANCE, 6, params, &rows);
+    ap_err_t err = execute_counting(self, ST_ADVANCE, 6, params, &rows);
     if (err)
         return err;
     if (rows != 1) {
@@ -681,7 +681,7 @@ ap_err_t ap_pg_uow_command(ap_uow_t *uow, const char *sql, int nparams, const ch
     }
     if (!rows)
         return write_row(uow, ST__COUNT, sql, NULL, nparams, params, lengths, formats);
-    err = run(container_of(uow, pg_uow_t, uow), &call, PGRES_COMMAND_OK, &res);
+    err = execute_now(container_of(uow, pg_uow_t, uow), &call, PGRES_COMMAND_OK, &res);
     if (err)
         return err;
     if (rows)
@@ -709,7 +709,7 @@ ap_err_t ap_pg_uow_query(ap_uow_t *uow, const char *sql, int nparams, const char
         AP_ERROR("pg", "query: not a PostgreSQL unit of work");
         return AP_ERR_INTERNAL;
     }
-    return run(container_of(uow, pg_uow_t, uow), &call, PGRES_TUPLES_OK, out);
+    return execute_now(container_of(uow, pg_uow_t, uow), &call, PGRES_TUPLES_OK, out);
 }
 
 ap_err_t ap_pg_uow_new(const char *conninfo, ap_uow_t **out)

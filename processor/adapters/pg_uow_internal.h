@@ -41,7 +41,6 @@ typedef struct pg_uow {
     char *conninfo; /* kept for reconnecting; never logged */
     bool prepared;  /* the statements below exist on `conn` */
     bool broken;    /* the session is in doubt: drop it at the next outermost begin */
-    bool doomed;    /* a deferred write failed: only the outermost rollback is left */
     pending_t *pending; /* statements not sent yet, in order */
     size_t npending, pending_cap;
     /* Other adapters' statements (ap_pg_uow_command), prepared on first use; known by the

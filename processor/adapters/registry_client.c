@@ -30,8 +30,6 @@
 /* A schema is a few kilobytes; anything near this is not a registry's answer. */
 #define MAX_ANSWER (8u << 20)
 
-#define SAY(...) ((why) && (whylen) ? (void)snprintf(why, whylen, __VA_ARGS__) : (void)0)
-
 struct subject_entry {
     char *subject;
     char *schema;
@@ -199,12 +197,12 @@ static void refusal_text(const ap_registry_t *registry, long status, char *why, 
     json_t *code = root ? json_object_get(root, "error_code") : NULL;
 
     if (json_is_string(message) && json_is_integer(code))
-        SAY("%s (HTTP %ld, error_code %" JSON_INTEGER_FORMAT ")", json_string_value(message),
-            status, json_integer_value(code));
+        AP_SAY(why, whylen, "%s (HTTP %ld, error_code %" JSON_INTEGER_FORMAT ")",
+               json_string_value(message), status, json_integer_value(code));
     else if (json_is_string(message))
-        SAY("%s (HTTP %ld)", json_string_value(message), status);
+        AP_SAY(why, whylen, "%s (HTTP %ld)", json_string_value(message), status);
     else
-        SAY("the registry answered HTTP %ld without a message", status);
+        AP_SAY(why, whylen, "the registry answered HTTP %ld without a message", status);
     json_decref(root);
 }
 
@@ -215,7 +213,7 @@ static ap_err_t status_error(const ap_registry_t *registry, const char *what, lo
     char text[512];
 
     refusal_text(registry, status, text, sizeof text);
-    SAY("%s", text);
+    AP_SAY(why, whylen, "%s", text);
     /* 408 (timeout) and 429 (rate limit) say "not now", not "no": try again later. */
     if (status >= 400 && status < 500 && status != 408 && status != 429) {
         AP_WARN(COMPONENT, "%s at %s refused: %s", what, registry->safe_base, text);
@@ -357,7 +355,7 @@ ap_err_t ap_registry_register(ap_registry_t *registry, const char *subject,
     request = json_pack("{s:s}", "schema", schema_json);
     if (!request) {
         /* jansson refuses strings that are not UTF-8. */
-        SAY("the schema for subject %s is not valid UTF-8", subject);
+        AP_SAY(why, whylen, "the schema for subject %s is not valid UTF-8", subject);
         err = AP_ERR_CONFIG;
         goto out;
     }
@@ -376,7 +374,8 @@ ap_err_t ap_registry_register(ap_registry_t *registry, const char *subject,
     json_t *member = answer ? json_object_get(answer, "id") : NULL;
     if (!json_is_integer(member) || json_integer_value(member) < 0 ||
         json_integer_value(member) > INT32_MAX) {
-        SAY("the registry's answer to registering subject %s has no valid id", subject);
+        AP_SAY(why, whylen, "the registry's answer to registering subject %s has no valid id",
+               subject);
         AP_WARN(COMPONENT, "POST %s%s -> %ld with no valid id", registry->safe_base, path,
                 status);
         err = AP_ERR_UNAVAILABLE;
@@ -399,7 +398,7 @@ ap_err_t ap_registry_register(ap_registry_t *registry, const char *subject,
     err = AP_OK;
 out:
     if (err == AP_ERR_NOMEM)
-        SAY("out of memory");
+        AP_SAY(why, whylen, "out of memory");
     json_decref(answer);
     json_decref(request);
     free(payload);

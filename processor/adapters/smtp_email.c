@@ -14,6 +14,7 @@
 
 #include "ap/email.h"
 #include "ap/log.h"
+#include "ap/strbuf.h"
 
 /* ---------------------------------------------------------------- the message */
 
@@ -36,50 +37,17 @@ void ap_email_message_id(const char *event_id, const char *from,
              n ? clean : "allocation-processor.invalid");
 }
 
-/* A growable string; `failed` once an allocation failed. */
-typedef struct text {
-    char *buf;
-    size_t len, cap;
-    bool failed;
-} text_t;
-
-static void put(text_t *t, const char *s, size_t n)
-{
-    if (t->failed)
-        return;
-    if (t->len + n + 1 > t->cap) {
-        size_t ncap = t->cap ? t->cap : 256;
-        while (ncap < t->len + n + 1)
-            ncap *= 2;
-        char *grown = realloc(t->buf, ncap);
-        if (!grown) {
-            t->failed = true;
-            return;
-        }
-        t->buf = grown;
-        t->cap = ncap;
-    }
-    memcpy(t->buf + t->len, s, n);
-    t->len += n;
-    t->buf[t->len] = '\0';
-}
-
-static void puts_(text_t *t, const char *s)
-{
-    put(t, s, strlen(s));
-}
-
 /* A header field's value on one line: every control character becomes a space. */
-static void put_field(text_t *t, const char *name, const char *value)
+static void put_field(ap_strbuf_t *t, const char *name, const char *value)
 {
-    puts_(t, name);
-    puts_(t, ": ");
+    ap_strbuf_adds(t, name);
+    ap_strbuf_adds(t, ": ");
     for (const char *p = value; *p; p++) {
         unsigned char c = (unsigned char)*p;
         char ch = c < ' ' || c == 0x7f ? ' ' : (char)c;
-        put(t, &ch, 1);
+        ap_strbuf_addch(t, ch);
     }
-    puts_(t, "\r\n");
+    ap_strbuf_adds(t, "\r\n");
 }
 
 static bool plain_ascii(const char *s)
@@ -92,19 +60,19 @@ static bool plain_ascii(const char *s)
 }
 
 /* "=?UTF-8?B?...?=" words of at most 45 bytes of text each (60 of base64), folded. */
-static void put_encoded_subject(text_t *t, const char *subject)
+static void put_encoded_subject(ap_strbuf_t *t, const char *subject)
 {
     static const char b64[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     size_t len = strlen(subject);
 
-    puts_(t, "Subject:");
+    ap_strbuf_adds(t, "Subject:");
     for (size_t start = 0; start < len;) {
         /* Never split a UTF-8 sequence across words. */
         size_t end = start + 45 < len ? start + 45 : len;
         while (end < len && end > start && ((unsigned char)subject[end] & 0xC0) == 0x80)
             end--;
-        puts_(t, start ? "\r\n =?UTF-8?B?" : " =?UTF-8?B?");
+        ap_strbuf_adds(t, start ? "\r\n =?UTF-8?B?" : " =?UTF-8?B?");
         for (size_t i = start; i < end; i += 3) {
             unsigned char c[3] = {0, 0, 0};
             size_t k = end - i < 3 ? end - i : 3;
@@ -115,12 +83,12 @@ static void put_encoded_subject(text_t *t, const char *subject)
             char out[4] = {b64[c[0] >> 2], b64[(c[0] & 3) << 4 | c[1] >> 4],
                            k > 1 ? b64[(c[1] & 15) << 2 | c[2] >> 6] : '=',
                            k > 2 ? b64[c[2] & 63] : '='};
-            put(t, out, 4);
+            ap_strbuf_add(t, out, 4);
         }
-        puts_(t, "?=");
+        ap_strbuf_adds(t, "?=");
         start = end;
     }
-    puts_(t, "\r\n");
+    ap_strbuf_adds(t, "\r\n");
 }
 
 char *ap_email_format(const char *from, const char *to, const char *subject, const char *body,
@@ -129,7 +97,7 @@ char *ap_email_format(const char *from, const char *to, const char *subject, con
     static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    text_t t = {0};
+    ap_strbuf_t t = AP_STRBUF_INIT;
     struct tm tm;
     char when[64];
 
@@ -146,7 +114,7 @@ char *ap_email_format(const char *from, const char *to, const char *subject, con
     else
         put_encoded_subject(&t, subject);
     put_field(&t, "Message-ID", message_id);
-    puts_(&t, "MIME-Version: 1.0\r\n"
+    ap_strbuf_adds(&t, "MIME-Version: 1.0\r\n"
               "Content-Type: text/plain; charset=UTF-8\r\n"
               "Content-Transfer-Encoding: 8bit\r\n"
               "Auto-Submitted: auto-generated\r\n"
@@ -155,22 +123,18 @@ char *ap_email_format(const char *from, const char *to, const char *subject, con
     bool line_open = false;
     for (const char *p = body; *p; p++) {
         if (*p == '\r' || *p == '\n') {
-            puts_(&t, "\r\n");
+            ap_strbuf_adds(&t, "\r\n");
             if (*p == '\r' && p[1] == '\n')
                 p++;
             line_open = false;
         } else {
-            put(&t, p, 1);
+            ap_strbuf_addch(&t, *p);
             line_open = true;
         }
     }
     if (line_open)
-        puts_(&t, "\r\n");
-    if (t.failed) {
-        free(t.buf);
-        return NULL;
-    }
-    return t.buf;
+        ap_strbuf_adds(&t, "\r\n");
+    return ap_strbuf_detach(&t);
 }
 
 /* ---------------------------------------------------------------- SMTP */

@@ -23,7 +23,7 @@
 
 typedef struct request {
     const char *topic, *key, *value;
-    const ap_kafka_header_t *headers;
+    const ap_header_t *headers;
     size_t nheaders;
     bool done;
     ap_err_t err;
@@ -148,7 +148,7 @@ fail:
 
 ap_err_t ap_command_gateway_send(ap_command_gateway_t *gateway, const char *topic,
                                  const char *key, const char *value,
-                                 const ap_kafka_header_t *headers, size_t nheaders)
+                                 const ap_header_t *headers, size_t nheaders)
 {
     request_t req = {.topic = topic, .key = key, .value = value, .headers = headers,
                      .nheaders = nheaders};

@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 #include "ap/config.h"
-#include "ap/producer.h"
+#include "ap/kafka_producer.h"
 
 typedef struct ap_command_gateway ap_command_gateway_t;
 
@@ -29,7 +29,7 @@ ap_err_t ap_command_gateway_start(const ap_config_t *cfg, int timeout_ms,
  */
 ap_err_t ap_command_gateway_send(ap_command_gateway_t *gateway, const char *topic,
                                  const char *key, const char *value,
-                                 const ap_kafka_header_t *headers, size_t nheaders);
+                                 const ap_header_t *headers, size_t nheaders);
 
 /* False while the producer sees every broker down. Any thread. */
 bool ap_command_gateway_reachable(ap_command_gateway_t *gateway);

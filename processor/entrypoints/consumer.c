@@ -5,7 +5,7 @@
  * Exactly-once rests on that offset row. A partition is claimed on assignment (its owner
  * epoch is bumped, so an older owner can no longer commit) and every commit moves the offset
  * with a compare-and-set on (epoch, expected offset). Nothing is committed to Kafka's group
- * offsets (kafka.h says why).
+ * offsets (kafka_consumer.h says why).
  *
  * Records are taken in batches (what has been fetched, up to BATCH_MAX_MESSAGES) and a batch
  * is one transaction; each command runs in a savepoint of its own, so it succeeds or fails
@@ -28,11 +28,13 @@
 #include <time.h>
 
 #include "ap/array.h"
+#include "ap/backoff.h"
 #include "ap/codec.h"
-#include "ap/kafka.h"
+#include "ap/kafka_consumer.h"
 #include "ap/log.h"
 #include "ap/outbox.h"
 #include "ap/outcomes.h"
+#include "ap/topics.h"
 
 #define POLL_MS 100
 #define BACKOFF_MIN_MS 100
@@ -91,12 +93,8 @@ static partition_t *find_partition(consumer_t *c, const char *topic, int32_t par
 static bool back_off(consumer_t *c, unsigned attempt)
 {
     ap_clock_t *clock = c->app->deps.clock;
-    int64_t cap = BACKOFF_MIN_MS;
-    for (unsigned i = 0; i < attempt && cap < BACKOFF_MAX_MS; i++)
-        cap *= 2;
-    if (cap > BACKOFF_MAX_MS)
-        cap = BACKOFF_MAX_MS;
-    int64_t wait = cap / 2 + (int64_t)(ap_clock_random(clock) % (uint64_t)(cap / 2 + 1));
+    int64_t wait =
+        ap_backoff_jittered_ms(BACKOFF_MIN_MS, BACKOFF_MAX_MS, attempt, ap_clock_random(clock));
     for (int64_t slept = 0; slept < wait && !*c->stop; slept += 50) {
         atomic_store(&c->health->heartbeat_ms, ap_health_now_ms()); /* waiting is living */
         ap_clock_sleep_ms(clock, 50);
@@ -163,13 +161,7 @@ static ap_msg_type_t type_hint(const consumer_t *c, const ap_record_t *rec, bool
     if (header)
         return ap_msg_type_parse(header, len);
 
-    size_t plen = strlen(c->cfg->topic_prefix), slen = strlen(AP_TYPED_TOPIC_SUFFIX);
-    if (strncmp(rec->topic, c->cfg->topic_prefix, plen) == 0 &&
-        strncmp(rec->topic + plen, AP_TYPED_TOPIC_SUFFIX, slen) == 0) {
-        const char *name = rec->topic + plen + slen;
-        return ap_msg_type_parse(name, strlen(name));
-    }
-    return AP_MSG_NONE;
+    return ap_topic_command_type(c->cfg->topic_prefix, rec->topic);
 }
 
 /* Copies a header's text into `dst` (bounded); false when the record has no such header. */
@@ -205,14 +197,10 @@ static void read_meta(const ap_record_t *rec, ap_msg_meta_t *meta)
 static ap_err_t decode(consumer_t *c, const ap_record_t *rec, ap_msg_t *cmd, char *why,
                        size_t whylen)
 {
-    ap_err_t err;
-    if (ap_avro_is_framed(rec->value, rec->value_len)) {
-        err = ap_avro_decode_command(c->codec, rec->value, rec->value_len, cmd, why, whylen);
-    } else {
-        bool overrides;
-        ap_msg_type_t hint = type_hint(c, rec, &overrides);
-        err = ap_command_decode(rec->value, rec->value_len, hint, overrides, cmd, why, whylen);
-    }
+    bool overrides;
+    ap_msg_type_t hint = type_hint(c, rec, &overrides);
+    ap_err_t err = ap_command_decode(c->codec, rec->value, rec->value_len, hint, overrides, cmd,
+                                     why, whylen);
     read_meta(rec, &cmd->meta);
     return err;
 }
@@ -222,11 +210,19 @@ static ap_err_t dead_letter(consumer_t *c, const ap_record_t *rec, const char *r
     ap_header_t headers[64];
     size_t n = 0;
     while (n < sizeof headers / sizeof *headers &&
-           ap_kafka_record_header_at(rec, n, &headers[n].name, &headers[n].value,
-                                     &headers[n].len))
+           ap_kafka_record_header_at(rec, n, &headers[n]))
         n++;
-    return ap_outbox_dead_letter(c->outbox, rec->key, rec->key_len, rec->value, rec->value_len,
-                                 headers, n, reason, rec->topic, rec->partition, rec->offset);
+    ap_dead_letter_t letter = {.key = rec->key,
+                               .key_len = rec->key_len,
+                               .value = rec->value,
+                               .value_len = rec->value_len,
+                               .headers = headers,
+                               .nheaders = n,
+                               .reason = reason,
+                               .source_topic = rec->topic,
+                               .source_partition = rec->partition,
+                               .source_offset = rec->offset};
+    return ap_outbox_dead_letter(c->outbox, &letter);
 }
 
 static ap_err_t reject(consumer_t *c, const ap_record_t *rec, const ap_msg_t *cmd,
@@ -716,16 +712,16 @@ static ap_err_t create_topics(const ap_config_t *cfg)
                                            AP_EVT_ALLOCATED, AP_EVT_DEALLOCATED,
                                            AP_EVT_OUT_OF_STOCK};
     enum { NOUT = sizeof events / sizeof *events + 2 };
-    char out[NOUT][400];
+    char out[NOUT][AP_TOPIC_SIZE];
     char *topics[64 + NOUT];
     size_t n = 0;
 
     for (size_t i = 0; i < cfg->ncommand_topics && n < 64; i++)
         topics[n++] = cfg->command_topics[i];
     for (size_t i = 0; i < sizeof events / sizeof *events; i++)
-        ap_outbox_event_topic(cfg->topic_prefix, events[i], out[i], sizeof out[i]);
-    snprintf(out[NOUT - 2], sizeof out[0], "%s.events.command_rejected", cfg->topic_prefix);
-    snprintf(out[NOUT - 1], sizeof out[0], "%s.dead_letter", cfg->topic_prefix);
+        ap_topic_event(cfg->topic_prefix, events[i], out[i], sizeof out[i]);
+    ap_topic_rejections(cfg->topic_prefix, out[NOUT - 2], sizeof out[0]);
+    ap_topic_dead_letter(cfg->topic_prefix, out[NOUT - 1], sizeof out[0]);
     for (size_t i = 0; i < NOUT; i++)
         topics[n++] = out[i];
     return ap_kafka_create_topics(cfg, topics, n, 10000);

@@ -6,14 +6,14 @@
  * failing row and of the loop, reconnecting, what to do without SMTP_URL, and stopping.
  */
 #include "entrypoints/email_sender.h"
+#include "entrypoints/worker.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "ap/backoff.h"
 #include "ap/email.h"
 #include "ap/log.h"
 
@@ -24,10 +24,7 @@
 
 struct ap_email_sender {
     const ap_config_t *cfg; /* borrowed until ap_email_sender_stop returns */
-    pthread_t thread;
-    atomic_bool stop;
-    pthread_mutex_t mutex; /* guards stats; with `wake`, lets a stop cut a nap short */
-    pthread_cond_t wake;
+    ap_worker_t worker; /* its mutex also guards stats */
     ap_email_sender_stats_t stats;
 
     /* Owned by the thread once it runs. */
@@ -41,7 +38,7 @@ struct ap_email_sender {
 
 static bool stopping(ap_email_sender_t *sender)
 {
-    return atomic_load(&sender->stop);
+    return ap_worker_stopping(&sender->worker);
 }
 
 /* ap_smtp_cancel_fn: a stop cuts an SMTP exchange short (the row stays, to be sent again). */
@@ -50,39 +47,9 @@ static bool smtp_cancelled(void *ctx)
     return stopping(ctx);
 }
 
-/* Sleeps up to `ms`, less when asked to stop. */
 static void nap(ap_email_sender_t *sender, int64_t ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += (time_t)(ms / 1000);
-    until.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
-    pthread_mutex_lock(&sender->mutex);
-    while (!stopping(sender) &&
-           pthread_cond_timedwait(&sender->wake, &sender->mutex, &until) == 0) {
-    }
-    pthread_mutex_unlock(&sender->mutex);
-}
-
-static int64_t doubled(int64_t ms, int64_t max)
-{
-    return ms >= max / 2 ? max : ms * 2;
-}
-
-/* RETRY_MIN_MS doubled `attempts` times, at most `max`, minus up to half of it (jitter, so
- * rows that failed together do not all come back at once). */
-static int64_t backoff_ms(ap_email_sender_t *sender, int attempts, int64_t max)
-{
-    int64_t ms = RETRY_MIN_MS;
-    for (int i = 0; i < attempts && ms < max; i++)
-        ms = doubled(ms, max);
-    if (ms > max)
-        ms = max;
-    return ms - (int64_t)((unsigned)rand_r(&sender->seed) % (unsigned)(ms / 2 + 1));
+    ap_worker_nap(&sender->worker, ms);
 }
 
 /* ---------------------------------------------------------------- stats */
@@ -90,25 +57,25 @@ static int64_t backoff_ms(ap_email_sender_t *sender, int attempts, int64_t max)
 static void count(ap_email_sender_t *sender, uint64_t delivered, uint64_t failed,
                   uint64_t logged)
 {
-    pthread_mutex_lock(&sender->mutex);
+    pthread_mutex_lock(&sender->worker.mutex);
     sender->stats.delivered += delivered;
     sender->stats.failed += failed;
     sender->stats.logged += logged;
-    pthread_mutex_unlock(&sender->mutex);
+    pthread_mutex_unlock(&sender->worker.mutex);
 }
 
 static void set_connected(ap_email_sender_t *sender, bool connected)
 {
-    pthread_mutex_lock(&sender->mutex);
+    pthread_mutex_lock(&sender->worker.mutex);
     sender->stats.connected = connected;
-    pthread_mutex_unlock(&sender->mutex);
+    pthread_mutex_unlock(&sender->worker.mutex);
 }
 
 void ap_email_sender_stats(ap_email_sender_t *sender, ap_email_sender_stats_t *stats)
 {
-    pthread_mutex_lock(&sender->mutex);
+    pthread_mutex_lock(&sender->worker.mutex);
     *stats = sender->stats;
-    pthread_mutex_unlock(&sender->mutex);
+    pthread_mutex_unlock(&sender->worker.mutex);
 }
 
 /* ---------------------------------------------------------------- one email */
@@ -165,7 +132,9 @@ static ap_err_t send_one(ap_email_sender_t *sender, bool *found, bool *failed)
     }
     *failed = true;
     count(sender, 0, 1, 0);
-    int64_t delay = backoff_ms(sender, row.attempts, cfg->email_retry_max_ms);
+    /* Jittered, so that rows that failed together do not all come back at once. */
+    int64_t delay = ap_backoff_jittered_ms(RETRY_MIN_MS, cfg->email_retry_max_ms,
+                                           (unsigned)row.attempts, (uint32_t)rand_r(&sender->seed));
     /* One warning per distinct cause, not one per retry. */
     bool quiet = strcmp(why, sender->logged_error) == 0;
     ap_log(quiet ? AP_LOG_DEBUG : AP_LOG_WARN, "email",
@@ -180,7 +149,7 @@ static ap_err_t send_one(ap_email_sender_t *sender, bool *found, bool *failed)
 static void *sender_main(void *arg)
 {
     ap_email_sender_t *sender = arg;
-    int64_t reconnect_ms = RECONNECT_MIN_MS, failure_ms = RETRY_MIN_MS;
+    unsigned reconnects = 0, failures = 0; /* in a row: how long the next pause is */
     bool was_connected = false;
 
     while (!stopping(sender)) {
@@ -190,8 +159,7 @@ static void *sender_main(void *arg)
                 AP_WARN("email", "lost the database session; reconnecting");
             was_connected = false;
             if (ap_email_queue_connect(sender->queue)) {
-                nap(sender, reconnect_ms);
-                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+                nap(sender, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
                 continue;
             }
             was_connected = true;
@@ -203,19 +171,17 @@ static void *sender_main(void *arg)
             /* Lost sessions are handled at the top of the loop; anything else is retried
              * after a growing pause. */
             if (ap_email_queue_connected(sender->queue)) {
-                nap(sender, reconnect_ms);
-                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+                nap(sender, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
             }
             continue;
         }
-        reconnect_ms = RECONNECT_MIN_MS;
+        reconnects = 0;
         if (failed) {
             /* The server is likely away for every row: pause before the next one. */
-            nap(sender, failure_ms);
-            failure_ms = doubled(failure_ms, sender->cfg->email_retry_max_ms);
+            nap(sender, ap_backoff_ms(RETRY_MIN_MS, sender->cfg->email_retry_max_ms, failures++));
             continue;
         }
-        failure_ms = RETRY_MIN_MS;
+        failures = 0;
         if (!found)
             (void)ap_email_queue_wait(sender->queue, IDLE_WAIT_MS);
     }
@@ -230,26 +196,19 @@ static void sender_free(ap_email_sender_t *sender)
 {
     ap_email_queue_free(sender->queue);
     ap_smtp_free(sender->smtp);
-    pthread_cond_destroy(&sender->wake);
-    pthread_mutex_destroy(&sender->mutex);
+    ap_worker_release(&sender->worker);
     free(sender);
 }
 
 ap_err_t ap_email_sender_start(const ap_config_t *cfg, ap_email_sender_t **out)
 {
-    pthread_condattr_t attr;
     ap_err_t err = AP_ERR_NOMEM;
     ap_email_sender_t *sender = calloc(1, sizeof *sender);
     if (!sender)
         return AP_ERR_NOMEM;
     sender->cfg = cfg;
     sender->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)sender;
-    atomic_init(&sender->stop, false);
-    pthread_mutex_init(&sender->mutex, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&sender->wake, &attr);
-    pthread_condattr_destroy(&attr);
+    ap_worker_init(&sender->worker);
 
     if (!(sender->queue = ap_pg_email_queue_new(cfg->database_url, cfg->topic_prefix)))
         goto fail;
@@ -267,9 +226,8 @@ ap_err_t ap_email_sender_start(const ap_config_t *cfg, ap_email_sender_t **out)
                          "not sent");
     }
     sender->stats.smtp = sender->smtp != NULL;
-    if (pthread_create(&sender->thread, NULL, sender_main, sender)) {
+    if ((err = ap_worker_start(&sender->worker, sender_main, sender))) {
         AP_ERROR("email", "cannot start the email sender thread");
-        err = AP_ERR_INTERNAL;
         goto fail;
     }
     *out = sender;
@@ -283,10 +241,6 @@ void ap_email_sender_stop(ap_email_sender_t *sender)
 {
     if (!sender)
         return;
-    pthread_mutex_lock(&sender->mutex);
-    atomic_store(&sender->stop, true);
-    pthread_cond_broadcast(&sender->wake);
-    pthread_mutex_unlock(&sender->mutex);
-    pthread_join(sender->thread, NULL);
+    ap_worker_stop(&sender->worker);
     sender_free(sender);
 }

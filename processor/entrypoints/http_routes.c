@@ -262,13 +262,13 @@ static void post_command(ap_http_api_t *api, const ap_http_request_t *req, ap_ms
         goto out;
     }
     const char *traceparent = ap_http_request_header(req, "traceparent");
-    ap_kafka_header_t headers[3] = {
+    ap_header_t headers[3] = {
         {"message-id", 10, message_id, strlen(message_id)},
         {"correlation-id", 14, correlation_id, strlen(correlation_id)},
     };
     size_t nheaders = 2;
     if (traceparent && valid_id(traceparent))
-        headers[nheaders++] = (ap_kafka_header_t){"traceparent", 11, traceparent,
+        headers[nheaders++] = (ap_header_t){"traceparent", 11, traceparent,
                                                   strlen(traceparent)};
     AP_DEBUG("http", "%s for sku %s: producing", ap_msg_type_name(cmd.type), cmd.sku);
     err = ap_command_gateway_send(deps->gateway, deps->cfg->command_topics[0], cmd.sku, value,

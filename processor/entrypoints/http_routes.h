@@ -13,7 +13,7 @@
 #include "entrypoints/consumer.h"
 #include "entrypoints/email_sender.h"
 #include "entrypoints/instruments.h"
-#include "entrypoints/relay.h"
+#include "ap/relay.h"
 
 #define AP_HTTP_MAX_BODY (64 * 1024)
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ap/backoff.h"
 #include "ap/bootstrap.h"
 #include "ap/config.h"
 #include "ap/log.h"
@@ -19,9 +20,9 @@
 #include "entrypoints/command_gateway.h"
 #include "entrypoints/consumer.h"
 #include "entrypoints/email_sender.h"
+#include "ap/relay.h"
 #include "entrypoints/http_routes.h"
 #include "entrypoints/instruments.h"
-#include "entrypoints/relay.h"
 
 extern char **environ;
 
@@ -77,19 +78,18 @@ static ap_err_t migrate_when_ready(const ap_config_t *cfg, ap_health_t *health)
 {
     ap_clock_t *clock = ap_system_clock_new();
     ap_err_t err = AP_ERR_NOMEM;
-    int64_t wait = 250;
 
-    while (clock) {
+    for (unsigned attempt = 0; clock; attempt++) {
         int applied = 0;
         err = ap_pg_migrate(cfg->database_url, &applied);
         if (err != AP_ERR_UNAVAILABLE || stop_requested)
             break;
+        int64_t wait = ap_backoff_ms(250, 8000, attempt);
         AP_WARN("main", "database not reachable; retrying in %lld ms", (long long)wait);
         for (int64_t slept = 0; slept < wait && !stop_requested; slept += 50) {
             atomic_store(&health->heartbeat_ms, ap_health_now_ms()); /* waiting, alive */
             ap_clock_sleep_ms(clock, 50);
         }
-        wait = wait < 8000 ? wait * 2 : wait;
     }
     ap_clock_free(clock);
     return err;

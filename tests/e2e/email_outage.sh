@@ -26,7 +26,9 @@ for n in 2 3 4; do out_of_stock "$n"; done
 wait_for "three emails waiting" 60 email_rows_are 3
 # Each has been tried and failed more than once: the sender keeps retrying.
 wait_for "every waiting email tried twice" 60 tried_at_least 2
-grep -q "not sent (smtp://127.0.0.1:$SMTP_PORT" "$PROCESSOR_LOG" || fail "the failed attempts were not logged"
+# ... and each row says why its last attempt failed.
+[[ "$(sql "select count(*) from email_outbox where origin = '$TOPIC_PREFIX' and coalesce(last_error, '') <> ''")" -eq 3 ]] ||
+    fail "the failed attempts left no last_error on their rows"
 
 start_mailpit
 wait_for "the three emails, once the server is back" 60 mail_count_at_least 4

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fault test (issue 4, part 5): a seeded stream of ~21,000 commands over 200 skus flows
+# The fault test: a seeded stream of ~21,000 commands over 200 skus flows
 # in while the processor is killed with SIGKILL three times, a second group member joins and
 # leaves gracefully, and Postgres restarts under the running processor. Afterwards Postgres
 # (write model and read model) and every event topic must equal what tests/model/model.py, an
@@ -27,26 +27,16 @@ STREAM="$WORK_DIR/commands.tsv"
 # One build for the whole run, even if the binary is rebuilt meanwhile.
 cp "$AP_BIN" "$WORK_DIR/allocation-processor"
 AP_BIN="$WORK_DIR/allocation-processor"
-STARTED=$SECONDS
 
 # Killed members must leave the group fast (KAFKA_<NAME> pass-through to librdkafka). Six
 # partitions, so that two members both get some.
 export KAFKA_SESSION_TIMEOUT_MS=6000 KAFKA_HEARTBEAT_INTERVAL_MS=1000 TOPIC_PARTITIONS=6
 
-MEMBER_PID=""
-MEMBER_LOG="$WORK_DIR/member-b.log"
+# Member A is lib.sh's PROCESSOR_PID, killed and restarted; member B (start_member) joins
+# and leaves.
 INCARNATION=0
 KILLS=0
-cleanup_all() {
-    if [[ -n "$MEMBER_PID" ]] && kill -0 "$MEMBER_PID" 2>/dev/null; then
-        kill -KILL "$MEMBER_PID" 2>/dev/null || true
-        wait "$MEMBER_PID" 2>/dev/null || true
-    fi
-    cleanup
-}
-trap cleanup_all EXIT
 
-note() { printf '[fault %3ds] %s\n' $((SECONDS - STARTED)) "$*"; }
 
 echo "fault test: seed $SEED (FAULT_SEED=$SEED reproduces the stream), work dir $WORK_DIR"
 python3 "$MODEL" selftest
@@ -81,33 +71,32 @@ kill_a() {
 
 # fail_b MESSAGE: fail, showing member B's log as well as A's.
 fail_b() {
-    echo "--- last lines of member B's log ($MEMBER_LOG):" >&2
-    tail -n 40 "$MEMBER_LOG" >&2
+    echo "--- last lines of member B's log (${MEMBER_LOG[B]}):" >&2
+    tail -n 40 "${MEMBER_LOG[B]}" >&2
     fail "$1"
 }
 
 member_b_owns_partitions() {
-    kill -0 "$MEMBER_PID" 2>/dev/null || fail_b "member B exited early"
-    grep -q "assigned $COMMAND_TOPIC" "$MEMBER_LOG"
+    member_alive B || fail_b "member B exited early"
+    grep -q "assigned $COMMAND_TOPIC" "${MEMBER_LOG[B]}"
 }
 
 start_b() {
     local t0=$SECONDS
-    "$AP_BIN" run >>"$MEMBER_LOG" 2>&1 &
-    MEMBER_PID=$!
-    wait_for "member B to own partitions (log $MEMBER_LOG)" 60 member_b_owns_partitions
-    note "member B (pid $MEMBER_PID) joined and owns partitions after $((SECONDS - t0))s"
+    start_member B
+    wait_for "member B to own partitions (log ${MEMBER_LOG[B]})" 60 member_b_owns_partitions
+    note "member B (pid ${MEMBER_PID[B]}) joined and owns partitions after $((SECONDS - t0))s"
 }
 
 stop_b() {
     local rc=0 deadline=$((SECONDS + 30))
-    kill -TERM "$MEMBER_PID"
-    while kill -0 "$MEMBER_PID" 2>/dev/null; do
+    kill -TERM "${MEMBER_PID[B]}"
+    while member_alive B; do
         ((SECONDS < deadline)) || fail_b "member B did not stop within 30s of SIGTERM"
         sleep 0.1
     done
-    wait "$MEMBER_PID" || rc=$?
-    MEMBER_PID=""
+    wait "${MEMBER_PID[B]}" || rc=$?
+    MEMBER_PID[B]=""
     [[ $rc -eq 0 ]] || fail_b "member B exited with $rc after SIGTERM, expected 0"
     note "member B left the group (SIGTERM, exit 0)"
 }
@@ -116,8 +105,8 @@ alive() {
     if [[ -n "$PROCESSOR_PID" ]]; then
         kill -0 "$PROCESSOR_PID" 2>/dev/null || fail "member A died (log $PROCESSOR_LOG)"
     fi
-    if [[ -n "$MEMBER_PID" ]]; then
-        kill -0 "$MEMBER_PID" 2>/dev/null || fail_b "member B died"
+    if [[ -n "${MEMBER_PID[B]:-}" ]]; then
+        member_alive B || fail_b "member B died"
     fi
 }
 
@@ -127,15 +116,11 @@ committed_or_nothing() { COMMITTED=$(committed_records 2>/dev/null) && [[ -n "$C
 read_committed() { wait_for "Postgres to answer" 60 committed_or_nothing; }
 
 # Progress: the records committed reach N (capped at what was produced, so always reachable).
-committed_at_least() {
-    alive
-    local n=$1 got
-    ((n <= PRODUCED)) || n=$PRODUCED
-    got=$(committed_records 2>/dev/null) || return 1
-    [[ -n "$got" ]] && ((got >= n))
-}
+alive_and_committed() { alive && committed_at_least "$1"; }
 progress() { # progress DESCRIPTION SECONDS N
-    wait_for "$1 (at least $3 records committed)" "$2" committed_at_least "$3"
+    local n=$3
+    ((n <= PRODUCED)) || n=$PRODUCED
+    wait_for "$1 (at least $n records committed)" "$2" alive_and_committed "$n"
 }
 # A random point between FROM% and TO% of the stream.
 somewhere() { echo $((TOTAL * ($1 + RANDOM % ($2 - $1 + 1)) / 100)); }

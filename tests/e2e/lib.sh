@@ -19,6 +19,13 @@ export HTTP_ADDR="${HTTP_ADDR:-127.0.0.1:0}"
 WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/$RUN_ID.XXXX")"
 PROCESSOR_PID=""
 PROCESSOR_LOG="$WORK_DIR/processor.log"
+STARTED=$SECONDS
+# Group members besides PROCESSOR_PID (start_member): a name, a pid and a log each.
+declare -A MEMBER_PID=() MEMBER_LOG=()
+MEMBERS=()
+
+# note MESSAGE: a progress line, with the seconds since the test began.
+note() { printf '[%s %3ds] %s\n' "$(basename "$0" .sh)" $((SECONDS - STARTED)) "$*"; }
 
 fail() {
     echo "FAIL: $*" >&2
@@ -30,10 +37,13 @@ fail() {
 }
 
 cleanup() {
-    if [[ -n "$PROCESSOR_PID" ]] && kill -0 "$PROCESSOR_PID" 2>/dev/null; then
-        kill -KILL "$PROCESSOR_PID" 2>/dev/null || true
-        wait "$PROCESSOR_PID" 2>/dev/null || true
-    fi
+    local pid
+    for pid in "$PROCESSOR_PID" "${MEMBER_PID[@]}"; do
+        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+            kill -KILL "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     # The test's topics go too, so a long-lived local broker does not pile up partitions
     # (best effort: a test that failed because Kafka is away still reports that).
     if [[ -x "${AP_TOOLS:-}/test-delete-topics" ]]; then
@@ -41,6 +51,18 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+
+# finish [STEP...]: an EXIT trap for tests that run a producer loop (trap 'finish STEP' EXIT):
+# stops it, cleans up, then runs each STEP (a command of the test's own), every one of them
+# whatever fails, and exits with the test's status.
+finish() {
+    local rc=$? step
+    set +e
+    stop_producer
+    cleanup
+    for step in "$@"; do "$step"; done
+    exit "$rc"
+}
 
 # Checks the services are there: in CI a missing service is a failure, never a skip.
 require_services() {
@@ -124,6 +146,13 @@ produced_records() {
         total=$((total + end))
     done
     echo "$total"
+}
+
+# committed_at_least N: at least N records consumed and committed (false while Postgres is away).
+committed_at_least() {
+    local got
+    got=$(committed_records 2>/dev/null) || return 1
+    [[ -n "$got" ]] && ((got >= $1))
 }
 
 all_records_committed() {
@@ -223,6 +252,27 @@ chunks_done() { cat "$WORK_DIR/chunks" 2>/dev/null || echo 0; }
 producer_ok() {
     [[ ! -e "$WORK_DIR/failed" ]] || fail "producing the stream: $(cat "$WORK_DIR/failed"): $(tail -n 5 "$WORK_DIR/kcat.err" 2>/dev/null)"
 }
+# chunks_at_least N: the producer loop sent N chunks; fails when it failed, or when the
+# processor (PROCESSOR_PID, if one runs) exited meanwhile.
+chunks_at_least() {
+    producer_ok
+    [[ -z "$PROCESSOR_PID" ]] || kill -0 "$PROCESSOR_PID" 2>/dev/null ||
+        fail "the processor exited while the stream was being produced"
+    (($(chunks_done) >= $1))
+}
+
+# start_member NAME: another processor in the group (the test's settings), logging to
+# MEMBER_LOG[NAME]; its pid is MEMBER_PID[NAME]. cleanup kills the ones still running.
+start_member() {
+    local m=$1
+    MEMBER_LOG[$m]="$WORK_DIR/member-$m.log"
+    "$AP_BIN" run >>"${MEMBER_LOG[$m]}" 2>&1 &
+    MEMBER_PID[$m]=$!
+    MEMBERS+=("$m")
+    note "member $m started (pid ${MEMBER_PID[$m]})"
+}
+# member_alive NAME: member NAME was started and is still running.
+member_alive() { [[ -n "${MEMBER_PID[$1]:-}" ]] && kill -0 "${MEMBER_PID[$1]}" 2>/dev/null; }
 
 # check_applied_once SKUS ALLOCS COUNTERS: for streams named like outages.sh and rebalance.sh
 # (allocation skus <run>-S<n>, orders <run>-o<n>, counter skus <run>-C<n> with batch

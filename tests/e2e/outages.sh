@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Outages (issue 4, part 3): a steady stream of commands flows in while Postgres is restarted
+# Outages: a steady stream of commands flows in while Postgres is restarted
 # under the running processor, and later the Kafka broker. The processor must notice each
 # outage (its readiness flags, logged as "<service> unreachable" / "reachable again"), keep
 # running (the same process throughout), and afterwards every command is applied exactly
@@ -21,8 +21,6 @@ export LOG_FORMAT=text TOPIC_PARTITIONS=3
 
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 SERVICES="$REPO/deploy/local/services.sh"
-STARTED=$SECONDS
-note() { printf '[outages %3ds] %s\n' $((SECONDS - STARTED)) "$*"; }
 
 SKUS=50         # products receiving allocations, one batch each
 COUNTERS=5      # products whose batch only receives ChangeBatchQuantity
@@ -52,21 +50,18 @@ export DATABASE_URL
 DATABASE_URL="$(database_url "$SCRATCH_DB")"
 
 PRODUCER_PID=""
-finish() {
-    local rc=$?
-    set +e # every step of the clean-up runs, whatever fails
-    stop_producer
-    cleanup
-    # Whatever happened, leave both services running for everyone else.
+# Whatever happened, leave both services running for everyone else.
+restore_services() {
     if ! "$SERVICES" status >/dev/null 2>&1; then
         echo "outages: bringing the local services back" >&2
         "$SERVICES" start >&2 || echo "outages: WARNING: $SERVICES start failed" >&2
     fi
+}
+drop_scratch_db() {
     psql "$ADMIN_DATABASE_URL" -qAtX -c "DROP DATABASE IF EXISTS $SCRATCH_DB WITH (FORCE)" >/dev/null 2>&1 ||
         echo "outages: could not drop the scratch database $SCRATCH_DB" >&2
-    exit "$rc"
 }
-trap finish EXIT
+trap 'finish restore_services drop_scratch_db' EXIT
 
 # --- the stream ---------------------------------------------------------------------------------
 STREAM="$WORK_DIR/stream.tsv"
@@ -109,11 +104,6 @@ done
 # it happens and after it is over. Progress goes to $WORK_DIR/chunks, failures to .../failed.
 declare -A GATE=([$((CHUNKS * 45 / 100))]=pg-done [$((CHUNKS * 80 / 100))]=kafka-done)
 PACE=0.15 # ~20 s for the stream on this machine
-chunks_at_least() {
-    producer_ok
-    kill -0 "$PROCESSOR_PID" 2>/dev/null || fail "the processor exited (it must ride out the outages)"
-    (($(chunks_done) >= $1))
-}
 
 # log_after LINE: the processor's log from line LINE+1 on.
 log_lines() { wc -l <"$PROCESSOR_LOG"; }

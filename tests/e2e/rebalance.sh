@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebalances (issue 4, part 2): three processes in one consumer group, partitions moving
+# Rebalances: three processes in one consumer group, partitions moving
 # while commands flow. A starts; B joins; C joins; B leaves gracefully (SIGTERM, exit 0);
 # C is killed (SIGKILL) and its partitions move once its session times out; C starts again;
 # at the end everyone stops with SIGTERM. Afterwards no command was applied twice (the
@@ -12,8 +12,6 @@ export LOG_FORMAT=text TOPIC_PARTITIONS=6
 # A killed member holds its partitions until its session times out: keep that short.
 export KAFKA_SESSION_TIMEOUT_MS=6000 KAFKA_HEARTBEAT_INTERVAL_MS=1000
 
-STARTED=$SECONDS
-note() { printf '[rebalance %3ds] %s\n' $((SECONDS - STARTED)) "$*"; }
 
 SKUS=120        # products receiving allocations, one batch each
 COUNTERS=12     # products whose batch only receives ChangeBatchQuantity
@@ -22,59 +20,34 @@ CHUNK=100       # commands per kcat call
 CHUNKS=$((COMMANDS / CHUNK))
 
 # --- the members --------------------------------------------------------------------------------
-# A member is a name (A, B, C, C2: C's second life), a pid and a log of its own.
-declare -A PID=() LOG=()
-MEMBERS=()
+# A member is a name (A, B, C, C2: C's second life), a pid and a log of its own (lib.sh's
+# start_member).
 PRODUCER_PID=""
 
 fail() {
     echo "FAIL: $*" >&2
     local m
     for m in "${MEMBERS[@]}"; do
-        echo "--- last lines of member $m's log (${LOG[$m]}):" >&2
-        tail -n 25 "${LOG[$m]}" >&2
+        echo "--- last lines of member $m's log (${MEMBER_LOG[$m]}):" >&2
+        tail -n 25 "${MEMBER_LOG[$m]}" >&2
     done
     exit 1
 }
 
-finish() {
-    local rc=$?
-    set +e # every step of the clean-up runs, whatever fails
-    stop_producer
-    local m
-    for m in "${MEMBERS[@]}"; do
-        if [[ -n "${PID[$m]}" ]] && kill -0 "${PID[$m]}" 2>/dev/null; then
-            kill -KILL "${PID[$m]}" 2>/dev/null || true
-            wait "${PID[$m]}" 2>/dev/null || true
-        fi
-    done
-    cleanup
-    exit "$rc"
-}
 trap finish EXIT
 
-start_member() {
-    local m=$1
-    LOG[$m]="$WORK_DIR/member-$m.log"
-    "$AP_BIN" run >>"${LOG[$m]}" 2>&1 &
-    PID[$m]=$!
-    MEMBERS+=("$m")
-    note "member $m started (pid ${PID[$m]})"
-}
-
-alive() { [[ -n "${PID[$1]}" ]] && kill -0 "${PID[$1]}" 2>/dev/null; }
 
 # stop_member NAME SIGNAL: TERM must end in exit code 0 within 30 s.
 stop_member() {
     local m=$1 signal=$2 rc=0 deadline=$((SECONDS + 30))
-    kill "-$signal" "${PID[$m]}"
+    kill "-$signal" "${MEMBER_PID[$m]}"
     # (stderr aside while it ends: bash would report a SIGKILL as "Killed")
     {
-        while kill -0 "${PID[$m]}" && ((SECONDS < deadline)); do sleep 0.1; done
+        while kill -0 "${MEMBER_PID[$m]}" && ((SECONDS < deadline)); do sleep 0.1; done
     } 2>/dev/null
-    ! kill -0 "${PID[$m]}" 2>/dev/null || fail "member $m did not stop within 30 s of SIG$signal"
-    { wait "${PID[$m]}" || rc=$?; } 2>/dev/null
-    PID[$m]=""
+    ! kill -0 "${MEMBER_PID[$m]}" 2>/dev/null || fail "member $m did not stop within 30 s of SIG$signal"
+    { wait "${MEMBER_PID[$m]}" || rc=$?; } 2>/dev/null
+    MEMBER_PID[$m]=""
     if [[ "$signal" == TERM ]]; then
         [[ $rc -eq 0 ]] || fail "member $m exited with $rc after SIGTERM, expected 0"
     fi
@@ -88,7 +61,7 @@ owned() {
         function part() { match($0, /\[[0-9]+\]/); return substr($0, RSTART + 1, RLENGTH - 2) }
         index($0, "kafka: assigned " t " [") { own[part()] = 1 }
         index($0, "kafka: revoked " t " [") { delete own[part()] }
-        END { for (p in own) print p }' "${LOG[$1]}" | sort -n | paste -sd' '
+        END { for (p in own) print p }' "${MEMBER_LOG[$1]}" | sort -n | paste -sd' '
 }
 
 # settled NAME...: the named members are alive, each holds a partition, and together they
@@ -96,7 +69,7 @@ owned() {
 settled() {
     local m all=""
     for m in "$@"; do
-        alive "$m" || fail "member $m exited unexpectedly"
+        member_alive "$m" || fail "member $m exited unexpectedly"
         local own
         own=$(owned "$m")
         [[ -n "$own" ]] || return 1
@@ -111,7 +84,7 @@ LAST_SIGNATURE="" LAST_CHANGE=0
 settled_quiet() {
     local m signature=""
     for m in "$@"; do
-        signature+="$m:$(grep -cE "kafka: (assigned|revoked) " "${LOG[$m]}") "
+        signature+="$m:$(grep -cE "kafka: (assigned|revoked) " "${MEMBER_LOG[$m]}") "
     done
     if [[ "$signature" != "$LAST_SIGNATURE" ]]; then
         LAST_SIGNATURE=$signature LAST_CHANGE=$SECONDS
@@ -157,10 +130,6 @@ done >"$STREAM"
 # keep arriving, and commands still arrive after it.
 declare -A GATE=([15]=b-joined [27]=c-joined [36]=b-left [48]=c-gone [54]=c-back)
 PACE=0.3
-chunks_at_least() {
-    producer_ok
-    (($(chunks_done) >= $1))
-}
 progress() { echo "chunk $(chunks_done)/$CHUNKS, $(committed_records) records committed"; }
 
 # --- the run ------------------------------------------------------------------------------------
@@ -213,7 +182,7 @@ PRODUCER_PID=""
 produced=$(produced_records)
 [[ "$produced" -eq $((CREATES + COMMANDS)) ]] ||
     fail "precondition: the command topic holds $produced records, $((CREATES + COMMANDS)) were produced (a kcat problem, not the processor's)"
-members_alive() { alive A || fail "member A exited"; alive C2 || fail "member C2 exited"; all_records_committed; }
+members_alive() { member_alive A || fail "member A exited"; member_alive C2 || fail "member C2 exited"; all_records_committed; }
 wait_for "every record committed" 180 members_alive
 note "all $produced records committed ($(progress)); stopping everyone"
 stop_member A TERM
@@ -225,35 +194,35 @@ check_applied_once "$SKUS" "$ALLOCS" "$COUNTERS"
 
 # The partitions moved: A gave some up, every member held some, and each partition's owner
 # epoch went up with each claim.
-grep -q "kafka: revoked $COMMAND_TOPIC" "${LOG[A]}" || fail "A never gave up a partition"
+grep -q "kafka: revoked $COMMAND_TOPIC" "${MEMBER_LOG[A]}" || fail "A never gave up a partition"
 for m in A B C C2; do
-    grep -q "kafka: assigned $COMMAND_TOPIC" "${LOG[$m]}" || fail "member $m was never assigned a partition"
+    grep -q "kafka: assigned $COMMAND_TOPIC" "${MEMBER_LOG[$m]}" || fail "member $m was never assigned a partition"
 done
-grep -q "kafka: revoked $COMMAND_TOPIC" "${LOG[B]}" || fail "B did not give up its partitions when it left"
+grep -q "kafka: revoked $COMMAND_TOPIC" "${MEMBER_LOG[B]}" || fail "B did not give up its partitions when it left"
 moved=$(sql "select count(*) from consumer_offsets where group_id = '$KAFKA_GROUP_ID' and topic = '$COMMAND_TOPIC' and owner_epoch > 1")
 ((moved > 0)) || fail "no partition was ever claimed twice"
 # Each member that stopped says how much it applied; every one applied some, together no
 # more than there was (C's first life, killed, applied the rest).
 sum=0
 for m in A B C2; do
-    line=$(grep "consumer: stopping: applied=" "${LOG[$m]}" | tail -n 1)
+    line=$(grep "consumer: stopping: applied=" "${MEMBER_LOG[$m]}" | tail -n 1)
     [[ "$line" =~ applied=([0-9]+) ]] || fail "member $m did not log its stopping line"
     n=${BASH_REMATCH[1]}
     ((n > 0)) || fail "member $m applied no command"
     sum=$((sum + n))
-    note "member $m: ${line#*consumer: }; assigned $(grep -c "kafka: assigned $COMMAND_TOPIC" "${LOG[$m]}")x, revoked $(grep -c "kafka: revoked $COMMAND_TOPIC" "${LOG[$m]}")x"
+    note "member $m: ${line#*consumer: }; assigned $(grep -c "kafka: assigned $COMMAND_TOPIC" "${MEMBER_LOG[$m]}")x, revoked $(grep -c "kafka: revoked $COMMAND_TOPIC" "${MEMBER_LOG[$m]}")x"
 done
 ((sum <= produced)) || fail "the members applied $sum commands in all, more than the $produced produced"
 note "C's first life (killed) applied the other $((produced - sum)); owner epochs: $(sql "select string_agg(partition || ':' || owner_epoch, ' ' order by partition) from consumer_offsets where group_id = '$KAFKA_GROUP_ID' and topic = '$COMMAND_TOPIC'")"
-fenced=$(cat "${LOG[@]}" | grep -c "another consumer owns it now" || true)
+fenced=$(cat "${MEMBER_LOG[@]}" | grep -c "another consumer owns it now" || true)
 note "$fenced fenced commit(s) (a batch of a partition that had moved, abandoned)"
 
 for m in "${MEMBERS[@]}"; do
-    if grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "${LOG[$m]}"; then
+    if grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "${MEMBER_LOG[$m]}"; then
         fail "a sanitizer reported an error in member $m"
     fi
-    if grep -qE "^[^ ]+ error " "${LOG[$m]}"; then
-        fail "member $m logged errors: $(grep -E "^[^ ]+ error " "${LOG[$m]}" | head -n 3)"
+    if grep -qE "^[^ ]+ error " "${MEMBER_LOG[$m]}"; then
+        fail "member $m logged errors: $(grep -E "^[^ ]+ error " "${MEMBER_LOG[$m]}" | head -n 3)"
     fi
 done
 pass

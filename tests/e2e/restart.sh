@@ -36,7 +36,6 @@ commands() {
     commands 1 "$ALLOCS_PER_PHASE"
 } | produce_keyed
 
-committed_at_least() { [[ "$(committed_records)" -ge "$1" ]]; }
 
 start_processor
 wait_for "some records committed" 60 committed_at_least 100

@@ -168,9 +168,9 @@ static void check_byte_exact(bool deferred)
     ap_uow_t *uow = rig.app.deps.uow;
     uow->defer_writes = deferred;
 
-    ap_header_t headers[] = {{"x-one", "1", 1},
-                             {"we\"ird,name", binary_header, sizeof binary_header},
-                             {"no-value", NULL, 0}};
+    ap_header_t headers[] = {AP_HEADER("x-one", "1", 1),
+                             AP_HEADER("we\"ird,name", binary_header, sizeof binary_header),
+                             AP_HEADER("no-value", NULL, 0)};
     ap_rejection_t rejection = {.command_type = AP_CMD_ALLOCATE,
                                 .reason = "invalid_sku",
                                 .message = "Invalid sku NOPE",
@@ -180,9 +180,17 @@ static void check_byte_exact(bool deferred)
     ap_msg_meta_t meta = {.correlation_id = "c"};
 
     assert_int_equal(ap_uow_begin(uow), AP_OK);
-    assert_int_equal(ap_outbox_dead_letter(rig.outbox, key, sizeof key, value, sizeof value,
-                                           headers, 3, "bad input", "src", 1, 7),
-                     AP_OK);
+    ap_dead_letter_t letter = {.key = key,
+                               .key_len = sizeof key,
+                               .value = value,
+                               .value_len = sizeof value,
+                               .headers = headers,
+                               .nheaders = 3,
+                               .reason = "bad input",
+                               .source_topic = "src",
+                               .source_partition = 1,
+                               .source_offset = 7};
+    assert_int_equal(ap_outbox_dead_letter(rig.outbox, &letter), AP_OK);
     assert_int_equal(ap_outbox_reject(rig.outbox, &rejection, &meta, "NOPE", 4), AP_OK);
     assert_int_equal(ap_uow_commit(uow), AP_OK);
 

@@ -1,5 +1,5 @@
 /*
- * test_relay.c - the outbox relay (entrypoints/relay.c with pg_outbox_relay.c and
+ * test_relay.c - the outbox relay (entrypoints/relay.c with pg_outbox_reader.c and
  * kafka_producer.c) against a real PostgreSQL at $DATABASE_URL and a real Kafka at
  * $KAFKA_BOOTSTRAP_SERVERS: rows arrive once, byte-exact, with their headers and event-id, in
  * id order per key and on the partition a Java producer would pick; new rows are relayed
@@ -31,7 +31,7 @@
 #include "ap/config.h"
 #include "ap/log.h"
 #include "ap/pg.h"
-#include "entrypoints/relay.h"
+#include "ap/relay.h"
 
 #define PARTITIONS 3
 

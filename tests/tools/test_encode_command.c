@@ -44,7 +44,7 @@ int main(int argc, char **argv)
         }
     }
     size_t n = fread(input, 1, sizeof input - 1, stdin);
-    if (ap_command_decode(input, n, AP_MSG_NONE, false, &cmd, why, sizeof why)) {
+    if (ap_command_decode(NULL, input, n, AP_MSG_NONE, false, &cmd, why, sizeof why)) {
         fprintf(stderr, "test-encode-command: %s\n", why);
         return 1;
     }

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "ap/config.h"
-#include "ap/producer.h"
+#include "ap/kafka_producer.h"
 
 extern char **environ;
 

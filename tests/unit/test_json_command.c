@@ -14,7 +14,7 @@
 
 static ap_err_t decode(const char *text, ap_msg_t *cmd, char *why, size_t whylen)
 {
-    return ap_command_decode(text, strlen(text), AP_MSG_NONE, false, cmd, why, whylen);
+    return ap_command_decode(NULL, text, strlen(text), AP_MSG_NONE, false, cmd, why, whylen);
 }
 
 static void test_create_batch_with_eta(void **state)
@@ -78,16 +78,16 @@ static void test_type_from_hint(void **state)
     const char *untyped = "{\"ref\":\"r\",\"qty\":3}";
     (void)state;
     /* A header overrides the body's type; a topic's type only fills in a missing one. */
-    assert_int_equal(ap_command_decode(body, strlen(body), AP_CMD_CHANGE_BATCH_QUANTITY, true,
-                                       &cmd, NULL, 0),
+    assert_int_equal(ap_command_decode(NULL, body, strlen(body), AP_CMD_CHANGE_BATCH_QUANTITY,
+                                       true, &cmd, NULL, 0),
                      AP_OK);
     assert_int_equal(cmd.type, AP_CMD_CHANGE_BATCH_QUANTITY);
-    assert_int_equal(ap_command_decode(body, strlen(body), AP_CMD_CHANGE_BATCH_QUANTITY, false,
-                                       &cmd, NULL, 0),
+    assert_int_equal(ap_command_decode(NULL, body, strlen(body), AP_CMD_CHANGE_BATCH_QUANTITY,
+                                       false, &cmd, NULL, 0),
                      AP_OK);
     assert_int_equal(cmd.type, AP_CMD_ALLOCATE);
-    assert_int_equal(ap_command_decode(untyped, strlen(untyped), AP_CMD_CHANGE_BATCH_QUANTITY,
-                                       false, &cmd, NULL, 0),
+    assert_int_equal(ap_command_decode(NULL, untyped, strlen(untyped),
+                                       AP_CMD_CHANGE_BATCH_QUANTITY, false, &cmd, NULL, 0),
                      AP_OK);
     assert_int_equal(cmd.type, AP_CMD_CHANGE_BATCH_QUANTITY);
 }

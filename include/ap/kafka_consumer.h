@@ -1,7 +1,8 @@
 /*
- * kafka.h - the Kafka consumer adapter: a consumer-group member that reads command topics
- * with cooperative-sticky assignment, never commits offsets to Kafka on its own, and asks
- * its owner where each newly assigned partition starts.
+ * kafka_consumer.h - the Kafka consumer adapter: a consumer-group member that reads command
+ * topics with cooperative-sticky assignment, never commits offsets to Kafka on its own, and
+ * asks its owner where each newly assigned partition starts. (Also topic creation, which
+ * kafka_admin.c does before the consumer subscribes.)
  *
  * The processor keeps its offsets in Postgres, committed with the effects they cover, and
  * never commits offsets to Kafka: librdkafka 2.0.2 loses a cooperative assignment when a
@@ -9,8 +10,8 @@
  * second, weaker copy. One thread uses a consumer; the rebalance callbacks run inside
  * ap_kafka_consumer_poll on that thread.
  */
-#ifndef AP_KAFKA_H
-#define AP_KAFKA_H
+#ifndef AP_KAFKA_CONSUMER_H
+#define AP_KAFKA_CONSUMER_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 
 #include "ap/config.h"
 #include "ap/error.h"
+#include "ap/header.h"
 
 typedef struct ap_kafka_consumer ap_kafka_consumer_t;
 
@@ -61,8 +63,7 @@ void ap_kafka_record_release(ap_record_t *rec);
 const char *ap_kafka_record_header(const ap_record_t *rec, const char *name, size_t *len);
 
 /* The i-th header of a record (i from 0), or false past the last. Borrowed like the record. */
-bool ap_kafka_record_header_at(const ap_record_t *rec, size_t i, const char **name,
-                               const void **value, size_t *len);
+bool ap_kafka_record_header_at(const ap_record_t *rec, size_t i, ap_header_t *header);
 
 /* Restarts reading a partition at `offset` (after a fenced commit). */
 ap_err_t ap_kafka_consumer_seek(ap_kafka_consumer_t *consumer, const char *topic,

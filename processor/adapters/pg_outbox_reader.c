@@ -1,5 +1,5 @@
 /*
- * pg_outbox_relay.c - the relay's side of the outbox table on PostgreSQL (outbox_relay.h):
+ * pg_outbox_reader.c - the relay's side of the outbox table on PostgreSQL (outbox_reader.h):
  * the relay lock, LISTEN/NOTIFY, reading the oldest rows and deleting delivered ones.
  *
  * Rows are read with binary results, so bytea keys, values and header values arrive as the
@@ -7,8 +7,6 @@
  * columns are decoded from PostgreSQL's binary array format here. This file does not decide
  * when to read, what to send or what to delete: the relay loop does.
  */
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,14 +14,14 @@
 #include "adapters/pg_internal.h"
 #include "ap/array.h"
 #include "ap/log.h"
-#include "ap/outbox_relay.h"
+#include "ap/outbox_reader.h"
 
 /* pg_try_advisory_lock key of the relay: one active relay per database. */
 #define RELAY_LOCK_KEY "4271539116603450391"
 
-#define FETCH_STMT "ap_outbox_relay_fetch"
-#define DELETE_STMT "ap_outbox_relay_delete"
-#define PARK_STMT "ap_outbox_relay_park"
+#define FETCH_STMT "ap_outbox_reader_fetch"
+#define DELETE_STMT "ap_outbox_reader_delete"
+#define PARK_STMT "ap_outbox_reader_park"
 
 static const char fetch_sql[] =
     "SELECT id, event_id::text, topic, key, value, header_names, header_values, "
@@ -41,111 +39,87 @@ static const char park_sql[] =
 enum { COL_ID, COL_EVENT_ID, COL_TOPIC, COL_KEY, COL_VALUE, COL_NAMES, COL_VALUES, COL_CREATED,
        NCOLS };
 
-struct ap_outbox_relay {
-    char *conninfo; /* never logged */
-    PGconn *conn;   /* NULL while disconnected */
+struct ap_outbox_reader {
+    ap_pg_listener_t session;
     PGresult *res;  /* the last fetch's rows point into it */
     ap_outbox_row_t *rows;
     size_t rows_cap;
-    ap_kafka_header_t *headers; /* every row's headers, back to back */
+    ap_header_t *headers; /* every row's headers, back to back */
     size_t headers_cap;
 };
 
-ap_outbox_relay_t *ap_pg_outbox_relay_new(const char *conninfo)
+ap_outbox_reader_t *ap_pg_outbox_reader_new(const char *conninfo)
 {
-    ap_outbox_relay_t *relay = calloc(1, sizeof *relay);
-    if (!relay)
+    ap_outbox_reader_t *reader = calloc(1, sizeof *reader);
+    if (!reader)
         return NULL;
-    relay->conninfo = strdup(conninfo);
-    if (!relay->conninfo) {
-        free(relay);
+    if (ap_pg_listener_init(&reader->session, conninfo)) {
+        free(reader);
         return NULL;
     }
-    return relay;
+    return reader;
 }
 
-void ap_outbox_relay_disconnect(ap_outbox_relay_t *relay)
+void ap_outbox_reader_disconnect(ap_outbox_reader_t *reader)
 {
-    if (relay->conn)
-        PQfinish(relay->conn);
-    relay->conn = NULL;
+    ap_pg_listener_close(&reader->session);
 }
 
-void ap_outbox_relay_free(ap_outbox_relay_t *relay)
+void ap_outbox_reader_free(ap_outbox_reader_t *reader)
 {
-    if (!relay)
+    if (!reader)
         return;
-    ap_outbox_relay_disconnect(relay);
-    PQclear(relay->res);
-    free(relay->rows);
-    free(relay->headers);
-    free(relay->conninfo);
-    free(relay);
+    ap_outbox_reader_disconnect(reader);
+    PQclear(reader->res);
+    free(reader->rows);
+    free(reader->headers);
+    ap_pg_listener_release(&reader->session);
+    free(reader);
 }
 
-bool ap_outbox_relay_connected(ap_outbox_relay_t *relay)
+bool ap_outbox_reader_connected(ap_outbox_reader_t *reader)
 {
-    return relay->conn && PQstatus(relay->conn) == CONNECTION_OK;
+    return ap_pg_listener_connected(&reader->session);
 }
 
-/* Maps and logs a failure; a session we can no longer trust is closed (and its lock with it). */
-static ap_err_t fail(ap_outbox_relay_t *relay, const PGresult *res, const char *what)
-{
-    ap_err_t err = ap_pg_fail(relay->conn, res, what);
-    if (err == AP_ERR_UNAVAILABLE || !ap_outbox_relay_connected(relay))
-        ap_outbox_relay_disconnect(relay);
-    return err == AP_ERR_CONFLICT ? AP_ERR_INTERNAL : err;
-}
-
-static ap_err_t prepare(ap_outbox_relay_t *relay, const char *name, const char *sql)
-{
-    PGresult *res = PQprepare(relay->conn, name, sql, 0, NULL);
-    ap_err_t err = AP_OK;
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        err = fail(relay, res, "prepare");
-    PQclear(res);
-    return err;
-}
-
-ap_err_t ap_outbox_relay_connect(ap_outbox_relay_t *relay)
+ap_err_t ap_outbox_reader_connect(ap_outbox_reader_t *reader)
 {
     ap_err_t err;
-    if (ap_outbox_relay_connected(relay))
+    if (ap_outbox_reader_connected(reader))
         return AP_OK;
-    ap_outbox_relay_disconnect(relay);
-    relay->conn = ap_pg_connect(relay->conninfo);
-    if (!relay->conn)
-        return AP_ERR_UNAVAILABLE;
+    if ((err = ap_pg_listener_open(&reader->session)))
+        return err;
     /* The relay's deletes need not wait for the WAL flush: one lost in a server crash only
      * brings delivered rows back, and they are sent again with the same event-id, which the
      * contract allows after a crash. That halves the fsyncs a steady stream costs. The
      * processor's own transactions keep the server's synchronous_commit. */
-    if ((err = ap_pg_exec(relay->conn, "SET synchronous_commit TO off", "relay session")) ||
-        (err = prepare(relay, FETCH_STMT, fetch_sql)) ||
-        (err = prepare(relay, DELETE_STMT, delete_sql)) ||
-        (err = prepare(relay, PARK_STMT, park_sql))) {
-        ap_outbox_relay_disconnect(relay);
+    if ((err = ap_pg_exec(reader->session.conn, "SET synchronous_commit TO off",
+                          "relay session")) ||
+        (err = ap_pg_listener_prepare(&reader->session, FETCH_STMT, fetch_sql)) ||
+        (err = ap_pg_listener_prepare(&reader->session, DELETE_STMT, delete_sql)) ||
+        (err = ap_pg_listener_prepare(&reader->session, PARK_STMT, park_sql))) {
+        ap_outbox_reader_disconnect(reader);
         return err;
     }
     return AP_OK;
 }
 
-ap_err_t ap_outbox_relay_try_lock(ap_outbox_relay_t *relay, bool *leader)
+ap_err_t ap_outbox_reader_try_lock(ap_outbox_reader_t *reader, bool *leader)
 {
-    if (!relay->conn)
+    if (!reader->session.conn)
         return AP_ERR_UNAVAILABLE;
-    PGresult *res = PQexec(relay->conn, "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")");
+    PGresult *res = PQexec(reader->session.conn, "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")");
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        err = fail(relay, res, "relay lock");
+        err = ap_pg_listener_fail(&reader->session, res, "relay lock");
         PQclear(res);
         return err;
     }
     bool got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     /* Listen only as the leader: a waiting replica has nothing to do with notifications. */
-    if (got && (err = ap_pg_exec(relay->conn, "LISTEN outbox", "listen"))) {
-        ap_outbox_relay_disconnect(relay);
+    if (got && (err = ap_pg_exec(reader->session.conn, "LISTEN outbox", "listen"))) {
+        ap_outbox_reader_disconnect(reader);
         return err;
     }
     *leader = got;
@@ -175,9 +149,9 @@ static bool read_i32(reader_t *r, int32_t *out)
  * bytes), in storage order. Calls `each` with a NULL pointer for NULL elements. Returns the
  * element count, or -1 when the bytes are not such an array.
  */
-typedef void (*element_fn)(ap_kafka_header_t *header, const void *data, size_t len);
+typedef void (*element_fn)(ap_header_t *header, const void *data, size_t len);
 
-static long walk_array(const char *data, int len, ap_kafka_header_t *headers, size_t cap,
+static long walk_array(const char *data, int len, ap_header_t *headers, size_t cap,
                        element_fn each)
 {
     reader_t r = {(const unsigned char *)data, (const unsigned char *)data + len};
@@ -209,14 +183,14 @@ static long walk_array(const char *data, int len, ap_kafka_header_t *headers, si
     return r.p == r.end ? count : -1;
 }
 
-static void set_name(ap_kafka_header_t *header, const void *data, size_t len)
+static void set_name(ap_header_t *header, const void *data, size_t len)
 {
     /* A NULL name cannot be sent; an empty one can. */
     header->name = data ? data : "";
     header->name_len = len;
 }
 
-static void set_value(ap_kafka_header_t *header, const void *data, size_t len)
+static void set_value(ap_header_t *header, const void *data, size_t len)
 {
     /* An empty bytea still gets a non-NULL pointer, so it stays empty rather than null. */
     header->value = data;
@@ -235,10 +209,10 @@ static bool get_int8(const PGresult *res, int row, int col, int64_t *out)
     return true;
 }
 
-/* Fills relay->rows from relay->res. */
-static ap_err_t decode_rows(ap_outbox_relay_t *relay, size_t *nrows)
+/* Fills reader->rows from reader->res. */
+static ap_err_t decode_rows(ap_outbox_reader_t *reader, size_t *nrows)
 {
-    const PGresult *res = relay->res;
+    const PGresult *res = reader->res;
     int n = PQntuples(res);
     size_t nheaders = 0;
 
@@ -246,7 +220,7 @@ static ap_err_t decode_rows(ap_outbox_relay_t *relay, size_t *nrows)
         AP_ERROR("pg", "outbox fetch: %d columns, expected %d", PQnfields(res), NCOLS);
         return AP_ERR_INTERNAL;
     }
-    if (!AP_ARRAY_RESERVE(relay->rows, relay->rows_cap, (size_t)n))
+    if (!AP_ARRAY_RESERVE(reader->rows, reader->rows_cap, (size_t)n))
         return AP_ERR_NOMEM;
     /* Count first, so the header array is sized once and row pointers into it stay valid. */
     for (int i = 0; i < n; i++) {
@@ -259,13 +233,13 @@ static ap_err_t decode_rows(ap_outbox_relay_t *relay, size_t *nrows)
         }
         nheaders += (size_t)count;
     }
-    if (!AP_ARRAY_RESERVE(relay->headers, relay->headers_cap, nheaders))
+    if (!AP_ARRAY_RESERVE(reader->headers, reader->headers_cap, nheaders))
         return AP_ERR_NOMEM;
 
-    ap_kafka_header_t *next = relay->headers;
+    ap_header_t *next = reader->headers;
     for (int i = 0; i < n; i++) {
-        ap_outbox_row_t *row = &relay->rows[i];
-        size_t room = nheaders - (size_t)(next - relay->headers);
+        ap_outbox_row_t *row = &reader->rows[i];
+        size_t room = nheaders - (size_t)(next - reader->headers);
         if (!get_int8(res, i, COL_ID, &row->id)) {
             AP_ERROR("pg", "outbox fetch: row %d has no id", i);
             return AP_ERR_DECODE;
@@ -296,110 +270,70 @@ static ap_err_t decode_rows(ap_outbox_relay_t *relay, size_t *nrows)
     return AP_OK;
 }
 
-ap_err_t ap_outbox_relay_fetch(ap_outbox_relay_t *relay, size_t limit,
-                               const ap_outbox_row_t **rows, size_t *nrows)
+ap_err_t ap_outbox_reader_fetch(ap_outbox_reader_t *reader, size_t limit,
+                                const ap_outbox_row_t **rows, size_t *nrows)
 {
     char limit_text[AP_PG_INT_SIZE];
     const char *params[] = {limit_text};
     size_t n = 0;
     ap_err_t err;
 
-    PQclear(relay->res);
-    relay->res = NULL;
-    if (!relay->conn)
+    PQclear(reader->res);
+    reader->res = NULL;
+    if (!reader->session.conn)
         return AP_ERR_UNAVAILABLE;
     snprintf(limit_text, sizeof limit_text, "%zu", limit);
-    relay->res = PQexecPrepared(relay->conn, FETCH_STMT, 1, params, NULL, NULL, 1);
-    if (PQresultStatus(relay->res) != PGRES_TUPLES_OK)
-        return fail(relay, relay->res, "outbox fetch");
-    if ((err = decode_rows(relay, &n)))
+    reader->res = PQexecPrepared(reader->session.conn, FETCH_STMT, 1, params, NULL, NULL, 1);
+    if (PQresultStatus(reader->res) != PGRES_TUPLES_OK)
+        return ap_pg_listener_fail(&reader->session, reader->res, "outbox fetch");
+    if ((err = decode_rows(reader, &n)))
         return err;
-    *rows = relay->rows;
+    *rows = reader->rows;
     *nrows = n;
     return AP_OK;
 }
 
-ap_err_t ap_outbox_relay_delete(ap_outbox_relay_t *relay, const int64_t *ids, size_t nids,
-                                size_t *deleted)
+ap_err_t ap_outbox_reader_delete(ap_outbox_reader_t *reader, const int64_t *ids, size_t nids,
+                                 size_t *deleted)
 {
     if (nids == 0) {
         if (deleted)
             *deleted = 0;
         return AP_OK;
     }
-    if (!relay->conn)
+    if (!reader->session.conn)
         return AP_ERR_UNAVAILABLE;
     char *id_array = ap_pg_int_array(ids, nids);
     if (!id_array)
         return AP_ERR_NOMEM;
     const char *params[] = {id_array};
-    PGresult *res = PQexecPrepared(relay->conn, DELETE_STMT, 1, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(reader->session.conn, DELETE_STMT, 1, params, NULL, NULL, 0);
     free(id_array);
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        err = fail(relay, res, "outbox delete");
+        err = ap_pg_listener_fail(&reader->session, res, "outbox delete");
     else if (deleted)
         *deleted = (size_t)strtoul(PQcmdTuples(res), NULL, 10);
     PQclear(res);
     return err;
 }
 
-ap_err_t ap_outbox_relay_park(ap_outbox_relay_t *relay, int64_t id, const char *reason)
+ap_err_t ap_outbox_reader_park(ap_outbox_reader_t *reader, int64_t id, const char *reason)
 {
     char id_text[AP_PG_INT_SIZE];
-    if (!relay->conn)
+    if (!reader->session.conn)
         return AP_ERR_UNAVAILABLE;
     snprintf(id_text, sizeof id_text, "%lld", (long long)id);
     const char *params[] = {id_text, reason};
-    PGresult *res = PQexecPrepared(relay->conn, PARK_STMT, 2, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(reader->session.conn, PARK_STMT, 2, params, NULL, NULL, 0);
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        err = fail(relay, res, "outbox park");
+        err = ap_pg_listener_fail(&reader->session, res, "outbox park");
     PQclear(res);
     return err;
 }
 
-/* The socket failed under us: whatever libpq says, the session is gone. */
-static ap_err_t lost(ap_outbox_relay_t *relay, const char *what)
+ap_err_t ap_outbox_reader_wait(ap_outbox_reader_t *reader, int timeout_ms, bool *notified)
 {
-    (void)ap_pg_fail(relay->conn, NULL, what);
-    ap_outbox_relay_disconnect(relay);
-    return AP_ERR_UNAVAILABLE;
-}
-
-/* Consumes every notification libpq has read; true when there was one. */
-static bool drain_notifications(PGconn *conn)
-{
-    bool any = false;
-    PGnotify *note;
-    while ((note = PQnotifies(conn))) {
-        any = true;
-        PQfreemem(note);
-    }
-    return any;
-}
-
-ap_err_t ap_outbox_relay_wait(ap_outbox_relay_t *relay, int timeout_ms, bool *notified)
-{
-    if (!relay->conn)
-        return AP_ERR_UNAVAILABLE;
-    /* Notifications read while a query's result was being read are already queued. */
-    if (!PQconsumeInput(relay->conn))
-        return lost(relay, "outbox listen");
-    if (drain_notifications(relay->conn)) {
-        *notified = true;
-        return AP_OK;
-    }
-    struct pollfd pfd = {.fd = PQsocket(relay->conn), .events = POLLIN};
-    if (pfd.fd < 0)
-        return lost(relay, "outbox listen");
-    int ready = poll(&pfd, 1, timeout_ms);
-    if (ready < 0 && errno != EINTR) {
-        AP_WARN("pg", "outbox listen: poll: %s", strerror(errno));
-        ready = 0;
-    }
-    if (ready > 0 && !PQconsumeInput(relay->conn))
-        return lost(relay, "outbox listen");
-    *notified = drain_notifications(relay->conn);
-    return AP_OK;
+    return ap_pg_listener_wait(&reader->session, timeout_ms, "outbox listen", notified);
 }

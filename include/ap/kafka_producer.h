@@ -1,5 +1,5 @@
 /*
- * producer.h - the Kafka producer adapter: an idempotent librdkafka producer (acks=all,
+ * kafka_producer.h - the Kafka producer adapter: an idempotent librdkafka producer (acks=all,
  * Java-compatible murmur2 partitioning, retries without a deadline) that sends records with
  * headers and reports each delivery through a callback carrying the caller's per-record
  * opaque.
@@ -8,24 +8,17 @@
  * send and what a delivery report means. One thread uses a producer; delivery callbacks run
  * on that thread, inside ap_producer_poll and ap_producer_purge.
  */
-#ifndef AP_PRODUCER_H
-#define AP_PRODUCER_H
+#ifndef AP_KAFKA_PRODUCER_H
+#define AP_KAFKA_PRODUCER_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "ap/config.h"
 #include "ap/error.h"
+#include "ap/header.h"
 
 typedef struct ap_producer ap_producer_t;
-
-/* One Kafka header. The name need not be NUL-terminated; a NULL value is a null header. */
-typedef struct ap_kafka_header {
-    const char *name;
-    size_t name_len;
-    const void *value;
-    size_t value_len;
-} ap_kafka_header_t;
 
 /*
  * Called once per record sent, on the polling thread. `opaque` is the record's, as given to
@@ -56,7 +49,7 @@ ap_err_t ap_producer_new(const ap_config_t *cfg, const char *client_id,
  */
 ap_err_t ap_producer_send(ap_producer_t *producer, const char *topic, const void *key,
                           size_t key_len, const void *value, size_t value_len,
-                          const ap_kafka_header_t *headers, size_t nheaders, void *opaque);
+                          const ap_header_t *headers, size_t nheaders, void *opaque);
 
 /* Serves delivery reports and librdkafka events for up to timeout_ms; returns how many. */
 int ap_producer_poll(ap_producer_t *producer, int timeout_ms);

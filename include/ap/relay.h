@@ -9,8 +9,8 @@
  * after their delivery reports succeed; a row is re-sent after a crash with the same
  * `event-id` header.
  */
-#ifndef AP_ENTRYPOINTS_RELAY_H
-#define AP_ENTRYPOINTS_RELAY_H
+#ifndef AP_RELAY_H
+#define AP_RELAY_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,0 +1,59 @@
+/*
+ * worker.c - a thread that naps and stops when asked (worker.h).
+ */
+#include "entrypoints/worker.h"
+
+#include <time.h>
+
+void ap_worker_init(ap_worker_t *worker)
+{
+    pthread_condattr_t attr;
+    atomic_init(&worker->stop, false);
+    pthread_mutex_init(&worker->mutex, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&worker->wake, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+ap_err_t ap_worker_start(ap_worker_t *worker, void *(*main)(void *), void *arg)
+{
+    return pthread_create(&worker->thread, NULL, main, arg) ? AP_ERR_INTERNAL : AP_OK;
+}
+
+bool ap_worker_stopping(ap_worker_t *worker)
+{
+    return atomic_load(&worker->stop);
+}
+
+void ap_worker_nap(ap_worker_t *worker, int64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&worker->mutex);
+    while (!ap_worker_stopping(worker) &&
+           pthread_cond_timedwait(&worker->wake, &worker->mutex, &until) == 0) {
+    }
+    pthread_mutex_unlock(&worker->mutex);
+}
+
+void ap_worker_stop(ap_worker_t *worker)
+{
+    pthread_mutex_lock(&worker->mutex);
+    atomic_store(&worker->stop, true);
+    pthread_cond_broadcast(&worker->wake);
+    pthread_mutex_unlock(&worker->mutex);
+    pthread_join(worker->thread, NULL);
+}
+
+void ap_worker_release(ap_worker_t *worker)
+{
+    pthread_cond_destroy(&worker->wake);
+    pthread_mutex_destroy(&worker->mutex);
+}

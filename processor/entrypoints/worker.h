@@ -1,0 +1,43 @@
+/*
+ * worker.h - what the relay and the email sender threads share: a thread that naps between
+ * attempts and stops promptly when asked, even mid-nap.
+ *
+ * Not a thread pool and not a scheduler: one thread, one stop flag, one condition variable
+ * on CLOCK_MONOTONIC. The owner may also guard its own fields (stats) with `mutex`.
+ */
+#ifndef AP_ENTRYPOINTS_WORKER_H
+#define AP_ENTRYPOINTS_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ap/error.h"
+
+typedef struct ap_worker {
+    pthread_t thread;
+    atomic_bool stop;
+    pthread_mutex_t mutex; /* with `wake`, lets a stop cut a nap short; the owner's too */
+    pthread_cond_t wake;
+} ap_worker_t;
+
+/* Readies the caller's storage; no thread yet. Release with ap_worker_release. */
+void ap_worker_init(ap_worker_t *worker);
+
+/* Runs main(arg) on a new thread; AP_ERR_INTERNAL (not logged) when it cannot. */
+ap_err_t ap_worker_start(ap_worker_t *worker, void *(*main)(void *), void *arg);
+
+/* True once a stop was asked. Any thread. */
+bool ap_worker_stopping(ap_worker_t *worker);
+
+/* Sleeps up to `ms`, less when asked to stop. The worker's thread. */
+void ap_worker_nap(ap_worker_t *worker, int64_t ms);
+
+/* Asks the thread to stop, cuts its nap short and waits for it to return. Another thread. */
+void ap_worker_stop(ap_worker_t *worker);
+
+/* Releases what ap_worker_init made; the thread, if started, has been stopped. */
+void ap_worker_release(ap_worker_t *worker);
+
+#endif
