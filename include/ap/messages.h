@@ -52,11 +52,16 @@ typedef enum {
  * metadata onto the events it collects.
  */
 #define AP_TRACEPARENT_SIZE 128
+#define AP_EVENT_ID_SIZE 37 /* a UUID's text and its NUL */
 typedef struct ap_msg_meta {
     char message_id[AP_STR_SIZE];     /* the sender's id, if it gave one */
     char correlation_id[AP_STR_SIZE]; /* from the command, or generated */
     char causation_id[AP_STR_SIZE];   /* the command's message-id, or topic/partition/offset */
     char traceparent[AP_TRACEPARENT_SIZE];
+    /* An event's own id, a UUIDv4 the bus gives it as it is collected (empty for a command):
+     * the outbox row's event-id header and the out-of-stock email's Message-ID both come
+     * from it, so a re-delivery of either repeats it. */
+    char event_id[AP_EVENT_ID_SIZE];
 } ap_msg_meta_t;
 
 typedef struct ap_msg {
@@ -118,5 +123,8 @@ bool ap_date_parse(const char *text, size_t len, int32_t *days);
 
 /* days since 1970-01-01 -> "YYYY-MM-DD" plus NUL. */
 void ap_date_format(int32_t days, char out[AP_DATE_LEN + 1]);
+
+/* Formats 16 random bytes as a version-4 UUID (the version and variant bits are set here). */
+void ap_uuid4_format(const uint8_t bytes[16], char out[AP_EVENT_ID_SIZE]);
 
 #endif

@@ -199,16 +199,17 @@ void ap_publisher_free(ap_publisher_t *pub);
 typedef struct ap_notifier ap_notifier_t;
 struct ap_notifier_ops {
     ap_err_t (*send)(ap_notifier_t *notifier, const char *to, const char *subject,
-                     const char *body);
+                     const char *body, const char *event_id);
     void (*free)(ap_notifier_t *notifier);
 };
 struct ap_notifier {
     const struct ap_notifier_ops *ops;
 };
-/* Sends (or queues, for a transactional adapter) one message; the strings are borrowed
+/* Sends (or queues, for a transactional adapter) one message about the event `event_id`
+ * (its Message-ID derives from it, so a re-send is recognisable); the strings are borrowed
  * for the call only. */
 ap_err_t ap_notifier_send(ap_notifier_t *notifier, const char *to, const char *subject,
-                          const char *body);
+                          const char *body, const char *event_id);
 /* NULL is a no-op. */
 void ap_notifier_free(ap_notifier_t *notifier);
 
@@ -228,7 +229,8 @@ struct ap_clock {
 int64_t ap_clock_now_ms(ap_clock_t *clock);
 /* Sleeps `ms` (a fake clock only moves its time on). */
 void ap_clock_sleep_ms(ap_clock_t *clock, int64_t ms);
-/* A uniform random number, for jitter (ap/backoff.h); not for anything secret. */
+/* A uniform random number, for jitter (ap/backoff.h) and event ids: the system clock draws
+ * it from the kernel's generator, so ids from two processes never collide in practice. */
 uint32_t ap_clock_random(ap_clock_t *clock);
 /* NULL is a no-op. */
 void ap_clock_free(ap_clock_t *clock);

@@ -27,6 +27,7 @@ typedef struct ap_relay_stats {
     uint64_t parked;    /* rows Kafka refused for good, moved to outbox_parked */
     bool leader;        /* holds the relay lock now */
     bool connected;     /* Postgres and Kafka reachable at the last attempt */
+    int64_t silent_ms;  /* since the loop last went round (0 while it naps on purpose) */
 } ap_relay_stats_t;
 
 /* Starts the relay thread. `cfg` is borrowed until ap_relay_stop returns. Caller stops it

@@ -4,16 +4,18 @@
  * ap/log_adapters.h; the composition root picks them.
  */
 #include <stdlib.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "ap/log.h"
 #include "ap/log_adapters.h"
 
 static ap_err_t log_send(ap_notifier_t *notifier, const char *to, const char *subject,
-                         const char *body)
+                         const char *body, const char *event_id)
 {
     (void)notifier;
-    AP_INFO("notify", "to=%s subject=\"%s\" body=\"%s\"", to, subject, body);
+    AP_INFO("notify", "to=%s subject=\"%s\" body=\"%s\" event-id=%s", to, subject, body,
+            event_id);
     return AP_OK;
 }
 
@@ -53,9 +55,15 @@ static void system_sleep_ms(ap_clock_t *clock, int64_t ms)
     }
 }
 
+/* The kernel's generator: event ids are made of these draws, and rand_r's 32 bits of state
+ * would repeat ids between processes long before a day's events. It falls back on rand_r
+ * only if getrandom fails, which it does not on Linux once booted. */
 static uint32_t system_random(ap_clock_t *clock)
 {
     struct system_clock *self = container_of(clock, struct system_clock, clock);
+    uint32_t r;
+    if (getrandom(&r, sizeof r, 0) == (ssize_t)sizeof r)
+        return r;
     return (uint32_t)rand_r(&self->seed);
 }
 

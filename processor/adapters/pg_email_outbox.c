@@ -24,22 +24,26 @@ typedef struct pg_email_outbox {
     char *origin;
 } pg_email_outbox_t;
 
+/* event_id is the event's (its Message-ID derives from it); a notifier given none lets
+ * Postgres make one. */
 static const char insert_sql[] =
-    "INSERT INTO email_outbox (origin, recipient, subject, body) VALUES ($1, $2, $3, $4)";
+    "INSERT INTO email_outbox (origin, recipient, subject, body, event_id) "
+    "VALUES ($1, $2, $3, $4, COALESCE(NULLIF($5, '')::uuid, gen_random_uuid()))";
 static const char insert_many_sql[] =
-    "INSERT INTO email_outbox (origin, recipient, subject, body) "
-    "SELECT u.origin, u.recipient, u.subject, u.body "
-    "  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) "
-    "       WITH ORDINALITY AS u(origin, recipient, subject, body, ord) "
+    "INSERT INTO email_outbox (origin, recipient, subject, body, event_id) "
+    "SELECT u.origin, u.recipient, u.subject, u.body, "
+    "       COALESCE(NULLIF(u.event_id, '')::uuid, gen_random_uuid()) "
+    "  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
+    "       WITH ORDINALITY AS u(origin, recipient, subject, body, event_id, ord) "
     " ORDER BY u.ord";
 
 static ap_err_t email_outbox_send(ap_notifier_t *notifier, const char *to, const char *subject,
-                                  const char *body)
+                                  const char *body, const char *event_id)
 {
     pg_email_outbox_t *self = container_of(notifier, pg_email_outbox_t, notifier);
-    const char *params[4] = {self->origin, to, subject, body};
+    const char *params[5] = {self->origin, to, subject, body, event_id ? event_id : ""};
     /* Like the outbox's rows: with deferred writes it goes with the next round trip. */
-    return ap_pg_uow_insert(self->uow, insert_sql, insert_many_sql, 4, params, NULL, NULL);
+    return ap_pg_uow_insert(self->uow, insert_sql, insert_many_sql, 5, params, NULL, NULL);
 }
 
 static void email_outbox_free(ap_notifier_t *notifier)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "adapters/pg_internal.h"
 #include "ap/log.h"
@@ -25,24 +26,36 @@ struct ap_outbox {
 };
 
 static const char insert_sql[] =
-    "INSERT INTO outbox (topic, key, value, header_names, header_values) "
-    "VALUES ($1, $2, $3, $4::text[], $5::bytea[])";
+    "INSERT INTO outbox (topic, key, value, header_names, header_values, event_id) "
+    "VALUES ($1, $2, $3, $4::text[], $5::bytea[], $6::uuid)";
 
 /* The same for many rows, in order (ids are the relay's order); $4 and $5 hold each row's
  * header arrays as array literals. */
 static const char insert_many_sql[] =
-    "INSERT INTO outbox (topic, key, value, header_names, header_values) "
-    "SELECT u.topic, u.key, u.value, u.names::text[], u.vals::bytea[] "
-    "  FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::text[])"
-    "       WITH ORDINALITY AS u(topic, key, value, names, vals, ord) "
+    "INSERT INTO outbox (topic, key, value, header_names, header_values, event_id) "
+    "SELECT u.topic, u.key, u.value, u.names::text[], u.vals::bytea[], u.event_id::uuid "
+    "  FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::text[], $6::text[])"
+    "       WITH ORDINALITY AS u(topic, key, value, names, vals, event_id, ord) "
     " ORDER BY u.ord";
 
 /* ---------------------------------------------------------------- the insert */
 
-static ap_err_t insert_row(ap_outbox_t *outbox, const char *topic, const void *key,
-                           size_t key_len, const void *value, size_t value_len,
-                           const ap_header_t *headers, size_t nheaders)
+/*
+ * One row. `event_id` is the event's (ap_msg_meta_t.event_id), which the relay sends as the
+ * event-id header; rejections and dead letters, which are no domain event, get a fresh one.
+ */
+static ap_err_t insert_row(ap_outbox_t *outbox, const char *event_id, const char *topic,
+                           const void *key, size_t key_len, const void *value,
+                           size_t value_len, const ap_header_t *headers, size_t nheaders)
 {
+    char fresh_id[AP_EVENT_ID_SIZE];
+    if (!event_id || !event_id[0]) {
+        uint8_t bytes[16];
+        if (getrandom(bytes, sizeof bytes, 0) != (ssize_t)sizeof bytes)
+            return AP_ERR_INTERNAL;
+        ap_uuid4_format(bytes, fresh_id);
+        event_id = fresh_id;
+    }
     char **names = calloc(nheaders + 1, sizeof *names);
     char **values = calloc(nheaders + 1, sizeof *values);
     char *name_array = NULL, *value_array = NULL;
@@ -61,12 +74,12 @@ static ap_err_t insert_row(ap_outbox_t *outbox, const char *topic, const void *k
         !(value_array = ap_pg_text_array((const char *const *)values, nheaders)))
         goto out;
 
-    const char *params[5] = {topic, key, value, name_array, value_array};
-    const int lengths[5] = {0, (int)key_len, (int)value_len, 0, 0};
-    const int formats[5] = {0, 1, 1, 0, 0};
+    const char *params[6] = {topic, key, value, name_array, value_array, event_id};
+    const int lengths[6] = {0, (int)key_len, (int)value_len, 0, 0, 0};
+    const int formats[6] = {0, 1, 1, 0, 0, 0};
     /* With deferred writes, it goes with the next round trip, merged with its neighbours. */
     outbox->rows_written++;
-    err = ap_pg_uow_insert(outbox->uow, insert_sql, insert_many_sql, 5, params, lengths,
+    err = ap_pg_uow_insert(outbox->uow, insert_sql, insert_many_sql, 6, params, lengths,
                            formats);
 out:
     for (size_t i = 0; names && values && i < nheaders; i++) {
@@ -110,8 +123,8 @@ static ap_err_t outbox_publish(ap_publisher_t *pub, const ap_msg_t *event)
     }
     ap_topic_event(outbox->topic_prefix, event->type, topic, sizeof topic);
     size_t nheaders = meta_headers(&event->meta, ap_msg_type_name(event->type), headers);
-    err = insert_row(outbox, topic, event->sku, strlen(event->sku), value, len, headers,
-                     nheaders);
+    err = insert_row(outbox, event->meta.event_id, topic, event->sku, strlen(event->sku), value,
+                     len, headers, nheaders);
     free(value);
     return err;
 }
@@ -129,7 +142,7 @@ ap_err_t ap_outbox_reject(ap_outbox_t *outbox, const ap_rejection_t *rejection,
         return err;
     ap_topic_rejections(outbox->topic_prefix, topic, sizeof topic);
     size_t nheaders = meta_headers(meta, "CommandRejected", headers);
-    err = insert_row(outbox, topic, key, key_len, value, len, headers, nheaders);
+    err = insert_row(outbox, NULL, topic, key, key_len, value, len, headers, nheaders);
     free(value);
     return err;
 }
@@ -152,7 +165,7 @@ ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const ap_dead_letter_t *lett
         AP_HEADER("dlq-source-topic", letter->source_topic, strlen(letter->source_topic));
     all[nheaders + 2] = AP_HEADER("dlq-source-partition", partition, strlen(partition));
     all[nheaders + 3] = AP_HEADER("dlq-source-offset", offset, strlen(offset));
-    ap_err_t err = insert_row(outbox, topic, letter->key, letter->key_len, letter->value,
+    ap_err_t err = insert_row(outbox, NULL, topic, letter->key, letter->key_len, letter->value,
                               letter->value_len, all, nheaders + 4);
     free(all);
     return err;

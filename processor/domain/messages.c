@@ -216,3 +216,20 @@ void ap_date_format(int32_t days, char out[AP_DATE_LEN + 1])
     snprintf(out, AP_DATE_LEN + 1, "%04u-%02u-%02u", (unsigned)y % 10000u, (unsigned)m % 100u,
              (unsigned)d % 100u);
 }
+
+void ap_uuid4_format(const uint8_t bytes[16], char out[AP_EVENT_ID_SIZE])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t b[16];
+    memcpy(b, bytes, sizeof b);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    char *p = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[b[i] >> 4];
+        *p++ = hex[b[i] & 0x0f];
+    }
+    *p = '\0';
+}

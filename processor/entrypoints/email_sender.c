@@ -76,6 +76,7 @@ void ap_email_sender_stats(ap_email_sender_t *sender, ap_email_sender_stats_t *s
     pthread_mutex_lock(&sender->worker.mutex);
     *stats = sender->stats;
     pthread_mutex_unlock(&sender->worker.mutex);
+    stats->silent_ms = ap_worker_silent_ms(&sender->worker);
 }
 
 /* ---------------------------------------------------------------- one email */

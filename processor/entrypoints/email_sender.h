@@ -29,6 +29,7 @@ typedef struct ap_email_sender_stats {
     uint64_t logged;    /* emails written to the log because SMTP_URL is unset */
     bool smtp;          /* SMTP_URL is set */
     bool connected;     /* the Postgres session is up */
+    int64_t silent_ms;  /* since the loop last went round (0 while it naps on purpose) */
 } ap_email_sender_stats_t;
 
 /* Starts the sender thread. `cfg` is borrowed until ap_email_sender_stop returns. Caller

@@ -362,17 +362,37 @@ static void get_allocations(ap_http_api_t *api, const char *orderid, ap_http_res
 
 /* ---------------------------------------------------------------- probes and metrics */
 
-static bool alive(const ap_http_api_t *api)
-{
-    int64_t beat = atomic_load(&api->deps.health->heartbeat_ms);
-    return ap_health_now_ms() - beat < LIVENESS_STALL_MS;
-}
-
+/*
+ * Alive while every loop of the process goes round: the consumer, and once started the
+ * outbox relay and the email sender. A loop that naps on purpose (a backoff) counts as alive;
+ * one silent for LIVENESS_STALL_MS is stuck, and a restart is the cure.
+ */
 static void get_healthz(ap_http_api_t *api, ap_http_response_t *res)
 {
-    json_t *body = json_object();
-    bool ok = alive(api);
+    json_t *body = json_object(), *stalled = json_array();
+    int64_t consumer_silent = ap_health_now_ms() - atomic_load(&api->deps.health->heartbeat_ms);
+    if (consumer_silent >= LIVENESS_STALL_MS)
+        json_array_append_new(stalled, json_string("consumer"));
+    ap_relay_t *relay = atomic_load(&api->relay);
+    if (relay) {
+        ap_relay_stats_t stats;
+        ap_relay_stats(relay, &stats);
+        if (stats.silent_ms >= LIVENESS_STALL_MS)
+            json_array_append_new(stalled, json_string("relay"));
+    }
+    ap_email_sender_t *email = atomic_load(&api->email);
+    if (email) {
+        ap_email_sender_stats_t stats;
+        ap_email_sender_stats(email, &stats);
+        if (stats.silent_ms >= LIVENESS_STALL_MS)
+            json_array_append_new(stalled, json_string("email_sender"));
+    }
+    bool ok = json_array_size(stalled) == 0;
     json_object_set_new(body, "status", json_string(ok ? "alive" : "stalled"));
+    if (ok)
+        json_decref(stalled);
+    else
+        json_object_set_new(body, "stalled", stalled);
     reply_json(res, ok ? 200 : 503, body);
 }
 

@@ -113,6 +113,7 @@ void ap_relay_stats(ap_relay_t *relay, ap_relay_stats_t *stats)
     pthread_mutex_lock(&relay->worker.mutex);
     *stats = relay->stats;
     pthread_mutex_unlock(&relay->worker.mutex);
+    stats->silent_ms = ap_worker_silent_ms(&relay->worker);
 }
 
 /* ---------------------------------------------------------------- one batch */

@@ -5,10 +5,23 @@
 
 #include <time.h>
 
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void beat(ap_worker_t *worker, int64_t until_ms)
+{
+    atomic_store(&worker->alive_until_ms, until_ms);
+}
+
 void ap_worker_init(ap_worker_t *worker)
 {
     pthread_condattr_t attr;
     atomic_init(&worker->stop, false);
+    atomic_init(&worker->alive_until_ms, monotonic_ms());
     pthread_mutex_init(&worker->mutex, NULL);
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -23,11 +36,19 @@ ap_err_t ap_worker_start(ap_worker_t *worker, void *(*main)(void *), void *arg)
 
 bool ap_worker_stopping(ap_worker_t *worker)
 {
+    beat(worker, monotonic_ms());
     return atomic_load(&worker->stop);
+}
+
+int64_t ap_worker_silent_ms(ap_worker_t *worker)
+{
+    int64_t silent = monotonic_ms() - atomic_load(&worker->alive_until_ms);
+    return silent > 0 ? silent : 0;
 }
 
 void ap_worker_nap(ap_worker_t *worker, int64_t ms)
 {
+    beat(worker, monotonic_ms() + ms); /* a nap is on purpose: alive until it ends */
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += (time_t)(ms / 1000);

@@ -4,6 +4,9 @@
  *
  * Not a thread pool and not a scheduler: one thread, one stop flag, one condition variable
  * on CLOCK_MONOTONIC. The owner may also guard its own fields (stats) with `mutex`.
+ *
+ * The loop beats as it goes (each ap_worker_stopping and ap_worker_nap), so a liveness probe
+ * can tell a loop that goes round, or naps on purpose, from one stuck in a call.
  */
 #ifndef AP_ENTRYPOINTS_WORKER_H
 #define AP_ENTRYPOINTS_WORKER_H
@@ -20,6 +23,7 @@ typedef struct ap_worker {
     atomic_bool stop;
     pthread_mutex_t mutex; /* with `wake`, lets a stop cut a nap short; the owner's too */
     pthread_cond_t wake;
+    _Atomic int64_t alive_until_ms; /* CLOCK_MONOTONIC: the last beat, or a nap's end */
 } ap_worker_t;
 
 /* Readies the caller's storage; no thread yet. Release with ap_worker_release. */
@@ -33,6 +37,9 @@ bool ap_worker_stopping(ap_worker_t *worker);
 
 /* Sleeps up to `ms`, less when asked to stop. The worker's thread. */
 void ap_worker_nap(ap_worker_t *worker, int64_t ms);
+
+/* Milliseconds (CLOCK_MONOTONIC) since the loop last beat; 0 while it naps. Any thread. */
+int64_t ap_worker_silent_ms(ap_worker_t *worker);
 
 /* Asks the thread to stop, cuts its nap short and waits for it to return. Another thread. */
 void ap_worker_stop(ap_worker_t *worker);

@@ -60,6 +60,12 @@ static ap_err_t enqueue_event(void *ctx, const ap_msg_t *event)
     ap_bus_t *bus = ctx;
     ap_msg_t stamped = *event;
     stamped.meta = bus->meta;
+    uint8_t bytes[16];
+    for (size_t i = 0; i < sizeof bytes; i += 4) {
+        uint32_t r = ap_clock_random(bus->deps->clock);
+        memcpy(bytes + i, &r, 4);
+    }
+    ap_uuid4_format(bytes, stamped.meta.event_id);
     return enqueue(bus, &stamped);
 }
 

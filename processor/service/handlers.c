@@ -168,7 +168,8 @@ static ap_err_t notify_work(const ap_deps_t *deps, const ap_msg_t *event, char *
     (void)why, (void)whylen;
     snprintf(subject, sizeof subject, "Out of stock: %s", event->sku);
     snprintf(body, sizeof body, "Out of stock for %s", event->sku);
-    return ap_notifier_send(deps->notifier, deps->notify_to, subject, body);
+    return ap_notifier_send(deps->notifier, deps->notify_to, subject, body,
+                            event->meta.event_id);
 }
 
 static ap_err_t send_out_of_stock_notification(const ap_deps_t *deps, const ap_msg_t *event,

@@ -17,9 +17,9 @@ void ap_publisher_free(ap_publisher_t *pub)
 }
 
 ap_err_t ap_notifier_send(ap_notifier_t *notifier, const char *to, const char *subject,
-                          const char *body)
+                          const char *body, const char *event_id)
 {
-    return notifier->ops->send(notifier, to, subject, body);
+    return notifier->ops->send(notifier, to, subject, body, event_id);
 }
 
 void ap_notifier_free(ap_notifier_t *notifier)

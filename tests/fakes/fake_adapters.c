@@ -68,10 +68,10 @@ typedef struct fake_notifier {
 } fake_notifier_t;
 
 static ap_err_t fake_send(ap_notifier_t *notifier, const char *to, const char *subject,
-                          const char *body)
+                          const char *body, const char *event_id)
 {
     fake_notifier_t *self = container_of(notifier, fake_notifier_t, notifier);
-    (void)subject;
+    (void)subject, (void)event_id;
     sent_t *grown = realloc(self->sent, (self->nsent + 1) * sizeof *grown);
     if (!grown)
         return AP_ERR_NOMEM;

@@ -26,6 +26,7 @@ typedef struct email_row {
     char to[AP_STR_SIZE];
     char subject[2 * AP_STR_SIZE];
     char body[2 * AP_STR_SIZE];
+    char event_id[AP_EVENT_ID_SIZE];
 } email_row_t;
 
 typedef struct store {
@@ -443,7 +444,7 @@ typedef struct fake_email_outbox {
 
 /* Like the PostgreSQL adapter: a row in the uow's current scope, gone if the scope is. */
 static ap_err_t fake_email_send(ap_notifier_t *notifier, const char *to, const char *subject,
-                                const char *body)
+                                const char *body, const char *event_id)
 {
     store_t *store = &self_of(container_of(notifier, fake_email_outbox_t, notifier)->uow)->store;
     email_row_t *grown = realloc(store->emails, (store->nemails + 1) * sizeof *grown);
@@ -454,6 +455,7 @@ static ap_err_t fake_email_send(ap_notifier_t *notifier, const char *to, const c
     snprintf(row->to, sizeof row->to, "%s", to);
     snprintf(row->subject, sizeof row->subject, "%s", subject);
     snprintf(row->body, sizeof row->body, "%s", body);
+    snprintf(row->event_id, sizeof row->event_id, "%s", event_id);
     return AP_OK;
 }
 
@@ -477,6 +479,11 @@ ap_notifier_t *ap_fake_email_outbox_new(ap_uow_t *uow)
 size_t ap_fake_uow_email_count(ap_uow_t *uow)
 {
     return self_of(uow)->store.nemails;
+}
+
+const char *ap_fake_uow_email_event_id(ap_uow_t *uow, size_t i)
+{
+    return self_of(uow)->store.emails[i].event_id;
 }
 
 const char *ap_fake_uow_email(ap_uow_t *uow, size_t i, const char **to, const char **subject)

@@ -57,6 +57,8 @@ ap_notifier_t *ap_fake_email_outbox_new(ap_uow_t *uow);
 size_t ap_fake_uow_email_count(ap_uow_t *uow);
 /* The i-th email's body; its recipient and subject through `to` and `subject` (borrowed). */
 const char *ap_fake_uow_email(ap_uow_t *uow, size_t i, const char **to, const char **subject);
+/* The i-th email's event id: the event that caused it (borrowed). */
+const char *ap_fake_uow_email_event_id(ap_uow_t *uow, size_t i);
 
 /* Time stands still until someone sleeps; sleeping advances it at once. random() is a
  * fixed-seed generator. */

@@ -143,6 +143,34 @@ static void test_out_of_stock_writes_one_email_row(void **state)
     free_app(app);
 }
 
+/* The email names the OutOfStock event it is about: the id the event carries to Kafka. */
+static void test_email_carries_the_out_of_stock_events_id(void **state)
+{
+    (void)state;
+    ap_publisher_t *pub = ap_fake_publisher_new();
+    ap_app_t *app = new_app(pub, NULL);
+
+    assert_int_equal(run(app, create_batch("batch1", "POPULAR-CURTAINS", 9)), AP_OK);
+    assert_int_equal(run(app, allocate("order1", "POPULAR-CURTAINS", 10)), AP_OK);
+    assert_int_equal(run(app, allocate("order2", "POPULAR-CURTAINS", 10)), AP_OK);
+
+    assert_int_equal(emails(app), 2);
+    const char *out_of_stock[2] = {NULL, NULL};
+    size_t n = 0;
+    for (size_t i = 0; i < ap_fake_publisher_count(pub); i++) {
+        const ap_msg_t *event = ap_fake_publisher_event(pub, i);
+        assert_int_equal(strlen(event->meta.event_id), 36); /* every event has its own */
+        if (event->type == AP_EVT_OUT_OF_STOCK && n < 2)
+            out_of_stock[n++] = event->meta.event_id;
+    }
+    assert_int_equal(n, 2);
+    assert_string_equal(ap_fake_uow_email_event_id(UOW(app), 0), out_of_stock[0]);
+    assert_string_equal(ap_fake_uow_email_event_id(UOW(app), 1), out_of_stock[1]);
+    assert_string_not_equal(out_of_stock[0], out_of_stock[1]);
+    assert_int_equal(out_of_stock[0][14], '4'); /* a version-4 UUID */
+    free_app(app);
+}
+
 static void test_email_goes_to_the_configured_address(void **state)
 {
     (void)state;
@@ -386,6 +414,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_out_of_stock_writes_one_email_row),
+        cmocka_unit_test(test_email_carries_the_out_of_stock_events_id),
         cmocka_unit_test(test_email_goes_to_the_configured_address),
         cmocka_unit_test(test_no_email_without_out_of_stock),
         cmocka_unit_test(test_retried_command_writes_its_emails_once),

@@ -117,9 +117,9 @@ typedef struct failing_notifier {
 } failing_notifier_t;
 
 static ap_err_t failing_send(ap_notifier_t *notifier, const char *to, const char *subject,
-                             const char *body)
+                             const char *body, const char *event_id)
 {
-    (void)to, (void)subject, (void)body;
+    (void)to, (void)subject, (void)body, (void)event_id;
     container_of(notifier, failing_notifier_t, notifier)->attempts++;
     return AP_ERR_IO;
 }
