@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ap/strbuf.h"
+
 #define MAX_LABELS 4
 #define MAX_COLLECTORS 8
 
@@ -72,21 +74,26 @@ static void series_free(series_t *s)
     free(s);
 }
 
+static void family_free(ap_metric_t *m)
+{
+    for (series_t *s = m->series, *next; s; s = next) {
+        next = s->next;
+        series_free(s);
+    }
+    free(m->name);
+    free(m->help);
+    free(m->label_text);
+    free(m->bounds);
+    free(m);
+}
+
 void ap_metrics_free(ap_metrics_t *metrics)
 {
     if (!metrics)
         return;
     for (ap_metric_t *m = metrics->families, *next; m; m = next) {
         next = m->next;
-        for (series_t *s = m->series, *snext; s; s = snext) {
-            snext = s->next;
-            series_free(s);
-        }
-        free(m->name);
-        free(m->help);
-        free(m->label_text);
-        free(m->bounds);
-        free(m);
+        family_free(m);
     }
     pthread_mutex_destroy(&metrics->mutex);
     free(metrics);
@@ -122,11 +129,7 @@ static ap_metric_t *add_family(ap_metrics_t *metrics, kind_t kind, const char *n
     }
     if (!m->name || !m->help || (labels && *labels && !m->label_text) ||
         (nbounds && !m->bounds)) {
-        free(m->name);
-        free(m->help);
-        free(m->label_text);
-        free(m->bounds);
-        free(m);
+        family_free(m);
         return NULL;
     }
     pthread_mutex_lock(&metrics->mutex);
@@ -134,11 +137,7 @@ static ap_metric_t *add_family(ap_metrics_t *metrics, kind_t kind, const char *n
         if (strcmp(other->name, name) == 0) {
             pthread_mutex_unlock(&metrics->mutex);
             assert(!"metric registered twice");
-            free(m->name);
-            free(m->help);
-            free(m->label_text);
-            free(m->bounds);
-            free(m);
+            family_free(m);
             return NULL;
         }
     }
@@ -325,107 +324,76 @@ void ap_metrics_on_collect(ap_metrics_t *metrics, ap_metrics_collect_fn fn, void
 
 /* ---------------------------------------------------------------- the text format */
 
-typedef struct out {
-    char *buf;
-    size_t len, cap;
-    bool failed;
-} out_t;
-
-static void put(out_t *o, const char *text, size_t n)
-{
-    if (o->failed)
-        return;
-    if (o->len + n + 1 > o->cap) {
-        size_t cap = o->cap ? o->cap : 4096;
-        while (cap < o->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(o->buf, cap);
-        if (!grown) {
-            o->failed = true;
-            return;
-        }
-        o->buf = grown;
-        o->cap = cap;
-    }
-    memcpy(o->buf + o->len, text, n);
-    o->len += n;
-    o->buf[o->len] = '\0';
-}
-
-static void puts_(out_t *o, const char *text)
-{
-    put(o, text, strlen(text));
-}
-
 /* HELP text escapes backslash and newline; label values also the double quote. */
-static void put_escaped(out_t *o, const char *text, bool quote)
+static void put_escaped(ap_strbuf_t *o, const char *text, bool quote)
 {
     for (const char *p = text; *p; p++) {
         if (*p == '\\')
-            puts_(o, "\\\\");
+            ap_strbuf_adds(o, "\\\\");
         else if (*p == '\n')
-            puts_(o, "\\n");
+            ap_strbuf_adds(o, "\\n");
         else if (quote && *p == '"')
-            puts_(o, "\\\"");
+            ap_strbuf_adds(o, "\\\"");
         else
-            put(o, p, 1);
+            ap_strbuf_addch(o, *p);
     }
 }
 
-static void put_number(out_t *o, double value)
+/* The exposition's spelling of a number: an integer without a point, +Inf, NaN. */
+static void format_number(double value, char text[64])
 {
-    char text[64];
     if (isinf(value))
-        snprintf(text, sizeof text, value > 0 ? "+Inf" : "-Inf");
+        snprintf(text, 64, value > 0 ? "+Inf" : "-Inf");
     else if (isnan(value))
-        snprintf(text, sizeof text, "NaN");
+        snprintf(text, 64, "NaN");
     else if (value == (double)(long long)value && fabs(value) < 1e15)
-        snprintf(text, sizeof text, "%lld", (long long)value);
+        snprintf(text, 64, "%lld", (long long)value);
     else
-        snprintf(text, sizeof text, "%.15g", value);
-    puts_(o, text);
+        snprintf(text, 64, "%.15g", value);
 }
 
 /* name{labels[,le="bound"]} value\n */
-static void put_sample(out_t *o, const ap_metric_t *m, const series_t *s, const char *suffix,
+static void put_sample(ap_strbuf_t *o, const ap_metric_t *m, const series_t *s, const char *suffix,
                        const char *le, double value)
 {
-    puts_(o, m->name);
-    puts_(o, suffix);
+    ap_strbuf_adds(o, m->name);
+    ap_strbuf_adds(o, suffix);
     if (m->nlabels || le) {
-        puts_(o, "{");
+        ap_strbuf_adds(o, "{");
         for (size_t i = 0; i < m->nlabels; i++) {
             if (i)
-                puts_(o, ",");
-            puts_(o, m->labels[i]);
-            puts_(o, "=\"");
+                ap_strbuf_adds(o, ",");
+            ap_strbuf_adds(o, m->labels[i]);
+            ap_strbuf_adds(o, "=\"");
             put_escaped(o, s->values[i], true);
-            puts_(o, "\"");
+            ap_strbuf_adds(o, "\"");
         }
         if (le) {
-            puts_(o, m->nlabels ? ",le=\"" : "le=\"");
-            puts_(o, le);
-            puts_(o, "\"");
+            ap_strbuf_adds(o, m->nlabels ? ",le=\"" : "le=\"");
+            ap_strbuf_adds(o, le);
+            ap_strbuf_adds(o, "\"");
         }
-        puts_(o, "}");
+        ap_strbuf_adds(o, "}");
     }
-    puts_(o, " ");
-    put_number(o, value);
-    puts_(o, "\n");
+    char number[64];
+    format_number(value, number);
+    ap_strbuf_adds(o, " ");
+    ap_strbuf_adds(o, number);
+    ap_strbuf_adds(o, "\n");
 }
 
-static void put_family(out_t *o, const ap_metric_t *m)
+static void put_family(ap_strbuf_t *o, const ap_metric_t *m)
 {
     static const char *const types[] = {"counter", "gauge", "histogram"};
-    puts_(o, "# HELP ");
-    puts_(o, m->name);
-    puts_(o, " ");
+    ap_strbuf_adds(o, "# HELP ");
+    ap_strbuf_adds(o, m->name);
+    ap_strbuf_adds(o, " ");
     put_escaped(o, m->help, false);
-    puts_(o, "\n# TYPE ");
-    puts_(o, m->name);
-    puts_(o, " ");
-    puts_(o, types[m->kind]);
-    puts_(o, "\n");
+    ap_strbuf_adds(o, "\n# TYPE ");
+    ap_strbuf_adds(o, m->name);
+    ap_strbuf_adds(o, " ");
+    ap_strbuf_adds(o, types[m->kind]);
+    ap_strbuf_adds(o, "\n");
     for (const series_t *s = m->series; s; s = s->next) {
         if (m->kind != HISTOGRAM) {
             put_sample(o, m, s, "", NULL, s->value);
@@ -435,10 +403,7 @@ static void put_family(out_t *o, const ap_metric_t *m)
         char le[64];
         for (size_t b = 0; b < m->nbounds; b++) {
             cumulative += s->buckets[b];
-            out_t num = {0};
-            put_number(&num, m->bounds[b]);
-            snprintf(le, sizeof le, "%s", num.buf ? num.buf : "0");
-            free(num.buf);
+            format_number(m->bounds[b], le);
             put_sample(o, m, s, "_bucket", le, cumulative);
         }
         put_sample(o, m, s, "_bucket", "+Inf", s->count);
@@ -449,7 +414,7 @@ static void put_family(out_t *o, const ap_metric_t *m)
 
 bool ap_metrics_render(ap_metrics_t *metrics, char **text, size_t *len)
 {
-    out_t o = {0};
+    ap_strbuf_t o = AP_STRBUF_INIT;
     size_t ncollectors;
 
     pthread_mutex_lock(&metrics->mutex);
@@ -462,12 +427,11 @@ bool ap_metrics_render(ap_metrics_t *metrics, char **text, size_t *len)
     for (const ap_metric_t *m = metrics->families; m; m = m->next)
         put_family(&o, m);
     pthread_mutex_unlock(&metrics->mutex);
-    puts_(&o, "");
-    if (o.failed) {
-        free(o.buf);
+    size_t n = o.len;
+    char *rendered = ap_strbuf_detach(&o);
+    if (!rendered)
         return false;
-    }
-    *text = o.buf;
-    *len = o.len;
+    *text = rendered;
+    *len = n;
     return true;
 }

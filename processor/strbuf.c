@@ -39,6 +39,14 @@ char *ap_strbuf_detach(ap_strbuf_t *sb)
     return text;
 }
 
+void ap_strbuf_reset(ap_strbuf_t *sb)
+{
+    sb->len = 0;
+    sb->failed = false;
+    if (sb->buf)
+        sb->buf[0] = '\0';
+}
+
 void ap_strbuf_release(ap_strbuf_t *sb)
 {
     free(sb->buf);

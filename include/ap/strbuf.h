@@ -40,6 +40,9 @@ void ap_strbuf_addch(ap_strbuf_t *sb, char c);
  */
 char *ap_strbuf_detach(ap_strbuf_t *sb);
 
+/* Empties the text (and forgets a failed append), keeping the memory for the next use. */
+void ap_strbuf_reset(ap_strbuf_t *sb);
+
 /* Frees the text and empties the buffer. */
 void ap_strbuf_release(ap_strbuf_t *sb);
 

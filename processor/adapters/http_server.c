@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include "ap/log.h"
+#include "ap/strbuf.h"
 
 #define CONNECTION_LIMIT 512
 #define CONNECTION_TIMEOUT_S 60
@@ -31,8 +32,7 @@ struct ap_http_server {
 
 /* One request's state between MHD's calls. */
 typedef struct pending {
-    char *body;
-    size_t len, cap;
+    ap_strbuf_t body;
     bool too_large;
 } pending_t;
 
@@ -93,7 +93,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)cls, (void)conn, (void)toe;
     pending_t *pending = *con_cls;
     if (pending) {
-        free(pending->body);
+        ap_strbuf_release(&pending->body);
         free(pending);
         *con_cls = NULL;
     }
@@ -101,24 +101,12 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 static bool gather(ap_http_server_t *server, pending_t *pending, const char *data, size_t size)
 {
-    if (pending->too_large || pending->len + size > server->max_body) {
+    if (pending->too_large || size > server->max_body - pending->body.len) {
         pending->too_large = true;
         return true;
     }
-    if (pending->len + size + 1 > pending->cap) {
-        size_t cap = pending->cap ? pending->cap : 1024;
-        while (cap < pending->len + size + 1)
-            cap *= 2;
-        char *grown = realloc(pending->body, cap);
-        if (!grown)
-            return false;
-        pending->body = grown;
-        pending->cap = cap;
-    }
-    memcpy(pending->body + pending->len, data, size);
-    pending->len += size;
-    pending->body[pending->len] = '\0';
-    return true;
+    ap_strbuf_add(&pending->body, data, size);
+    return !pending->body.failed;
 }
 
 static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char *url,
@@ -148,8 +136,8 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
 
     ap_http_request_t req = {.method = method,
                              .path = url,
-                             .body = pending->too_large || !pending->body ? "" : pending->body,
-                             .body_len = pending->too_large ? 0 : pending->len,
+                             .body = pending->too_large || !pending->body.buf ? "" : pending->body.buf,
+                             .body_len = pending->too_large ? 0 : pending->body.len,
                              .body_too_large = pending->too_large,
                              .handle = conn};
     ap_http_response_t res = {.status = 500};

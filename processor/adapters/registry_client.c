@@ -22,6 +22,7 @@
 
 #include "ap/array.h"
 #include "ap/log.h"
+#include "ap/strbuf.h"
 
 #define COMPONENT "registry"
 #define CONTENT_TYPE "application/vnd.schemaregistry.v1+json"
@@ -49,8 +50,7 @@ struct ap_registry {
     char errbuf[CURL_ERROR_SIZE];
 
     /* The current answer's body, reset before each request. */
-    char *body;
-    size_t body_len, body_cap;
+    ap_strbuf_t body;
     bool body_too_large;
 
     struct subject_entry *by_subject;
@@ -113,29 +113,23 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
     ap_registry_t *registry = userdata;
     size_t n = size * nmemb;
 
-    if (n > MAX_ANSWER - registry->body_len) {
+    if (n > MAX_ANSWER - registry->body.len) {
         registry->body_too_large = true;
         return 0; /* libcurl stops with CURLE_WRITE_ERROR */
     }
-    if (registry->body_len + n + 1 > registry->body_cap) {
-        size_t cap = registry->body_cap;
-        while (cap < registry->body_len + n + 1)
-            cap *= 2;
-        char *grown = realloc(registry->body, cap);
-        if (!grown)
-            return 0;
-        registry->body = grown;
-        registry->body_cap = cap;
-    }
-    memcpy(registry->body + registry->body_len, data, n);
-    registry->body_len += n;
-    registry->body[registry->body_len] = '\0';
-    return n;
+    ap_strbuf_add(&registry->body, data, n);
+    return registry->body.failed ? 0 : n;
+}
+
+/* The current answer's body: "" before anything arrived. */
+static const char *answer_text(const ap_registry_t *registry)
+{
+    return registry->body.buf ? registry->body.buf : "";
 }
 
 /*
  * One request on the shared handle: POST `payload` when not NULL, GET otherwise. On AP_OK the
- * answer's status is in *status and its body in registry->body (NUL-terminated, maybe
+ * answer's status is in *status and its body in answer_text(registry) (NUL-terminated, maybe
  * empty); a request that got no answer logs libcurl's text and gives AP_ERR_UNAVAILABLE.
  * `path` is logged, so it must hold no secret.
  */
@@ -152,10 +146,9 @@ static ap_err_t perform(ap_registry_t *registry, const char *path, const char *p
         goto out;
     snprintf(url, url_len, "%s%s", registry->base, path);
 
-    registry->body_len = 0;
+    ap_strbuf_reset(&registry->body);
     registry->body_too_large = false;
     registry->errbuf[0] = '\0';
-    registry->body[0] = '\0';
 
     CURL *curl = registry->curl;
     if (curl_easy_setopt(curl, CURLOPT_URL, url) != CURLE_OK)
@@ -192,7 +185,7 @@ out:
  */
 static void refusal_text(const ap_registry_t *registry, long status, char *why, size_t whylen)
 {
-    json_t *root = json_loadb(registry->body, registry->body_len, 0, NULL);
+    json_t *root = json_loadb(answer_text(registry), registry->body.len, 0, NULL);
     json_t *message = root ? json_object_get(root, "message") : NULL;
     json_t *code = root ? json_object_get(root, "error_code") : NULL;
 
@@ -253,9 +246,6 @@ ap_err_t ap_registry_new(const char *url, ap_registry_t **out)
         len--;
     err = AP_ERR_NOMEM;
     if (!(registry->base = dup_n(url, len)))
-        goto out;
-    registry->body_cap = 4096;
-    if (!(registry->body = malloc(registry->body_cap)))
         goto out;
     if (!(registry->curl = curl_easy_init()))
         goto out;
@@ -318,7 +308,7 @@ void ap_registry_free(ap_registry_t *registry)
     for (size_t i = 0; i < registry->n_id; i++)
         free(registry->by_id[i].schema);
     free(registry->by_id);
-    free(registry->body);
+    ap_strbuf_release(&registry->body);
     free(registry->base);
     free(registry->safe_base);
     free(registry);
@@ -370,7 +360,7 @@ ap_err_t ap_registry_register(ap_registry_t *registry, const char *subject,
         err = status_error(registry, what, status, why, whylen);
         goto out;
     }
-    answer = json_loadb(registry->body, registry->body_len, 0, NULL);
+    answer = json_loadb(answer_text(registry), registry->body.len, 0, NULL);
     json_t *member = answer ? json_object_get(answer, "id") : NULL;
     if (!json_is_integer(member) || json_integer_value(member) < 0 ||
         json_integer_value(member) > INT32_MAX) {
@@ -440,7 +430,7 @@ ap_err_t ap_registry_schema_by_id(ap_registry_t *registry, int32_t id, char **sc
         err = status_error(registry, what, status, NULL, 0);
         goto out;
     }
-    answer = json_loadb(registry->body, registry->body_len, 0, NULL);
+    answer = json_loadb(answer_text(registry), registry->body.len, 0, NULL);
     json_t *member = answer ? json_object_get(answer, "schema") : NULL;
     /* A schema with a NUL inside would be cut short by every C caller. */
     if (!json_is_string(member) ||

@@ -331,6 +331,18 @@ static void get_command(ap_http_api_t *api, const char *id, ap_http_response_t *
 
 /* ---------------------------------------------------------------- queries */
 
+json_t *ap_http_allocations_json(const ap_allocation_row_t *rows, size_t nrows)
+{
+    json_t *array = json_array();
+    for (size_t i = 0; i < nrows; i++) {
+        json_t *row = json_object();
+        json_object_set_new(row, "sku", json_string(rows[i].sku));
+        json_object_set_new(row, "batchref", json_string(rows[i].batchref));
+        json_array_append_new(array, row);
+    }
+    return array;
+}
+
 static void get_allocations(ap_http_api_t *api, const char *orderid, ap_http_response_t *res)
 {
     ap_allocation_row_t *rows = NULL;
@@ -348,14 +360,7 @@ static void get_allocations(ap_http_api_t *api, const char *orderid, ap_http_res
     } else if (err) {
         reply_message(res, 503, "Postgres is unavailable; try again later");
     } else {
-        json_t *array = json_array();
-        for (size_t i = 0; i < nrows; i++) {
-            json_t *row = json_object();
-            json_object_set_new(row, "sku", json_string(rows[i].sku));
-            json_object_set_new(row, "batchref", json_string(rows[i].batchref));
-            json_array_append_new(array, row);
-        }
-        reply_json(res, 200, array);
+        reply_json(res, 200, ap_http_allocations_json(rows, nrows));
     }
     free(rows);
 }

@@ -7,6 +7,8 @@
 #ifndef AP_ENTRYPOINTS_HTTP_ROUTES_H
 #define AP_ENTRYPOINTS_HTTP_ROUTES_H
 
+#include <jansson.h>
+
 #include "ap/config.h"
 #include "ap/outcomes.h"
 #include "entrypoints/command_gateway.h"
@@ -39,6 +41,12 @@ void ap_http_api_set_email_sender(ap_http_api_t *api, ap_email_sender_t *email);
 
 /* Stops serving; NULL is a no-op. */
 void ap_http_api_stop(ap_http_api_t *api);
+
+/*
+ * The allocations view as GET /allocations/{orderid} answers it and the `allocations` command
+ * prints it: [{"sku":..,"batchref":..}, ...]. Caller decrefs (json_decref).
+ */
+json_t *ap_http_allocations_json(const ap_allocation_row_t *rows, size_t nrows);
 
 /* Constant-time comparison of a presented bearer token with the configured one. */
 bool ap_http_token_equal(const char *presented, const char *expected);

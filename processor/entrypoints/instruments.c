@@ -5,6 +5,7 @@
 #include "entrypoints/instruments.h"
 
 #include <dirent.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -49,6 +50,91 @@ static void collect_process(void *ctx)
     }
 }
 
+/* One family: where its handle goes in ap_instruments_t, and what Prometheus is told. */
+typedef struct family {
+    size_t field; /* offsetof an ap_metric_t * in ap_instruments_t */
+    enum { COUNTER, GAUGE, HISTOGRAM } kind;
+    const char *name, *help, *labels;
+    const double *buckets; /* histograms only */
+    size_t nbuckets;
+} family_t;
+
+#define AT(member) offsetof(ap_instruments_t, member)
+#define BATCHES batch_buckets, N(batch_buckets)
+#define SECONDS duration_buckets, N(duration_buckets)
+
+/* Every family, in the order /metrics lists them. */
+static const family_t families[] = {
+    {AT(commands), COUNTER, "allocation_commands_total",
+     "Commands read, by command type and outcome (applied, rejected, dead_lettered, "
+     "failed, duplicate).", "type,outcome"},
+    {AT(batch_commands), HISTOGRAM, "allocation_batch_commands",
+     "Commands per batch (one Postgres transaction).", NULL, BATCHES},
+    {AT(batch_duration), HISTOGRAM, "allocation_batch_duration_seconds",
+     "Time from a batch's first attempt to its commit.", NULL, SECONDS},
+    {AT(consumer_lag), GAUGE, "allocation_consumer_lag_messages",
+     "Records of an owned partition not applied yet: its end offset minus the offset "
+     "stored in Postgres.", "topic,partition"},
+    {AT(outbox_rows), GAUGE, "allocation_outbox_backlog_rows",
+     "Outbox rows waiting for the relay (counted up to BACKPRESSURE_MAX_ROWS + 1).", NULL},
+    {AT(outbox_age), GAUGE, "allocation_outbox_oldest_age_seconds",
+     "Age of the oldest outbox row waiting for the relay.", NULL},
+
+    {AT(event_latency), HISTOGRAM, "allocation_event_delivery_latency_seconds",
+     "Time from an event's commit to Kafka's acknowledgement, as this process's relay "
+     "saw it.", NULL, SECONDS},
+    {AT(relay_delivered), COUNTER, "allocation_relay_delivered_total",
+     "Outbox rows this process's relay delivered to Kafka and deleted.", NULL},
+    {AT(relay_failures), COUNTER, "allocation_relay_delivery_failures_total",
+     "Failed delivery reports (the row stays and is sent again).", NULL},
+    {AT(relay_parked), COUNTER, "allocation_relay_parked_total",
+     "Outbox rows Kafka refused for good, moved to outbox_parked.", NULL},
+    {AT(relay_leader), GAUGE, "allocation_relay_leader",
+     "1 while this process holds the relay lock (its relay is the active one).", NULL},
+
+    {AT(email_delivered), COUNTER, "allocation_email_deliveries_total",
+     "Out-of-stock emails the SMTP server accepted (their rows deleted).", NULL},
+    {AT(email_failures), COUNTER, "allocation_email_failures_total",
+     "Failed SMTP attempts (the email stays and is tried again).", NULL},
+    {AT(email_logged), COUNTER, "allocation_email_logged_total",
+     "Out-of-stock emails written to the log because SMTP_URL is not set.", NULL},
+
+    {AT(backpressure), GAUGE, "allocation_backpressure_active",
+     "1 while consumption is paused because the outbox is behind.", NULL},
+    {AT(postgres_up), GAUGE, "allocation_postgres_up", "1 while Postgres is reachable.", NULL},
+    {AT(kafka_up), GAUGE, "allocation_kafka_up", "1 while a Kafka broker is reachable.", NULL},
+    {AT(consumer_joined), GAUGE, "allocation_consumer_group_joined",
+     "1 while the consumer is a member of its group.", NULL},
+
+    {AT(http_requests), COUNTER, "allocation_http_requests_total",
+     "HTTP requests answered, by route and status code.", "route,code"},
+    {AT(http_duration), HISTOGRAM, "allocation_http_request_duration_seconds",
+     "Time to answer an HTTP request, by route.", "route", SECONDS},
+
+    {AT(build_info), GAUGE, "allocation_build_info", "Always 1; the version is a label.",
+     "version"},
+    {AT(resident_memory), GAUGE, "process_resident_memory_bytes",
+     "Resident memory size in bytes.", NULL},
+    {AT(cpu_seconds), COUNTER, "process_cpu_seconds_total",
+     "Total user and system CPU time spent in seconds.", NULL},
+    {AT(start_time), GAUGE, "process_start_time_seconds",
+     "Start time of the process since unix epoch in seconds.", NULL},
+    {AT(open_fds), GAUGE, "process_open_fds", "Number of open file descriptors.", NULL},
+};
+
+static ap_metric_t *family_register(ap_metrics_t *m, const family_t *f)
+{
+    switch (f->kind) {
+    case COUNTER:
+        return ap_metrics_counter(m, f->name, f->help, f->labels);
+    case GAUGE:
+        return ap_metrics_gauge(m, f->name, f->help, f->labels);
+    case HISTOGRAM:
+        return ap_metrics_histogram(m, f->name, f->help, f->labels, f->buckets, f->nbuckets);
+    }
+    return NULL;
+}
+
 bool ap_instruments_init(ap_instruments_t *ins)
 {
     memset(ins, 0, sizeof *ins);
@@ -56,77 +142,12 @@ bool ap_instruments_init(ap_instruments_t *ins)
     if (!m)
         return false;
 
-    ins->commands = ap_metrics_counter(m, "allocation_commands_total",
-        "Commands read, by command type and outcome (applied, rejected, dead_lettered, "
-        "failed, duplicate).", "type,outcome");
-    ins->batch_commands = ap_metrics_histogram(m, "allocation_batch_commands",
-        "Commands per batch (one Postgres transaction).", NULL, batch_buckets, N(batch_buckets));
-    ins->batch_duration = ap_metrics_histogram(m, "allocation_batch_duration_seconds",
-        "Time from a batch's first attempt to its commit.", NULL, duration_buckets,
-        N(duration_buckets));
-    ins->consumer_lag = ap_metrics_gauge(m, "allocation_consumer_lag_messages",
-        "Records of an owned partition not applied yet: its end offset minus the offset "
-        "stored in Postgres.", "topic,partition");
-    ins->outbox_rows = ap_metrics_gauge(m, "allocation_outbox_backlog_rows",
-        "Outbox rows waiting for the relay (counted up to BACKPRESSURE_MAX_ROWS + 1).", NULL);
-    ins->outbox_age = ap_metrics_gauge(m, "allocation_outbox_oldest_age_seconds",
-        "Age of the oldest outbox row waiting for the relay.", NULL);
-
-    ins->event_latency = ap_metrics_histogram(m, "allocation_event_delivery_latency_seconds",
-        "Time from an event's commit to Kafka's acknowledgement, as this process's relay "
-        "saw it.", NULL, duration_buckets, N(duration_buckets));
-    ins->relay_delivered = ap_metrics_counter(m, "allocation_relay_delivered_total",
-        "Outbox rows this process's relay delivered to Kafka and deleted.", NULL);
-    ins->relay_failures = ap_metrics_counter(m, "allocation_relay_delivery_failures_total",
-        "Failed delivery reports (the row stays and is sent again).", NULL);
-    ins->relay_parked = ap_metrics_counter(m, "allocation_relay_parked_total",
-        "Outbox rows Kafka refused for good, moved to outbox_parked.", NULL);
-    ins->relay_leader = ap_metrics_gauge(m, "allocation_relay_leader",
-        "1 while this process holds the relay lock (its relay is the active one).", NULL);
-
-    ins->email_delivered = ap_metrics_counter(m, "allocation_email_deliveries_total",
-        "Out-of-stock emails the SMTP server accepted (their rows deleted).", NULL);
-    ins->email_failures = ap_metrics_counter(m, "allocation_email_failures_total",
-        "Failed SMTP attempts (the email stays and is tried again).", NULL);
-    ins->email_logged = ap_metrics_counter(m, "allocation_email_logged_total",
-        "Out-of-stock emails written to the log because SMTP_URL is not set.", NULL);
-
-    ins->backpressure = ap_metrics_gauge(m, "allocation_backpressure_active",
-        "1 while consumption is paused because the outbox is behind.", NULL);
-    ins->postgres_up = ap_metrics_gauge(m, "allocation_postgres_up",
-        "1 while Postgres is reachable.", NULL);
-    ins->kafka_up = ap_metrics_gauge(m, "allocation_kafka_up",
-        "1 while a Kafka broker is reachable.", NULL);
-    ins->consumer_joined = ap_metrics_gauge(m, "allocation_consumer_group_joined",
-        "1 while the consumer is a member of its group.", NULL);
-
-    ins->http_requests = ap_metrics_counter(m, "allocation_http_requests_total",
-        "HTTP requests answered, by route and status code.", "route,code");
-    ins->http_duration = ap_metrics_histogram(m, "allocation_http_request_duration_seconds",
-        "Time to answer an HTTP request, by route.", "route", duration_buckets,
-        N(duration_buckets));
-
-    ins->build_info = ap_metrics_gauge(m, "allocation_build_info",
-        "Always 1; the version is a label.", "version");
-    ins->resident_memory = ap_metrics_gauge(m, "process_resident_memory_bytes",
-        "Resident memory size in bytes.", NULL);
-    ins->cpu_seconds = ap_metrics_counter(m, "process_cpu_seconds_total",
-        "Total user and system CPU time spent in seconds.", NULL);
-    ins->start_time = ap_metrics_gauge(m, "process_start_time_seconds",
-        "Start time of the process since unix epoch in seconds.", NULL);
-    ins->open_fds = ap_metrics_gauge(m, "process_open_fds", "Number of open file descriptors.",
-                                     NULL);
-
-    if (!ins->commands || !ins->batch_commands || !ins->batch_duration || !ins->consumer_lag ||
-        !ins->outbox_rows || !ins->outbox_age || !ins->event_latency ||
-        !ins->relay_delivered || !ins->relay_failures || !ins->relay_parked ||
-        !ins->relay_leader || !ins->email_delivered || !ins->email_failures ||
-        !ins->email_logged || !ins->backpressure || !ins->postgres_up || !ins->kafka_up ||
-        !ins->consumer_joined || !ins->http_requests || !ins->http_duration ||
-        !ins->build_info || !ins->resident_memory || !ins->cpu_seconds || !ins->start_time ||
-        !ins->open_fds) {
-        ap_instruments_release(ins);
-        return false;
+    for (size_t i = 0; i < N(families); i++) {
+        ap_metric_t **slot = (ap_metric_t **)((char *)ins + families[i].field);
+        if (!(*slot = family_register(m, &families[i]))) {
+            ap_instruments_release(ins);
+            return false;
+        }
     }
     ap_metric_set(ins->build_info, 1, AP_VERSION);
     ap_metric_set(ins->start_time, (double)time(NULL));

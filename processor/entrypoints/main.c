@@ -217,13 +217,7 @@ static int cmd_allocations(const ap_config_t *cfg, const char *orderid)
         goto out;
     }
 
-    json_t *array = json_array();
-    for (size_t i = 0; i < nrows; i++) {
-        json_t *row = json_object();
-        json_object_set_new(row, "sku", json_string(rows[i].sku));
-        json_object_set_new(row, "batchref", json_string(rows[i].batchref));
-        json_array_append_new(array, row);
-    }
+    json_t *array = ap_http_allocations_json(rows, nrows);
     char *text = json_dumps(array, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(array);
     if (text) {

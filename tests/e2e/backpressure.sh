@@ -16,16 +16,19 @@ SKU="$RUN_ID-LAMP"
 } | produce_keyed
 
 start_processor
-paused() { grep -q "pausing consumption" "$PROCESSOR_LOG"; }
-wait_for "consumption to pause" 60 paused
+# The outcomes, not the log: the allocation_backpressure_active gauge and the outbox's rows.
+backpressure() { metric allocation_backpressure_active; }
+paused() { [[ "$(backpressure)" == 1 ]]; }
+wait_for "consumption to pause (allocation_backpressure_active 1)" 60 paused
 # The backlog is judged before every batch and a pause drops what was fetched, so it passes
 # the limit by one batch's events at most: here one event per command (Allocated).
 rows=$(outbox_rows)
 bound=$((BACKPRESSURE_MAX_ROWS + BATCH_MAX_MESSAGES))
 [[ "$rows" -le "$bound" ]] || fail "the outbox grew to $rows rows while paused (bound $bound)"
 [[ "$rows" -lt "$ORDERS" ]] || fail "the whole stream was consumed before the pause"
-resumed() { grep -q "resuming consumption" "$PROCESSOR_LOG"; }
-wait_for "consumption to resume" 60 resumed
+[[ "$(committed_records)" -lt "$ORDERS" ]] || fail "the whole stream was committed before the pause"
+resumed() { [[ "$(backpressure)" == 0 ]]; }
+wait_for "consumption to resume (allocation_backpressure_active 0)" 60 resumed
 wait_for "every record committed" 120 all_records_committed
 wait_for "the outbox to drain" 60 outbox_empty
 got=$(sql "select count(*) from allocations_view where orderid like '$RUN_ID-o%'")

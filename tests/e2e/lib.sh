@@ -107,12 +107,27 @@ processor_owns_partitions() {
         grep -q "assigned $COMMAND_TOPIC" "$PROCESSOR_LOG"
 }
 
-# http_base: http://127.0.0.1:PORT of the running processor, from its "listening" log line.
+# http_base [LOG]: http://127.0.0.1:PORT of the processor writing LOG (default the running
+# processor's), from its "listening" log line: the one place a port chosen at start is told.
 http_base() {
-    local port
-    port=$(grep -o 'listening on [^ ]* (port [0-9]*)' "$PROCESSOR_LOG" | tail -n 1 | grep -o '[0-9]*)$' | tr -d ')')
-    [[ -n "$port" ]] || fail "the processor logged no HTTP port"
+    local port log="${1:-$PROCESSOR_LOG}"
+    port=$(grep -o 'listening on [^ ]* (port [0-9]*)' "$log" | tail -n 1 | grep -o '[0-9]*)$' | tr -d ')')
+    [[ -n "$port" ]] || fail "the processor logged no HTTP port ($log)"
     echo "http://127.0.0.1:$port"
+}
+
+# metric 'NAME{LABELS}' [LOG]: its value in a fresh scrape of that processor's /metrics, 0 when
+# absent (or when the processor does not answer).
+metric() {
+    curl -s "$(http_base "${2:-}")/metrics" | awk -v k="$1" '$1 == k {print $2; found=1} END {if (!found) print 0}'
+}
+
+# owned_partitions [LOG]: the command topic's partitions that processor owns now, sorted, from
+# its allocation_consumer_lag_messages series (set for each owned partition, removed on revoke).
+owned_partitions() {
+    curl -s "$(http_base "${1:-}")/metrics" |
+        sed -n "s/^allocation_consumer_lag_messages{topic=\"$COMMAND_TOPIC\",partition=\"\([0-9]*\)\"} .*/\1/p" |
+        sort -n | paste -sd' '
 }
 
 # stop_processor [SIGNAL]: TERM by default, which must end in exit code 0.
