@@ -75,7 +75,9 @@ int ap_producer_pending(ap_producer_t *producer);
  */
 bool ap_producer_fatal(ap_producer_t *producer);
 
-/* False after librdkafka reported every broker down, until a record is acknowledged again. */
+/* False after librdkafka reported every broker down, until a record is acknowledged again or
+ * a broker answers a metadata request (asked at most once a second, waiting up to 500 ms).
+ * The owner's thread. */
 bool ap_producer_reachable(ap_producer_t *producer);
 
 /* Frees at once: records not reported yet are dropped without a report (poll until

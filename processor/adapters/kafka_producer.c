@@ -22,7 +22,8 @@ struct ap_producer {
     void *ctx;
     int pending;      /* sent and not reported yet; touched only on the owner's thread */
     bool fatal;       /* a fatal error was logged */
-    bool unreachable; /* all brokers down since the last acknowledgement */
+    bool unreachable; /* all brokers down, and no acknowledgement or answer since */
+    int64_t last_probe_ms; /* when a broker was last asked, while unreachable */
     bool linger_set;  /* the configuration chose a linger: flushes honour it */
 };
 
@@ -180,6 +181,18 @@ bool ap_producer_fatal(ap_producer_t *producer)
 
 bool ap_producer_reachable(ap_producer_t *producer)
 {
+    /* An acknowledgement clears the flag, but a producer with nothing to send gets none:
+     * while unreachable, ask for the broker list (at most once a second, 500 ms at most),
+     * and an answer settles it, as the consumer does. */
+    if (producer->unreachable && ap_kafka_now_ms() - producer->last_probe_ms >= 1000) {
+        const struct rd_kafka_metadata *metadata = NULL;
+        producer->last_probe_ms = ap_kafka_now_ms();
+        if (rd_kafka_metadata(producer->rk, 0, NULL, &metadata, 500) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR)
+            producer->unreachable = false;
+        if (metadata)
+            rd_kafka_metadata_destroy(metadata);
+    }
     return !producer->unreachable;
 }
 
