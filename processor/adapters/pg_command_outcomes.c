@@ -18,6 +18,7 @@
 #include "adapters/pg_internal.h"
 #include "ap/log.h"
 #include "ap/outcomes.h"
+#include "ap/worker.h"
 
 #define LISTEN_CHANNEL "command_outcomes"
 #define RECHECK_MS 500     /* waiting requests are looked up this often without a notification */
@@ -158,11 +159,8 @@ typedef struct waiter {
 struct ap_outcome_store {
     char *conninfo;
     int retention_hours;
-    pthread_t thread;
-    pthread_mutex_t mutex; /* guards the waiters and `stopping` */
-    pthread_cond_t answered;
+    ap_worker_t worker; /* the listener; its mutex guards the waiters, `wake` says answered */
     waiter_t *waiters;
-    bool stopping;
     /* The request threads' connection, one at a time; a lock of its own so a slow lookup
      * never holds up the listener answering waiters. */
     pthread_mutex_t lookup_mutex;
@@ -241,20 +239,13 @@ ap_err_t ap_outcome_store_wait(ap_outcome_store_t *store, const char *message_id
                                int64_t timeout_ms, ap_command_outcome_t *out)
 {
     waiter_t self = {.id = message_id};
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (timeout_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = ap_worker_deadline(timeout_ms);
 
-    pthread_mutex_lock(&store->mutex);
+    pthread_mutex_lock(&store->worker.mutex);
     self.next = store->waiters;
     store->waiters = &self;
-    while (!self.done && !store->stopping &&
-           pthread_cond_timedwait(&store->answered, &store->mutex, &until) == 0) {
+    while (!self.done && !ap_worker_stopping(&store->worker) &&
+           pthread_cond_timedwait(&store->worker.wake, &store->worker.mutex, &until) == 0) {
     }
     for (waiter_t **link = &store->waiters; *link; link = &(*link)->next) {
         if (*link == &self) {
@@ -262,7 +253,7 @@ ap_err_t ap_outcome_store_wait(ap_outcome_store_t *store, const char *message_id
             break;
         }
     }
-    pthread_mutex_unlock(&store->mutex);
+    pthread_mutex_unlock(&store->worker.mutex);
     if (self.done) {
         *out = self.outcome;
         return AP_OK;
@@ -277,7 +268,7 @@ static void answer_waiters(ap_outcome_store_t *store, PGconn *conn)
     const char **ids = NULL;
     size_t n = 0, cap = 0;
 
-    pthread_mutex_lock(&store->mutex);
+    pthread_mutex_lock(&store->worker.mutex);
     for (waiter_t *w = store->waiters; w; w = w->next) {
         if (w->done)
             continue;
@@ -294,7 +285,7 @@ static void answer_waiters(ap_outcome_store_t *store, PGconn *conn)
             break;
         n++;
     }
-    pthread_mutex_unlock(&store->mutex);
+    pthread_mutex_unlock(&store->worker.mutex);
     if (n == 0)
         goto out;
 
@@ -305,7 +296,7 @@ static void answer_waiters(ap_outcome_store_t *store, PGconn *conn)
     PGresult *res = array ? PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0) : NULL;
     free(array);
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-        pthread_mutex_lock(&store->mutex);
+        pthread_mutex_lock(&store->worker.mutex);
         for (int row = 0; row < PQntuples(res); row++) {
             ap_command_outcome_t outcome;
             if (!read_row(res, row, &outcome))
@@ -317,8 +308,8 @@ static void answer_waiters(ap_outcome_store_t *store, PGconn *conn)
                 }
             }
         }
-        pthread_cond_broadcast(&store->answered);
-        pthread_mutex_unlock(&store->mutex);
+        pthread_cond_broadcast(&store->worker.wake);
+        pthread_mutex_unlock(&store->worker.mutex);
     } else if (res) {
         ap_pg_fail(conn, res, "looking up command outcomes");
     }
@@ -346,29 +337,20 @@ static void purge(ap_outcome_store_t *store, PGconn *conn)
     PQclear(res);
 }
 
-static bool stopping(ap_outcome_store_t *store)
-{
-    pthread_mutex_lock(&store->mutex);
-    bool stop = store->stopping;
-    pthread_mutex_unlock(&store->mutex);
-    return stop;
-}
-
 static void *listen_main(void *arg)
 {
     ap_outcome_store_t *store = arg;
     PGconn *conn = NULL;
     int64_t last_check = 0, last_purge = now_ms() - PURGE_EVERY_MS + 5000;
 
-    while (!stopping(store)) {
+    while (!ap_worker_stopping(&store->worker)) {
         if (!conn || PQstatus(conn) != CONNECTION_OK) {
             PQfinish(conn);
             conn = ap_pg_connect(store->conninfo);
             if (!conn || ap_pg_exec(conn, "LISTEN " LISTEN_CHANNEL, "listening for outcomes")) {
                 PQfinish(conn);
                 conn = NULL;
-                for (int slept = 0; slept < RECONNECT_MS && !stopping(store); slept += 100)
-                    nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL);
+                ap_worker_nap(&store->worker, RECONNECT_MS);
                 continue;
             }
             last_check = 0; /* anything committed while we were away */
@@ -410,20 +392,11 @@ ap_err_t ap_pg_outcome_store_new(const char *conninfo, int retention_hours,
         return AP_ERR_NOMEM;
     }
     store->retention_hours = retention_hours;
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&store->answered, &attr);
-    pthread_condattr_destroy(&attr);
-    pthread_mutex_init(&store->mutex, NULL);
+    ap_worker_init(&store->worker);
     pthread_mutex_init(&store->lookup_mutex, NULL);
     store->last_ping = AP_ERR_UNAVAILABLE;
-    if (pthread_create(&store->thread, NULL, listen_main, store)) {
-        pthread_cond_destroy(&store->answered);
-        pthread_mutex_destroy(&store->mutex);
-        pthread_mutex_destroy(&store->lookup_mutex);
-        free(store->conninfo);
-        free(store);
+    if (ap_worker_start(&store->worker, listen_main, store)) {
+        ap_outcome_store_free(store);
         return AP_ERR_NOMEM;
     }
     *out = store;
@@ -434,14 +407,8 @@ void ap_outcome_store_free(ap_outcome_store_t *store)
 {
     if (!store)
         return;
-    pthread_mutex_lock(&store->mutex);
-    store->stopping = true;
-    pthread_cond_broadcast(&store->answered);
-    pthread_mutex_unlock(&store->mutex);
-    pthread_join(store->thread, NULL);
+    ap_worker_release(&store->worker); /* first: the listener uses the rest */
     PQfinish(store->lookup);
-    pthread_cond_destroy(&store->answered);
-    pthread_mutex_destroy(&store->mutex);
     pthread_mutex_destroy(&store->lookup_mutex);
     free(store->conninfo);
     free(store);

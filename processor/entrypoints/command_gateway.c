@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "ap/log.h"
+#include "ap/worker.h"
 
 #define IDLE_WAIT_MS 100
 #define FLUSH_MS 20
@@ -32,11 +33,9 @@ typedef struct request {
 
 struct ap_command_gateway {
     ap_producer_t *producer;
-    pthread_t thread;
-    pthread_mutex_t mutex; /* guards the queue, `done` flags and `stopping` */
-    pthread_cond_t changed;
+    ap_worker_t worker; /* its mutex guards the queue and `done` flags; `wake` says either
+                         * changed */
     request_t *queue, **tail;
-    bool stopping;
     atomic_bool reachable;
     ap_kv_t *kafka; /* the configuration's pass-through properties, plus our timeout */
     char timeout[16];
@@ -44,11 +43,11 @@ struct ap_command_gateway {
 
 static void finish(ap_command_gateway_t *gateway, request_t *req, ap_err_t err)
 {
-    pthread_mutex_lock(&gateway->mutex);
+    pthread_mutex_lock(&gateway->worker.mutex);
     req->err = err;
     req->done = true;
-    pthread_cond_broadcast(&gateway->changed);
-    pthread_mutex_unlock(&gateway->mutex);
+    pthread_cond_broadcast(&gateway->worker.wake);
+    pthread_mutex_unlock(&gateway->worker.mutex);
 }
 
 static void on_delivery(void *ctx, void *opaque, ap_err_t err, const char *reason)
@@ -63,22 +62,17 @@ static void *gateway_main(void *arg)
 {
     ap_command_gateway_t *gateway = arg;
     for (;;) {
-        pthread_mutex_lock(&gateway->mutex);
-        if (!gateway->queue && !gateway->stopping && ap_producer_pending(gateway->producer) == 0) {
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_nsec += IDLE_WAIT_MS * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&gateway->changed, &gateway->mutex, &until);
+        pthread_mutex_lock(&gateway->worker.mutex);
+        if (!gateway->queue && !ap_worker_stopping(&gateway->worker) &&
+            ap_producer_pending(gateway->producer) == 0) {
+            struct timespec until = ap_worker_deadline(IDLE_WAIT_MS);
+            pthread_cond_timedwait(&gateway->worker.wake, &gateway->worker.mutex, &until);
         }
         request_t *batch = gateway->queue;
         gateway->queue = NULL;
         gateway->tail = &gateway->queue;
-        bool stop = gateway->stopping;
-        pthread_mutex_unlock(&gateway->mutex);
+        bool stop = ap_worker_stopping(&gateway->worker);
+        pthread_mutex_unlock(&gateway->worker.mutex);
 
         for (request_t *req = batch, *next; req; req = next) {
             next = req->next;
@@ -106,7 +100,10 @@ ap_err_t ap_command_gateway_start(const ap_config_t *cfg, int timeout_ms,
 {
     ap_command_gateway_t *gateway = calloc(1, sizeof *gateway);
     ap_err_t err = AP_ERR_NOMEM;
-    if (!gateway || !(gateway->kafka = calloc(cfg->nkafka + 1, sizeof *gateway->kafka)))
+    if (!gateway)
+        return AP_ERR_NOMEM;
+    ap_worker_init(&gateway->worker);
+    if (!(gateway->kafka = calloc(cfg->nkafka + 1, sizeof *gateway->kafka)))
         goto fail;
 
     /* Ours first, so a KAFKA_MESSAGE_TIMEOUT_MS of the operator's comes later and wins. */
@@ -121,28 +118,14 @@ ap_err_t ap_command_gateway_start(const ap_config_t *cfg, int timeout_ms,
                                &gateway->producer)))
         goto fail;
 
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&gateway->changed, &attr);
-    pthread_condattr_destroy(&attr);
-    pthread_mutex_init(&gateway->mutex, NULL);
     gateway->tail = &gateway->queue;
     atomic_store(&gateway->reachable, true);
-    if (pthread_create(&gateway->thread, NULL, gateway_main, gateway)) {
-        pthread_cond_destroy(&gateway->changed);
-        pthread_mutex_destroy(&gateway->mutex);
-        err = AP_ERR_NOMEM;
+    if ((err = ap_worker_start(&gateway->worker, gateway_main, gateway)))
         goto fail;
-    }
     *out = gateway;
     return AP_OK;
 fail:
-    if (gateway) {
-        ap_producer_free(gateway->producer);
-        free(gateway->kafka);
-        free(gateway);
-    }
+    ap_command_gateway_stop(gateway);
     return err;
 }
 
@@ -152,18 +135,18 @@ ap_err_t ap_command_gateway_send(ap_command_gateway_t *gateway, const char *topi
 {
     request_t req = {.topic = topic, .key = key, .value = value, .headers = headers,
                      .nheaders = nheaders};
-    pthread_mutex_lock(&gateway->mutex);
-    if (gateway->stopping) {
-        pthread_mutex_unlock(&gateway->mutex);
+    pthread_mutex_lock(&gateway->worker.mutex);
+    if (ap_worker_stopping(&gateway->worker)) {
+        pthread_mutex_unlock(&gateway->worker.mutex);
         return AP_ERR_UNAVAILABLE;
     }
     *gateway->tail = &req;
     gateway->tail = &req.next;
-    pthread_cond_broadcast(&gateway->changed);
+    pthread_cond_broadcast(&gateway->worker.wake);
     /* Every queued request gets a report (message.timeout.ms bounds it; stop purges). */
     while (!req.done)
-        pthread_cond_wait(&gateway->changed, &gateway->mutex);
-    pthread_mutex_unlock(&gateway->mutex);
+        pthread_cond_wait(&gateway->worker.wake, &gateway->worker.mutex);
+    pthread_mutex_unlock(&gateway->worker.mutex);
     return req.err;
 }
 
@@ -176,14 +159,8 @@ void ap_command_gateway_stop(ap_command_gateway_t *gateway)
 {
     if (!gateway)
         return;
-    pthread_mutex_lock(&gateway->mutex);
-    gateway->stopping = true;
-    pthread_cond_broadcast(&gateway->changed);
-    pthread_mutex_unlock(&gateway->mutex);
-    pthread_join(gateway->thread, NULL);
+    ap_worker_release(&gateway->worker); /* first: the thread uses the producer */
     ap_producer_free(gateway->producer);
-    pthread_cond_destroy(&gateway->changed);
-    pthread_mutex_destroy(&gateway->mutex);
     free(gateway->kafka);
     free(gateway);
 }

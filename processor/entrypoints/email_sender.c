@@ -6,7 +6,7 @@
  * failing row and of the loop, reconnecting, what to do without SMTP_URL, and stopping.
  */
 #include "entrypoints/email_sender.h"
-#include "entrypoints/worker.h"
+#include "ap/worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,11 +193,13 @@ static void *sender_main(void *arg)
 
 /* ---------------------------------------------------------------- start and stop */
 
-static void sender_free(ap_email_sender_t *sender)
+void ap_email_sender_stop(ap_email_sender_t *sender)
 {
+    if (!sender)
+        return;
+    ap_worker_release(&sender->worker); /* first: the thread uses what follows */
     ap_email_queue_free(sender->queue);
     ap_smtp_free(sender->smtp);
-    ap_worker_release(&sender->worker);
     free(sender);
 }
 
@@ -234,14 +236,6 @@ ap_err_t ap_email_sender_start(const ap_config_t *cfg, ap_email_sender_t **out)
     *out = sender;
     return AP_OK;
 fail:
-    sender_free(sender);
+    ap_email_sender_stop(sender);
     return err;
-}
-
-void ap_email_sender_stop(ap_email_sender_t *sender)
-{
-    if (!sender)
-        return;
-    ap_worker_stop(&sender->worker);
-    sender_free(sender);
 }

@@ -59,68 +59,13 @@ typedef struct family {
     size_t nbuckets;
 } family_t;
 
-#define AT(member) offsetof(ap_instruments_t, member)
 #define BATCHES batch_buckets, N(batch_buckets)
 #define SECONDS duration_buckets, N(duration_buckets)
+#define NO_BUCKETS NULL, 0
+#define FAMILY(field, kind, name, labels, buckets, help)                                       \
+    {offsetof(ap_instruments_t, field), kind, name, help, labels, buckets},
 
-/* Every family, in the order /metrics lists them. */
-static const family_t families[] = {
-    {AT(commands), COUNTER, "allocation_commands_total",
-     "Commands read, by command type and outcome (applied, rejected, dead_lettered, "
-     "failed, duplicate).", "type,outcome"},
-    {AT(batch_commands), HISTOGRAM, "allocation_batch_commands",
-     "Commands per batch (one Postgres transaction).", NULL, BATCHES},
-    {AT(batch_duration), HISTOGRAM, "allocation_batch_duration_seconds",
-     "Time from a batch's first attempt to its commit.", NULL, SECONDS},
-    {AT(consumer_lag), GAUGE, "allocation_consumer_lag_messages",
-     "Records of an owned partition not applied yet: its end offset minus the offset "
-     "stored in Postgres.", "topic,partition"},
-    {AT(outbox_rows), GAUGE, "allocation_outbox_backlog_rows",
-     "Outbox rows waiting for the relay (counted up to BACKPRESSURE_MAX_ROWS + 1).", NULL},
-    {AT(outbox_age), GAUGE, "allocation_outbox_oldest_age_seconds",
-     "Age of the oldest outbox row waiting for the relay.", NULL},
-
-    {AT(event_latency), HISTOGRAM, "allocation_event_delivery_latency_seconds",
-     "Time from an event's commit to Kafka's acknowledgement, as this process's relay "
-     "saw it.", NULL, SECONDS},
-    {AT(relay_delivered), COUNTER, "allocation_relay_delivered_total",
-     "Outbox rows this process's relay delivered to Kafka and deleted.", NULL},
-    {AT(relay_failures), COUNTER, "allocation_relay_delivery_failures_total",
-     "Failed delivery reports (the row stays and is sent again).", NULL},
-    {AT(relay_parked), COUNTER, "allocation_relay_parked_total",
-     "Outbox rows Kafka refused for good, moved to outbox_parked.", NULL},
-    {AT(relay_leader), GAUGE, "allocation_relay_leader",
-     "1 while this process holds the relay lock (its relay is the active one).", NULL},
-
-    {AT(email_delivered), COUNTER, "allocation_email_deliveries_total",
-     "Out-of-stock emails the SMTP server accepted (their rows deleted).", NULL},
-    {AT(email_failures), COUNTER, "allocation_email_failures_total",
-     "Failed SMTP attempts (the email stays and is tried again).", NULL},
-    {AT(email_logged), COUNTER, "allocation_email_logged_total",
-     "Out-of-stock emails written to the log because SMTP_URL is not set.", NULL},
-
-    {AT(backpressure), GAUGE, "allocation_backpressure_active",
-     "1 while consumption is paused because the outbox is behind.", NULL},
-    {AT(postgres_up), GAUGE, "allocation_postgres_up", "1 while Postgres is reachable.", NULL},
-    {AT(kafka_up), GAUGE, "allocation_kafka_up", "1 while a Kafka broker is reachable.", NULL},
-    {AT(consumer_joined), GAUGE, "allocation_consumer_group_joined",
-     "1 while the consumer is a member of its group.", NULL},
-
-    {AT(http_requests), COUNTER, "allocation_http_requests_total",
-     "HTTP requests answered, by route and status code.", "route,code"},
-    {AT(http_duration), HISTOGRAM, "allocation_http_request_duration_seconds",
-     "Time to answer an HTTP request, by route.", "route", SECONDS},
-
-    {AT(build_info), GAUGE, "allocation_build_info", "Always 1; the version is a label.",
-     "version"},
-    {AT(resident_memory), GAUGE, "process_resident_memory_bytes",
-     "Resident memory size in bytes.", NULL},
-    {AT(cpu_seconds), COUNTER, "process_cpu_seconds_total",
-     "Total user and system CPU time spent in seconds.", NULL},
-    {AT(start_time), GAUGE, "process_start_time_seconds",
-     "Start time of the process since unix epoch in seconds.", NULL},
-    {AT(open_fds), GAUGE, "process_open_fds", "Number of open file descriptors.", NULL},
-};
+static const family_t families[] = {AP_INSTRUMENTS(FAMILY)};
 
 static ap_metric_t *family_register(ap_metrics_t *m, const family_t *f)
 {

@@ -11,7 +11,7 @@
  * stopping.
  */
 #include "ap/relay.h"
-#include "entrypoints/worker.h"
+#include "ap/worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -405,13 +405,15 @@ static void *relay_main(void *arg)
 
 /* ---------------------------------------------------------------- start and stop */
 
-static void relay_free(ap_relay_t *relay)
+void ap_relay_stop(ap_relay_t *relay)
 {
+    if (!relay)
+        return;
+    ap_worker_release(&relay->worker); /* first: the thread uses what follows */
     ap_producer_free(relay->producer);
     ap_outbox_reader_free(relay->pg);
     ap_clock_free(relay->clock);
     free(relay->headers);
-    ap_worker_release(&relay->worker);
     free(relay);
 }
 
@@ -441,14 +443,6 @@ ap_err_t ap_relay_start(const ap_config_t *cfg, ap_relay_t **out)
     *out = relay;
     return AP_OK;
 fail:
-    relay_free(relay);
+    ap_relay_stop(relay);
     return err;
-}
-
-void ap_relay_stop(ap_relay_t *relay)
-{
-    if (!relay)
-        return;
-    ap_worker_stop(&relay->worker);
-    relay_free(relay);
 }

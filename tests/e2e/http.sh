@@ -43,10 +43,6 @@ expect_400() {
     grep -q "$3" <<<"$got" || fail "$1: the message does not name '$3': $got"
 }
 
-metric() { # metric 'NAME{LABELS}': its value in a fresh scrape, 0 when absent
-    curl -s "$BASE/metrics" | awk -v k="$1" '$1 == k {print $2; found=1} END {if (!found) print 0}'
-}
-
 start_processor
 BASE=$(http_base)
 
@@ -74,8 +70,8 @@ expect "GET /commands/{unknown}" "$(request GET "/commands/$RUN_ID-unknown" | cu
 # The same id on a kcat command: skipped, whichever way it came.
 dup_before=$(metric 'allocation_commands_total{type="Allocate",outcome="duplicate"}')
 echo "{\"type\":\"Allocate\",\"orderid\":\"$RUN_ID-o4\",\"sku\":\"$SKU\",\"qty\":1}" | produce "$SKU" -H "message-id=$KEY"
-wait_for "the kcat duplicate to be counted" 30 \
-    bash -c "[[ \$(curl -s '$BASE/metrics' | awk '\$1 == \"allocation_commands_total{type=\\\"Allocate\\\",outcome=\\\"duplicate\\\"}\" {print \$2}') == $((dup_before + 1)) ]]"
+dup_counted() { [[ $(metric 'allocation_commands_total{type="Allocate",outcome="duplicate"}') == $((dup_before + 1)) ]]; }
+wait_for "the kcat duplicate to be counted" 30 dup_counted
 expect "the kcat duplicate applied nothing" "$(request GET "/allocations/$RUN_ID-o4" | cut -d' ' -f1)" 404
 echo "ok: a repeated key is applied once and answers the first outcome"
 

@@ -1,20 +1,23 @@
 /*
- * worker.h - what the relay and the email sender threads share: a thread that naps between
- * attempts and stops promptly when asked, even mid-nap.
+ * worker.h - what the processor's background threads share (the relay, the email sender, the
+ * HTTP command gateway, the command-outcome listener): a thread that naps between attempts
+ * and stops promptly when asked, even mid-nap.
  *
  * Not a thread pool and not a scheduler: one thread, one stop flag, one condition variable
- * on CLOCK_MONOTONIC. The owner may also guard its own fields (stats) with `mutex`.
+ * on CLOCK_MONOTONIC. The owner may also guard its own fields (stats, a queue) with `mutex`
+ * and signal its own changes on `wake`, waiting with ap_worker_deadline.
  *
  * The loop beats as it goes (each ap_worker_stopping and ap_worker_nap), so a liveness probe
  * can tell a loop that goes round, or naps on purpose, from one stuck in a call.
  */
-#ifndef AP_ENTRYPOINTS_WORKER_H
-#define AP_ENTRYPOINTS_WORKER_H
+#ifndef AP_WORKER_H
+#define AP_WORKER_H
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "ap/error.h"
 
@@ -22,7 +25,8 @@ typedef struct ap_worker {
     pthread_t thread;
     atomic_bool stop;
     pthread_mutex_t mutex; /* with `wake`, lets a stop cut a nap short; the owner's too */
-    pthread_cond_t wake;
+    pthread_cond_t wake;   /* CLOCK_MONOTONIC */
+    bool started;
     _Atomic int64_t alive_until_ms; /* CLOCK_MONOTONIC: the last beat, or a nap's end */
 } ap_worker_t;
 
@@ -41,10 +45,15 @@ void ap_worker_nap(ap_worker_t *worker, int64_t ms);
 /* Milliseconds (CLOCK_MONOTONIC) since the loop last beat; 0 while it naps. Any thread. */
 int64_t ap_worker_silent_ms(ap_worker_t *worker);
 
-/* Asks the thread to stop, cuts its nap short and waits for it to return. Another thread. */
+/* The CLOCK_MONOTONIC time `ms` from now, for pthread_cond_timedwait on `wake`. */
+struct timespec ap_worker_deadline(int64_t ms);
+
+/* Asks the thread to stop, cuts its nap short and waits for it to return; a no-op when it
+ * never started or has stopped. Another thread. */
 void ap_worker_stop(ap_worker_t *worker);
 
-/* Releases what ap_worker_init made; the thread, if started, has been stopped. */
+/* Stops the thread (ap_worker_stop), then releases what ap_worker_init made. The owner
+ * calls it before freeing what the thread uses. */
 void ap_worker_release(ap_worker_t *worker);
 
 #endif

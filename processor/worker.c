@@ -1,7 +1,7 @@
 /*
  * worker.c - a thread that naps and stops when asked (worker.h).
  */
-#include "entrypoints/worker.h"
+#include "ap/worker.h"
 
 #include <time.h>
 
@@ -20,6 +20,7 @@ static void beat(ap_worker_t *worker, int64_t until_ms)
 void ap_worker_init(ap_worker_t *worker)
 {
     pthread_condattr_t attr;
+    worker->started = false;
     atomic_init(&worker->stop, false);
     atomic_init(&worker->alive_until_ms, monotonic_ms());
     pthread_mutex_init(&worker->mutex, NULL);
@@ -31,7 +32,10 @@ void ap_worker_init(ap_worker_t *worker)
 
 ap_err_t ap_worker_start(ap_worker_t *worker, void *(*main)(void *), void *arg)
 {
-    return pthread_create(&worker->thread, NULL, main, arg) ? AP_ERR_INTERNAL : AP_OK;
+    if (pthread_create(&worker->thread, NULL, main, arg))
+        return AP_ERR_INTERNAL;
+    worker->started = true;
+    return AP_OK;
 }
 
 bool ap_worker_stopping(ap_worker_t *worker)
@@ -46,9 +50,8 @@ int64_t ap_worker_silent_ms(ap_worker_t *worker)
     return silent > 0 ? silent : 0;
 }
 
-void ap_worker_nap(ap_worker_t *worker, int64_t ms)
+struct timespec ap_worker_deadline(int64_t ms)
 {
-    beat(worker, monotonic_ms() + ms); /* a nap is on purpose: alive until it ends */
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += (time_t)(ms / 1000);
@@ -57,6 +60,13 @@ void ap_worker_nap(ap_worker_t *worker, int64_t ms)
         until.tv_sec++;
         until.tv_nsec -= 1000000000;
     }
+    return until;
+}
+
+void ap_worker_nap(ap_worker_t *worker, int64_t ms)
+{
+    beat(worker, monotonic_ms() + ms); /* a nap is on purpose: alive until it ends */
+    struct timespec until = ap_worker_deadline(ms);
     pthread_mutex_lock(&worker->mutex);
     while (!ap_worker_stopping(worker) &&
            pthread_cond_timedwait(&worker->wake, &worker->mutex, &until) == 0) {
@@ -66,15 +76,19 @@ void ap_worker_nap(ap_worker_t *worker, int64_t ms)
 
 void ap_worker_stop(ap_worker_t *worker)
 {
+    if (!worker->started)
+        return;
     pthread_mutex_lock(&worker->mutex);
     atomic_store(&worker->stop, true);
     pthread_cond_broadcast(&worker->wake);
     pthread_mutex_unlock(&worker->mutex);
     pthread_join(worker->thread, NULL);
+    worker->started = false;
 }
 
 void ap_worker_release(ap_worker_t *worker)
 {
+    ap_worker_stop(worker);
     pthread_cond_destroy(&worker->wake);
     pthread_mutex_destroy(&worker->mutex);
 }
