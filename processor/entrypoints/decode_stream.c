@@ -8,6 +8,36 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+/* A value is read in steps of this many bytes at most: its length prefix is only a claim. */
+#define STEP (64 * 1024)
+
+/*
+ * Reads a value of `len` bytes into *buf (of *cap bytes, grown as the bytes arrive, so a
+ * length prefix of 4 GB followed by a few bytes costs a few bytes, not 4 GB). *got receives
+ * how many were read: fewer than `len` at end of input. False when memory runs out.
+ */
+static bool read_value(FILE *in, unsigned char **buf, size_t *cap, size_t len, size_t *got)
+{
+    size_t have = 0;
+    while (have < len) {
+        size_t step = len - have < STEP ? len - have : STEP;
+        if (have + step > *cap) {
+            size_t want = *cap * 2 > have + step ? *cap * 2 : have + step;
+            unsigned char *grown = realloc(*buf, want < len ? want : len);
+            if (!grown)
+                return false;
+            *buf = grown;
+            *cap = want < len ? want : len;
+        }
+        size_t n = fread(*buf + have, 1, step, in);
+        have += n;
+        if (n < step)
+            break;
+    }
+    *got = have;
+    return true;
+}
+
 /* Reads exactly `len` bytes; false at end of input (or on a short read). */
 static bool read_exact(FILE *in, void *buf, size_t len)
 {
@@ -26,14 +56,10 @@ ap_err_t ap_decode_stream(ap_avro_codec_t *codec, FILE *in, FILE *out, FILE *err
                        (uint32_t)header[2] << 8 | header[3];
         if (len == UINT32_MAX)
             continue; /* kcat's -1: a NULL value (a tombstone) */
-        if (len > cap) {
-            unsigned char *grown = realloc(value, len);
-            if (!grown)
-                goto out;
-            value = grown;
-            cap = len;
-        }
-        if (!read_exact(in, value, len)) {
+        size_t got = 0;
+        if (!read_value(in, &value, &cap, len, &got))
+            goto out;
+        if (got < len) {
             fprintf(errout, "allocation-processor: decode: input ends inside a value\n");
             nfailed++;
             break;
