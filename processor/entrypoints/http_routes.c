@@ -185,20 +185,25 @@ static bool valid_id(const char *text)
     return true;
 }
 
+ap_err_t ap_http_parse_command(const char *body, size_t len, ap_msg_type_t type, ap_msg_t *cmd,
+                               char *why, size_t whylen)
+{
+    ap_err_t err = ap_command_decode_json(body, len, type, true, cmd, why, whylen);
+    if (err == AP_OK)
+        err = ap_command_validate(cmd, why, whylen);
+    if (err == AP_OK && cmd->qty <= 0) {
+        snprintf(why, whylen, "field qty must be a positive integer");
+        err = AP_ERR_INVALID_COMMAND;
+    }
+    return err;
+}
+
 /* Parses and checks a command body; false with a 400 answer naming the field. */
 static bool parse_command(const ap_http_request_t *req, ap_msg_type_t type, ap_msg_t *cmd,
                           ap_http_response_t *res)
 {
     char why[512] = "";
-    ap_err_t err = ap_command_decode_json(req->body, req->body_len, type, true, cmd, why,
-                                          sizeof why);
-    if (err == AP_OK)
-        err = ap_command_validate(cmd, why, sizeof why);
-    if (err == AP_OK && cmd->qty <= 0) {
-        snprintf(why, sizeof why, "field qty must be a positive integer");
-        err = AP_ERR_INVALID_COMMAND;
-    }
-    if (err) {
+    if (ap_http_parse_command(req->body, req->body_len, type, cmd, why, sizeof why)) {
         reply_message(res, 400, "%s", why[0] ? why : "invalid request body");
         return false;
     }

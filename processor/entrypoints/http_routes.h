@@ -48,6 +48,15 @@ void ap_http_api_stop(ap_http_api_t *api);
  */
 json_t *ap_http_allocations_json(const ap_allocation_row_t *rows, size_t nrows);
 
+/*
+ * The body of POST /add_batch (`type` AP_CMD_CREATE_BATCH) or /allocate (AP_CMD_ALLOCATE) as
+ * a command: decoded as JSON with `type` overriding any "type" field, validated, qty > 0.
+ * `body` is the request's NUL-terminated copy, `len` bytes before the NUL. AP_OK, or the
+ * decoder's or validator's error with the 400 answer's message in `why`. Any thread.
+ */
+ap_err_t ap_http_parse_command(const char *body, size_t len, ap_msg_type_t type, ap_msg_t *cmd,
+                               char *why, size_t whylen);
+
 /* Constant-time comparison of a presented bearer token with the configured one. */
 bool ap_http_token_equal(const char *presented, const char *expected);
 

@@ -19,6 +19,7 @@
 #include "ap/registry.h"
 #include "entrypoints/command_gateway.h"
 #include "entrypoints/consumer.h"
+#include "entrypoints/decode_stream.h"
 #include "entrypoints/email_sender.h"
 #include "ap/relay.h"
 #include "entrypoints/http_routes.h"
@@ -236,23 +237,16 @@ static ap_err_t lookup_schema(void *ctx, int32_t id, char **schema_json)
     return ap_registry_schema_by_id(ctx, id, schema_json);
 }
 
-/* Reads exactly `len` bytes; false at end of input (or on a short read). */
-static bool read_exact(FILE *in, void *buf, size_t len)
-{
-    return len == 0 || fread(buf, 1, len, in) == len;
-}
-
 /*
  * `decode`: a stream of (4-byte big-endian length, value) pairs, as kcat's -f '%R%s' writes
- * them, to one JSON line per value. A value that cannot be decoded is reported on stderr
- * and the stream goes on; the exit code says whether any failed.
+ * them, to one JSON line per value (entrypoints/decode_stream.c). A value that cannot be
+ * decoded is reported on stderr and the stream goes on; the exit code says whether any failed.
  */
 static int cmd_decode(const ap_config_t *cfg)
 {
     ap_avro_codec_t *codec = NULL;
     ap_registry_t *registry = NULL;
-    unsigned char header[4], *value = NULL;
-    size_t cap = 0, count = 0, failed = 0;
+    size_t failed = 0;
     int rc = 1;
 
     if (ap_avro_codec_new(AP_WIRE_SINGLE_OBJECT, &codec))
@@ -262,37 +256,9 @@ static int cmd_decode(const ap_config_t *cfg)
             goto out;
         ap_avro_codec_set_lookup(codec, lookup_schema, registry);
     }
-    while (read_exact(stdin, header, sizeof header)) {
-        uint32_t len = (uint32_t)header[0] << 24 | (uint32_t)header[1] << 16 |
-                       (uint32_t)header[2] << 8 | header[3];
-        if (len == UINT32_MAX)
-            continue; /* kcat's -1: a NULL value (a tombstone) */
-        if (len > cap) {
-            unsigned char *grown = realloc(value, len);
-            if (!grown)
-                goto out;
-            value = grown;
-            cap = len;
-        }
-        if (!read_exact(stdin, value, len)) {
-            fprintf(stderr, "allocation-processor: decode: input ends inside a value\n");
-            failed++;
-            break;
-        }
-        char *json = NULL, why[512] = "";
-        count++;
-        if (ap_avro_decode_to_json(codec, value, len, &json, why, sizeof why) == AP_OK) {
-            puts(json);
-            free(json);
-        } else {
-            fprintf(stderr, "allocation-processor: decode: value %zu: %s\n", count, why);
-            failed++;
-        }
-    }
-    fflush(stdout);
-    rc = failed ? 1 : 0;
+    if (ap_decode_stream(codec, stdin, stdout, stderr, &failed) == AP_OK)
+        rc = failed ? 1 : 0;
 out:
-    free(value);
     ap_registry_free(registry);
     ap_avro_codec_free(codec);
     return rc;

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Usage: tests/fuzz/run.sh [SECONDS] [HARNESS...]     (or: tests/fuzz/run.sh --build)
+#
+# Builds the fuzz tree (build/fuzz: clang, -DAP_FUZZ=ON, libFuzzer + ASan + UBSan) and runs
+# each harness (all five, or the HARNESSes named, e.g. fuzz_config) for SECONDS (default 30),
+# one after the other, on one core. Seeds: tests/fuzz/corpus/<harness>/ (checked in) and the
+# Avro values the encoder makes (fuzz-avro-seeds, into build/fuzz/seeds/); what a run learns
+# is kept in build/fuzz/corpus/<harness>/ and seeds the next run. A crash, leak or UBSan
+# report leaves its input in build/fuzz/artifacts/<harness>/ and the log in
+# build/fuzz/logs/<harness>.log. Prints executions, exec/s and coverage (cov: edges, ft:
+# features, from libFuzzer's last status line) per harness; exits 1 if any harness failed.
+# --build only builds (deploy/local/test does, so a compile error shows up early).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+src=$root/tests/fuzz
+build=$root/build/fuzz
+bin=$build/tests/fuzz
+HARNESSES=(fuzz_json_command fuzz_avro_command fuzz_decode_stream fuzz_config fuzz_http_body)
+
+log() { printf '[fuzz] %s\n' "$*" >&2; }
+
+build_only=0
+seconds=30
+if [ "${1:-}" = --build ]; then
+    build_only=1
+    shift
+elif [ -n "${1:-}" ]; then
+    seconds=$1
+    shift
+fi
+[[ $seconds =~ ^[0-9]+$ ]] || { log "SECONDS must be a whole number, not '$seconds'"; exit 2; }
+(($#)) && HARNESSES=("$@")
+
+command -v clang >/dev/null || { log "clang not found (deploy/local/deps.sh installs it)"; exit 2; }
+if [ ! -f "$build/CMakeCache.txt" ]; then
+    cmake -S "$root" -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAP_FUZZ=ON -DAP_TESTS=OFF >/dev/null
+fi
+cmake --build "$build" --target "${HARNESSES[@]}" fuzz-avro-seeds >"$build/build.log" 2>&1 \
+    || { cat "$build/build.log" >&2; log "building the fuzz tree failed"; exit 1; }
+((build_only)) && { log "built ${HARNESSES[*]} in $build"; exit 0; }
+
+rm -rf "$build/seeds"
+mkdir -p "$build/seeds" "$build/logs"
+"$bin/fuzz-avro-seeds" "$build/seeds"
+
+# Leaks are reported at the end of a run (and by libFuzzer after an input that leaked);
+# UBSan's findings abort (-fno-sanitize-recover) so libFuzzer saves the input.
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+failed=0
+results=()
+for h in "${HARNESSES[@]}"; do
+    [ -x "$bin/$h" ] || { log "no such harness: $h"; exit 2; }
+    corpus=$build/corpus/$h
+    mkdir -p "$corpus" "$build/artifacts/$h"
+    dirs=("$corpus")
+    [ -d "$src/corpus/$h" ] && dirs+=("$src/corpus/$h")
+    [ -d "$build/seeds/${h#fuzz_}" ] && dirs+=("$build/seeds/${h#fuzz_}")
+    opts=(-max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048
+          -artifact_prefix="$build/artifacts/$h/")
+    case $h in
+    fuzz_config) opts+=(-dict="$src/config.dict") ;;
+    fuzz_json_command | fuzz_http_body) opts+=(-dict="$src/json.dict") ;;
+    esac
+    logfile=$build/logs/$h.log
+    log "$h: ${seconds} s (log $logfile)"
+    rc=0
+    "$bin/$h" "${opts[@]}" "${dirs[@]}" </dev/null >"$logfile" 2>&1 || rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logfile" | tail -n 1)
+    speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$logfile" | tail -n 1)
+    status=$(grep -E '^#[0-9]+' "$logfile" | grep ' cov: ' | tail -n 1 || true)
+    cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$status")
+    ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$status")
+    if ((rc != 0)) || grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:' "$logfile"; then
+        failed=1
+        verdict=FAILED
+        grep -E 'ERROR:|runtime error:|SUMMARY:|Test unit written to' "$logfile" | head -n 5 >&2 || true
+    else
+        verdict=ok
+    fi
+    results+=("$(printf '%-20s %12s %8s %6s %7s  %s' "$h" "${execs:-?}" "${speed:-?}" \
+        "${cov:-?}" "${ft:-?}" "$verdict")")
+done
+
+printf '%-20s %12s %8s %6s %7s  %s\n' harness executions exec/s cov ft result
+printf '%s\n' "${results[@]}"
+exit "$failed"
