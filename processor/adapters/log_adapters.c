@@ -1,7 +1,8 @@
 /*
- * log_adapters.c - adapters with no infrastructure behind them: a notifier that only logs
- * (production uses it until the email adapter exists) and the system clock. Declared in
- * ap/log_adapters.h; the composition root picks them.
+ * log_adapters.c - the system clock, an adapter with no infrastructure behind it: monotonic
+ * time, sleeps, and random numbers from the kernel. Declared in ap/log_adapters.h; the
+ * composition root picks it. (The notifier that only logged went when the email outbox
+ * took its place.)
  */
 #include <stdlib.h>
 #include <sys/random.h>
@@ -9,30 +10,6 @@
 
 #include "ap/log.h"
 #include "ap/log_adapters.h"
-
-static ap_err_t log_send(ap_notifier_t *notifier, const char *to, const char *subject,
-                         const char *body, const char *event_id)
-{
-    (void)notifier;
-    AP_INFO("notify", "to=%s subject=\"%s\" body=\"%s\" event-id=%s", to, subject, body,
-            event_id);
-    return AP_OK;
-}
-
-static void log_notifier_free(ap_notifier_t *notifier)
-{
-    free(notifier);
-}
-
-static const struct ap_notifier_ops log_notifier_ops = {log_send, log_notifier_free};
-
-ap_notifier_t *ap_log_notifier_new(void)
-{
-    ap_notifier_t *notifier = calloc(1, sizeof *notifier);
-    if (notifier)
-        notifier->ops = &log_notifier_ops;
-    return notifier;
-}
 
 struct system_clock {
     ap_clock_t clock;
