@@ -8,7 +8,6 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "ap/log.h"
 #include "ap/log_adapters.h"
 
 struct system_clock {
