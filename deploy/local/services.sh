@@ -253,26 +253,9 @@ KAFKA_JAVA_OPTS=(-Xms256m -Xmx512m -XX:+ExitOnOutOfMemoryError -Djava.awt.headle
 
 kafka_write_conf() {
     mkdir -p "$KAFKA_DIR/data"
-    cat >"$KAFKA_DIR/server.properties" <<EOF
-# Written by deploy/local/services.sh at each start; edits are lost.
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$AP_KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$AP_KAFKA_PORT,CONTROLLER://127.0.0.1:$AP_KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$AP_KAFKA_PORT
-inter.broker.listener.name=PLAINTEXT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=$KAFKA_DIR/data
-# Topics that kcat creates by producing first get as many partitions as the processor's
-# TOPIC_PARTITIONS default, so tests see several partitions either way.
-num.partitions=3
-auto.create.topics.enable=true
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-group.initial.rebalance.delay.ms=0
-EOF
+    sed -e "s|@PORT@|$AP_KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$AP_KAFKA_CONTROLLER_PORT|g" \
+        -e "s|@DATA_DIR@|$KAFKA_DIR/data|g" "$AP_ROOT/deploy/container/kafka/server.properties.in" \
+        >"$KAFKA_DIR/server.properties"
     cat >"$KAFKA_DIR/log4j.properties" <<EOF
 # Written by deploy/local/services.sh at each start; edits are lost.
 log4j.rootLogger=INFO, file

@@ -143,36 +143,14 @@ echo "partitions of $COMMAND_TOPIC: pod 0 holds $h0, pod 1 holds $h1"
 echo "consumer_offsets: $(sql "select string_agg(partition || ':epoch ' || owner_epoch, ', ' order by partition) from consumer_offsets where group_id = '$KAFKA_GROUP_ID'")"
 
 # --- 3. the README's walkthrough through the pods ---------------------------------------------------
-mapfile -t steps < <(readme_walkthrough "$ROOT/README.md")
-((${#steps[@]} >= 6)) || fail "the README's walkthrough has ${#steps[@]} commands, expected at least 6"
-asked=0
-run_step() {
-    local command=$1
-    command=${command//127.0.0.1:9092/$KAFKA_BOOTSTRAP_SERVERS}
-    command=${command//-t allocation./-t $TOPIC_PREFIX.}
-    # The CLI runs in a pod, as `kubectl exec deploy/... -- allocation-processor` would: pod 0
-    # answers the first question, pod 1 the second.
-    command=${command//build\/release\/allocation-processor/podman exec ${CTS[$((asked % 2))]} allocation-processor}
-    bash -o pipefail -c "$command" >"$WORK_DIR/out" 2>"$WORK_DIR/err"
+# The CLI runs in a pod, as `kubectl exec deploy/... -- allocation-processor` would: pod 0
+# answers the first question, pod 1 the second.
+in_a_pod() {
+    local ct=${CTS[$(($2 % 2))]}
+    echo "${1//build\/release\/allocation-processor/podman exec $ct allocation-processor}"
 }
-step_prints() { run_step "$1" && [[ "$(cat "$WORK_DIR/out")" == "$2" ]]; }
-for step in "${steps[@]}"; do
-    command=${step%%$'\t'*} expected=${step#*$'\t'}
-    echo "\$ $command"
-    if [[ -z "$expected" ]]; then
-        run_step "$command" || fail "'$command' failed: $(cat "$WORK_DIR/err")"
-    else
-        deadline=$((SECONDS + 30))
-        until step_prints "$command" "$expected"; do
-            ((SECONDS < deadline)) ||
-                fail "'$command' printed '$(cat "$WORK_DIR/out")' for 30 s, the README shows '$expected'"
-            sleep 0.3
-        done
-        echo "# $(cat "$WORK_DIR/out")   (from ${CTS[$((asked % 2))]})"
-        asked=$((asked + 1))
-    fi
-done
-((asked >= 2)) || fail "the walkthrough asked $asked questions, expected at least 2"
+play_walkthrough "$ROOT/README.md" in_a_pod
+((WALKTHROUGH_CHECKED >= 2)) || fail "the walkthrough asked $WALKTHROUGH_CHECKED questions, expected at least 2"
 wait_for "every record committed" 30 all_records_committed
 
 # --- 4. HTTP: what the chart's probes would ask ----------------------------------------------------

@@ -23,42 +23,12 @@ drop_smoke_db() {
 }
 trap drop_smoke_db EXIT
 
-mapfile -t steps < <(readme_walkthrough "$ROOT/README.md")
-checks=0
-for step in "${steps[@]}"; do [[ "${step#*$'\t'}" ]] && checks=$((checks + 1)); done
-# A guard against a README cut short: both blocks, each ending with a checked output.
-((${#steps[@]} >= 6 && checks >= 2)) || fail "the README's walkthrough has ${#steps[@]} commands and $checks outputs; expected at least 6 and 2"
-
 AP_DATABASE="$SMOKE_DB" bash "$ROOT/deploy/local/run" >>"$PROCESSOR_LOG" 2>&1 &
 PROCESSOR_PID=$!
 # The first run on a machine builds build/release: minutes, not seconds.
 wait_for "deploy/local/run to be consuming" 600 processor_owns_partitions
 
-run_step() {
-    local command=$1
-    command=${command//127.0.0.1:9092/$KAFKA_BOOTSTRAP_SERVERS}
-    command=${command//-t allocation./-t $TOPIC_PREFIX.}
-    (cd "$ROOT" && bash -o pipefail -c "$command") >"$WORK_DIR/out" 2>"$WORK_DIR/err"
-}
-printed() { [[ "$(cat "$WORK_DIR/out")" == "$1" ]]; }
-step_prints() { run_step "$1" && printed "$2"; }
-
-for step in "${steps[@]}"; do
-    command=${step%%$'\t'*} expected=${step#*$'\t'}
-    echo "\$ $command"
-    if [[ -z "$expected" ]]; then
-        run_step "$command" || fail "'$command' failed: $(cat "$WORK_DIR/err")"
-    else
-        # The processor applies commands as they arrive: ask until the answer is the README's.
-        deadline=$((SECONDS + 30))
-        until step_prints "$command" "$expected"; do
-            ((SECONDS < deadline)) ||
-                fail "'$command' printed '$(cat "$WORK_DIR/out")' for 30 s, the README shows '$expected'"
-            sleep 0.2
-        done
-        echo "# $(cat "$WORK_DIR/out")"
-    fi
-done
+play_walkthrough "$ROOT/README.md"
 
 wait_for "every record committed" 30 all_records_committed
 stop_processor TERM

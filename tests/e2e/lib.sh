@@ -339,3 +339,43 @@ for command, expected in steps:
     print(f"{command}\t{expected}")
 PY
 }
+
+# play_walkthrough README [CLI_FN]: runs the README's walkthrough as written, from the checkout's
+# root, with two rewrites so runs never share data: the broker address becomes
+# $KAFKA_BOOTSTRAP_SERVERS and `-t allocation.` this test's prefix. CLI_FN, when given, is
+# called as `CLI_FN COMMAND N` for each command whose output the README shows (N counts them
+# from 0) and prints the command to run instead (e.g. the CLI inside a pod). A shown output is
+# asked for until it matches, for 30 s: the processor applies commands as they arrive. Fails
+# on a README whose walkthrough has fewer than 6 commands or 2 shown outputs. Sets
+# WALKTHROUGH_CHECKED to the number of outputs checked.
+play_walkthrough() {
+    local readme=$1 cli_fn=${2:-} root steps step command expected deadline
+    root=$(cd "$(dirname "$readme")" && pwd -P)
+    mapfile -t steps < <(readme_walkthrough "$readme")
+    WALKTHROUGH_CHECKED=0
+    local shown=0
+    for step in "${steps[@]}"; do [[ "${step#*$'\t'}" ]] && shown=$((shown + 1)); done
+    ((${#steps[@]} >= 6 && shown >= 2)) ||
+        fail "the README's walkthrough has ${#steps[@]} commands and $shown outputs; expected at least 6 and 2"
+    for step in "${steps[@]}"; do
+        command=${step%%$'\t'*} expected=${step#*$'\t'}
+        echo "\$ $command"
+        command=${command//127.0.0.1:9092/$KAFKA_BOOTSTRAP_SERVERS}
+        command=${command//-t allocation./-t $TOPIC_PREFIX.}
+        if [[ -z "$expected" ]]; then
+            (cd "$root" && bash -o pipefail -c "$command") >"$WORK_DIR/out" 2>"$WORK_DIR/err" ||
+                fail "'$command' failed: $(cat "$WORK_DIR/err")"
+            continue
+        fi
+        [[ -z "$cli_fn" ]] || command=$("$cli_fn" "$command" "$WALKTHROUGH_CHECKED")
+        deadline=$((SECONDS + 30))
+        until (cd "$root" && bash -o pipefail -c "$command") >"$WORK_DIR/out" 2>"$WORK_DIR/err" &&
+            [[ "$(cat "$WORK_DIR/out")" == "$expected" ]]; do
+            ((SECONDS < deadline)) ||
+                fail "'$command' printed '$(cat "$WORK_DIR/out")' for 30 s, the README shows '$expected'"
+            sleep 0.2
+        done
+        echo "# $(cat "$WORK_DIR/out")"
+        WALKTHROUGH_CHECKED=$((WALKTHROUGH_CHECKED + 1))
+    done
+}

@@ -16,25 +16,9 @@ conf=$home/server.properties
 java_opts="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m} -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true ${KAFKA_OPTS:-}"
 mkdir -p "$home/data"
 
-# The same settings as deploy/local/services.sh gives a host-process broker.
-cat >"$conf" <<CONF
-# Written by the container's entrypoint at each start; edits are lost.
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$ctl
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$ctl
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-inter.broker.listener.name=PLAINTEXT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=$home/data
-num.partitions=3
-auto.create.topics.enable=true
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-group.initial.rebalance.delay.ms=0
-CONF
+# The settings deploy/local/services.sh gives a host-process broker too (one template).
+sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$ctl|g" -e "s|@DATA_DIR@|$home/data|g" \
+    /opt/kafka/config/server.properties.in >"$conf"
 
 storage_tool() {
     # shellcheck disable=SC2086  # java_opts is a list of options
