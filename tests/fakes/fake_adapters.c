@@ -55,6 +55,56 @@ const ap_msg_t *ap_fake_publisher_event(ap_publisher_t *pub, size_t i)
     return i < self->nevents ? &self->events[i] : NULL;
 }
 
+/* ---------------------------------------------------------------- flaky publisher */
+
+typedef struct flaky_publisher {
+    ap_publisher_t pub;
+    ap_publisher_t *inner;
+    ap_msg_type_t type;
+    unsigned seen, from, count;
+    ap_err_t err;
+} flaky_publisher_t;
+
+static ap_err_t flaky_publish(ap_publisher_t *pub, const ap_msg_t *event)
+{
+    flaky_publisher_t *self = container_of(pub, flaky_publisher_t, pub);
+    if (event->type == self->type && ++self->seen >= self->from && self->count > 0) {
+        self->count--;
+        return self->err;
+    }
+    return ap_publisher_publish(self->inner, event);
+}
+
+static void flaky_free(ap_publisher_t *pub)
+{
+    flaky_publisher_t *self = container_of(pub, flaky_publisher_t, pub);
+    ap_publisher_free(self->inner);
+    free(self);
+}
+
+static const struct ap_publisher_ops flaky_ops = {flaky_publish, flaky_free};
+
+ap_publisher_t *ap_fake_flaky_publisher_new(ap_msg_type_t type, unsigned from, unsigned count,
+                                            ap_err_t err)
+{
+    flaky_publisher_t *self = calloc(1, sizeof *self);
+    if (!self || !(self->inner = ap_fake_publisher_new())) {
+        free(self);
+        return NULL;
+    }
+    self->pub.ops = &flaky_ops;
+    self->type = type;
+    self->from = from;
+    self->count = count;
+    self->err = err;
+    return &self->pub;
+}
+
+ap_publisher_t *ap_fake_flaky_publisher_inner(ap_publisher_t *pub)
+{
+    return container_of(pub, flaky_publisher_t, pub)->inner;
+}
+
 /* ---------------------------------------------------------------- notifier */
 
 typedef struct sent {

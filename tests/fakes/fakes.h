@@ -35,6 +35,15 @@ const ap_allocation_row_t *ap_fake_uow_view_row(ap_uow_t *uow, size_t i, const c
 /* Read-model queries over a fake uow's view rows (borrowed; must outlive the views). */
 ap_views_t *ap_fake_views_new(ap_uow_t *uow);
 
+/*
+ * A publisher that fails `count` publications of events of `type` with `err`, from the
+ * `from`-th of that type on (1: the next one), and hands every other event to a recording
+ * fake publisher, which ap_fake_flaky_publisher_inner gives back (borrowed).
+ */
+ap_publisher_t *ap_fake_flaky_publisher_new(ap_msg_type_t type, unsigned from, unsigned count,
+                                            ap_err_t err);
+ap_publisher_t *ap_fake_flaky_publisher_inner(ap_publisher_t *pub);
+
 /* Records every published event. */
 ap_publisher_t *ap_fake_publisher_new(void);
 size_t ap_fake_publisher_count(ap_publisher_t *pub);

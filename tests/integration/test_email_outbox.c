@@ -22,6 +22,7 @@
 #include "ap/log.h"
 #include "ap/pg.h"
 #include "fakes.h"
+#include "support.h"
 
 static const char *db_url(void)
 {
@@ -221,17 +222,7 @@ static void test_sender_sessions_take_send_and_retry(void **state)
 
 int main(void)
 {
-    if (!db_url() || !*db_url()) {
-        fprintf(stderr, "test_email_outbox: DATABASE_URL is not set; these tests need "
-                        "PostgreSQL (deploy/local/test sets it)\n");
-        return 1;
-    }
-    ap_log_setup(AP_LOG_WARN, false);
-    int applied;
-    if (ap_pg_migrate(db_url(), &applied) != AP_OK) {
-        fprintf(stderr, "test_email_outbox: cannot migrate the database at DATABASE_URL\n");
-        return 1;
-    }
+    ap_test_migrated_db("test_email_outbox");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows_commit_with_the_transaction),
         cmocka_unit_test(test_deferred_rows_commit_with_the_transaction),

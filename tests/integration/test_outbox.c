@@ -23,6 +23,7 @@
 #include "ap/outbox.h"
 #include "ap/pg.h"
 #include "fakes.h"
+#include "support.h"
 
 static const char *db_url(void)
 {
@@ -333,17 +334,7 @@ static void test_rows_of_one_sku_follow_commit_order(void **state)
 
 int main(void)
 {
-    if (!db_url() || !*db_url()) {
-        fprintf(stderr, "test_outbox: DATABASE_URL is not set; these tests need PostgreSQL "
-                        "(deploy/local/test sets it)\n");
-        return 1;
-    }
-    ap_log_setup(AP_LOG_WARN, false);
-    int applied;
-    if (ap_pg_migrate(db_url(), &applied) != AP_OK) {
-        fprintf(stderr, "test_outbox: cannot migrate the database at DATABASE_URL\n");
-        return 1;
-    }
+    ap_test_migrated_db("test_outbox");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_events_commit_with_the_transaction),
         cmocka_unit_test(test_rejection_and_dead_letter_rows_are_byte_exact),

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "ap/log.h"
+#include "ap/pg.h"
+
 long long ap_test_now_us(void)
 {
     struct timespec ts;
@@ -56,4 +59,21 @@ char *ap_test_conninfo_with(const char *conninfo, const char *key, const char *v
 out:
     PQconninfoFree(options);
     return out;
+}
+
+const char *ap_test_migrated_db(const char *test)
+{
+    const char *url = getenv("DATABASE_URL");
+    if (!url || !*url) {
+        fprintf(stderr, "%s: DATABASE_URL is not set; these tests need PostgreSQL "
+                        "(deploy/local/test sets it)\n", test);
+        exit(1);
+    }
+    ap_log_setup(AP_LOG_WARN, false);
+    int applied;
+    if (ap_pg_migrate(url, &applied) != AP_OK) {
+        fprintf(stderr, "%s: cannot migrate the database at DATABASE_URL\n", test);
+        exit(1);
+    }
+    return url;
 }

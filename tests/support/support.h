@@ -19,4 +19,11 @@ void ap_test_pause_ms(int ms);
 char *ap_test_conninfo_with(const char *conninfo, const char *key, const char *value,
                             char **why);
 
+/*
+ * DATABASE_URL, once the database it names is migrated, with warnings-only logging: the
+ * start of an integration test's main. A missing DATABASE_URL or a failed migration is
+ * reported with `test`'s name and exits 1: these tests never skip.
+ */
+const char *ap_test_migrated_db(const char *test);
+
 #endif

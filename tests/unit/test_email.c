@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "commands.h"
 #include "ap/bootstrap.h"
 #include "ap/bus.h"
 #include "ap/config.h"
@@ -31,44 +32,6 @@
  * A publisher that fails the OutOfStock publications numbered `from` (1-based, counted over
  * the whole test) onwards, `count` of them, with `err`; the others are recorded.
  */
-typedef struct flaky_publisher {
-    ap_publisher_t pub;
-    ap_publisher_t *inner;
-    unsigned seen, from, count;
-    ap_err_t err;
-} flaky_publisher_t;
-
-static ap_err_t flaky_publish(ap_publisher_t *pub, const ap_msg_t *event)
-{
-    flaky_publisher_t *self = container_of(pub, flaky_publisher_t, pub);
-    if (event->type == AP_EVT_OUT_OF_STOCK && ++self->seen >= self->from && self->count > 0) {
-        self->count--;
-        return self->err;
-    }
-    return ap_publisher_publish(self->inner, event);
-}
-
-static void flaky_free(ap_publisher_t *pub)
-{
-    flaky_publisher_t *self = container_of(pub, flaky_publisher_t, pub);
-    ap_publisher_free(self->inner);
-    free(self);
-}
-
-static const struct ap_publisher_ops flaky_ops = {flaky_publish, flaky_free};
-
-static ap_publisher_t *flaky_publisher_new(unsigned from, unsigned count, ap_err_t err)
-{
-    flaky_publisher_t *self = calloc(1, sizeof *self);
-    assert_non_null(self);
-    self->pub.ops = &flaky_ops;
-    self->inner = ap_fake_publisher_new();
-    self->from = from;
-    self->count = count;
-    self->err = err;
-    return &self->pub;
-}
-
 /* An app around the fake uow and the fake email outbox writing into it. */
 static ap_app_t *new_app(ap_publisher_t *publisher, const char *notify_to)
 {
@@ -94,27 +57,6 @@ static ap_err_t run(ap_app_t *app, ap_msg_t cmd)
 {
     char why[512] = "";
     return ap_bus_execute(&app->bus, &cmd, why, sizeof why);
-}
-
-static ap_msg_t create_batch(const char *ref, const char *sku, int64_t qty)
-{
-    ap_msg_t msg;
-    assert_int_equal(ap_msg_create_batch(&msg, ref, sku, qty, false, 0), AP_OK);
-    return msg;
-}
-
-static ap_msg_t allocate(const char *orderid, const char *sku, int64_t qty)
-{
-    ap_msg_t msg;
-    assert_int_equal(ap_msg_allocate(&msg, orderid, sku, qty), AP_OK);
-    return msg;
-}
-
-static ap_msg_t change_qty(const char *ref, int64_t qty)
-{
-    ap_msg_t msg;
-    assert_int_equal(ap_msg_change_batch_quantity(&msg, ref, qty), AP_OK);
-    return msg;
 }
 
 static size_t emails(ap_app_t *app)
@@ -215,7 +157,8 @@ static void test_retried_command_writes_its_emails_once(void **state)
 {
     (void)state;
     ap_err_t err;
-    ap_app_t *app = two_lines_then_shrink(flaky_publisher_new(2, 1, AP_ERR_CONFLICT), &err);
+    ap_app_t *app = two_lines_then_shrink(
+        ap_fake_flaky_publisher_new(AP_EVT_OUT_OF_STOCK, 2, 1, AP_ERR_CONFLICT), &err);
     assert_int_equal(err, AP_OK);
     assert_int_equal(app->bus.stats.retries, 1);
     assert_int_equal(emails(app), 2);
@@ -229,7 +172,8 @@ static void test_failed_command_writes_no_email(void **state)
 {
     (void)state;
     ap_err_t err;
-    ap_app_t *app = two_lines_then_shrink(flaky_publisher_new(2, UINT_MAX, AP_ERR_CONFLICT), &err);
+    ap_app_t *app = two_lines_then_shrink(
+        ap_fake_flaky_publisher_new(AP_EVT_OUT_OF_STOCK, 2, UINT_MAX, AP_ERR_CONFLICT), &err);
     assert_int_equal(err, AP_ERR_CONFLICT);
     assert_int_equal(emails(app), 0);
     free_app(app);

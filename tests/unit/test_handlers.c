@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "ap/bootstrap.h"
 #include "ap/bus.h"
 #include "ap/error.h"
@@ -70,47 +71,6 @@ static int teardown(void **state)
  * cannot fail a single event handler, and the bus's isolation rules need exactly that.
  * What gets through is recorded by an ordinary fake behind them.
  */
-typedef struct flaky_publisher {
-    ap_publisher_t pub;
-    ap_publisher_t *inner;
-    ap_msg_type_t fail_type;
-    ap_err_t fail_err;
-    unsigned fail_count;
-} flaky_publisher_t;
-
-static ap_err_t flaky_publish(ap_publisher_t *pub, const ap_msg_t *event)
-{
-    flaky_publisher_t *self = container_of(pub, flaky_publisher_t, pub);
-    if (event->type == self->fail_type && self->fail_count > 0) {
-        self->fail_count--;
-        return self->fail_err;
-    }
-    return ap_publisher_publish(self->inner, event);
-}
-
-static void flaky_publisher_free(ap_publisher_t *pub)
-{
-    flaky_publisher_t *self = container_of(pub, flaky_publisher_t, pub);
-    ap_publisher_free(self->inner);
-    free(self);
-}
-
-static const struct ap_publisher_ops flaky_publisher_ops = {flaky_publish, flaky_publisher_free};
-
-/* A publisher failing the next `count` publications of `type` with `err`. */
-static flaky_publisher_t *flaky_publisher_new(ap_msg_type_t type, ap_err_t err, unsigned count)
-{
-    flaky_publisher_t *self = calloc(1, sizeof *self);
-    assert_non_null(self);
-    self->pub.ops = &flaky_publisher_ops;
-    self->inner = ap_fake_publisher_new();
-    assert_non_null(self->inner);
-    self->fail_type = type;
-    self->fail_err = err;
-    self->fail_count = count;
-    return self;
-}
-
 typedef struct failing_notifier {
     ap_notifier_t notifier;
     unsigned attempts;
@@ -151,31 +111,10 @@ static ap_app_t *new_app_with(ap_publisher_t *publisher, ap_notifier_t *notifier
 
 /* ---------------------------------------------------------------- commands */
 
-static ap_msg_t create_batch(const char *ref, const char *sku, int64_t qty)
-{
-    ap_msg_t msg;
-    assert_int_equal(ap_msg_create_batch(&msg, ref, sku, qty, false, 0), AP_OK);
-    return msg;
-}
-
 static ap_msg_t create_shipment(const char *ref, const char *sku, int64_t qty, int32_t eta)
 {
     ap_msg_t msg;
     assert_int_equal(ap_msg_create_batch(&msg, ref, sku, qty, true, eta), AP_OK);
-    return msg;
-}
-
-static ap_msg_t allocate(const char *orderid, const char *sku, int64_t qty)
-{
-    ap_msg_t msg;
-    assert_int_equal(ap_msg_allocate(&msg, orderid, sku, qty), AP_OK);
-    return msg;
-}
-
-static ap_msg_t change_qty(const char *ref, int64_t qty)
-{
-    ap_msg_t msg;
-    assert_int_equal(ap_msg_change_batch_quantity(&msg, ref, qty), AP_OK);
     return msg;
 }
 
@@ -1105,8 +1044,9 @@ static void test_rejection_inside_the_callers_scope_leaves_nothing(void **state)
 static void test_failing_event_handler_does_not_stop_the_others(void **state)
 {
     (void)state;
-    flaky_publisher_t *pub = flaky_publisher_new(AP_EVT_ALLOCATED, AP_ERR_IO, 1);
-    ap_app_t *app = new_app_with(&pub->pub, NULL);
+    ap_publisher_t *pub = ap_fake_flaky_publisher_new(AP_EVT_ALLOCATED, 1, 1, AP_ERR_IO);
+    ap_publisher_t *seen = ap_fake_flaky_publisher_inner(pub);
+    ap_app_t *app = new_app_with(pub, NULL);
     ok(app, create_batch("b1", "STUBBORN-SKU", 10));
     uint64_t failures = app->bus.stats.event_handler_failures;
 
@@ -1116,12 +1056,12 @@ static void test_failing_event_handler_does_not_stop_the_others(void **state)
     assert_int_equal(app->bus.stats.event_handler_failures, failures + 1);
     assert_stored_lines(app, "STUBBORN-SKU", "b1", 1, (const char *const[]){"o1"});
     assert_view(app, "o1", 1, (const ap_allocation_row_t[]){{"STUBBORN-SKU", "b1"}});
-    assert_int_equal(ap_fake_publisher_count(pub->inner), 1); /* only BatchCreated */
+    assert_int_equal(ap_fake_publisher_count(seen), 1); /* only BatchCreated */
 
     /* The next one goes through whole. */
     ok(app, allocate("o2", "STUBBORN-SKU", 4));
-    assert_int_equal(ap_fake_publisher_count(pub->inner), 2);
-    assert_line_event(ap_fake_publisher_event(pub->inner, 1), AP_EVT_ALLOCATED, "o2",
+    assert_int_equal(ap_fake_publisher_count(seen), 2);
+    assert_line_event(ap_fake_publisher_event(seen, 1), AP_EVT_ALLOCATED, "o2",
                       "STUBBORN-SKU", 4, "b1");
     assert_int_equal(app->bus.stats.event_handler_failures, failures + 1);
     free_app(app);
@@ -1130,8 +1070,8 @@ static void test_failing_event_handler_does_not_stop_the_others(void **state)
 static void test_failing_publish_of_deallocated_still_reallocates(void **state)
 {
     (void)state;
-    flaky_publisher_t *pub = flaky_publisher_new(AP_EVT_DEALLOCATED, AP_ERR_IO, 1);
-    ap_app_t *app = new_app_with(&pub->pub, NULL);
+    ap_publisher_t *pub = ap_fake_flaky_publisher_new(AP_EVT_DEALLOCATED, 1, 1, AP_ERR_IO);
+    ap_app_t *app = new_app_with(pub, NULL);
     ok(app, create_batch("batch1", "RESILIENT-TABLE", 50));
     ok(app, create_shipment("batch2", "RESILIENT-TABLE", 50, TODAY));
     ok(app, allocate("order1", "RESILIENT-TABLE", 20));
@@ -1148,8 +1088,9 @@ static void test_failing_publish_of_deallocated_still_reallocates(void **state)
 static void test_transient_failure_in_an_event_handler_retries_the_whole_command(void **state)
 {
     (void)state;
-    flaky_publisher_t *pub = flaky_publisher_new(AP_EVT_ALLOCATED, AP_ERR_CONFLICT, 1);
-    ap_app_t *app = new_app_with(&pub->pub, NULL);
+    ap_publisher_t *pub = ap_fake_flaky_publisher_new(AP_EVT_ALLOCATED, 1, 1, AP_ERR_CONFLICT);
+    ap_publisher_t *seen = ap_fake_flaky_publisher_inner(pub);
+    ap_app_t *app = new_app_with(pub, NULL);
     ok(app, create_batch("b1", "RETRIED-SKU", 10));
     int64_t version = stored_version(app, "RETRIED-SKU");
     uint64_t retries = app->bus.stats.retries;
@@ -1161,8 +1102,8 @@ static void test_transient_failure_in_an_event_handler_retries_the_whole_command
     assert_stored_lines(app, "RETRIED-SKU", "b1", 1, (const char *const[]){"o1"});
     assert_int_equal(stored_version(app, "RETRIED-SKU"), version + 1);
     assert_int_equal(view_rows(app, "o1", NULL), 1);
-    assert_int_equal(ap_fake_publisher_count(pub->inner), 2);
-    assert_line_event(ap_fake_publisher_event(pub->inner, 1), AP_EVT_ALLOCATED, "o1",
+    assert_int_equal(ap_fake_publisher_count(seen), 2);
+    assert_line_event(ap_fake_publisher_event(seen, 1), AP_EVT_ALLOCATED, "o1",
                       "RETRIED-SKU", 4, "b1");
     free_app(app);
 }

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "commands.h"
 #include "ap/error.h"
 #include "ap/messages.h"
 
@@ -39,27 +40,6 @@ static void assert_bad_date(const char *text, size_t len)
     if (ap_date_parse(text, len, &days))
         fail_msg("\"%.*s\" (len %zu) was accepted as a date", (int)len, text, len);
     assert_int_equal(days, 4242);
-}
-
-static ap_msg_t create_batch(const char *ref, const char *sku, int64_t qty)
-{
-    ap_msg_t msg;
-    assert_int_equal(ap_msg_create_batch(&msg, ref, sku, qty, false, 0), AP_OK);
-    return msg;
-}
-
-static ap_msg_t allocate(const char *orderid, const char *sku, int64_t qty)
-{
-    ap_msg_t msg;
-    assert_int_equal(ap_msg_allocate(&msg, orderid, sku, qty), AP_OK);
-    return msg;
-}
-
-static ap_msg_t change_qty(const char *ref, int64_t qty)
-{
-    ap_msg_t msg;
-    assert_int_equal(ap_msg_change_batch_quantity(&msg, ref, qty), AP_OK);
-    return msg;
 }
 
 /* Validation must refuse `msg` with AP_ERR_INVALID_COMMAND and a one-line reason. */
