@@ -9,6 +9,7 @@
 #include "ap/topics.h"
 
 #include "ap/http.h"
+#include "ap/secret.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -301,16 +302,6 @@ static ap_err_t collect_kafka(ap_config_t *cfg, const settings_t *s, char *err, 
 
 /* ---------------------------------------------------------------- email settings */
 
-/* Frees a string that may hold a secret, overwriting it first. */
-static void wipe_free(char *secret)
-{
-    if (!secret)
-        return;
-    for (volatile char *p = secret; *p; p++)
-        *p = '\0';
-    free(secret);
-}
-
 /*
  * A secret-bearing setting: KEY's value, or the contents of the file KEY_FILE names (a
  * Kubernetes Secret mount; trailing line ends dropped). NULL when neither is set. The error
@@ -338,22 +329,24 @@ static ap_err_t secret(const settings_t *s, const char *key, char **out, char *e
     size_t n = fread(buf, 1, sizeof buf, fp);
     bool too_long = n == sizeof buf && fgetc(fp) != EOF;
     fclose(fp);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    buf[n] = '\0';
+    char *copy = !too_long && n ? strdup(buf) : NULL;
+    ap_secret_wipe(buf, sizeof buf);
     if (too_long) {
         snprintf(err, errlen, "%s: %s is longer than %zu bytes", file_key, path, sizeof buf - 1);
         return AP_ERR_CONFIG;
     }
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        n--;
     if (n == 0) {
         snprintf(err, errlen, "%s: %s is empty", file_key, path);
         return AP_ERR_CONFIG;
     }
-    buf[n] = '\0';
-    free(*out);
-    *out = n ? strdup(buf) : NULL;
-    for (volatile char *p = buf; p < buf + sizeof buf; p++)
-        *p = '\0';
-    return !n || *out ? AP_OK : AP_ERR_NOMEM;
+    if (!copy)
+        return AP_ERR_NOMEM;
+    ap_secret_free(*out);
+    *out = copy;
+    return AP_OK;
 }
 
 /* A bare address (local@domain), nothing a header or an SMTP command could trip on. */
@@ -535,7 +528,7 @@ out:
 
 void ap_config_release(ap_config_t *cfg)
 {
-    free(cfg->database_url);
+    ap_secret_free(cfg->database_url); /* may hold a password */
     free(cfg->bootstrap_servers);
     free(cfg->group_id);
     free(cfg->topic_prefix);
@@ -551,10 +544,10 @@ void ap_config_release(ap_config_t *cfg)
     free(cfg->schema_registry_url);
     free(cfg->notify_to);
     free(cfg->notify_from);
-    wipe_free(cfg->smtp_url);
-    wipe_free(cfg->smtp_username);
-    wipe_free(cfg->smtp_password);
+    ap_secret_free(cfg->smtp_url);
+    ap_secret_free(cfg->smtp_username);
+    ap_secret_free(cfg->smtp_password);
     free(cfg->http_addr);
-    free(cfg->http_auth_token);
+    ap_secret_free(cfg->http_auth_token);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -10,12 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "adapters/pg_internal.h"
 #include "ap/log.h"
 #include "ap/outbox.h"
 #include "ap/topics.h"
+#include "ap/uuid.h"
 
 struct ap_outbox {
     ap_publisher_t pub; /* first: the publisher port */
@@ -50,10 +50,9 @@ static ap_err_t insert_row(ap_outbox_t *outbox, const char *event_id, const char
 {
     char fresh_id[AP_EVENT_ID_SIZE];
     if (!event_id || !event_id[0]) {
-        uint8_t bytes[16];
-        if (getrandom(bytes, sizeof bytes, 0) != (ssize_t)sizeof bytes)
-            return AP_ERR_INTERNAL;
-        ap_uuid4_format(bytes, fresh_id);
+        ap_err_t err = ap_uuid4_random(fresh_id);
+        if (err)
+            return err;
         event_id = fresh_id;
     }
     char **names = calloc(nheaders + 1, sizeof *names);

@@ -14,6 +14,7 @@
 
 #include "ap/email.h"
 #include "ap/log.h"
+#include "ap/secret.h"
 #include "ap/strbuf.h"
 
 /* ---------------------------------------------------------------- the message */
@@ -230,15 +231,9 @@ void ap_smtp_free(ap_smtp_t *smtp)
         return;
     if (smtp->curl)
         curl_easy_cleanup(smtp->curl);
-    free(smtp->url);
-    free(smtp->username);
-    if (smtp->password) {
-        /* volatile, so the wipe is not optimised away */
-        volatile char *p = smtp->password;
-        while (*p)
-            *p++ = '\0';
-        free(smtp->password);
-    }
+    ap_secret_free(smtp->url); /* may hold credentials */
+    ap_secret_free(smtp->username);
+    ap_secret_free(smtp->password);
     if (smtp->global_init)
         curl_global_cleanup();
     free(smtp);

@@ -22,13 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "ap/codec.h"
 #include "ap/http.h"
 #include "ap/log.h"
 #include "ap/pg.h"
+#include "ap/uuid.h"
 
 #define LIVENESS_STALL_MS 60000 /* a consumer loop silent this long is not alive */
 
@@ -156,20 +156,17 @@ static void reply_outcome(ap_http_api_t *api, ap_http_response_t *res,
 
 /* ---------------------------------------------------------------- commands */
 
+/* A UUIDv4; should the kernel give no random bytes, the clock's, which still differ per
+ * request. */
 static void new_message_id(char id[AP_STR_SIZE])
 {
+    if (ap_uuid4_random(id) == AP_OK)
+        return;
     unsigned char b[16] = {0};
-    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        memcpy(b, &ts, sizeof ts < sizeof b ? sizeof ts : sizeof b);
-    }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    snprintf(id, AP_STR_SIZE,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    memcpy(b, &ts, sizeof ts < sizeof b ? sizeof ts : sizeof b);
+    ap_uuid4_format(b, id);
 }
 
 /* A header value fit to be an id: 1-255 printable ASCII bytes. */
@@ -377,25 +374,37 @@ static void get_allocations(ap_http_api_t *api, const char *orderid, ap_http_res
  * outbox relay and the email sender. A loop that naps on purpose (a backoff) counts as alive;
  * one silent for LIVENESS_STALL_MS is stuck, and a restart is the cure.
  */
+/* How long a loop has been silent; 0 for one not started (yet, or any more). */
+static int64_t relay_silent_ms(ap_relay_t *relay)
+{
+    ap_relay_stats_t stats = {0};
+    if (relay)
+        ap_relay_stats(relay, &stats);
+    return stats.silent_ms;
+}
+
+static int64_t email_sender_silent_ms(ap_email_sender_t *email)
+{
+    ap_email_sender_stats_t stats = {0};
+    if (email)
+        ap_email_sender_stats(email, &stats);
+    return stats.silent_ms;
+}
+
 static void get_healthz(ap_http_api_t *api, ap_http_response_t *res)
 {
+    const struct {
+        const char *name;
+        int64_t silent_ms;
+    } loops[] = {
+        {"consumer", ap_health_now_ms() - atomic_load(&api->deps.health->heartbeat_ms)},
+        {"relay", relay_silent_ms(atomic_load(&api->relay))},
+        {"email_sender", email_sender_silent_ms(atomic_load(&api->email))},
+    };
     json_t *body = json_object(), *stalled = json_array();
-    int64_t consumer_silent = ap_health_now_ms() - atomic_load(&api->deps.health->heartbeat_ms);
-    if (consumer_silent >= LIVENESS_STALL_MS)
-        json_array_append_new(stalled, json_string("consumer"));
-    ap_relay_t *relay = atomic_load(&api->relay);
-    if (relay) {
-        ap_relay_stats_t stats;
-        ap_relay_stats(relay, &stats);
-        if (stats.silent_ms >= LIVENESS_STALL_MS)
-            json_array_append_new(stalled, json_string("relay"));
-    }
-    ap_email_sender_t *email = atomic_load(&api->email);
-    if (email) {
-        ap_email_sender_stats_t stats;
-        ap_email_sender_stats(email, &stats);
-        if (stats.silent_ms >= LIVENESS_STALL_MS)
-            json_array_append_new(stalled, json_string("email_sender"));
+    for (size_t i = 0; i < sizeof loops / sizeof *loops; i++) {
+        if (loops[i].silent_ms >= LIVENESS_STALL_MS)
+            json_array_append_new(stalled, json_string(loops[i].name));
     }
     bool ok = json_array_size(stalled) == 0;
     json_object_set_new(body, "status", json_string(ok ? "alive" : "stalled"));
