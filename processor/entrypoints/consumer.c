@@ -677,11 +677,6 @@ static void check_backpressure(consumer_t *c, int64_t now)
     }
 }
 
-bool ap_health_ready(const ap_health_t *health)
-{
-    return atomic_load(&health->database) && atomic_load(&health->kafka);
-}
-
 int64_t ap_health_now_ms(void)
 {
     struct timespec ts;

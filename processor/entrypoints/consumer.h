@@ -23,9 +23,6 @@ typedef struct ap_health {
     atomic_llong heartbeat_ms; /* monotonic ms when the loop last went round (or backed off) */
 } ap_health_t;
 
-/* Ready: Postgres and Kafka both reachable. Backpressure is not unreadiness. */
-bool ap_health_ready(const ap_health_t *health);
-
 /* Monotonic milliseconds, the clock of heartbeat_ms. */
 int64_t ap_health_now_ms(void);
 
