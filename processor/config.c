@@ -22,7 +22,7 @@
 
 /* Keys with a meaning of their own; any other KAFKA_<NAME> goes to librdkafka. */
 static const char *const known_keys[] = {
-    "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_GROUP_ID", "COMMAND_TOPICS",
+    "DATABASE_URL", "DATABASE_URL_FILE", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_GROUP_ID", "COMMAND_TOPICS",
     "TOPIC_PREFIX", "TOPIC_PARTITIONS", "TOPIC_REPLICATION_FACTOR", "AVRO_WIRE_FORMAT",
     "SCHEMA_REGISTRY_URL", "NOTIFY_EMAIL_TO", "NOTIFY_EMAIL_FROM", "SMTP_URL", "HTTP_ADDR",
     "LOG_LEVEL", "LOG_FORMAT", "BATCH_MAX_MESSAGES", "BATCH_MAX_WAIT_MS",
@@ -108,6 +108,23 @@ static char *trim(char *text)
     while (len > 0 && isspace((unsigned char)text[len - 1]))
         text[--len] = '\0';
     return text;
+}
+
+/* `text` into `out` with whatever stands between double quotes replaced by "...". */
+static const char *unquote(const char *text, char *out, size_t outlen)
+{
+    size_t len = 0;
+    bool quoted = false;
+    for (const char *p = text; *p && len + 6 < outlen; p++) {
+        if (*p == '"' && !quoted)
+            len += (size_t)snprintf(out + len, outlen - len, "\"...\"");
+        if (*p == '"')
+            quoted = !quoted;
+        else if (!quoted && *p != '\n')
+            out[len++] = *p;
+    }
+    out[len] = '\0';
+    return out;
 }
 
 static ap_err_t read_file(settings_t *s, const char *path, char *err, size_t errlen)
@@ -253,55 +270,6 @@ static ap_err_t split_topics(ap_config_t *cfg, const char *list, char *err, size
     return rc;
 }
 
-/* KAFKA_SECURITY_PROTOCOL -> security.protocol */
-static char *kafka_property(const char *key)
-{
-    char *name = strdup(key + 6);
-    if (!name)
-        return NULL;
-    for (char *p = name; *p; p++)
-        *p = *p == '_' ? '.' : (char)tolower((unsigned char)*p);
-    return name;
-}
-
-static ap_err_t collect_kafka(ap_config_t *cfg, const settings_t *s, char *err, size_t errlen)
-{
-    char errstr[512];
-    rd_kafka_conf_t *scratch = rd_kafka_conf_new();
-    ap_err_t rc = AP_OK;
-
-    for (size_t i = 0; i < s->n && rc == AP_OK; i++) {
-        const ap_kv_t *kv = &s->items[i];
-        if (strncmp(kv->key, "KAFKA_", 6) != 0 || is_known(kv->key))
-            continue;
-        char *name = kafka_property(kv->key);
-        ap_kv_t *grown = name ? realloc(cfg->kafka, (cfg->nkafka + 1) * sizeof *grown) : NULL;
-        if (!grown) {
-            free(name);
-            rc = AP_ERR_NOMEM;
-            break;
-        }
-        cfg->kafka = grown;
-        cfg->kafka[cfg->nkafka].key = name;
-        if (!(cfg->kafka[cfg->nkafka].value = strdup(kv->value))) {
-            free(name);
-            rc = AP_ERR_NOMEM;
-            break;
-        }
-        cfg->nkafka++;
-        /* librdkafka's message names the property, not its value, so no secret leaks. */
-        if (rd_kafka_conf_set(scratch, name, kv->value, errstr, sizeof errstr) !=
-            RD_KAFKA_CONF_OK) {
-            snprintf(err, errlen, "%s: %s", kv->key, errstr);
-            rc = AP_ERR_CONFIG;
-        }
-    }
-    rd_kafka_conf_destroy(scratch);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- email settings */
-
 /*
  * A secret-bearing setting: KEY's value, or the contents of the file KEY_FILE names (a
  * Kubernetes Secret mount; trailing line ends dropped). NULL when neither is set. The error
@@ -310,7 +278,7 @@ static ap_err_t collect_kafka(ap_config_t *cfg, const settings_t *s, char *err, 
 static ap_err_t secret(const settings_t *s, const char *key, char **out, char *err,
                        size_t errlen)
 {
-    char file_key[64];
+    char file_key[160];
     snprintf(file_key, sizeof file_key, "%s_FILE", key);
     const char *value = settings_get(s, key), *path = settings_get(s, file_key);
     if (value && *value && path && *path) {
@@ -348,6 +316,84 @@ static ap_err_t secret(const settings_t *s, const char *key, char **out, char *e
     *out = copy;
     return AP_OK;
 }
+
+/* KAFKA_SECURITY_PROTOCOL -> security.protocol (`keylen` bytes of `key`) */
+static char *kafka_property(const char *key, size_t keylen)
+{
+    char *name = strndup(key + 6, keylen - 6);
+    if (!name)
+        return NULL;
+    for (char *p = name; *p; p++)
+        *p = *p == '_' ? '.' : (char)tolower((unsigned char)*p);
+    return name;
+}
+
+static bool has_property(const ap_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nkafka; i++) {
+        if (strcmp(cfg->kafka[i].key, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * The KAFKA_<NAME> pass-through properties. KAFKA_<NAME>_FILE reads <NAME>'s value from a
+ * file (KAFKA_SASL_PASSWORD_FILE: no librdkafka property ends in ".file"), so a SASL
+ * password or a key's passphrase can come from a Secret mount like any other secret.
+ */
+static ap_err_t collect_kafka(ap_config_t *cfg, const settings_t *s, char *err, size_t errlen)
+{
+    char errstr[512], key[160];
+    rd_kafka_conf_t *scratch = rd_kafka_conf_new();
+    ap_err_t rc = AP_OK;
+
+    for (size_t i = 0; i < s->n && rc == AP_OK; i++) {
+        const char *name_key = s->items[i].key;
+        if (strncmp(name_key, "KAFKA_", 6) != 0 || is_known(name_key))
+            continue;
+        size_t keylen = strlen(name_key);
+        if (keylen > 11 && strcmp(name_key + keylen - 5, "_FILE") == 0)
+            keylen -= 5;
+        if (keylen >= sizeof key)
+            continue; /* read_env skips such keys too: no property is that long */
+        memcpy(key, name_key, keylen);
+        key[keylen] = '\0';
+        char *name = kafka_property(key, keylen), *value = NULL;
+        if (!name) {
+            rc = AP_ERR_NOMEM;
+            break;
+        }
+        if (has_property(cfg, name)) { /* KAFKA_X and KAFKA_X_FILE: one entry */
+            free(name);
+            continue;
+        }
+        if ((rc = secret(s, key, &value, err, errlen)) || (!value && !(value = strdup("")))) {
+            free(name);
+            rc = rc ? rc : AP_ERR_NOMEM;
+            break;
+        }
+        ap_kv_t *grown = realloc(cfg->kafka, (cfg->nkafka + 1) * sizeof *grown);
+        if (!grown) {
+            free(name);
+            ap_secret_free(value);
+            rc = AP_ERR_NOMEM;
+            break;
+        }
+        cfg->kafka = grown;
+        cfg->kafka[cfg->nkafka++] = (ap_kv_t){.key = name, .value = value};
+        /* librdkafka's message names the property, not its value, so no secret leaks. */
+        if (rd_kafka_conf_set(scratch, name, value ? value : "", errstr, sizeof errstr) !=
+            RD_KAFKA_CONF_OK) {
+            snprintf(err, errlen, "%s: %s", key, errstr);
+            rc = AP_ERR_CONFIG;
+        }
+    }
+    rd_kafka_conf_destroy(scratch);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- email settings */
 
 /* A bare address (local@domain), nothing a header or an SMTP command could trip on. */
 static bool valid_address(const char *address)
@@ -416,7 +462,6 @@ ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, ch
         }                                                                                     \
     } while (0)
 
-    STRING("DATABASE_URL", database_url, AP_DEFAULT_DATABASE_URL);
     STRING("KAFKA_BOOTSTRAP_SERVERS", bootstrap_servers, "127.0.0.1:9092");
     STRING("KAFKA_GROUP_ID", group_id, "allocation-processor");
     STRING("TOPIC_PREFIX", topic_prefix, "allocation");
@@ -427,11 +472,19 @@ ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, ch
     STRING("HTTP_ADDR", http_addr, "127.0.0.1:8080");
 #undef STRING
 
+    if ((rc = secret(&s, "DATABASE_URL", &cfg->database_url, err, errlen)) ||
+        (!cfg->database_url && !dup_into(&cfg->database_url, AP_DEFAULT_DATABASE_URL))) {
+        rc = rc ? rc : AP_ERR_NOMEM;
+        goto out;
+    }
     rc = AP_ERR_CONFIG;
     char *pqerr = NULL;
     PQconninfoOption *opts = PQconninfoParse(cfg->database_url, &pqerr);
     if (!opts) {
-        snprintf(err, errlen, "DATABASE_URL: %s", pqerr ? trim(pqerr) : "cannot be parsed");
+        /* libpq quotes the piece it could not read, which may be the password: not that. */
+        char why[256];
+        snprintf(err, errlen, "DATABASE_URL: %s",
+                 pqerr ? unquote(trim(pqerr), why, sizeof why) : "cannot be parsed");
         PQfreemem(pqerr);
         goto out;
     }
@@ -537,7 +590,7 @@ void ap_config_release(ap_config_t *cfg)
     free(cfg->command_topics);
     for (size_t i = 0; i < cfg->nkafka; i++) {
         free(cfg->kafka[i].key);
-        free(cfg->kafka[i].value);
+        ap_secret_free(cfg->kafka[i].value); /* sasl.password, ssl.key.password, ... */
     }
     free(cfg->kafka);
     free(cfg->avro_wire_format);

@@ -199,6 +199,13 @@ static void test_every_bad_value_is_named(void **state)
         {"EMAIL_RETRY_MAX_MS=5", NULL, "EMAIL_RETRY_MAX_MS: "},
         {"KAFKA_SOCKET_TIMEOUT_MS=never", NULL, "KAFKA_SOCKET_TIMEOUT_MS: "},
         {"KAFKA_NO_SUCH_PROPERTY=1", NULL, "KAFKA_NO_SUCH_PROPERTY: "},
+        {"DATABASE_URL=x", "DATABASE_URL_FILE=/nonexistent", "DATABASE_URL and "},
+        {"DATABASE_URL_FILE=/nonexistent/secret", NULL, "DATABASE_URL_FILE: "},
+        {"KAFKA_SASL_PASSWORD=x", "KAFKA_SASL_PASSWORD_FILE=/x", "KAFKA_SASL_PASSWORD and "},
+        {"KAFKA_SASL_PASSWORD_FILE=/nonexistent/secret", NULL, "KAFKA_SASL_PASSWORD_FILE: "},
+        {"HTTP_AUTH_TOKEN_FILE=/nonexistent/secret", NULL, "HTTP_AUTH_TOKEN_FILE: "},
+        {"SMTP_URL_FILE=/nonexistent/secret", NULL, "SMTP_URL_FILE: "},
+        {"SMTP_USERNAME_FILE=/nonexistent/secret", NULL, "SMTP_USERNAME_FILE: "},
     };
     ap_config_t cfg;
     char err[ERR_SIZE];
@@ -226,6 +233,103 @@ static void test_errors_never_repeat_a_secret(void **state)
     assert_null(strstr(err, "hunter2"));
 }
 
+/* A Secret mount: the file's contents, a trailing line end dropped, never the path's name. */
+static void test_secrets_from_files(void **state)
+{
+    static const struct {
+        const char *key, *contents;
+    } files[] = {
+        {"DATABASE_URL_FILE", "postgresql://ap:db-pass-1@127.0.0.1:5432/allocation\n"},
+        {"KAFKA_SASL_PASSWORD_FILE", "sasl-pass-2\r\n"},
+        {"HTTP_AUTH_TOKEN_FILE", "token-3"},
+        {"SMTP_URL_FILE", "smtps://mail.example.com:465\n"},
+        {"SMTP_USERNAME_FILE", "mailer\n"},
+        {"SMTP_PASSWORD_FILE", "smtp-pass-4\n"},
+    };
+    enum { N = sizeof files / sizeof *files };
+    char paths[N][64], settings[N][128];
+    char *env[N + 3];
+    ap_config_t cfg;
+    char err[ERR_SIZE];
+    (void)state;
+
+    for (size_t i = 0; i < N; i++) {
+        write_file(paths[i], files[i].contents);
+        snprintf(settings[i], sizeof settings[i], "%s=%s", files[i].key, paths[i]);
+        env[i] = settings[i];
+    }
+    env[N] = "KAFKA_SASL_USERNAME=processor";
+    env[N + 1] = "KAFKA_SECURITY_PROTOCOL=SASL_SSL";
+    env[N + 2] = NULL;
+    ap_err_t rc = load(&cfg, NULL, env, err);
+    for (size_t i = 0; i < N; i++)
+        unlink(paths[i]);
+    if (rc != AP_OK)
+        fail_msg("load: %s", err);
+
+    assert_string_equal(cfg.database_url, "postgresql://ap:db-pass-1@127.0.0.1:5432/allocation");
+    assert_string_equal(cfg.http_auth_token, "token-3");
+    assert_string_equal(cfg.smtp_url, "smtps://mail.example.com:465");
+    assert_string_equal(cfg.smtp_username, "mailer");
+    assert_string_equal(cfg.smtp_password, "smtp-pass-4");
+    bool password = false, protocol = false;
+    for (size_t i = 0; i < cfg.nkafka; i++) {
+        assert_null(strstr(cfg.kafka[i].key, "file")); /* no "sasl.password.file" */
+        if (strcmp(cfg.kafka[i].key, "sasl.password") == 0) {
+            assert_string_equal(cfg.kafka[i].value, "sasl-pass-2");
+            password = true;
+        }
+        if (strcmp(cfg.kafka[i].key, "security.protocol") == 0) {
+            assert_string_equal(cfg.kafka[i].value, "SASL_SSL");
+            protocol = true;
+        }
+    }
+    assert_true(password && protocol);
+    assert_int_equal(cfg.nkafka, 3);
+    ap_config_release(&cfg);
+}
+
+/* The same keys in a --config file, and a file that is empty: an error naming the key. */
+static void test_secret_files_from_a_config_file(void **state)
+{
+    char secret_path[64], empty_path[64], conf_path[64], text[256];
+    ap_config_t cfg;
+    char err[ERR_SIZE];
+    (void)state;
+
+    write_file(secret_path, "postgresql://ap:db-pass-5@db/allocation");
+    write_file(empty_path, "");
+    snprintf(text, sizeof text, "DATABASE_URL_FILE=%s\n", secret_path);
+    write_file(conf_path, text);
+    char *env[] = {NULL};
+    assert_int_equal(load(&cfg, conf_path, env, err), AP_OK);
+    assert_string_equal(cfg.database_url, "postgresql://ap:db-pass-5@db/allocation");
+    ap_config_release(&cfg);
+
+    char setting[128];
+    snprintf(setting, sizeof setting, "KAFKA_SASL_PASSWORD_FILE=%s", empty_path);
+    char *env_empty[] = {setting, NULL};
+    assert_int_equal(load(&cfg, NULL, env_empty, err), AP_ERR_CONFIG);
+    assert_non_null(strstr(err, "KAFKA_SASL_PASSWORD_FILE: "));
+    assert_non_null(strstr(err, "is empty"));
+    unlink(secret_path);
+    unlink(empty_path);
+    unlink(conf_path);
+}
+
+/* libpq quotes the part of a connection string it cannot read: that part is not repeated. */
+static void test_bad_database_url_hides_the_password(void **state)
+{
+    char *env[] = {"DATABASE_URL=postgresql://ap:hunter2%zz@db/allocation", NULL};
+    ap_config_t cfg;
+    char err[ERR_SIZE];
+    (void)state;
+
+    assert_int_equal(load(&cfg, NULL, env, err), AP_ERR_CONFIG);
+    assert_true(strncmp(err, "DATABASE_URL: ", 14) == 0);
+    assert_null(strstr(err, "hunter2"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,6 +340,9 @@ int main(void)
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_every_bad_value_is_named),
         cmocka_unit_test(test_errors_never_repeat_a_secret),
+        cmocka_unit_test(test_secrets_from_files),
+        cmocka_unit_test(test_secret_files_from_a_config_file),
+        cmocka_unit_test(test_bad_database_url_hides_the_password),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
