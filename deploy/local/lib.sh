@@ -12,6 +12,9 @@ AP_LOCAL_DIR="$AP_ROOT/.local"   # service state: gitignored, per checkout
 AP_PG_PORT=${AP_PG_PORT:-55432}
 AP_KAFKA_PORT=${AP_KAFKA_PORT:-9092}
 AP_KAFKA_CONTROLLER_PORT=${AP_KAFKA_CONTROLLER_PORT:-9093}
+# The broker's second, secure listener (SASL_SSL, SCRAM-SHA-512): by default two above the first.
+AP_KAFKA_SECURE_PORT=${AP_KAFKA_SECURE_PORT:-$((AP_KAFKA_PORT + 2))}
+AP_TLS_DIR="$AP_LOCAL_DIR/tls"   # the test certificate authority and server certificate (tls.sh)
 
 # The database deploy/local/run uses (created on start when missing); tests use allocation_test.
 AP_DATABASE=${AP_DATABASE:-allocation}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: deploy/local/services.sh start|stop|restart|status [pg|kafka ...] | kill kafka | env
+# Usage: deploy/local/services.sh start|stop|restart|status [pg|kafka ...] | kill kafka | env | scram-user NAME
 #
 # Runs the two services that development and tests need, for this checkout only, on loopback:
 #   pg     PostgreSQL 15, a private cluster (trust auth, user postgres) on 127.0.0.1:$AP_PG_PORT
@@ -8,7 +8,11 @@
 #          (9092), controller on 127.0.0.1:$AP_KAFKA_CONTROLLER_PORT (9093). It runs in a podman
 #          container (image from deploy/container/kafka, built on first use; --network host)
 #          where podman works, else as a host process: AP_KAFKA_RUNTIME=container|process|auto
-#          (default auto) chooses. `start` and `status` say which broker runs.
+#          (default auto) chooses. `start` and `status` say which broker runs. A second listener,
+#          SASL_SSL with SCRAM-SHA-512, on 127.0.0.1:$AP_KAFKA_SECURE_PORT (AP_KAFKA_PORT + 2) has
+#          a certificate from the test authority in .local/tls (deploy/local/tls.sh; clients trust
+#          .local/tls/ca.pem); `scram-user NAME` makes (or resets) a SCRAM-SHA-512 user whose
+#          password it reads from stdin, with Kafka's own ConfigCommand.
 # State and logs are in .local/ (gitignored). `start` reuses a service that already runs; `status`
 # exits 0 only when every named service runs and answers. `kill kafka` sends the broker SIGKILL
 # (a crash, for tests; `start` brings it back). `env` prints the variables to connect:
@@ -251,11 +255,21 @@ kafka_answers() {
 KAFKA_JAVA_OPTS=(-Xms256m -Xmx512m -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
                  -Dap.checkout="$AP_ROOT")
 
+# The secure listener's keystore, from the checkout's test authority, into the broker's folder
+# (the container sees only its volume).
+kafka_tls() {
+    bash "$AP_ROOT/deploy/local/tls.sh" "$AP_TLS_DIR" || ap_die "kafka: making the test certificates failed"
+    mkdir -p "$1/tls"
+    cp "$AP_TLS_DIR/server-keystore.pem" "$1/tls/server-keystore.pem"
+}
+
 kafka_write_conf() {
     mkdir -p "$KAFKA_DIR/data"
+    kafka_tls "$KAFKA_DIR"
     sed -e "s|@PORT@|$AP_KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$AP_KAFKA_CONTROLLER_PORT|g" \
-        -e "s|@DATA_DIR@|$KAFKA_DIR/data|g" "$AP_ROOT/deploy/container/kafka/server.properties.in" \
-        >"$KAFKA_DIR/server.properties"
+        -e "s|@DATA_DIR@|$KAFKA_DIR/data|g" -e "s|@TLS_DIR@|$KAFKA_DIR/tls|g" \
+        -e "s|@SECURE_LISTENER@|,SASL_SSL://127.0.0.1:$AP_KAFKA_SECURE_PORT|g" \
+        "$AP_ROOT/deploy/container/kafka/server.properties.in" >"$KAFKA_DIR/server.properties"
     cat >"$KAFKA_DIR/log4j.properties" <<EOF
 # Written by deploy/local/services.sh at each start; edits are lost.
 log4j.rootLogger=INFO, file
@@ -363,6 +377,7 @@ kafka_ct_start() {
     fi
     podman rm --force "$KAFKA_CONTAINER" >/dev/null 2>&1 || true   # a stopped or killed one
     mkdir -p "$KAFKA_CT_DIR"
+    kafka_tls "$KAFKA_CT_DIR"
     local user_opts=()
     if [ "$(id -u)" -eq 0 ]; then
         chown -R "$KAFKA_CT_UID:$KAFKA_CT_UID" "$KAFKA_CT_DIR"
@@ -376,6 +391,7 @@ kafka_ct_start() {
     podman run --detach --name "$KAFKA_CONTAINER" --network host "${user_opts[@]}" \
         --stop-timeout "$STOP_TIMEOUT" --label "ap.checkout=$AP_ROOT" \
         --env KAFKA_PORT="$AP_KAFKA_PORT" --env KAFKA_CONTROLLER_PORT="$AP_KAFKA_CONTROLLER_PORT" \
+        --env KAFKA_SECURE_PORT="$AP_KAFKA_SECURE_PORT" \
         --env KAFKA_HEAP_OPTS="-Xms256m -Xmx512m" \
         --env KAFKA_OPTS="-Dap.container=$KAFKA_CONTAINER" \
         --volume "$KAFKA_CT_DIR:/var/lib/kafka" "$image" >/dev/null 9>&- \
@@ -401,6 +417,7 @@ kafka_start() {
         runtime=$(kafka_runtime)   # a separate assignment, so its ap_die stops the script
         require_free_port "$AP_KAFKA_PORT" "Kafka"
         require_free_port "$AP_KAFKA_CONTROLLER_PORT" "Kafka controller"
+        require_free_port "$AP_KAFKA_SECURE_PORT" "Kafka SASL_SSL"
         case "$runtime" in
             container) kafka_ct_start ;;
             process)
@@ -487,11 +504,28 @@ kafka_status() {
         none) echo "kafka: stopped"; return 1 ;;
     esac
     if kafka_answers; then
-        echo "kafka: running, $(kafka_describe), 127.0.0.1:$AP_KAFKA_PORT (controller :$AP_KAFKA_CONTROLLER_PORT), data $data"
+        echo "kafka: running, $(kafka_describe), 127.0.0.1:$AP_KAFKA_PORT (SASL_SSL :$AP_KAFKA_SECURE_PORT, controller :$AP_KAFKA_CONTROLLER_PORT), data $data"
     else
         echo "kafka: running ($(kafka_describe)) but not answering on 127.0.0.1:$AP_KAFKA_PORT (log $log)"
         return 1
     fi
+}
+
+# A SCRAM-SHA-512 user for the secure listener, made (or its password reset) through the running
+# broker by Kafka's ConfigCommand; the password comes on stdin and reaches the tool in a file,
+# never on a command line. The broker stores only the salted hash, in its metadata log.
+kafka_scram_user() {
+    local name=$1 password file rc=0
+    kafka_answers || ap_die "kafka: not running (start it first)"
+    IFS= read -r password || [ -n "$password" ] || ap_die "scram-user: no password on stdin"
+    file=$(mktemp "$AP_LOCAL_DIR/scram.XXXXXX")
+    printf 'SCRAM-SHA-512=iterations=4096,password=%s\n' "$password" >"$file"
+    java "${KAFKA_JAVA_OPTS[@]}" -Dlog4j.configuration="file:$AP_ROOT/deploy/container/kafka/tools-log4j.properties" \
+        -cp "$AP_KAFKA_LIBS/*" kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$AP_KAFKA_PORT" \
+        --alter --entity-type users --entity-name "$name" --add-config-file "$file" >/dev/null 9>&- || rc=$?
+    rm -f "$file"
+    ((rc == 0)) || ap_die "kafka: ConfigCommand could not make the SCRAM user $name"
+    ap_log "kafka: SCRAM-SHA-512 user $name ready on the SASL_SSL listener 127.0.0.1:$AP_KAFKA_SECURE_PORT"
 }
 
 # --- main ---------------------------------------------------------------------------------------
@@ -500,11 +534,19 @@ print_env() {
     echo "export DATABASE_URL=postgresql://postgres@127.0.0.1:$AP_PG_PORT/$AP_DATABASE"
     echo "export TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:$AP_PG_PORT/allocation_test"
     echo "export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$AP_KAFKA_PORT"
+    echo "export KAFKA_SECURE_BOOTSTRAP_SERVERS=127.0.0.1:$AP_KAFKA_SECURE_PORT"
+    echo "export AP_TLS_DIR=$AP_TLS_DIR"
 }
 
 action=${1:-}
 [ -n "$action" ] || usage
 shift
+if [ "$action" = scram-user ]; then
+    [ $# -eq 1 ] || usage
+    ap_kafka_libs_ready || ap_die "kafka: jars missing in $AP_KAFKA_LIBS; run deploy/local/deps.sh"
+    kafka_scram_user "$1"
+    exit 0
+fi
 services=("$@")
 ((${#services[@]})) || services=(pg kafka)
 for svc in "${services[@]}"; do

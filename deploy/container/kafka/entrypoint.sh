@@ -4,6 +4,8 @@
 # `podman stop` (SIGTERM) is a clean shutdown and `podman kill -s KILL` a crash.
 #   KAFKA_PORT             PLAINTEXT listener on 127.0.0.1 (default 9092)
 #   KAFKA_CONTROLLER_PORT  controller listener on 127.0.0.1 (default 9093)
+#   KAFKA_SECURE_PORT      when set, a SASL_SSL (SCRAM-SHA-512) listener on 127.0.0.1 too; its
+#                          PEM keystore is /var/lib/kafka/tls/server-keystore.pem
 #   KAFKA_HEAP_OPTS        default -Xms256m -Xmx512m
 #   KAFKA_CLUSTER_ID       used when the storage is not formatted yet
 #   KAFKA_OPTS             more JVM options (services.sh tags the JVM with its container's name)
@@ -17,7 +19,9 @@ java_opts="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m} -XX:+ExitOnOutOfMemoryError -Dj
 mkdir -p "$home/data"
 
 # The settings deploy/local/services.sh gives a host-process broker too (one template).
+secure=${KAFKA_SECURE_PORT:+,SASL_SSL://127.0.0.1:$KAFKA_SECURE_PORT}
 sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$ctl|g" -e "s|@DATA_DIR@|$home/data|g" \
+    -e "s|@SECURE_LISTENER@|$secure|g" -e "s|@TLS_DIR@|$home/tls|g" \
     /opt/kafka/config/server.properties.in >"$conf"
 
 storage_tool() {
@@ -30,7 +34,7 @@ if [ ! -f "$home/data/meta.properties" ]; then
     echo "entrypoint: formatting $home/data (cluster id $id)"
     storage_tool format -t "$id" -c "$conf" --ignore-formatted
 fi
-echo "entrypoint: starting Kafka on 127.0.0.1:$port (controller :$ctl); log $home/server.log"
+echo "entrypoint: starting Kafka on 127.0.0.1:$port${KAFKA_SECURE_PORT:+ (SASL_SSL :$KAFKA_SECURE_PORT)} (controller :$ctl); log $home/server.log"
 # shellcheck disable=SC2086
 exec java $java_opts -Dkafka.logs.dir="$home" \
     -Dlog4j.configuration=file:/opt/kafka/config/log4j.properties \
