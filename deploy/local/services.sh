@@ -534,7 +534,7 @@ print_env() {
     echo "export DATABASE_URL=postgresql://postgres@127.0.0.1:$AP_PG_PORT/$AP_DATABASE"
     echo "export TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:$AP_PG_PORT/allocation_test"
     echo "export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$AP_KAFKA_PORT"
-    echo "export KAFKA_SECURE_BOOTSTRAP_SERVERS=127.0.0.1:$AP_KAFKA_SECURE_PORT"
+    echo "export SECURE_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$AP_KAFKA_SECURE_PORT"
     echo "export AP_TLS_DIR=$AP_TLS_DIR"
 }
 

@@ -9,19 +9,20 @@
 #include "ap/kafka_consumer.h"
 #include "ap/log.h"
 
+/* A refusal is said through ap/denial.h; other errors show in the request's own result. */
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    if (!ap_kafka_denied(err, reason))
+        AP_DEBUG("kafka", "admin %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
 /* A producer handle is the cheapest client that can send admin requests. */
 static rd_kafka_t *admin_client(const ap_config_t *cfg)
 {
-    char errstr[512];
     rd_kafka_conf_t *conf = ap_kafka_conf_new(cfg, NULL);
-    if (!conf)
-        return NULL;
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        AP_ERROR("kafka", "admin client: %s", errstr);
-        rd_kafka_conf_destroy(conf);
-    }
-    return rk;
+    return conf ? ap_kafka_new(RD_KAFKA_PRODUCER, conf, error_cb, NULL) : NULL;
 }
 
 ap_err_t ap_kafka_create_topics(const ap_config_t *cfg, char *const *topics, size_t ntopics,

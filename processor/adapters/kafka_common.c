@@ -1,11 +1,13 @@
 /*
  * kafka_common.c - the configuration and logging every librdkafka client of ours shares.
  */
+#include <stdio.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
 
 #include "adapters/kafka_internal.h"
+#include "ap/denial.h"
 #include "ap/log.h"
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *text)
@@ -63,6 +65,31 @@ rd_kafka_t *ap_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf,
         rd_kafka_conf_destroy(conf);
     }
     return rk;
+}
+
+bool ap_kafka_denied(int err, const char *reason)
+{
+    ap_denial_cause_t cause;
+    switch (err) {
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+        cause = AP_DENIAL_AUTHENTICATION;
+        break;
+    case RD_KAFKA_RESP_ERR__SSL:
+        cause = AP_DENIAL_TLS;
+        break;
+    default:
+        return false;
+    }
+    /* librdkafka ends the text with timings ("(after 302ms in state AUTH_REQ, 1 identical
+     * error(s) suppressed)"): without them, a repeat reads as a repeat and is not logged. */
+    char text[512];
+    snprintf(text, sizeof text, "%s", reason ? reason : "");
+    char *timing = strstr(text, " (after ");
+    if (timing)
+        *timing = '\0';
+    ap_denial_report(AP_SERVICE_KAFKA, cause, text);
+    return true;
 }
 
 int64_t ap_kafka_now_ms(void)

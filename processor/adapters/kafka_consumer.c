@@ -12,6 +12,7 @@
 
 #include "adapters/kafka_internal.h"
 #include "ap/kafka_consumer.h"
+#include "ap/denial.h"
 #include "ap/log.h"
 
 struct ap_kafka_consumer {
@@ -28,6 +29,10 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     ap_kafka_consumer_t *self = opaque;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT)
         self->suspect = true;
+    if (ap_kafka_denied(err, reason)) {
+        self->suspect = true;
+        return;
+    }
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char text[512];
         rd_kafka_fatal_error(rk, text, sizeof text);
@@ -256,6 +261,8 @@ bool ap_kafka_consumer_reachable(ap_kafka_consumer_t *consumer)
             rd_kafka_metadata_destroy(metadata);
         consumer->unreachable = !answered;
         consumer->suspect = false;
+        if (answered)
+            ap_denial_clear(AP_SERVICE_KAFKA);
     }
     return !consumer->unreachable;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "adapters/kafka_internal.h"
+#include "ap/denial.h"
 #include "ap/log.h"
 #include "ap/kafka_producer.h"
 
@@ -40,6 +41,10 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         self->unreachable = true;
+    if (ap_kafka_denied(err, reason)) {
+        self->unreachable = true;
+        return;
+    }
     /* Transport errors come and go while brokers restart; librdkafka retries them itself. */
     AP_WARN("kafka", "producer %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
@@ -188,8 +193,10 @@ bool ap_producer_reachable(ap_producer_t *producer)
         const struct rd_kafka_metadata *metadata = NULL;
         producer->last_probe_ms = ap_kafka_now_ms();
         if (rd_kafka_metadata(producer->rk, 0, NULL, &metadata, 500) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR)
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
             producer->unreachable = false;
+            ap_denial_clear(AP_SERVICE_KAFKA);
+        }
         if (metadata)
             rd_kafka_metadata_destroy(metadata);
     }

@@ -17,6 +17,7 @@
 #include <libpq-fe.h>
 
 #include "adapters/pg_internal.h"
+#include "ap/denial.h"
 #include "ap/log.h"
 
 /* ---------------------------------------------------------------- connections and errors */
@@ -58,10 +59,17 @@ PGconn *ap_pg_connect(const char *conninfo)
         return NULL;
     }
     if (PQstatus(conn) != CONNECTION_OK) {
-        (void)ap_pg_fail(conn, NULL, "connect");
+        /* A refusal (password, certificate) is said once, at ERROR, and /readyz repeats it;
+         * plain unreachability is a warning at each attempt, as before. */
+        ap_denial_cause_t cause = ap_denial_classify_pg(PQerrorMessage(conn));
+        if (cause != AP_DENIAL_NONE)
+            ap_denial_report(AP_SERVICE_POSTGRES, cause, PQerrorMessage(conn));
+        else
+            (void)ap_pg_fail(conn, NULL, "connect");
         PQfinish(conn);
         return NULL;
     }
+    ap_denial_clear(AP_SERVICE_POSTGRES);
     PQsetNoticeProcessor(conn, notice_to_log, NULL);
     return conn;
 }

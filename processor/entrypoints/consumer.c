@@ -743,7 +743,11 @@ int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
         if (!back_off(&c, attempt))
             break;
     }
-    if (*stop || ap_kafka_consumer_subscribe(c.kafka, cfg->command_topics, cfg->ncommand_topics))
+    if (*stop) { /* asked to stop while Kafka was away or refused us: a clean stop */
+        rc = 0;
+        goto out;
+    }
+    if (ap_kafka_consumer_subscribe(c.kafka, cfg->command_topics, cfg->ncommand_topics))
         goto out;
     AP_INFO("consumer", "consuming %s as group %s, up to %d commands per transaction",
             cfg->command_topics[0], cfg->group_id, cfg->batch_max_messages);

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "ap/codec.h"
+#include "ap/denial.h"
 #include "ap/http.h"
 #include "ap/log.h"
 #include "ap/pg.h"
@@ -418,16 +419,28 @@ static void get_healthz(ap_http_api_t *api, ap_http_response_t *res)
 static void get_readyz(ap_http_api_t *api, ap_http_response_t *res)
 {
     const ap_health_t *health = api->deps.health;
+    /* A service that turns us away (a password, a certificate) says why: ap/denial.h. */
+    char reasons[2][600];
+    bool denied[2] = {ap_denial_get(AP_SERVICE_POSTGRES, reasons[0], sizeof reasons[0]) !=
+                          AP_DENIAL_NONE,
+                      ap_denial_get(AP_SERVICE_KAFKA, reasons[1], sizeof reasons[1]) !=
+                          AP_DENIAL_NONE};
     struct {
         const char *name;
         bool ok;
+        const char *reason;
     } checks[] = {
-        {"postgres", atomic_load(&health->database) &&
-                         ap_outcome_store_ping(api->deps.outcomes) == AP_OK},
-        {"kafka", atomic_load(&health->kafka) && ap_command_gateway_reachable(api->deps.gateway)},
-        {"consumer_group", atomic_load(&health->joined)},
+        {"postgres",
+         !denied[0] && atomic_load(&health->database) &&
+             ap_outcome_store_ping(api->deps.outcomes) == AP_OK,
+         denied[0] ? reasons[0] : NULL},
+        {"kafka",
+         !denied[1] && atomic_load(&health->kafka) &&
+             ap_command_gateway_reachable(api->deps.gateway),
+         denied[1] ? reasons[1] : NULL},
+        {"consumer_group", atomic_load(&health->joined), NULL},
     };
-    json_t *body = json_object(), *not_ready = json_array();
+    json_t *body = json_object(), *not_ready = json_array(), *why = json_object();
     bool ready = true;
     for (size_t i = 0; i < sizeof checks / sizeof *checks; i++) {
         json_object_set_new(body, checks[i].name, json_boolean(checks[i].ok));
@@ -435,9 +448,15 @@ static void get_readyz(ap_http_api_t *api, ap_http_response_t *res)
             ready = false;
             json_array_append_new(not_ready, json_string(checks[i].name));
         }
+        if (checks[i].reason)
+            json_object_set_new(why, checks[i].name, json_string(checks[i].reason));
     }
     json_object_set_new(body, "status", json_string(ready ? "ready" : "not ready"));
     json_object_set_new(body, "not_ready", not_ready);
+    if (json_object_size(why) > 0)
+        json_object_set_new(body, "reasons", why);
+    else
+        json_decref(why);
     reply_json(res, ready ? 200 : 503, body);
 }
 

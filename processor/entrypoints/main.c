@@ -13,6 +13,7 @@
 #include "ap/backoff.h"
 #include "ap/bootstrap.h"
 #include "ap/config.h"
+#include "ap/denial.h"
 #include "ap/log.h"
 #include "ap/outcomes.h"
 #include "ap/pg.h"
@@ -86,7 +87,9 @@ static ap_err_t migrate_when_ready(const ap_config_t *cfg, ap_health_t *health)
         if (err != AP_ERR_UNAVAILABLE || stop_requested)
             break;
         int64_t wait = ap_backoff_ms(250, 8000, attempt);
-        AP_WARN("main", "database not reachable; retrying in %lld ms", (long long)wait);
+        /* A refusal was said once already (ap/denial.h); /readyz keeps saying it. */
+        ap_log(ap_denial_get(AP_SERVICE_POSTGRES, NULL, 0) ? AP_LOG_DEBUG : AP_LOG_WARN, "main",
+               "database not reachable; retrying in %lld ms", (long long)wait);
         for (int64_t slept = 0; slept < wait && !stop_requested; slept += 50) {
             atomic_store(&health->heartbeat_ms, ap_health_now_ms()); /* waiting, alive */
             ap_clock_sleep_ms(clock, 50);
