@@ -382,10 +382,13 @@ static ap_err_t collect_kafka(ap_config_t *cfg, const settings_t *s, char *err, 
         }
         cfg->kafka = grown;
         cfg->kafka[cfg->nkafka++] = (ap_kv_t){.key = name, .value = value};
-        /* librdkafka's message names the property, not its value, so no secret leaks. */
-        if (rd_kafka_conf_set(scratch, name, value ? value : "", errstr, sizeof errstr) !=
-            RD_KAFKA_CONF_OK) {
-            snprintf(err, errlen, "%s: %s", key, errstr);
+        /* librdkafka quotes the value it refuses when the property takes one of a list
+         * ("Invalid value "x" for ..."): that value may be a secret put in the wrong key. */
+        if (rd_kafka_conf_set(scratch, name, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+            char clean[512];
+            snprintf(err, errlen, "%s: %s", key,
+                     *value && strstr(errstr, value) ? unquote(errstr, clean, sizeof clean)
+                                                     : errstr);
             rc = AP_ERR_CONFIG;
         }
     }

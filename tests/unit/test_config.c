@@ -231,6 +231,12 @@ static void test_errors_never_repeat_a_secret(void **state)
     assert_int_equal(load(&cfg, NULL, env, err), AP_ERR_CONFIG);
     assert_non_null(strstr(err, "SMTP_URL"));
     assert_null(strstr(err, "hunter2"));
+
+    /* librdkafka repeats a refused value of a property that takes one of a list. */
+    char *kafka[] = {"KAFKA_SECURITY_PROTOCOL=hunter2", NULL};
+    assert_int_equal(load(&cfg, NULL, kafka, err), AP_ERR_CONFIG);
+    assert_true(strncmp(err, "KAFKA_SECURITY_PROTOCOL: ", 25) == 0);
+    assert_null(strstr(err, "hunter2"));
 }
 
 /* A Secret mount: the file's contents, a trailing line end dropped, never the path's name. */
