@@ -210,12 +210,22 @@ def main(rendered, core_out):
                 fail(f"ConfigMap/{c['metadata']['name']} holds {k}: credentials belong in the Secret")
             if re.search(r"://[^/@\s]+:[^/@\s]*@", str(v)):
                 fail(f"ConfigMap/{c['metadata']['name']} {k} has a URL with a password")
+    # ... or, with secret.asFiles, as <NAME>_FILE naming a file of a Secret mounted read-only.
     for what, spec in pod_specs(docs):
+        secret_volumes = {v["name"] for v in spec.get("volumes", []) if "secret" in v}
         for c in spec.get("containers", []):
+            secret_dirs = [m["mountPath"].rstrip("/") + "/" for m in c.get("volumeMounts", [])
+                           if m["name"] in secret_volumes]
+            for m in c.get("volumeMounts", []):
+                if m["name"] in secret_volumes and not m.get("readOnly"):
+                    fail(f"{what} container {c['name']}: the Secret is mounted writable")
             for e in c.get("env", []):
                 if e["name"] in secret_names and "secretKeyRef" not in (e.get("valueFrom") or {}):
                     fail(f"{what} container {c['name']}: {e['name']} is not read from a Secret")
-    if not any(e["name"] == "DATABASE_URL" for e in proc.get("env", [])):
+                base = e["name"][:-5] if e["name"].endswith("_FILE") else None
+                if base in secret_names and not any(str(e.get("value", "")).startswith(d) for d in secret_dirs):
+                    fail(f"{what} container {c['name']}: {e['name']} names no file of a mounted Secret")
+    if not any(e["name"] in ("DATABASE_URL", "DATABASE_URL_FILE") for e in proc.get("env", [])):
         fail("the processor gets no DATABASE_URL")
     leaked = secret_values(docs)
     for d in docs:

@@ -113,40 +113,50 @@ it get no partition.
 {{- end }}
 {{- end }}
 
+{{/* One Secret-backed variable: NAME from the Secret's KEY, or, with secret.asFiles, NAME_FILE
+naming that key's file in the mounted Secret. Takes (dict "ctx" $ "name" NAME "key" KEY). */}}
+{{- define "allocation-processor.secretVar" -}}
+{{- $secret := .ctx.Values.secret }}
+{{- if $secret.asFiles }}
+- name: {{ .name }}_FILE
+  value: {{ printf "%s/%s" $secret.mountPath .key | quote }}
+{{- else }}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "allocation-processor.secretName" .ctx }}
+      key: {{ .key }}
+{{- end }}
+{{- end }}
+
 {{/* The Secret-backed variables, as EnvVar entries (never their values). */}}
 {{- define "allocation-processor.secretEnv" -}}
-{{- $secret := include "allocation-processor.secretName" . }}
-- name: DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ $secret }}
-      key: {{ .Values.secret.keys.databaseUrl }}
+{{- $keys := .Values.secret.keys }}
+{{- include "allocation-processor.secretVar" (dict "ctx" . "name" "DATABASE_URL" "key" $keys.databaseUrl) }}
 {{- if .Values.kafka.sasl.enabled }}
-- name: KAFKA_SASL_USERNAME
-  valueFrom:
-    secretKeyRef:
-      name: {{ $secret }}
-      key: {{ .Values.secret.keys.saslUsername }}
-- name: KAFKA_SASL_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ $secret }}
-      key: {{ .Values.secret.keys.saslPassword }}
+{{- include "allocation-processor.secretVar" (dict "ctx" . "name" "KAFKA_SASL_USERNAME" "key" $keys.saslUsername) }}
+{{- include "allocation-processor.secretVar" (dict "ctx" . "name" "KAFKA_SASL_PASSWORD" "key" $keys.saslPassword) }}
 {{- end }}
 {{- if .Values.email.smtp.enabled }}
-- name: SMTP_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ $secret }}
-      key: {{ .Values.secret.keys.smtpUrl }}
+{{- include "allocation-processor.secretVar" (dict "ctx" . "name" "SMTP_URL" "key" $keys.smtpUrl) }}
 {{- end }}
 {{- if .Values.http.auth.enabled }}
-- name: HTTP_AUTH_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ $secret }}
-      key: {{ .Values.secret.keys.httpAuthToken }}
+{{- include "allocation-processor.secretVar" (dict "ctx" . "name" "HTTP_AUTH_TOKEN" "key" $keys.httpAuthToken) }}
 {{- end }}
+{{- end }}
+
+{{/* With secret.asFiles: the Secret as a read-only volume (mode 0440, group fsGroup) and its
+mount, for the processor and the migration Job. */}}
+{{- define "allocation-processor.secretVolume" -}}
+- name: secrets
+  secret:
+    secretName: {{ include "allocation-processor.secretName" . }}
+    defaultMode: 288
+{{- end }}
+{{- define "allocation-processor.secretMount" -}}
+- name: secrets
+  mountPath: {{ .Values.secret.mountPath }}
+  readOnly: true
 {{- end }}
 
 {{/* The pod-level settings the processor and the migration Job share. */}}
