@@ -7,6 +7,7 @@
 
 #include "adapters/kafka_internal.h"
 #include "ap/kafka_consumer.h"
+#include "ap/denial.h"
 #include "ap/log.h"
 
 /* A refusal is said through ap/denial.h; other errors show in the request's own result. */
@@ -58,8 +59,10 @@ ap_err_t ap_kafka_create_topics(const ap_config_t *cfg, char *const *topics, siz
     rd_kafka_CreateTopics(rk, newt, ntopics, options, queue);
     event = rd_kafka_queue_poll(queue, timeout_ms + 1000);
     if (!event || rd_kafka_event_error(event)) {
-        AP_ERROR("kafka", "cannot create topics: %s",
-                 event ? rd_kafka_event_error_string(event) : "timed out");
+        /* A refusal was said once already (ap/denial.h): a timeout here only repeats it. */
+        ap_log(ap_denial_get(AP_SERVICE_KAFKA, NULL, 0) ? AP_LOG_DEBUG : AP_LOG_ERROR, "kafka",
+               "cannot create topics: %s",
+               event ? rd_kafka_event_error_string(event) : "timed out");
         err = AP_ERR_UNAVAILABLE;
         goto out;
     }
