@@ -26,18 +26,8 @@ static const char *const cause_names[] = {"", "authentication failed", "TLS fail
 void ap_denial_report(ap_service_t service, ap_denial_cause_t cause, const char *text)
 {
     char line[REASON_SIZE];
-    size_t len = 0;
-    /* One line, whatever the library's layout (libpq's messages span several). */
-    for (const char *p = text ? text : ""; *p && len < sizeof line - 1; p++) {
-        bool space = *p == '\n' || *p == '\r' || *p == '\t' || *p == ' ';
-        if (!space)
-            line[len++] = *p;
-        else if (len > 0 && line[len - 1] != ' ')
-            line[len++] = ' ';
-    }
-    while (len > 0 && line[len - 1] == ' ')
-        len--;
-    line[len] = '\0';
+    ap_log_one_line(text, line, sizeof line); /* libpq's messages span several lines */
+    size_t len = strlen(line);
 
     pthread_mutex_lock(&lock);
     bool changed = records[service].cause != cause || strcmp(records[service].text, line) != 0;
@@ -45,8 +35,7 @@ void ap_denial_report(ap_service_t service, ap_denial_cause_t cause, const char 
     memcpy(records[service].text, line, len + 1);
     pthread_mutex_unlock(&lock);
     if (changed)
-        ap_log(AP_LOG_ERROR, service_names[service],
-               "refuses the connection: %s: %s",
+        ap_log(AP_LOG_ERROR, service_names[service], "refuses the connection: %s: %s",
                cause_names[cause], line);
 }
 

@@ -23,6 +23,22 @@ static _Thread_local const char *context_message;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
+void ap_log_one_line(const char *text, char *line, size_t len)
+{
+    size_t n = 0;
+    for (const char *p = text ? text : ""; *p && n + 1 < len; p++) {
+        bool space = *p == '\n' || *p == '\t' || *p == '\r' || *p == ' ';
+        if (!space)
+            line[n++] = *p;
+        else if (n > 0 && line[n - 1] != ' ')
+            line[n++] = ' ';
+    }
+    while (n > 0 && line[n - 1] == ' ')
+        n--;
+    if (len > 0)
+        line[n] = '\0';
+}
+
 bool ap_log_level_parse(const char *text, ap_log_level_t *level)
 {
     for (int i = AP_LOG_DEBUG; i <= AP_LOG_ERROR; i++) {

@@ -8,6 +8,7 @@
 #define AP_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum { AP_LOG_DEBUG, AP_LOG_INFO, AP_LOG_WARN, AP_LOG_ERROR } ap_log_level_t;
 
@@ -25,6 +26,10 @@ bool ap_log_enabled(ap_log_level_t level);
  */
 void ap_log_context_set(const char *correlation_id, const char *message_id);
 void ap_log_context_clear(void);
+
+/* `text` as one line in `line` (`len` bytes): every run of spaces, tabs and line ends becomes
+ * one space, none at either end. For libraries' messages that span several lines (libpq's). */
+void ap_log_one_line(const char *text, char *line, size_t len);
 
 /* `component` names the module ("kafka", "pg", "bus", ...). */
 void ap_log(ap_log_level_t level, const char *component, const char *fmt, ...)

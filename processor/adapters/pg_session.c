@@ -103,17 +103,7 @@ ap_err_t ap_pg_fail(PGconn *conn, const PGresult *res, const char *what)
 
     /* One line: libpq's text spans several (DETAIL, HINT, "server closed ..."). */
     char line[512];
-    size_t len = 0;
-    for (const char *p = text; *p && len < sizeof line - 1; p++) {
-        bool space = *p == '\n' || *p == '\t' || *p == '\r' || *p == ' ';
-        if (!space)
-            line[len++] = *p;
-        else if (len > 0 && line[len - 1] != ' ')
-            line[len++] = ' ';
-    }
-    while (len > 0 && line[len - 1] == ' ')
-        len--;
-    line[len] = '\0';
+    ap_log_one_line(text, line, sizeof line);
 
     ap_log_level_t level = err == AP_ERR_CONFLICT      ? AP_LOG_DEBUG
                            : err == AP_ERR_UNAVAILABLE ? AP_LOG_WARN

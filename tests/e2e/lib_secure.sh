@@ -21,6 +21,27 @@ as_postgres() {
     if [[ "$(id -u)" -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
+# secure_pg_port OFFSET: AP_PG_PORT + OFFSET (read from DATABASE_URL), the port of a test's own
+# Postgres: each test that starts one takes its own offset, so they can run side by side.
+secure_pg_port() {
+    echo $(($(sed -E 's|.*:([0-9]+)/.*|\1|' <<<"$DATABASE_URL") + $1))
+}
+
+# secret_file NAME TEXT: the path of a 0600 file holding TEXT, as a Kubernetes Secret mount.
+secret_file() {
+    (umask 077; printf '%s\n' "$2" >"$WORK_DIR/$1")
+    echo "$WORK_DIR/$1"
+}
+
+# ready_200 [LOG]: the processor PROCESSOR_PID, writing LOG (default PROCESSOR_LOG), answers
+# /readyz with 200 (fails the test when it exited).
+ready_200() {
+    local log=${1:-$PROCESSOR_LOG}
+    kill -0 "$PROCESSOR_PID" 2>/dev/null || fail "the processor exited: $(tail -n 5 "$log")"
+    grep -q 'listening on' "$log" &&
+        [[ "$(curl -s -o /dev/null -w '%{http_code}' "$(http_base "$log")/readyz")" == 200 ]]
+}
+
 # require_secure_kafka: the broker has its SASL_SSL listener (a broker started before it existed
 # has not: restart it).
 require_secure_kafka() {

@@ -17,8 +17,7 @@ require_services
 require_secure_kafka
 trap 'finish stop_mailpit stop_secure_pg' EXIT
 
-PLAIN_DB_PORT=$(sed -E 's|.*:([0-9]+)/.*|\1|' <<<"$DATABASE_URL")
-PG_PORT=${AP_LEAK_PG_PORT:-$((PLAIN_DB_PORT + 2))}
+PG_PORT=${AP_LEAK_PG_PORT:-$(secure_pg_port 2)}
 TAG=$(date +%s%N | tail -c 8)
 # Distinctive: none of them can turn up by chance in a log line.
 PG_PASSWORD="pgQx7Leak$TAG"
@@ -41,10 +40,6 @@ kafka_scram_user "$SECURE_KAFKA_USER" "$KAFKA_PASSWORD"
 secure_pg_start "$PG_PORT" "$DB_USER" "$PG_PASSWORD" "$DB_NAME"
 start_mailpit
 
-secret_file() {
-    (umask 077; printf '%s\n' "$2" >"$WORK_DIR/$1")
-    echo "$WORK_DIR/$1"
-}
 URL=$(secure_url "$DB_USER" "$PG_PASSWORD" "$PG_PORT" "$DB_NAME")
 URL_FILE=$(secret_file db-url "$URL")
 KAFKA_PW_FILE=$(secret_file kafka-pw "$KAFKA_PASSWORD")
@@ -64,10 +59,6 @@ LOG="$OUT/run.log"
 env "${SECRET_ENV[@]}" LOG_LEVEL=debug KAFKA_DEBUG=security,conf,broker "$AP_BIN" run >>"$LOG" 2>&1 &
 PROCESSOR_PID=$!
 PROCESSOR_LOG=$LOG
-ready_200() {
-    kill -0 "$PROCESSOR_PID" 2>/dev/null || fail "the processor exited"
-    grep -q 'listening on' "$LOG" && [[ "$(curl -s -o /dev/null -w '%{http_code}' "$(http_base)/readyz")" == 200 ]]
-}
 wait_for "the processor to be ready" 90 ready_200
 BASE=$(http_base)
 SKU="$RUN_ID-SKU"

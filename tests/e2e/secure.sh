@@ -18,8 +18,7 @@ require_services
 require_secure_kafka
 trap 'finish stop_secure_pg' EXIT
 
-PLAIN_DB_PORT=$(sed -E 's|.*:([0-9]+)/.*|\1|' <<<"$DATABASE_URL")
-PG_PORT=${AP_SECURE_PG_PORT:-$((PLAIN_DB_PORT + 1))}
+PG_PORT=${AP_SECURE_PG_PORT:-$(secure_pg_port 1)}
 SKU="$RUN_ID-SKU"
 SECURE_KAFKA_USER="$RUN_ID-proc"
 SECURE_KAFKA_PASSWORD="kafka-pw-$RUN_ID"
@@ -30,11 +29,6 @@ kafka_scram_user "$SECURE_KAFKA_USER" "$SECURE_KAFKA_PASSWORD"
 secure_pg_start "$PG_PORT" "$DB_USER" "$DB_PASSWORD" "$DB_NAME"
 note "SCRAM user on $SECURE_KAFKA_BOOTSTRAP_SERVERS; TLS-only Postgres on 127.0.0.1:$PG_PORT"
 
-# secret_file NAME TEXT: a 0600 file holding TEXT, as a Kubernetes Secret mount would.
-secret_file() {
-    (umask 077; printf '%s\n' "$2" >"$WORK_DIR/$1")
-    echo "$WORK_DIR/$1"
-}
 GOOD_URL=$(secret_file db-url "$(secure_url "$DB_USER" "$DB_PASSWORD" "$PG_PORT" "$DB_NAME")")
 GOOD_KAFKA_PW=$(secret_file kafka-pw "$SECURE_KAFKA_PASSWORD")
 
@@ -55,11 +49,6 @@ run_secure() {
 }
 
 secure_sql() { secure_pg_admin -d "$DB_NAME" -At -c "$1"; }
-ready_200() {
-    kill -0 "$PROCESSOR_PID" 2>/dev/null || fail "the processor exited"
-    grep -q 'listening on' "$PROCESSOR_LOG" &&
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' "$(http_base)/readyz")" == 200 ]]
-}
 
 # ---------------------------------------------------------------- the secure path works
 run_secure "$PROCESSOR_LOG" "$GOOD_URL" "$GOOD_KAFKA_PW" "$CA_FILE"
