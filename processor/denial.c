@@ -67,6 +67,9 @@ ap_denial_cause_t ap_denial_classify_pg(const char *text)
         const char *words;
         ap_denial_cause_t cause;
     } signs[] = {
+        /* First, the TLS errors of a connection cut short (a server restarting): outages. */
+        {"SSL SYSCALL error", AP_DENIAL_NONE},
+        {"unexpected eof", AP_DENIAL_NONE},
         {"password authentication failed", AP_DENIAL_AUTHENTICATION},
         {"authentication failed for user", AP_DENIAL_AUTHENTICATION},
         {"no pg_hba.conf entry", AP_DENIAL_AUTHENTICATION},

@@ -43,6 +43,12 @@ static void test_libpq_messages_are_sorted(void **state)
          "the server running on that host and accepting TCP/IP connections?",
          AP_DENIAL_NONE},
         {"server closed the connection unexpectedly", AP_DENIAL_NONE},
+        {"connection to server at \"127.0.0.1\", port 5432 failed: SSL SYSCALL error: EOF "
+         "detected",
+         AP_DENIAL_NONE},
+        {"connection to server at \"127.0.0.1\", port 5432 failed: SSL error: unexpected eof "
+         "while reading",
+         AP_DENIAL_NONE},
         {"", AP_DENIAL_NONE},
     };
     (void)state;
