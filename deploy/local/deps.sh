@@ -22,6 +22,7 @@ PACKAGES=(
     openjdk-17-jre-headless maven                              # local Kafka broker
     kcat jq                                                    # tests and humans poking at topics
     python3 iproute2 procps curl                               # what the scripts and tests call
+    openssl                                                    # the test CA and certificates (tls.sh)
     podman runc mmdebstrap                                     # images (deploy/container/build.sh)
     prometheus                                                 # promtool checks the /metrics text
     catatonit                                                  # the pause process of podman kube play pods
