@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: deploy/local/services.sh start|stop|restart|status [pg|kafka ...] | kill kafka | env
+# Usage: deploy/local/services.sh start|stop|restart|status [pg|kafka ...] | kill pg|kafka | env
 #
 # Runs the two services that development and tests need, for this checkout only, on loopback:
 #   pg     PostgreSQL 15, a private cluster (trust auth, user postgres) on 127.0.0.1:$AP_PG_PORT
@@ -11,7 +11,8 @@
 #          (default auto) chooses. `start` and `status` say which broker runs.
 # State and logs are in .local/ (gitignored). `start` reuses a service that already runs; `status`
 # exits 0 only when every named service runs and answers. `kill kafka` sends the broker SIGKILL
-# (a crash, for tests; `start` brings it back). `env` prints the variables to connect:
+# and `kill pg` stops Postgres in immediate mode (crashes, for tests; `start` brings either back,
+# Postgres after crash recovery). `env` prints the variables to connect:
 #   eval "$(deploy/local/services.sh env)"
 # Kafka's jars come from deploy/local/deps.sh.
 set -euo pipefail
@@ -209,6 +210,18 @@ pg_stop() {
     fi
     ap_log "postgres: stopping"
     as_pg "$AP_PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t "$STOP_TIMEOUT" stop >/dev/null \
+        || { tail_log "$PG_LOG"; ap_die "postgres: did not stop"; }
+}
+
+# A crash: no checkpoint, no goodbye to clients; the next start runs crash recovery.
+pg_kill() {
+    pg_paths
+    if ! pg_running; then
+        ap_log "postgres: not running"
+        return 0
+    fi
+    ap_log "postgres: stopping in immediate mode (a crash)"
+    as_pg "$AP_PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t "$STOP_TIMEOUT" stop >/dev/null \
         || { tail_log "$PG_LOG"; ap_die "postgres: did not stop"; }
 }
 
@@ -510,8 +523,8 @@ services=("$@")
 for svc in "${services[@]}"; do
     case "$svc" in pg|kafka) ;; *) ap_log "unknown service '$svc' (pg or kafka)"; usage ;; esac
 done
-if [ "$action" = kill ] && [ "${services[*]}" != kafka ]; then
-    ap_log "kill takes one service: kafka"
+if [ "$action" = kill ] && [ "${#services[@]}" != 1 ]; then
+    ap_log "kill takes one service: pg or kafka"
     usage
 fi
 
@@ -536,7 +549,7 @@ case "$action" in
              for ((i = ${#services[@]} - 1; i >= 0; i--)); do "${services[i]}_stop"; done ;;
     restart) for svc in "${services[@]}"; do "${svc}_stop"; "${svc}_start"; done ;;
     status)  for svc in "${services[@]}"; do "${svc}_status" || rc=3; done ;;
-    kill)    kafka_kill ;;
+    kill)    "${services[0]}_kill" ;;
     *)       usage ;;
 esac
 exit "$rc"
