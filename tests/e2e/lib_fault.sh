@@ -54,7 +54,8 @@ fail_member() {
 
 member_owns_partitions() {
     member_alive "$1" || fail_member "$1" "member $1 exited early"
-    [[ -n "$(owned_partitions "${MEMBER_LOG[$1]}")" ]] # its lag series on /metrics
+    grep -q 'listening on' "${MEMBER_LOG[$1]}" || return 1 # not serving /metrics yet
+    [[ -n "$(owned_partitions "${MEMBER_LOG[$1]}")" ]]      # its lag series on /metrics
 }
 
 # join NAME: member NAME starts and waits until it owns partitions.
