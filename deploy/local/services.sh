@@ -202,28 +202,21 @@ pg_start() {
     ap_log "postgres: ready on 127.0.0.1:$AP_PG_PORT"
 }
 
+# pg_stop [immediate]: a fast shutdown; `immediate` is a crash instead (no checkpoint, no
+# goodbye to clients; the next start runs crash recovery).
 pg_stop() {
+    local mode=${1:-fast}
     pg_paths
     if ! pg_running; then
         ap_log "postgres: not running"
         return 0
     fi
-    ap_log "postgres: stopping"
-    as_pg "$AP_PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t "$STOP_TIMEOUT" stop >/dev/null \
+    ap_log "postgres: stopping ($mode mode)"
+    as_pg "$AP_PG_BIN/pg_ctl" -D "$PG_DATA" -m "$mode" -w -t "$STOP_TIMEOUT" stop >/dev/null \
         || { tail_log "$PG_LOG"; ap_die "postgres: did not stop"; }
 }
 
-# A crash: no checkpoint, no goodbye to clients; the next start runs crash recovery.
-pg_kill() {
-    pg_paths
-    if ! pg_running; then
-        ap_log "postgres: not running"
-        return 0
-    fi
-    ap_log "postgres: stopping in immediate mode (a crash)"
-    as_pg "$AP_PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t "$STOP_TIMEOUT" stop >/dev/null \
-        || { tail_log "$PG_LOG"; ap_die "postgres: did not stop"; }
-}
+pg_kill() { pg_stop immediate; }
 
 pg_status() {
     pg_paths

@@ -23,23 +23,16 @@
 # any processor setting (BATCH_MAX_MESSAGES, ...) passes through.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
-HOLD=${1:-300}
-RATE=${2:-1000}
-BEFORE=${3:-60}
-AFTER=${4:-180}
-SAMPLE=${SAMPLE_SECONDS:-10}
-BUILD="$ROOT/build/bench"
-RUN_ID="held$$t$(date +%s)"
-OUT="${HELD_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/ap-$RUN_ID.XXXX")}"
-mkdir -p "$OUT"
-if [[ -z "${DATABASE_URL:-}" || -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
-    eval "$(deploy/local/services.sh env)"
-fi
 say() { echo "[held_snapshot $(date -u +%H:%M:%S)] $*" >&2; }
 die() { say "error: $*"; exit 1; }
 psql_on() { psql "$1" -qAtX -v ON_ERROR_STOP=1 -F $'\t' -c "$2"; }
+HOLD=${1:-300} RATE=${2:-1000} BEFORE=${3:-60} AFTER=${4:-180} SAMPLE=${SAMPLE_SECONDS:-10}
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+[[ -n "${DATABASE_URL:-}" && -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]] || eval "$(deploy/local/services.sh env)"
+BUILD="$ROOT/build/bench" RUN_ID="held$$t$(date +%s)"
+OUT="${HELD_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/ap-$RUN_ID.XXXX")}"
+mkdir -p "$OUT"
 psql_on "$DATABASE_URL" 'select 1' >/dev/null || die "Postgres is not reachable at DATABASE_URL"
 kcat -b "$KAFKA_BOOTSTRAP_SERVERS" -L -m 5 >/dev/null 2>&1 || die "Kafka is not reachable at $KAFKA_BOOTSTRAP_SERVERS"
 
