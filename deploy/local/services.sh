@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: deploy/local/services.sh start|stop|restart|status [pg|kafka ...] | kill kafka | env | scram-user NAME
+# Usage: deploy/local/services.sh start|stop|restart|status [pg|kafka ...] | kill pg|kafka | env | scram-user NAME
 #
 # Runs the two services that development and tests need, for this checkout only, on loopback:
 #   pg     PostgreSQL 15, a private cluster (trust auth, user postgres) on 127.0.0.1:$AP_PG_PORT
@@ -15,7 +15,8 @@
 #          password it reads from stdin, with Kafka's own ConfigCommand.
 # State and logs are in .local/ (gitignored). `start` reuses a service that already runs; `status`
 # exits 0 only when every named service runs and answers. `kill kafka` sends the broker SIGKILL
-# (a crash, for tests; `start` brings it back). `env` prints the variables to connect:
+# and `kill pg` stops Postgres in immediate mode (crashes, for tests; `start` brings either back,
+# Postgres after crash recovery). `env` prints the variables to connect:
 #   eval "$(deploy/local/services.sh env)"
 # Kafka's jars come from deploy/local/deps.sh.
 set -euo pipefail
@@ -205,16 +206,21 @@ pg_start() {
     ap_log "postgres: ready on 127.0.0.1:$AP_PG_PORT"
 }
 
+# pg_stop [immediate]: a fast shutdown; `immediate` is a crash instead (no checkpoint, no
+# goodbye to clients; the next start runs crash recovery).
 pg_stop() {
+    local mode=${1:-fast}
     pg_paths
     if ! pg_running; then
         ap_log "postgres: not running"
         return 0
     fi
-    ap_log "postgres: stopping"
-    as_pg "$AP_PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t "$STOP_TIMEOUT" stop >/dev/null \
+    ap_log "postgres: stopping ($mode mode)"
+    as_pg "$AP_PG_BIN/pg_ctl" -D "$PG_DATA" -m "$mode" -w -t "$STOP_TIMEOUT" stop >/dev/null \
         || { tail_log "$PG_LOG"; ap_die "postgres: did not stop"; }
 }
+
+pg_kill() { pg_stop immediate; }
 
 pg_status() {
     pg_paths
@@ -552,8 +558,8 @@ services=("$@")
 for svc in "${services[@]}"; do
     case "$svc" in pg|kafka) ;; *) ap_log "unknown service '$svc' (pg or kafka)"; usage ;; esac
 done
-if [ "$action" = kill ] && [ "${services[*]}" != kafka ]; then
-    ap_log "kill takes one service: kafka"
+if [ "$action" = kill ] && [ "${#services[@]}" != 1 ]; then
+    ap_log "kill takes one service: pg or kafka"
     usage
 fi
 
@@ -578,7 +584,7 @@ case "$action" in
              for ((i = ${#services[@]} - 1; i >= 0; i--)); do "${services[i]}_stop"; done ;;
     restart) for svc in "${services[@]}"; do "${svc}_stop"; "${svc}_start"; done ;;
     status)  for svc in "${services[@]}"; do "${svc}_status" || rc=3; done ;;
-    kill)    kafka_kill ;;
+    kill)    "${services[0]}_kill" ;;
     *)       usage ;;
 esac
 exit "$rc"

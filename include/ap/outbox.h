@@ -62,10 +62,17 @@ ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const ap_dead_letter_t *lett
 
 /*
  * How far the relay is behind: rows waiting (counted up to `limit`, so the cost stays
- * bounded) and the age of the oldest, in milliseconds (0 when empty). Runs on the unit of
- * work's connection; call it between transactions. The errors above.
+ * bounded) and the age of the oldest, in milliseconds (0 when empty), counting only the rows
+ * whose id is at least *from_id. *from_id then becomes the oldest such row's id, or the next
+ * id the outbox will give when there is none: pass 0 the first time, then what it returned.
+ * The relay deletes from the front, and while a long transaction anywhere in the database
+ * holds vacuum back, every deleted row stays in the table and its index: a count from the
+ * front would walk them all (half a second per call at 200,000), one from the last oldest row
+ * walks only those deleted since. It is an estimate: a row that commits after a later row was
+ * seen here, with an id below it, is not counted (the relay still delivers it). Runs on the
+ * unit of work's connection; call it between transactions. The errors above.
  */
-ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t limit, int64_t *rows,
+ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t limit, int64_t *from_id, int64_t *rows,
                            int64_t *oldest_ms);
 
 /*

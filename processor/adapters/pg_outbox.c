@@ -170,23 +170,32 @@ ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const ap_dead_letter_t *lett
     return err;
 }
 
-ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t limit, int64_t *rows,
+ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t limit, int64_t *from_id, int64_t *rows,
                            int64_t *oldest_ms)
 {
+    /* One index range scan from the floor (the CTE is read twice, so it is materialised). */
     static const char sql[] =
-        "SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox LIMIT $1) t), "
+        "WITH live AS (SELECT id, created_at FROM outbox WHERE id >= $2 ORDER BY id LIMIT $1) "
+        "SELECT (SELECT count(*) FROM live), "
         "COALESCE((SELECT (extract(epoch FROM clock_timestamp() - created_at) * 1000)::bigint "
-        "FROM outbox ORDER BY id LIMIT 1), 0)";
-    char text[AP_PG_INT_SIZE];
-    const char *params[1] = {text};
+        "FROM live ORDER BY id LIMIT 1), 0), "
+        "COALESCE((SELECT min(id) FROM live), "
+        "(SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM outbox_id_seq))";
+    char text[2][AP_PG_INT_SIZE];
+    const char *params[2] = {text[0], text[1]};
     PGresult *res = NULL;
+    int64_t next_from;
 
-    snprintf(text, sizeof text, "%lld", (long long)limit);
-    ap_err_t err = ap_pg_uow_query(outbox->uow, sql, 1, params, &res);
+    snprintf(text[0], sizeof text[0], "%lld", (long long)limit);
+    snprintf(text[1], sizeof text[1], "%lld", (long long)*from_id);
+    ap_err_t err = ap_pg_uow_query(outbox->uow, sql, 2, params, &res);
     if (err)
         return err;
-    if (!ap_pg_get_int64(res, 0, 0, rows) || !ap_pg_get_int64(res, 0, 1, oldest_ms))
+    if (!ap_pg_get_int64(res, 0, 0, rows) || !ap_pg_get_int64(res, 0, 1, oldest_ms) ||
+        !ap_pg_get_int64(res, 0, 2, &next_from))
         err = AP_ERR_INTERNAL;
+    else
+        *from_id = next_from;
     PQclear(res);
     return err;
 }

@@ -67,7 +67,7 @@ typedef struct consumer {
     /* The backlog as last measured, and the outbox's row count then: the rows written since
      * bound how far it can have grown. */
     bool backlog_known;
-    int64_t backlog_rows, backlog_measured_ms;
+    int64_t backlog_rows, backlog_measured_ms, backlog_from_id; /* ap_outbox_backlog's floor */
     uint64_t backlog_written;
 } consumer_t;
 
@@ -642,7 +642,8 @@ static void check_backpressure(consumer_t *c, int64_t now)
     if (c->backlog_known && now - c->backlog_measured_ms < BACKPRESSURE_EVERY_MS &&
         (paused || bound <= cfg->backpressure_max_rows))
         return;
-    if (ap_outbox_backlog(c->outbox, cfg->backpressure_max_rows + 1, &rows, &age_ms))
+    if (ap_outbox_backlog(c->outbox, cfg->backpressure_max_rows + 1, &c->backlog_from_id, &rows,
+                          &age_ms))
         return; /* Postgres is away: the batch's own retries deal with that */
     c->backlog_rows = rows;
     c->backlog_written = written;
