@@ -320,11 +320,11 @@ static bool hold(ap_relay_t *relay, const ap_outbox_row_t *row)
 /*
  * After a batch: the keys whose rows a topic refused as too large are held (their later
  * rows wait), the count and the reason are published, and the log says so once when it
- * begins or its cause changes, and once when it is over. Returns the rows held back without
- * being sent; `refused` receives those sent and refused.
+ * begins or its cause changes, and once when it is over. `refused_out` receives the rows
+ * sent and refused.
  */
-static size_t settle_too_large(ap_relay_t *relay, const ap_outbox_row_t *rows, size_t n,
-                               size_t *refused_out)
+static void settle_too_large(ap_relay_t *relay, const ap_outbox_row_t *rows, size_t n,
+                             size_t *refused_out)
 {
     size_t refused = 0, held = 0, largest = 0;
     const slot_t *first = NULL;
@@ -333,15 +333,16 @@ static size_t settle_too_large(ap_relay_t *relay, const ap_outbox_row_t *rows, s
     forget_held(relay);
     for (size_t j = 0; j < n; j++) {
         const slot_t *slot = &relay->slots[j];
-        if (slot->state == SLOT_HELD) {
-            held++;
-        } else if (slot->state == SLOT_TOO_LARGE) {
+        if (slot->state == SLOT_TOO_LARGE) {
             refused++;
             first = first ? first : slot;
             largest = slot->size > largest ? slot->size : largest;
             (void)hold(relay, &rows[j]);
         }
     }
+    /* Held rows whose oldest row went through this time go in the next batch, at once. */
+    for (size_t j = 0; j < n; j++)
+        held += relay->slots[j].state == SLOT_HELD && find_held(relay, &rows[j]);
     if (first) {
         snprintf(why, sizeof why, "%s refused %zu record(s), the largest %zu bytes (%s)",
                  first->topic, refused, largest, first->reason);
@@ -359,7 +360,6 @@ static size_t settle_too_large(ap_relay_t *relay, const ap_outbox_row_t *rows, s
     }
     set_refused(relay, refused, refused + held, why);
     *refused_out = refused;
-    return held;
 }
 
 /*
@@ -426,15 +426,19 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
                      (long long)slot->id, slot->topic, slot->reason);
         }
     }
-    size_t ntoo_large = 0, nwaiting = settle_too_large(relay, rows, n, &ntoo_large);
+    size_t ntoo_large = 0, nwaiting = 0;
+    settle_too_large(relay, rows, n, &ntoo_large);
+    for (size_t j = 0; j < n; j++)
+        nwaiting += relay->slots[j].state == SLOT_HELD;
     /* A refused row that could not be parked stays, like any failed one; rows held behind a
-     * too-large one were not sent at all. */
+     * too-large one were not sent at all (nor do they call for a pause: once their oldest
+     * row is through, they go in the next batch). */
     size_t nfailed = n - nacked - nparked - nwaiting;
     count(relay, err ? 0 : deleted, nfailed, nparked);
     AP_DEBUG("relay", "batch of %zu row(s), ids %lld..%lld: %zu delivered, %zu failed, %zu held, "
                       "%lld ms", n, (long long)rows[0].id, (long long)rows[n - 1].id, nacked,
              nfailed, nwaiting, (long long)(ap_clock_now_ms(relay->clock) - started));
-    *failed = nfailed > 0 || nwaiting > 0;
+    *failed = nfailed > 0;
     if (nfailed > ntoo_large) { /* too-large ones have said their own */
         const char *why = relay->batch_error[0] ? relay->batch_error : "not acknowledged";
         /* One warning per distinct cause, not one per retry; a stop has said its own. */

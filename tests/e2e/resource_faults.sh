@@ -119,7 +119,11 @@ message_size)
 *) fail "unknown fault: $CASE" ;;
 esac
 # Whatever happened, the fault is cleared (the services are shared with other tests).
-clear_fault() { fault_off >/dev/null 2>&1 || echo "resource_faults: could not clear the fault" >&2; }
+FAULT_ON=0
+clear_fault() {
+    ((FAULT_ON)) || return 0
+    fault_off >/dev/null 2>&1 || echo "resource_faults: could not clear the fault" >&2
+}
 trap 'finish clear_fault drop_scratch' EXIT
 
 # --- observing ----------------------------------------------------------------------------------
@@ -169,6 +173,7 @@ note "before the fault: $(counts)"
 
 log_lines_before=$(wc -l <"$PROCESSOR_LOG")
 t0=$(now)
+FAULT_ON=1
 fault_on || fail "cannot set up the fault $CASE"
 note "fault $CASE on (set up in $(since "$t0") s)"
 t_on=$(now)
@@ -187,6 +192,7 @@ note "during the fault: $(counts)"
 
 t1=$(now)
 fault_off || fail "cannot clear the fault $CASE"
+FAULT_ON=0
 t_off=$(now)
 note "fault cleared (in $(since "$t1") s)"
 open_gate fault-off
