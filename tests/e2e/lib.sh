@@ -311,9 +311,10 @@ check_applied_once() {
     done
 }
 
-# make_stream: writes the stream outages.sh and resource_faults.sh send, for SKUS, COUNTERS
-# and COMMANDS: $WORK_DIR/creates.tsv (a CreateBatch per sku: <run>-S<n> with batch <run>-b<n>
-# and plenty of stock, and counter skus <run>-C<n> with batch <run>-counter<n>), then STREAM
+# make_stream: writes the stream outages.sh, rebalance.sh and resource_faults.sh send, for
+# SKUS, COUNTERS and COMMANDS: $WORK_DIR/creates.tsv (a CreateBatch per sku: <run>-S<n> with
+# batch <run>-b<n> and plenty of stock, and counter skus <run>-C<n> with batch
+# <run>-counter<n>), then STREAM
 # ($WORK_DIR/stream.tsv): COMMANDS commands, every 5th a ChangeBatchQuantity of a counter's
 # batch (1, 2, 3, ... in order), the rest an Allocate (<run>-o<n>, one unit) spread over the
 # skus; and $WORK_DIR/want.EVENT, the events expected (check_events). Sets CREATES, ALLOCS

@@ -127,6 +127,18 @@ static rd_kafka_t *kafka_client(rd_kafka_type_t type, const char *group)
     return rk;
 }
 
+/* An admin request's answer, failing the test when there is none or it is an error. */
+static rd_kafka_event_t *admin_answer(rd_kafka_queue_t *queue, const char *what,
+                                      const char *topic)
+{
+    rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 20000);
+    if (!event)
+        fail_msg("%s %s: no answer from Kafka at %s", what, topic, cfg.bootstrap_servers);
+    if (rd_kafka_event_error(event))
+        fail_msg("%s %s: %s", what, topic, rd_kafka_event_error_string(event));
+    return event;
+}
+
 /* Creates a topic; `max_message_bytes` > 0 sets the topic's max.message.bytes. */
 static void create_topic_with(const char *topic, int max_message_bytes)
 {
@@ -143,11 +155,7 @@ static void create_topic_with(const char *topic, int max_message_bytes)
                          RD_KAFKA_RESP_ERR_NO_ERROR);
     }
     rd_kafka_CreateTopics(rk, &newt, 1, NULL, queue);
-    rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 20000);
-    if (!event)
-        fail_msg("creating topic %s: no answer from Kafka at %s", topic, cfg.bootstrap_servers);
-    if (rd_kafka_event_error(event))
-        fail_msg("creating topic %s: %s", topic, rd_kafka_event_error_string(event));
+    rd_kafka_event_t *event = admin_answer(queue, "creating topic", topic);
     size_t n = 0;
     const rd_kafka_topic_result_t **results =
         rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &n);
@@ -174,11 +182,7 @@ static void set_topic_config(const char *topic, const char *name, const char *va
     assert_int_equal(rd_kafka_ConfigResource_set_config(config, name, value),
                      RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_AlterConfigs(rk, &config, 1, NULL, queue);
-    rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 20000);
-    if (!event)
-        fail_msg("altering topic %s: no answer from Kafka", topic);
-    if (rd_kafka_event_error(event))
-        fail_msg("altering topic %s: %s", topic, rd_kafka_event_error_string(event));
+    rd_kafka_event_t *event = admin_answer(queue, "altering topic", topic);
     size_t n = 0;
     const rd_kafka_ConfigResource_t **results =
         rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(event), &n);
