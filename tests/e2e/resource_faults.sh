@@ -10,6 +10,12 @@
 #                     sessions are ended, so it cannot open new ones
 #   message_size      the Allocated topic's max.message.bytes is lowered below an event's size
 #                     (kafka.admin.ConfigCommand, Kafka's own kafka-configs)
+#   broker_disk_full  the broker's log directory fills up (a 64 MB tmpfs mounted over the local
+#                     broker's data directory for the test, then filled): Kafka stops the broker
+#                     ("all log dirs have failed"), which the processor sees as Kafka gone;
+#                     cleared by freeing the space and starting the broker again. Not in ctest:
+#                     it needs root (mount) and restarts the local broker (deploy/local), so run
+#                     it by hand: bash tests/e2e/resource_faults.sh broker_disk_full
 #
 # Each time, within DETECT_S of the fault the processor must say it: one log line naming it
 # (not one per retry), /readyz 503 with a reason naming it, and a gauge on /metrics. It must
@@ -35,6 +41,9 @@ CHUNKS=$((COMMANDS / CHUNK))
 PACE=0.1
 DETECT_S=30 # from the fault to the log line, /readyz 503 and the gauge
 RESUME_S=30 # from clearing it to /readyz 200
+METRIC_ON='v > 0' # FAULT_METRIC's value while the fault holds (an awk condition on v) ...
+METRIC_OFF='v == 0' # ... and once it has passed
+STREAM_DURING_FAULT=1 # commands keep arriving in Kafka while the fault holds
 
 # --- a scratch database and role ----------------------------------------------------------------
 ADMIN_DATABASE_URL="$DATABASE_URL"
@@ -116,15 +125,47 @@ message_size)
     fault_on() { topic_config --add-config max.message.bytes=64; }
     fault_off() { topic_config --delete-config max.message.bytes; }
     ;;
+broker_disk_full)
+    SERVICES="$(dirname "$0")/../../deploy/local/services.sh"
+    DATA_DIR="$(cd "$(dirname "$0")/../.." && pwd)/.local/kafka-container/data"
+    FAULT_LOG='consumer: Kafka unreachable'
+    FAULT_REASON='.reasons.kafka // "" | test("no broker")'
+    FAULT_METRIC='allocation_kafka_up'
+    METRIC_ON='v == 0'
+    METRIC_OFF='v == 1'
+    RESUME_S=60
+    STREAM_DURING_FAULT=0 # commands cannot reach a broker that is down
+    [[ "$(id -u)" == 0 ]] || fail "broker_disk_full mounts a tmpfs: run it as root"
+    [[ -d "$DATA_DIR" ]] || fail "no container broker's data directory at $DATA_DIR"
+    # The broker restarts on a small file system of its own; its own data comes back after.
+    "$SERVICES" stop kafka >/dev/null 2>&1 || fail "cannot stop the local broker"
+    mount -t tmpfs -o size=64m tmpfs "$DATA_DIR" || fail "cannot mount a tmpfs over $DATA_DIR"
+    "$SERVICES" start kafka >"$WORK_DIR/kafka-start.log" 2>&1 || fail "the broker did not start on the tmpfs: $(tail -n 3 "$WORK_DIR/kafka-start.log")"
+    fault_on() {
+        local avail
+        avail=$(df -k --output=avail "$DATA_DIR" | tail -n 1)
+        fallocate -l $((avail * 1024)) "$DATA_DIR/filler" # the next page the broker needs fails
+    }
+    fault_off() {
+        rm -f "$DATA_DIR/filler"
+        "$SERVICES" start kafka >"$WORK_DIR/kafka-start.log" 2>&1
+    }
+    restore_broker() {
+        "$SERVICES" stop kafka >/dev/null 2>&1
+        umount "$DATA_DIR" || echo "resource_faults: could not unmount $DATA_DIR" >&2
+        "$SERVICES" start kafka >/dev/null 2>&1 || echo "resource_faults: WARNING: the local broker did not start again" >&2
+    }
+    ;;
 *) fail "unknown fault: $CASE" ;;
 esac
+[[ "$CASE" == broker_disk_full ]] || restore_broker() { :; }
 # Whatever happened, the fault is cleared (the services are shared with other tests).
 FAULT_ON=0
 clear_fault() {
     ((FAULT_ON)) || return 0
     fault_off >/dev/null 2>&1 || echo "resource_faults: could not clear the fault" >&2
 }
-trap 'finish clear_fault drop_scratch' EXIT
+trap 'finish clear_fault restore_broker drop_scratch' EXIT
 
 # --- observing ----------------------------------------------------------------------------------
 now() { date +%s.%N; }
@@ -140,16 +181,16 @@ fault_seen() {
     alive
     grep -qE "$FAULT_LOG" "$PROCESSOR_LOG" || return 1
     [[ "$(readyz_code)" == 503 ]] && readyz | jq -e "$FAULT_REASON" >/dev/null || return 1
-    awk -v v="$(metric "$FAULT_METRIC")" 'BEGIN { exit !(v > 0) }'
+    awk -v v="$(metric "$FAULT_METRIC")" "BEGIN { exit !($METRIC_ON) }"
 }
 ready_again() {
     alive
-    [[ "$(readyz_code)" == 200 ]] && awk -v v="$(metric "$FAULT_METRIC")" 'BEGIN { exit !(v == 0) }'
+    [[ "$(readyz_code)" == 200 ]] && awk -v v="$(metric "$FAULT_METRIC")" "BEGIN { exit !($METRIC_OFF) }"
 }
 applied_commands() {
     curl -s "$(http_base)/metrics" | awk '/^allocation_commands_total\{.*outcome="applied"/ { n += $2 } END { print n + 0 }'
 }
-topic_count() { topic_lines "$TOPIC_PREFIX.events.$1" '%o\n' | wc -l; }
+topic_count() { timeout 20 kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$TOPIC_PREFIX.events.$1" -o beginning -e -q -f '%o\n' 2>/dev/null | wc -l; }
 counts() {
     echo "commands applied $(applied_commands) (offsets committed $(committed_records)), events on topics: allocated $(topic_count allocated), batch_quantity_changed $(topic_count batch_quantity_changed); outbox $(outbox_rows) row(s)"
 }
@@ -186,7 +227,8 @@ if [[ "$CASE" == message_size ]]; then
     changes=$(topic_count batch_quantity_changed)
     wait_for "quantity changes delivered while Allocated events wait" 60 quantity_changes_beyond "$changes"
 fi
-wait_for "two thirds of the stream produced during the fault" 120 chunks_at_least $((CHUNKS * 2 / 3))
+((STREAM_DURING_FAULT == 0)) ||
+    wait_for "two thirds of the stream produced during the fault" 120 chunks_at_least $((CHUNKS * 2 / 3))
 [[ "$(readyz_code)" == 503 ]] || fail "/readyz answers $(readyz_code) while the fault holds"
 note "during the fault: $(counts)"
 
