@@ -8,7 +8,8 @@
 #   clang-relwithdebinfo
 #   gcc-release, clang-release   as a packager (and the container image) builds
 #   clang-debug-sanitize         Debug + ASan/UBSan (gcc's twin is build/ci, the test build)
-# Only the program and its libraries are built (tests off), with Ninja: seconds each.
+# Only the program and its libraries are built (tests off), with Ninja: seconds each. Each
+# must keep its asserts (no -DNDEBUG).
 # With NAMEs, builds only those. deploy/local/test runs it before the tests.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -45,5 +46,8 @@ for name in "${names[@]}"; do
     fi
     cmake --build "$dir" --target allocation-processor >"$dir/build.log" 2>&1 \
         || { cat "$dir/build.log" >&2; ap_die "build $name failed"; }
+    # Asserts stay in every build (CMakeLists.txt removes CMake's NDEBUG).
+    ! grep -q -- '-DNDEBUG' "$dir/compile_commands.json" \
+        || ap_die "build $name compiles with -DNDEBUG: its asserts are off"
     ap_log "build $name: ok, warning-free with -Werror ($((SECONDS - start)) s, $dir)"
 done

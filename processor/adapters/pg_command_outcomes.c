@@ -8,7 +8,6 @@
  * is waiting for in one query, so the cost per notification does not grow with the number of
  * waiting requests. It is not a cache: every answer comes from the table.
  */
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,14 +157,14 @@ typedef struct waiter {
 } waiter_t;
 
 struct ap_outcome_store {
-    char *conninfo;
+    ap_pg_conn_t listener; /* the worker's: LISTEN, answering waiters, purging */
     int retention_hours;
     ap_worker_t worker; /* the listener; its mutex guards the waiters, `wake` says answered */
     waiter_t *waiters;
     /* The request threads' connection, one at a time; a lock of its own so a slow lookup
      * never holds up the listener answering waiters. */
     pthread_mutex_t lookup_mutex;
-    PGconn *lookup;
+    ap_pg_conn_t lookup;
     int64_t last_ping_ms;
     ap_err_t last_ping;
     ap_fault_t last_ping_fault;
@@ -178,16 +177,14 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static const char *const listen_commands[] = {"LISTEN " LISTEN_CHANNEL, NULL};
+static const ap_pg_conn_setup_t listen_setup = {"outcome listener", listen_commands, NULL};
+static const ap_pg_conn_setup_t lookup_setup = {"outcome lookups", NULL, NULL};
+
 /* A usable lookup connection (lookup_mutex held), reconnecting when it broke. */
 static PGconn *lookup_conn(ap_outcome_store_t *store)
 {
-    if (store->lookup && PQstatus(store->lookup) != CONNECTION_OK) {
-        PQfinish(store->lookup);
-        store->lookup = NULL;
-    }
-    if (!store->lookup)
-        store->lookup = ap_pg_connect(store->conninfo);
-    return store->lookup;
+    return ap_pg_conn_open(&store->lookup, &lookup_setup) == AP_OK ? store->lookup.conn : NULL;
 }
 
 ap_err_t ap_outcome_store_get(ap_outcome_store_t *store, const char *message_id,
@@ -228,14 +225,13 @@ ap_err_t ap_outcome_store_ping(ap_outcome_store_t *store, ap_fault_t *fault)
         if (conn) {
             PGresult *res = PQexec(conn, "SELECT 1");
             if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                (void)ap_pg_fail(conn, res, "readiness check");
+                (void)ap_pg_conn_fail(&store->lookup, res, "readiness check");
                 store->last_ping_fault = ap_pg_thread_fault();
             } else if (ap_pg_read_only(conn)) {
                 /* Answers, but the consumer could not commit a thing. A new session next
                  * time: a per-database setting reaches new sessions only. */
                 store->last_ping_fault = AP_FAULT_READ_ONLY;
-                PQfinish(store->lookup);
-                store->lookup = NULL;
+                ap_pg_conn_close(&store->lookup);
             } else {
                 store->last_ping = AP_OK;
                 store->last_ping_fault = AP_FAULT_NONE;
@@ -358,46 +354,30 @@ static void purge(ap_outcome_store_t *store, PGconn *conn)
 static void *listen_main(void *arg)
 {
     ap_outcome_store_t *store = arg;
-    PGconn *conn = NULL;
     int64_t last_check = 0, last_purge = now_ms() - PURGE_EVERY_MS + 5000;
 
     while (!ap_worker_stopping(&store->worker)) {
-        if (!conn || PQstatus(conn) != CONNECTION_OK) {
-            PQfinish(conn);
-            conn = ap_pg_connect(store->conninfo);
-            if (!conn || ap_pg_exec(conn, "LISTEN " LISTEN_CHANNEL, "listening for outcomes")) {
-                PQfinish(conn);
-                conn = NULL;
+        if (!ap_pg_conn_connected(&store->listener)) {
+            if (ap_pg_conn_open(&store->listener, &listen_setup)) {
                 ap_worker_nap(&store->worker, RECONNECT_MS);
                 continue;
             }
             last_check = 0; /* anything committed while we were away */
         }
-        struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
-        int ready = poll(&pfd, 1, 100);
         bool notified = false;
-        if (ready > 0) {
-            if (!PQconsumeInput(conn)) {
-                AP_WARN("http", "outcome listener: %s", PQerrorMessage(conn));
-                continue; /* the status check above reconnects */
-            }
-            PGnotify *note;
-            while ((note = PQnotifies(conn))) {
-                notified = true;
-                PQfreemem(note);
-            }
-        }
+        if (ap_pg_conn_wait(&store->listener, 100, "outcome listener", &notified))
+            continue; /* lost: the check above reconnects */
         int64_t now = now_ms();
         if (notified || now - last_check >= RECHECK_MS) {
-            answer_waiters(store, conn);
+            answer_waiters(store, store->listener.conn);
             last_check = now;
         }
         if (now - last_purge >= PURGE_EVERY_MS) {
-            purge(store, conn);
+            purge(store, store->listener.conn);
             last_purge = now;
         }
     }
-    PQfinish(conn);
+    ap_pg_conn_close(&store->listener);
     return NULL;
 }
 
@@ -405,7 +385,10 @@ ap_err_t ap_pg_outcome_store_new(const char *conninfo, int retention_hours,
                                  ap_outcome_store_t **out)
 {
     ap_outcome_store_t *store = calloc(1, sizeof *store);
-    if (!store || !(store->conninfo = strdup(conninfo))) {
+    if (!store || ap_pg_conn_init(&store->listener, conninfo) ||
+        ap_pg_conn_init(&store->lookup, conninfo)) {
+        if (store)
+            ap_pg_conn_release(&store->listener);
         free(store);
         return AP_ERR_NOMEM;
     }
@@ -426,8 +409,8 @@ void ap_outcome_store_free(ap_outcome_store_t *store)
     if (!store)
         return;
     ap_worker_release(&store->worker); /* first: the listener uses the rest */
-    PQfinish(store->lookup);
+    ap_pg_conn_release(&store->lookup);
+    ap_pg_conn_release(&store->listener);
     pthread_mutex_destroy(&store->lookup_mutex);
-    free(store->conninfo);
     free(store);
 }

@@ -70,24 +70,25 @@ ap_err_t ap_pg_email_outbox_new(ap_uow_t *uow, const char *origin, ap_notifier_t
 
 /* ---------------------------------------------------------------- reading side */
 
-#define TAKE_STMT "ap_email_take"
-#define SENT_STMT "ap_email_sent"
-#define RETRY_STMT "ap_email_retry"
-
-static const char take_sql[] =
-    "SELECT id, event_id::text, recipient, subject, body, attempts FROM email_outbox "
-    " WHERE origin = $1 AND next_attempt_at <= clock_timestamp() "
-    " ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED";
-static const char sent_sql[] = "DELETE FROM email_outbox WHERE id = $1::bigint";
-static const char retry_sql[] =
-    "UPDATE email_outbox SET attempts = attempts + 1, last_error = $3, "
-    "       next_attempt_at = clock_timestamp() + $2::bigint * interval '1 millisecond' "
-    " WHERE id = $1::bigint";
+/* The session's prepared statements, by what they do. */
+enum { TAKE, SENT, RETRY };
+static const ap_pg_prepared_t queue_statements[] = {
+    [TAKE] = {"ap_email_take",
+              "SELECT id, event_id::text, recipient, subject, body, attempts FROM email_outbox "
+              " WHERE origin = $1 AND next_attempt_at <= clock_timestamp() "
+              " ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"},
+    [SENT] = {"ap_email_sent", "DELETE FROM email_outbox WHERE id = $1::bigint"},
+    [RETRY] = {"ap_email_retry",
+               "UPDATE email_outbox SET attempts = attempts + 1, last_error = $3, "
+               "       next_attempt_at = clock_timestamp() + $2::bigint * interval '1 millisecond' "
+               " WHERE id = $1::bigint"},
+    {NULL, NULL},
+};
 
 enum { COL_ID, COL_EVENT_ID, COL_TO, COL_SUBJECT, COL_BODY, COL_ATTEMPTS, NCOLS };
 
 struct ap_email_queue {
-    ap_pg_listener_t session;
+    ap_pg_conn_t session;
     char *origin;
     PGresult *res; /* the taken row points into it */
     bool in_tx;
@@ -99,61 +100,46 @@ ap_email_queue_t *ap_pg_email_queue_new(const char *conninfo, const char *origin
     if (!queue)
         return NULL;
     queue->origin = strdup(origin);
-    if (ap_pg_listener_init(&queue->session, conninfo) || !queue->origin) {
+    if (ap_pg_conn_init(&queue->session, conninfo) || !queue->origin) {
         ap_email_queue_free(queue);
         return NULL;
     }
     return queue;
 }
 
-static void disconnect(ap_email_queue_t *queue)
-{
-    ap_pg_listener_close(&queue->session);
-    queue->in_tx = false;
-}
-
 void ap_email_queue_free(ap_email_queue_t *queue)
 {
     if (!queue)
         return;
-    disconnect(queue);
     PQclear(queue->res);
-    ap_pg_listener_release(&queue->session);
+    ap_pg_conn_release(&queue->session);
     free(queue->origin);
     free(queue);
 }
 
 bool ap_email_queue_connected(ap_email_queue_t *queue)
 {
-    return ap_pg_listener_connected(&queue->session);
+    return ap_pg_conn_connected(&queue->session);
 }
+
+/* As the relay's: a delete lost in a server crash only sends a row again, with the same
+ * Message-ID, which a receiver can drop. */
+static const char *const queue_commands[] = {"SET synchronous_commit TO off",
+                                             "LISTEN email_outbox", NULL};
+static const ap_pg_conn_setup_t queue_setup = {"email session", queue_commands,
+                                               queue_statements};
 
 ap_err_t ap_email_queue_connect(ap_email_queue_t *queue)
 {
-    ap_err_t err;
-
-    if (ap_email_queue_connected(queue))
-        return AP_OK;
-    disconnect(queue);
-    if ((err = ap_pg_listener_open(&queue->session)))
-        return err;
-    /* As the relay's: a delete lost in a server crash only sends a row again, with the same
-     * Message-ID, which a receiver can drop. */
-    if ((err = ap_pg_exec(queue->session.conn, "SET synchronous_commit TO off", "email session")) ||
-        (err = ap_pg_exec(queue->session.conn, "LISTEN email_outbox", "email listen")) ||
-        (err = ap_pg_listener_prepare(&queue->session, TAKE_STMT, take_sql)) ||
-        (err = ap_pg_listener_prepare(&queue->session, SENT_STMT, sent_sql)) ||
-        (err = ap_pg_listener_prepare(&queue->session, RETRY_STMT, retry_sql))) {
-        disconnect(queue);
-        return err;
-    }
-    return AP_OK;
+    if (!ap_email_queue_connected(queue))
+        queue->in_tx = false; /* a lost session took its transaction with it */
+    return ap_pg_conn_open(&queue->session, &queue_setup);
 }
 
 void ap_email_queue_release(ap_email_queue_t *queue)
 {
     if (queue->session.conn && queue->in_tx)
-        (void)ap_pg_listener_exec(&queue->session, "ROLLBACK", "email rollback");
+        (void)ap_pg_conn_exec(&queue->session, "ROLLBACK", "email rollback");
     queue->in_tx = false;
 }
 
@@ -164,14 +150,14 @@ ap_err_t ap_email_queue_take(ap_email_queue_t *queue, ap_email_row_t *row, bool 
     if (!queue->session.conn)
         return AP_ERR_UNAVAILABLE;
     ap_email_queue_release(queue);
-    if ((err = ap_pg_listener_exec(&queue->session, "BEGIN", "email begin")))
+    if ((err = ap_pg_conn_exec(&queue->session, "BEGIN", "email begin")))
         return err;
     queue->in_tx = true;
     PQclear(queue->res);
     const char *params[1] = {queue->origin};
-    queue->res = PQexecPrepared(queue->session.conn, TAKE_STMT, 1, params, NULL, NULL, 0);
+    queue->res = PQexecPrepared(queue->session.conn, queue_statements[TAKE].name, 1, params, NULL, NULL, 0);
     if (PQresultStatus(queue->res) != PGRES_TUPLES_OK || PQnfields(queue->res) != NCOLS) {
-        err = ap_pg_listener_fail(&queue->session, queue->res, "email take");
+        err = ap_pg_conn_fail(&queue->session, queue->res, "email take");
         ap_email_queue_release(queue);
         return err;
     }
@@ -203,14 +189,14 @@ static ap_err_t finish(ap_email_queue_t *queue, const char *stmt, int nparams,
     PGresult *res = PQexecPrepared(queue->session.conn, stmt, nparams, params, NULL, NULL, 0);
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        err = ap_pg_listener_fail(&queue->session, res, what);
+        err = ap_pg_conn_fail(&queue->session, res, what);
     PQclear(res);
     if (err) {
         ap_email_queue_release(queue);
         return err;
     }
     queue->in_tx = false;
-    return ap_pg_listener_exec(&queue->session, "COMMIT", "email commit");
+    return ap_pg_conn_exec(&queue->session, "COMMIT", "email commit");
 }
 
 ap_err_t ap_email_queue_sent(ap_email_queue_t *queue, int64_t id)
@@ -218,7 +204,7 @@ ap_err_t ap_email_queue_sent(ap_email_queue_t *queue, int64_t id)
     char id_text[AP_PG_INT_SIZE];
     snprintf(id_text, sizeof id_text, "%lld", (long long)id);
     const char *params[1] = {id_text};
-    return finish(queue, SENT_STMT, 1, params, "email delete");
+    return finish(queue, queue_statements[SENT].name, 1, params, "email delete");
 }
 
 ap_err_t ap_email_queue_retry(ap_email_queue_t *queue, int64_t id, int64_t delay_ms,
@@ -228,10 +214,10 @@ ap_err_t ap_email_queue_retry(ap_email_queue_t *queue, int64_t id, int64_t delay
     snprintf(id_text, sizeof id_text, "%lld", (long long)id);
     snprintf(delay_text, sizeof delay_text, "%lld", (long long)delay_ms);
     const char *params[3] = {id_text, delay_text, error};
-    return finish(queue, RETRY_STMT, 3, params, "email retry");
+    return finish(queue, queue_statements[RETRY].name, 3, params, "email retry");
 }
 
 ap_err_t ap_email_queue_wait(ap_email_queue_t *queue, int timeout_ms)
 {
-    return ap_pg_listener_wait(&queue->session, timeout_ms, "email listen", NULL);
+    return ap_pg_conn_wait(&queue->session, timeout_ms, "email listen", NULL);
 }

@@ -5,7 +5,7 @@
  *
  * Private to processor/adapters/: libpq types never cross a port, so nothing outside the pg
  * adapters includes this. The connection helpers are defined in pg_session.c, the uow ones
- * (ap_pg_uow_command, _insert, _query) in pg_uow.c, the listening session in pg_listener.c.
+ * (ap_pg_uow_command, _insert, _query) in pg_uow.c, the connection of its own in pg_conn.c.
  */
 #ifndef AP_ADAPTERS_PG_INTERNAL_H
 #define AP_ADAPTERS_PG_INTERNAL_H
@@ -98,42 +98,57 @@ char *ap_pg_int_array(const int64_t *items, size_t n);
 bool ap_pg_get_int64(const PGresult *res, int row, int col, int64_t *out);
 
 /*
- * A session of its own that LISTENs between statements (pg_listener.c): the outbox relay's
- * and the email queue's, never a unit of work's. It reconnects when asked after a loss; a
- * failure it cannot trust closes it. Caller's storage; one thread.
+ * A connection of its own that reconnects on demand (pg_conn.c): the outbox relay's, the
+ * email queue's (both LISTEN between statements), the views' and the command-outcome
+ * lookups', never a unit of work's. A failure it cannot trust closes it; the next
+ * ap_pg_conn_open connects again. Caller's storage; one thread at a time.
  */
-typedef struct ap_pg_listener {
+typedef struct ap_pg_conn {
     char *conninfo; /* never logged */
     PGconn *conn;   /* NULL while disconnected */
-} ap_pg_listener_t;
+} ap_pg_conn_t;
 
-/* Copies `conninfo`; no I/O yet. AP_ERR_NOMEM. Release with ap_pg_listener_release. */
-ap_err_t ap_pg_listener_init(ap_pg_listener_t *listener, const char *conninfo);
-void ap_pg_listener_release(ap_pg_listener_t *listener);
+/* A statement to prepare on every new connection; a table of them ends with {NULL, NULL}. */
+typedef struct ap_pg_prepared {
+    const char *name, *sql;
+} ap_pg_prepared_t;
 
-bool ap_pg_listener_connected(const ap_pg_listener_t *listener);
+/* What a new connection runs before use: `commands` (NULL-terminated, may be NULL: SET,
+ * LISTEN...), then `prepared` (may be NULL). `what` names the connection in the log. */
+typedef struct ap_pg_conn_setup {
+    const char *what;
+    const char *const *commands;
+    const ap_pg_prepared_t *prepared;
+} ap_pg_conn_setup_t;
 
-/* Opens the session (a stale one is closed first); AP_ERR_UNAVAILABLE (logged) when the
- * server cannot be reached. The caller then sets it up (SET, LISTEN, prepare). */
-ap_err_t ap_pg_listener_open(ap_pg_listener_t *listener);
-void ap_pg_listener_close(ap_pg_listener_t *listener);
+/* Copies `conninfo`; no I/O yet. AP_ERR_NOMEM. Release with ap_pg_conn_release. */
+ap_err_t ap_pg_conn_init(ap_pg_conn_t *pc, const char *conninfo);
+void ap_pg_conn_release(ap_pg_conn_t *pc);
+
+bool ap_pg_conn_connected(const ap_pg_conn_t *pc);
+
+/* AP_OK at once when connected; otherwise connects (closing a stale connection) and runs
+ * `setup` (may be NULL). AP_ERR_UNAVAILABLE (logged) when the server cannot be reached; a
+ * setup failure as ap_pg_conn_fail, leaving the connection closed. */
+ap_err_t ap_pg_conn_open(ap_pg_conn_t *pc, const ap_pg_conn_setup_t *setup);
+void ap_pg_conn_close(ap_pg_conn_t *pc);
 
 /* ap_pg_fail, then closes a session that was lost or can no longer be trusted. A conflict
  * is a bug on a session that runs no concurrent writes: AP_ERR_INTERNAL. */
-ap_err_t ap_pg_listener_fail(ap_pg_listener_t *listener, const PGresult *res, const char *what);
+ap_err_t ap_pg_conn_fail(ap_pg_conn_t *pc, const PGresult *res, const char *what);
 
-/* Prepares statement `name`; failures as ap_pg_listener_fail. */
-ap_err_t ap_pg_listener_prepare(ap_pg_listener_t *listener, const char *name, const char *sql);
+/* Prepares statement `name`; failures as ap_pg_conn_fail. */
+ap_err_t ap_pg_conn_prepare(ap_pg_conn_t *pc, const char *name, const char *sql);
 
 /* ap_pg_exec, closing a session that is lost. */
-ap_err_t ap_pg_listener_exec(ap_pg_listener_t *listener, const char *sql, const char *what);
+ap_err_t ap_pg_conn_exec(ap_pg_conn_t *pc, const char *sql, const char *what);
 
 /*
  * Waits up to timeout_ms for a notification (one already read counts; all read are consumed).
  * `notified` (may be NULL) says whether one came; AP_OK after a timeout too.
  * AP_ERR_UNAVAILABLE (logged as `what`) when the session is lost, which closes it.
  */
-ap_err_t ap_pg_listener_wait(ap_pg_listener_t *listener, int timeout_ms, const char *what,
+ap_err_t ap_pg_conn_wait(ap_pg_conn_t *pc, int timeout_ms, const char *what,
                              bool *notified);
 
 #endif

@@ -19,28 +19,29 @@
 /* pg_try_advisory_lock key of the relay: one active relay per database. */
 #define RELAY_LOCK_KEY "4271539116603450391"
 
-#define FETCH_STMT "ap_outbox_reader_fetch"
-#define DELETE_STMT "ap_outbox_reader_delete"
-#define PARK_STMT "ap_outbox_reader_park"
+/* The relay session's prepared statements, by what they do. */
+enum { FETCH, DELETE, PARK };
+static const ap_pg_prepared_t reader_statements[] = {
+    [FETCH] = {"ap_outbox_reader_fetch",
+               "SELECT id, event_id::text, topic, key, value, header_names, header_values, "
+               "       (extract(epoch FROM created_at) * 1000)::bigint "
+               "FROM outbox ORDER BY id LIMIT $1"},
+    [DELETE] = {"ap_outbox_reader_delete", "DELETE FROM outbox WHERE id = ANY($1::bigint[])"},
+    [PARK] = {"ap_outbox_reader_park",
+              "WITH moved AS (DELETE FROM outbox WHERE id = $1::bigint RETURNING *) "
+              "INSERT INTO outbox_parked (id, event_id, topic, key, value, header_names,"
+              "                           header_values, created_at, reason) "
+              "SELECT id, event_id, topic, key, value, header_names, header_values, created_at, $2 "
+              "  FROM moved"},
+    {NULL, NULL},
+};
 
-static const char fetch_sql[] =
-    "SELECT id, event_id::text, topic, key, value, header_names, header_values, "
-    "       (extract(epoch FROM created_at) * 1000)::bigint "
-    "FROM outbox ORDER BY id LIMIT $1";
-static const char delete_sql[] = "DELETE FROM outbox WHERE id = ANY($1::bigint[])";
-static const char park_sql[] =
-    "WITH moved AS (DELETE FROM outbox WHERE id = $1::bigint RETURNING *) "
-    "INSERT INTO outbox_parked (id, event_id, topic, key, value, header_names, header_values,"
-    "                           created_at, reason) "
-    "SELECT id, event_id, topic, key, value, header_names, header_values, created_at, $2 "
-    "  FROM moved";
-
-/* Result columns of fetch_sql. */
+/* Result columns of FETCH. */
 enum { COL_ID, COL_EVENT_ID, COL_TOPIC, COL_KEY, COL_VALUE, COL_NAMES, COL_VALUES, COL_CREATED,
        NCOLS };
 
 struct ap_outbox_reader {
-    ap_pg_listener_t session;
+    ap_pg_conn_t session;
     PGresult *res;  /* the last fetch's rows point into it */
     ap_outbox_row_t *rows;
     size_t rows_cap;
@@ -53,7 +54,7 @@ ap_outbox_reader_t *ap_pg_outbox_reader_new(const char *conninfo)
     ap_outbox_reader_t *reader = calloc(1, sizeof *reader);
     if (!reader)
         return NULL;
-    if (ap_pg_listener_init(&reader->session, conninfo)) {
+    if (ap_pg_conn_init(&reader->session, conninfo)) {
         free(reader);
         return NULL;
     }
@@ -62,46 +63,36 @@ ap_outbox_reader_t *ap_pg_outbox_reader_new(const char *conninfo)
 
 void ap_outbox_reader_disconnect(ap_outbox_reader_t *reader)
 {
-    ap_pg_listener_close(&reader->session);
+    ap_pg_conn_close(&reader->session);
 }
 
 void ap_outbox_reader_free(ap_outbox_reader_t *reader)
 {
     if (!reader)
         return;
-    ap_outbox_reader_disconnect(reader);
     PQclear(reader->res);
     free(reader->rows);
     free(reader->headers);
-    ap_pg_listener_release(&reader->session);
+    ap_pg_conn_release(&reader->session);
     free(reader);
 }
 
 bool ap_outbox_reader_connected(ap_outbox_reader_t *reader)
 {
-    return ap_pg_listener_connected(&reader->session);
+    return ap_pg_conn_connected(&reader->session);
 }
+
+/* The relay's deletes need not wait for the WAL flush: one lost in a server crash only brings
+ * delivered rows back, and they are sent again with the same event-id, which the contract
+ * allows after a crash. That halves the fsyncs a steady stream costs. The processor's own
+ * transactions keep the server's synchronous_commit. */
+static const char *const reader_commands[] = {"SET synchronous_commit TO off", NULL};
+static const ap_pg_conn_setup_t reader_setup = {"relay session", reader_commands,
+                                                reader_statements};
 
 ap_err_t ap_outbox_reader_connect(ap_outbox_reader_t *reader)
 {
-    ap_err_t err;
-    if (ap_outbox_reader_connected(reader))
-        return AP_OK;
-    if ((err = ap_pg_listener_open(&reader->session)))
-        return err;
-    /* The relay's deletes need not wait for the WAL flush: one lost in a server crash only
-     * brings delivered rows back, and they are sent again with the same event-id, which the
-     * contract allows after a crash. That halves the fsyncs a steady stream costs. The
-     * processor's own transactions keep the server's synchronous_commit. */
-    if ((err = ap_pg_exec(reader->session.conn, "SET synchronous_commit TO off",
-                          "relay session")) ||
-        (err = ap_pg_listener_prepare(&reader->session, FETCH_STMT, fetch_sql)) ||
-        (err = ap_pg_listener_prepare(&reader->session, DELETE_STMT, delete_sql)) ||
-        (err = ap_pg_listener_prepare(&reader->session, PARK_STMT, park_sql))) {
-        ap_outbox_reader_disconnect(reader);
-        return err;
-    }
-    return AP_OK;
+    return ap_pg_conn_open(&reader->session, &reader_setup);
 }
 
 /*
@@ -128,7 +119,7 @@ ap_err_t ap_outbox_reader_try_lock(ap_outbox_reader_t *reader, bool *leader)
         return err;
     PGresult *res = PQexec(reader->session.conn, "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        err = ap_pg_listener_fail(&reader->session, res, "relay lock");
+        err = ap_pg_conn_fail(&reader->session, res, "relay lock");
         PQclear(res);
         return err;
     }
@@ -300,9 +291,9 @@ ap_err_t ap_outbox_reader_fetch(ap_outbox_reader_t *reader, size_t limit,
     if (!reader->session.conn)
         return AP_ERR_UNAVAILABLE;
     snprintf(limit_text, sizeof limit_text, "%zu", limit);
-    reader->res = PQexecPrepared(reader->session.conn, FETCH_STMT, 1, params, NULL, NULL, 1);
+    reader->res = PQexecPrepared(reader->session.conn, reader_statements[FETCH].name, 1, params, NULL, NULL, 1);
     if (PQresultStatus(reader->res) != PGRES_TUPLES_OK)
-        return ap_pg_listener_fail(&reader->session, reader->res, "outbox fetch");
+        return ap_pg_conn_fail(&reader->session, reader->res, "outbox fetch");
     if ((err = refuse_read_only(reader)) || (err = decode_rows(reader, &n)))
         return err;
     *rows = reader->rows;
@@ -324,11 +315,11 @@ ap_err_t ap_outbox_reader_delete(ap_outbox_reader_t *reader, const int64_t *ids,
     if (!id_array)
         return AP_ERR_NOMEM;
     const char *params[] = {id_array};
-    PGresult *res = PQexecPrepared(reader->session.conn, DELETE_STMT, 1, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(reader->session.conn, reader_statements[DELETE].name, 1, params, NULL, NULL, 0);
     free(id_array);
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        err = ap_pg_listener_fail(&reader->session, res, "outbox delete");
+        err = ap_pg_conn_fail(&reader->session, res, "outbox delete");
     else if (deleted)
         *deleted = (size_t)strtoul(PQcmdTuples(res), NULL, 10);
     PQclear(res);
@@ -342,15 +333,15 @@ ap_err_t ap_outbox_reader_park(ap_outbox_reader_t *reader, int64_t id, const cha
         return AP_ERR_UNAVAILABLE;
     snprintf(id_text, sizeof id_text, "%lld", (long long)id);
     const char *params[] = {id_text, reason};
-    PGresult *res = PQexecPrepared(reader->session.conn, PARK_STMT, 2, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(reader->session.conn, reader_statements[PARK].name, 2, params, NULL, NULL, 0);
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        err = ap_pg_listener_fail(&reader->session, res, "outbox park");
+        err = ap_pg_conn_fail(&reader->session, res, "outbox park");
     PQclear(res);
     return err;
 }
 
 ap_err_t ap_outbox_reader_wait(ap_outbox_reader_t *reader, int timeout_ms, bool *notified)
 {
-    return ap_pg_listener_wait(&reader->session, timeout_ms, "outbox listen", notified);
+    return ap_pg_conn_wait(&reader->session, timeout_ms, "outbox listen", notified);
 }

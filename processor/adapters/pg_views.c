@@ -16,30 +16,18 @@
 
 typedef struct pg_views {
     ap_views_t views; /* first: the port (container_of) */
-    PGconn *conn;     /* NULL while disconnected */
-    char *conninfo;   /* kept for reconnecting; never logged */
+    ap_pg_conn_t db;
 } pg_views_t;
 
 static const char allocations_sql[] =
     "SELECT sku, batchref FROM allocations_view WHERE orderid = $1::text ORDER BY id";
 
-/* A live connection: the one we have, or a new one if the server dropped it. */
-static ap_err_t ready(pg_views_t *self)
-{
-    if (self->conn && PQstatus(self->conn) == CONNECTION_OK)
-        return AP_OK;
-    if (self->conn) {
-        AP_INFO("pg", "views: reconnecting");
-        PQfinish(self->conn);
-    }
-    self->conn = ap_pg_connect(self->conninfo);
-    return self->conn ? AP_OK : AP_ERR_UNAVAILABLE;
-}
+static const ap_pg_conn_setup_t views_setup = {"views", NULL, NULL};
 
 static PGresult *run_query(pg_views_t *self, const char *orderid)
 {
     const char *params[] = {orderid};
-    return PQexecParams(self->conn, allocations_sql, 1, NULL, params, NULL, NULL, 0);
+    return PQexecParams(self->db.conn, allocations_sql, 1, NULL, params, NULL, NULL, 0);
 }
 
 static ap_err_t pg_allocations(ap_views_t *views, const char *orderid,
@@ -50,19 +38,19 @@ static ap_err_t pg_allocations(ap_views_t *views, const char *orderid,
     PGresult *res = NULL;
     ap_err_t err;
 
-    if ((err = ready(self)))
+    if ((err = ap_pg_conn_open(&self->db, &views_setup)))
         goto out;
     res = run_query(self, orderid);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQstatus(self->conn) != CONNECTION_OK) {
+    if (PQresultStatus(res) != PGRES_TUPLES_OK && !ap_pg_conn_connected(&self->db)) {
         /* An idle connection the server dropped: a read is safe to repeat once. */
         PQclear(res);
         res = NULL;
-        if ((err = ready(self)))
+        if ((err = ap_pg_conn_open(&self->db, &views_setup)))
             goto out;
         res = run_query(self, orderid);
     }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        err = ap_pg_fail(self->conn, res, "allocations");
+        err = ap_pg_fail(self->db.conn, res, "allocations");
         goto out;
     }
     int n = PQntuples(res);
@@ -95,8 +83,7 @@ out:
 static void pg_views_free(ap_views_t *views)
 {
     pg_views_t *self = container_of(views, pg_views_t, views);
-    PQfinish(self->conn);
-    free(self->conninfo);
+    ap_pg_conn_release(&self->db);
     free(self);
 }
 
@@ -110,10 +97,10 @@ ap_err_t ap_pg_views_new(const char *conninfo, ap_views_t **out)
     pg_views_t *self = calloc(1, sizeof *self);
     ap_err_t err = AP_ERR_NOMEM;
 
-    if (!self || !(self->conninfo = strdup(conninfo)))
+    if (!self || ap_pg_conn_init(&self->db, conninfo))
         goto out;
     self->views.ops = &pg_views_ops;
-    if ((err = ready(self)))
+    if ((err = ap_pg_conn_open(&self->db, &views_setup)))
         goto out;
     *out = &self->views;
     self = NULL;
