@@ -26,6 +26,7 @@
     X(AP_ERR_DECODE, NULL, "undecodable message")                                     \
     X(AP_ERR_CONFIG, NULL, "bad configuration")                                       \
     X(AP_ERR_IO, NULL, "I/O error")                                                   \
+    X(AP_ERR_TOO_LARGE, NULL, "too large for the topic")                              \
     X(AP_ERR_REFUSED, NULL, "refused for good")                                       \
     X(AP_ERR_INTERNAL, NULL, "internal error")
 

@@ -23,9 +23,11 @@ typedef struct ap_producer ap_producer_t;
 /*
  * Called once per record sent, on the polling thread. `opaque` is the record's, as given to
  * ap_producer_send. `err` is AP_OK when Kafka acknowledged the record (acks=all); otherwise
- * `reason` is librdkafka's text (borrowed for the call). AP_ERR_REFUSED means the record
- * itself is unacceptable (too large, invalid, a bad topic name): sending it again cannot
- * succeed. Records purged at shutdown report AP_ERR_UNAVAILABLE.
+ * `reason` is librdkafka's text (borrowed for the call). AP_ERR_TOO_LARGE means the broker
+ * refused the record's request as too large for the topic (its max.message.bytes): it may
+ * pass once that is raised. AP_ERR_REFUSED means the record itself is unacceptable
+ * (invalid, a bad topic name): sending it again cannot succeed. Records purged at shutdown
+ * report AP_ERR_UNAVAILABLE.
  */
 typedef void (*ap_producer_delivery_fn)(void *ctx, void *opaque, ap_err_t err,
                                         const char *reason);

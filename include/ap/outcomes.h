@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "ap/error.h"
+#include "ap/fault.h"
 #include "ap/messages.h"
 #include "ap/ports.h"
 
@@ -81,9 +82,12 @@ ap_err_t ap_outcome_store_get(ap_outcome_store_t *store, const char *message_id,
 ap_err_t ap_outcome_store_wait(ap_outcome_store_t *store, const char *message_id,
                                int64_t timeout_ms, ap_command_outcome_t *out);
 
-/* Asks Postgres for `SELECT 1` (at most once a second; the last answer otherwise): AP_OK or
- * AP_ERR_UNAVAILABLE. For the readiness probe. */
-ap_err_t ap_outcome_store_ping(ap_outcome_store_t *store);
+/*
+ * Asks Postgres for `SELECT 1` (at most once a second; the last answer otherwise): AP_OK, or
+ * AP_ERR_UNAVAILABLE with what is wrong in `fault` (may be NULL) when Postgres is away,
+ * refuses a session, or can take no writes (read-only). For the readiness probe.
+ */
+ap_err_t ap_outcome_store_ping(ap_outcome_store_t *store, ap_fault_t *fault);
 
 /* Stops the listener, closes both connections. NULL is a no-op. */
 void ap_outcome_store_free(ap_outcome_store_t *store);

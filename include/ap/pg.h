@@ -8,6 +8,7 @@
 #define AP_PG_H
 
 #include "ap/error.h"
+#include "ap/fault.h"
 #include "ap/ports.h"
 
 /*
@@ -26,5 +27,12 @@ ap_err_t ap_pg_views_new(const char *conninfo, ap_views_t **out);
  * run it at once. Logs each one applied. `applied`, if not NULL, receives how many ran.
  */
 ap_err_t ap_pg_migrate(const char *conninfo, int *applied);
+
+/*
+ * What the calling thread's last Postgres failure that gave AP_ERR_UNAVAILABLE was: the
+ * server unreachable, read-only, refusing sessions over a connection limit, or out of
+ * resources. Per thread, like errno: a loop asks right after its own call failed.
+ */
+ap_fault_t ap_pg_thread_fault(void);
 
 #endif

@@ -25,6 +25,9 @@ typedef struct ap_relay_stats {
     uint64_t delivered; /* rows acknowledged by Kafka and deleted */
     uint64_t failed;    /* delivery reports with an error (the row stays and is retried) */
     uint64_t parked;    /* rows Kafka refused for good, moved to outbox_parked */
+    uint64_t refused;   /* delivery reports refusing a record as too large for its topic */
+    size_t refused_rows; /* rows held up by such refusals after the last batch (0: none) */
+    char refused_reason[256]; /* which topic, how large, Kafka's words ("" when none) */
     bool leader;        /* holds the relay lock now */
     bool connected;     /* Postgres and Kafka reachable at the last attempt */
     int64_t silent_ms;  /* since the loop last went round (0 while it naps on purpose) */

@@ -77,6 +77,12 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaqu
     (void)rk;
     ap_producer_t *self = opaque;
     ap_err_t err = map_delivery_error(msg->err);
+    /* From the broker, a size refusal is the topic's max.message.bytes (or the broker's),
+     * which an operator can raise: not for good, unlike a record over our own limit, which
+     * rd_kafka_producev refuses before it is queued. */
+    if (msg->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+        msg->err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE)
+        err = AP_ERR_TOO_LARGE;
     self->pending--;
     if (err == AP_OK)
         self->unreachable = false;

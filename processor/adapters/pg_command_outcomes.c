@@ -17,6 +17,7 @@
 #include "adapters/pg_internal.h"
 #include "ap/log.h"
 #include "ap/outcomes.h"
+#include "ap/pg.h"
 #include "ap/worker.h"
 
 #define LISTEN_CHANNEL "command_outcomes"
@@ -166,6 +167,7 @@ struct ap_outcome_store {
     ap_pg_conn_t lookup;
     int64_t last_ping_ms;
     ap_err_t last_ping;
+    ap_fault_t last_ping_fault;
 };
 
 static int64_t now_ms(void)
@@ -212,22 +214,37 @@ ap_err_t ap_outcome_store_get(ap_outcome_store_t *store, const char *message_id,
                : err;
 }
 
-ap_err_t ap_outcome_store_ping(ap_outcome_store_t *store)
+ap_err_t ap_outcome_store_ping(ap_outcome_store_t *store, ap_fault_t *fault)
 {
     pthread_mutex_lock(&store->lookup_mutex);
     int64_t now = now_ms();
     if (store->last_ping_ms == 0 || now - store->last_ping_ms >= PING_EVERY_MS) {
         PGconn *conn = lookup_conn(store);
         store->last_ping = AP_ERR_UNAVAILABLE;
+        store->last_ping_fault = AP_FAULT_UNREACHABLE;
         if (conn) {
             PGresult *res = PQexec(conn, "SELECT 1");
-            store->last_ping = PQresultStatus(res) == PGRES_TUPLES_OK ? AP_OK
-                                                                      : AP_ERR_UNAVAILABLE;
+            if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                (void)ap_pg_conn_fail(&store->lookup, res, "readiness check");
+                store->last_ping_fault = ap_pg_thread_fault();
+            } else if (ap_pg_read_only(conn)) {
+                /* Answers, but the consumer could not commit a thing. A new session next
+                 * time: a per-database setting reaches new sessions only. */
+                store->last_ping_fault = AP_FAULT_READ_ONLY;
+                ap_pg_conn_close(&store->lookup);
+            } else {
+                store->last_ping = AP_OK;
+                store->last_ping_fault = AP_FAULT_NONE;
+            }
             PQclear(res);
+        } else {
+            store->last_ping_fault = ap_pg_thread_fault();
         }
         store->last_ping_ms = now_ms();
     }
     ap_err_t err = store->last_ping;
+    if (fault)
+        *fault = store->last_ping_fault;
     pthread_mutex_unlock(&store->lookup_mutex);
     return err;
 }

@@ -16,6 +16,7 @@
 #include <libpq-fe.h>
 
 #include "ap/error.h"
+#include "ap/fault.h"
 #include "ap/ports.h"
 
 /*
@@ -33,10 +34,20 @@ PGconn *ap_pg_connect(const char *conninfo);
  * `res` may be NULL (libpq could not even produce a result: out of memory or a dead
  * connection). Serialization failures, deadlocks and unique violations give
  * AP_ERR_CONFLICT; a lost connection (any 08 SQLSTATE, an administrator's shutdown or a
- * connection that is no longer CONNECTION_OK) gives AP_ERR_UNAVAILABLE; anything else
- * AP_ERR_INTERNAL. Does not clear `res`.
+ * connection that is no longer CONNECTION_OK), a read-only server (25006), a connection
+ * limit (53300) or exhausted resources (53) give AP_ERR_UNAVAILABLE, and set the thread's
+ * fault (ap_pg_thread_fault); anything else AP_ERR_INTERNAL. The same failure met again
+ * within a minute on the same thread is logged at debug level. Does not clear `res`.
  */
 ap_err_t ap_pg_fail(PGconn *conn, const PGresult *res, const char *what);
+
+/* Sets the calling thread's fault (ap_pg_thread_fault) for a failure found without a
+ * failed command, such as a session found read-only. */
+void ap_pg_note_fault(ap_fault_t fault);
+
+/* True when the session cannot write: default_transaction_read_only is on, or the server
+ * is a standby, as the server last reported (no round trip). */
+bool ap_pg_read_only(const PGconn *conn);
 
 /*
  * Runs a parameterless command (simple query protocol, several statements allowed) and

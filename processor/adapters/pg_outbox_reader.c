@@ -95,12 +95,29 @@ ap_err_t ap_outbox_reader_connect(ap_outbox_reader_t *reader)
     return ap_pg_conn_open(&reader->session, &reader_setup);
 }
 
+/*
+ * A read-only session (default_transaction_read_only, a standby) could send rows but not
+ * delete them: each retry would send them again. It is closed instead, so the next one sees
+ * the server writable again (a per-database setting reaches new sessions only).
+ */
+static ap_err_t refuse_read_only(ap_outbox_reader_t *reader)
+{
+    if (!ap_pg_read_only(reader->session.conn))
+        return AP_OK;
+    ap_pg_note_fault(AP_FAULT_READ_ONLY);
+    AP_DEBUG("relay", "the database session is read-only: not relaying until it can write");
+    ap_outbox_reader_disconnect(reader);
+    return AP_ERR_UNAVAILABLE;
+}
+
 ap_err_t ap_outbox_reader_try_lock(ap_outbox_reader_t *reader, bool *leader)
 {
+    ap_err_t err;
     if (!reader->session.conn)
         return AP_ERR_UNAVAILABLE;
+    if ((err = refuse_read_only(reader)))
+        return err;
     PGresult *res = PQexec(reader->session.conn, "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")");
-    ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         err = ap_pg_conn_fail(&reader->session, res, "relay lock");
         PQclear(res);
@@ -277,7 +294,7 @@ ap_err_t ap_outbox_reader_fetch(ap_outbox_reader_t *reader, size_t limit,
     reader->res = PQexecPrepared(reader->session.conn, reader_statements[FETCH].name, 1, params, NULL, NULL, 1);
     if (PQresultStatus(reader->res) != PGRES_TUPLES_OK)
         return ap_pg_conn_fail(&reader->session, reader->res, "outbox fetch");
-    if ((err = decode_rows(reader, &n)))
+    if ((err = refuse_read_only(reader)) || (err = decode_rows(reader, &n)))
         return err;
     *rows = reader->rows;
     *nrows = n;

@@ -4,8 +4,10 @@
  * running a parameterless command, reading a bigint column, and the text forms of arrays
  * and bytea that many-row statements take.
  *
- * It holds no state and knows no table: the unit of work, the outbox, the relay, the views
- * and the migrations build on it.
+ * It knows no table: the unit of work, the outbox, the relay, the views and the migrations
+ * build on it. Its one piece of state is per thread, like errno: the fault of the thread's
+ * last failure (ap/pg.h), and the last line logged, so a loop retrying the same failure
+ * says it once a minute rather than at every attempt.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -13,12 +15,47 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
 #include "adapters/pg_internal.h"
 #include "ap/denial.h"
 #include "ap/log.h"
+#include "ap/pg.h"
+
+/* A failure logged at warn level again within this long is logged at debug level. */
+#define REPEAT_QUIET_MS 60000
+
+static _Thread_local ap_fault_t thread_fault;
+static _Thread_local char thread_logged[512];
+static _Thread_local int64_t thread_logged_ms;
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+ap_fault_t ap_pg_thread_fault(void)
+{
+    return thread_fault;
+}
+
+void ap_pg_note_fault(ap_fault_t fault)
+{
+    thread_fault = fault;
+}
+
+bool ap_pg_read_only(const PGconn *conn)
+{
+    /* Reported by the server (PostgreSQL 14 and later) at connect time and whenever a reload
+     * changes them: no query needed. */
+    const char *read_only = PQparameterStatus(conn, "default_transaction_read_only");
+    const char *standby = PQparameterStatus(conn, "in_hot_standby");
+    return (read_only && strcmp(read_only, "on") == 0) || (standby && strcmp(standby, "on") == 0);
+}
 
 /* ---------------------------------------------------------------- connections and errors */
 
@@ -92,14 +129,32 @@ ap_err_t ap_pg_fail(PGconn *conn, const PGresult *res, const char *what)
     if (!*text)
         text = res ? PQresStatus(PQresultStatus(res)) : "no result";
 
+    ap_fault_t fault = AP_FAULT_NONE;
     if (sqlstate_is(state, "40001") || sqlstate_is(state, "40P01") ||
-        sqlstate_is(state, "23505"))
+        sqlstate_is(state, "23505")) {
         err = AP_ERR_CONFLICT;
-    else if (!conn || PQstatus(conn) != CONNECTION_OK || sqlstate_is(state, "08") ||
-             sqlstate_is(state, "57P") || sqlstate_is(state, "53300"))
+    } else if (sqlstate_is(state, "25006")) {
+        /* read_only_sql_transaction: default_transaction_read_only, or a standby. It passes
+         * once the server writes again; the session is dropped so a new one sees that. */
         err = AP_ERR_UNAVAILABLE;
-    else
+        fault = AP_FAULT_READ_ONLY;
+    } else if (sqlstate_is(state, "53300") || strstr(text, "too many connections") ||
+               strstr(text, "too many clients")) {
+        /* too_many_connections; at connect time libpq has no SQLSTATE, only the text. */
+        err = AP_ERR_UNAVAILABLE;
+        fault = AP_FAULT_CONNECTION_LIMIT;
+    } else if (sqlstate_is(state, "53")) {
+        err = AP_ERR_UNAVAILABLE; /* insufficient resources: disk full, out of memory */
+        fault = AP_FAULT_NO_RESOURCES;
+    } else if (!conn || PQstatus(conn) != CONNECTION_OK || sqlstate_is(state, "08") ||
+               sqlstate_is(state, "57P")) {
+        err = AP_ERR_UNAVAILABLE;
+        fault = AP_FAULT_UNREACHABLE;
+    } else {
         err = AP_ERR_INTERNAL;
+    }
+    if (err == AP_ERR_UNAVAILABLE)
+        thread_fault = fault;
 
     /* One line: libpq's text spans several (DETAIL, HINT, "server closed ..."). */
     char line[512];
@@ -108,6 +163,16 @@ ap_err_t ap_pg_fail(PGconn *conn, const PGresult *res, const char *what)
     ap_log_level_t level = err == AP_ERR_CONFLICT      ? AP_LOG_DEBUG
                            : err == AP_ERR_UNAVAILABLE ? AP_LOG_WARN
                                                        : AP_LOG_ERROR;
+    if (level == AP_LOG_WARN) {
+        /* A loop retrying through an outage meets the same failure again and again. */
+        int64_t now = monotonic_ms();
+        if (strcmp(line, thread_logged) == 0 && now - thread_logged_ms < REPEAT_QUIET_MS) {
+            level = AP_LOG_DEBUG;
+        } else {
+            snprintf(thread_logged, sizeof thread_logged, "%s", line);
+            thread_logged_ms = now;
+        }
+    }
     ap_log(level, "pg", "%s: %s%s%s%s", what, line, state ? " (SQLSTATE " : "",
            state ? state : "", state ? ")" : "");
     return err;

@@ -188,7 +188,7 @@ static ap_err_t prepare_all(pg_uow_t *self)
 static ap_err_t reconnect(pg_uow_t *self)
 {
     if (self->conn) {
-        AP_INFO("pg", "reconnecting");
+        AP_DEBUG("pg", "reconnecting"); /* the failure that led here said why */
         PQfinish(self->conn);
     }
     self->prepared = false;

@@ -34,6 +34,7 @@
 #include "ap/log.h"
 #include "ap/outbox.h"
 #include "ap/outcomes.h"
+#include "ap/pg.h"
 #include "ap/topics.h"
 
 #define POLL_MS 100
@@ -535,12 +536,6 @@ static ap_err_t try_batch(consumer_t *c, item_t *items, size_t n, int64_t *last,
     return err;
 }
 
-static void set_health(atomic_bool *flag, bool ok, const char *what)
-{
-    if (atomic_exchange(flag, ok) != ok)
-        AP_INFO("consumer", "%s %s", what, ok ? "reachable again" : "unreachable");
-}
-
 static void process_batch(consumer_t *c, item_t *items, size_t n)
 {
     ap_uow_t *uow = c->app->deps.uow;
@@ -560,7 +555,7 @@ static void process_batch(consumer_t *c, item_t *items, size_t n)
         if (err == AP_OK) {
             AP_DEBUG("consumer", "batch of %zu committed in %lld ms", n,
                      (long long)(ap_clock_now_ms(c->app->deps.clock) - started));
-            set_health(&c->health->database, true, "Postgres");
+            ap_health_set_database(c->health, true, AP_FAULT_NONE);
             for (size_t i = 0; i < c->nparts; i++) {
                 if (last[i] < 0)
                     continue;
@@ -580,9 +575,10 @@ static void process_batch(consumer_t *c, item_t *items, size_t n)
         }
         if (err == AP_ERR_FENCED)
             continue; /* that partition is skipped now: the rest goes again at once */
-        if (err == AP_ERR_UNAVAILABLE)
-            set_health(&c->health->database, false, "Postgres");
-        AP_WARN("consumer", "batch of %zu: %s; retrying", n, ap_strerror(err));
+        if (err == AP_ERR_UNAVAILABLE) /* said once, by the health flag, rather than each time */
+            ap_health_set_database(c->health, false, ap_pg_thread_fault());
+        else
+            AP_WARN("consumer", "batch of %zu: %s; retrying", n, ap_strerror(err));
         if (attempt == 0 && err == AP_ERR_CONFLICT)
             continue; /* at once, now with each write sent as it comes */
         if (!back_off(c, attempt))
@@ -678,13 +674,6 @@ static void check_backpressure(consumer_t *c, int64_t now)
     }
 }
 
-int64_t ap_health_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Lag of each owned partition: its end offset (as fetches last saw it) minus our offset. */
 static void update_lag(consumer_t *c)
 {
@@ -763,7 +752,7 @@ int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
             process_batch(&c, items, n);
         for (size_t i = 0; i < n; i++)
             ap_kafka_record_release(&items[i].rec);
-        set_health(&health->kafka, ap_kafka_consumer_reachable(c.kafka), "Kafka");
+        ap_health_set_kafka(health, ap_kafka_consumer_reachable(c.kafka));
         atomic_store(&health->joined, ap_kafka_consumer_joined(c.kafka));
 
         int64_t now = ap_clock_now_ms(clock);

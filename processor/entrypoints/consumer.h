@@ -5,26 +5,14 @@
 #define AP_ENTRYPOINTS_CONSUMER_H
 
 #include <signal.h>
-#include <stdatomic.h>
-#include <stdbool.h>
 
 #include "ap/avro.h"
 #include "ap/bootstrap.h"
 #include "ap/config.h"
 #include "ap/outbox.h"
+#include "entrypoints/health.h"
 #include "entrypoints/instruments.h"
 
-/* What the loop knows about its dependencies, for a readiness probe (any thread may read). */
-typedef struct ap_health {
-    atomic_bool database;     /* the last transaction reached Postgres */
-    atomic_bool kafka;        /* some broker answers */
-    atomic_bool backpressure; /* consumption paused while the outbox relay catches up */
-    atomic_bool joined;       /* the consumer is a member of its group */
-    atomic_llong heartbeat_ms; /* monotonic ms when the loop last went round (or backed off) */
-} ap_health_t;
-
-/* Monotonic milliseconds, the clock of heartbeat_ms. */
-int64_t ap_health_now_ms(void);
 
 /*
  * Creates the topics if missing, then consumes the command topics until *stop becomes

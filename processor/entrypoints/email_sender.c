@@ -156,7 +156,7 @@ static void *sender_main(void *arg)
     while (!stopping(sender)) {
         if (!ap_email_queue_connected(sender->queue)) {
             set_connected(sender, false);
-            if (was_connected)
+            if (was_connected && reconnects == 0) /* a failure in a row has said its own */
                 AP_WARN("email", "lost the database session; reconnecting");
             was_connected = false;
             if (ap_email_queue_connect(sender->queue)) {
@@ -169,11 +169,10 @@ static void *sender_main(void *arg)
 
         bool found = false, failed = false;
         if (send_one(sender, &found, &failed)) {
-            /* Lost sessions are handled at the top of the loop; anything else is retried
-             * after a growing pause. */
-            if (ap_email_queue_connected(sender->queue)) {
-                nap(sender, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
-            }
+            /* Retried after a growing pause, a lost session reopened at the top of the loop:
+             * a server that takes sessions but no writes (read-only) must not be asked again
+             * at once, over and over. */
+            nap(sender, ap_backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, reconnects++));
             continue;
         }
         reconnects = 0;

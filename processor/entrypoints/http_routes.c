@@ -244,7 +244,7 @@ static void post_command(ap_http_api_t *api, const ap_http_request_t *req, ap_ms
     ap_log_context_set(correlation_id, message_id);
 
     /* Postgres away: the command would wait in Kafka and the client would learn nothing. */
-    if (!atomic_load(&deps->health->database) || ap_outcome_store_ping(deps->outcomes)) {
+    if (!atomic_load(&deps->health->database) || ap_outcome_store_ping(deps->outcomes, NULL)) {
         reply_message(res, 503, "Postgres is unavailable; try again later");
         goto out;
     }
@@ -416,47 +416,77 @@ static void get_healthz(ap_http_api_t *api, ap_http_response_t *res)
     reply_json(res, ok ? 200 : 503, body);
 }
 
+/* What is wrong with Postgres as /readyz and allocation_postgres_fault see it: a refusal of
+ * our credentials or certificate first (its words in `denied`, else ""), then the consumer's
+ * last transaction, then this side's own check (which sees a read-only server even while no
+ * command flows). AP_FAULT_NONE when it is ready. */
+static ap_fault_t postgres_fault(ap_http_api_t *api, char *denied, size_t size)
+{
+    ap_fault_t fault = AP_FAULT_NONE;
+    denied[0] = '\0';
+    switch (ap_denial_get(AP_SERVICE_POSTGRES, denied, size)) {
+    case AP_DENIAL_AUTHENTICATION:
+        return AP_FAULT_AUTHENTICATION;
+    case AP_DENIAL_TLS:
+        return AP_FAULT_TLS;
+    case AP_DENIAL_NONE:
+        break;
+    }
+    denied[0] = '\0';
+    if (!atomic_load(&api->deps.health->database))
+        return (ap_fault_t)atomic_load(&api->deps.health->database_fault);
+    if (ap_outcome_store_ping(api->deps.outcomes, &fault) == AP_OK)
+        return AP_FAULT_NONE;
+    return fault == AP_FAULT_NONE ? AP_FAULT_UNREACHABLE : fault;
+}
+
+/* The relay's complaint, if any: a topic refusing events ("" when none). */
+static void relay_trouble(ap_http_api_t *api, char *why, size_t size)
+{
+    ap_relay_stats_t stats = {0};
+    ap_relay_t *relay = atomic_load(&api->relay);
+    why[0] = '\0';
+    if (relay)
+        ap_relay_stats(relay, &stats);
+    if (stats.refused_rows > 0)
+        snprintf(why, size, "%s: %s", ap_fault_text(AP_FAULT_TOO_LARGE), stats.refused_reason);
+}
+
 static void get_readyz(ap_http_api_t *api, ap_http_response_t *res)
 {
     const ap_health_t *health = api->deps.health;
-    /* A service that turns us away (a password, a certificate) says why: ap/denial.h. */
-    char reasons[2][600];
-    bool denied[2] = {ap_denial_get(AP_SERVICE_POSTGRES, reasons[0], sizeof reasons[0]) !=
-                          AP_DENIAL_NONE,
-                      ap_denial_get(AP_SERVICE_KAFKA, reasons[1], sizeof reasons[1]) !=
-                          AP_DENIAL_NONE};
+    /* A service that turns us away (a password, a certificate) says why (ap/denial.h); any
+     * other fault of Postgres's is named by postgres_fault. */
+    char denied_pg[600], denied_kafka[600], relay_why[320];
+    ap_fault_t pg = postgres_fault(api, denied_pg, sizeof denied_pg);
+    bool kafka_denied = ap_denial_get(AP_SERVICE_KAFKA, denied_kafka, sizeof denied_kafka) !=
+                        AP_DENIAL_NONE;
+    relay_trouble(api, relay_why, sizeof relay_why);
+    bool kafka = !kafka_denied && atomic_load(&health->kafka) &&
+                 ap_command_gateway_reachable(api->deps.gateway);
     struct {
         const char *name;
         bool ok;
-        const char *reason;
+        const char *why; /* said under "reasons" when not ok */
     } checks[] = {
-        {"postgres",
-         !denied[0] && atomic_load(&health->database) &&
-             ap_outcome_store_ping(api->deps.outcomes) == AP_OK,
-         denied[0] ? reasons[0] : NULL},
-        {"kafka",
-         !denied[1] && atomic_load(&health->kafka) &&
-             ap_command_gateway_reachable(api->deps.gateway),
-         denied[1] ? reasons[1] : NULL},
-        {"consumer_group", atomic_load(&health->joined), NULL},
+        {"postgres", pg == AP_FAULT_NONE, denied_pg[0] ? denied_pg : ap_fault_text(pg)},
+        {"kafka", kafka, kafka_denied ? denied_kafka : "no broker answers"},
+        {"consumer_group", atomic_load(&health->joined), "not a member of its group yet"},
+        {"relay", relay_why[0] == '\0', relay_why},
     };
-    json_t *body = json_object(), *not_ready = json_array(), *why = json_object();
+    json_t *body = json_object(), *not_ready = json_array(), *reasons = json_object();
     bool ready = true;
     for (size_t i = 0; i < sizeof checks / sizeof *checks; i++) {
         json_object_set_new(body, checks[i].name, json_boolean(checks[i].ok));
         if (!checks[i].ok) {
             ready = false;
             json_array_append_new(not_ready, json_string(checks[i].name));
+            json_object_set_new(reasons, checks[i].name, json_string(checks[i].why));
         }
-        if (checks[i].reason)
-            json_object_set_new(why, checks[i].name, json_string(checks[i].reason));
     }
     json_object_set_new(body, "status", json_string(ready ? "ready" : "not ready"));
     json_object_set_new(body, "not_ready", not_ready);
-    if (json_object_size(why) > 0)
-        json_object_set_new(body, "reasons", why);
-    else
-        json_decref(why);
+    json_object_set_new(body, "reasons", reasons);
     reply_json(res, ready ? 200 : 503, body);
 }
 
@@ -467,11 +497,15 @@ static void collect_health(void *ctx)
     const ap_instruments_t *ins = api->deps.ins;
     const ap_health_t *health = api->deps.health;
     ap_metric_set(ins->backpressure, atomic_load(&health->backpressure));
-    /* The same judgement as /readyz: the loop's flag and this side's own session. */
-    ap_metric_set(ins->postgres_up, atomic_load(&health->database) &&
-                                        ap_outcome_store_ping(api->deps.outcomes) == AP_OK);
-    ap_metric_set(ins->kafka_up,
-                  atomic_load(&health->kafka) && ap_command_gateway_reachable(api->deps.gateway));
+    /* The same judgement as /readyz: a refusal, the loop's flag and this side's session. */
+    char denied[600];
+    ap_fault_t pg = postgres_fault(api, denied, sizeof denied);
+    ap_metric_set(ins->postgres_up, pg == AP_FAULT_NONE);
+    for (int f = AP_FAULT_UNREACHABLE; f < AP_FAULT_TOO_LARGE; f++)
+        ap_metric_set(ins->postgres_fault, pg == (ap_fault_t)f, ap_fault_label((ap_fault_t)f));
+    ap_metric_set(ins->kafka_up, ap_denial_get(AP_SERVICE_KAFKA, NULL, 0) == AP_DENIAL_NONE &&
+                                     atomic_load(&health->kafka) &&
+                                     ap_command_gateway_reachable(api->deps.gateway));
     ap_metric_set(ins->consumer_joined, atomic_load(&health->joined));
     ap_relay_t *relay = atomic_load(&api->relay);
     if (relay) {
@@ -480,6 +514,8 @@ static void collect_health(void *ctx)
         ap_metric_set(ins->relay_delivered, (double)stats.delivered);
         ap_metric_set(ins->relay_failures, (double)stats.failed);
         ap_metric_set(ins->relay_parked, (double)stats.parked);
+        ap_metric_set(ins->relay_refused, (double)stats.refused);
+        ap_metric_set(ins->relay_refused_rows, (double)stats.refused_rows);
         ap_metric_set(ins->relay_leader, stats.leader);
     }
     ap_email_sender_t *email = atomic_load(&api->email);

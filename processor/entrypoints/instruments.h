@@ -29,6 +29,8 @@
     X(relay_delivered, COUNTER, "allocation_relay_delivered_total", NULL, NO_BUCKETS, "Outbox rows this process's relay delivered to Kafka and deleted.") \
     X(relay_failures, COUNTER, "allocation_relay_delivery_failures_total", NULL, NO_BUCKETS, "Failed delivery reports (the row stays and is sent again).") \
     X(relay_parked, COUNTER, "allocation_relay_parked_total", NULL, NO_BUCKETS, "Outbox rows Kafka refused for good, moved to outbox_parked.") \
+    X(relay_refused, COUNTER, "allocation_relay_refused_total", NULL, NO_BUCKETS, "Delivery reports in which a topic refused a record as too large (max.message.bytes); the row stays and is sent again.") \
+    X(relay_refused_rows, GAUGE, "allocation_relay_refused_rows", NULL, NO_BUCKETS, "Outbox rows a topic refused in the relay's last batch: above 0, events of those skus wait until the topic accepts them.") \
     X(relay_leader, GAUGE, "allocation_relay_leader", NULL, NO_BUCKETS, "1 while this process holds the relay lock (its relay is the active one).") \
                                                                                                    \
     /* the out-of-stock email sender (entrypoints/email_sender.c) */                               \
@@ -39,6 +41,7 @@
     /* health, set at scrape time from the loops' flags */                                         \
     X(backpressure, GAUGE, "allocation_backpressure_active", NULL, NO_BUCKETS, "1 while consumption is paused because the outbox is behind.") \
     X(postgres_up, GAUGE, "allocation_postgres_up", NULL, NO_BUCKETS, "1 while Postgres is reachable.") \
+    X(postgres_fault, GAUGE, "allocation_postgres_fault", "fault", NO_BUCKETS, "1 for what keeps Postgres from taking writes now (unreachable, read_only, connection_limit, no_resources), else 0.") \
     X(kafka_up, GAUGE, "allocation_kafka_up", NULL, NO_BUCKETS, "1 while a Kafka broker is reachable.") \
     X(consumer_joined, GAUGE, "allocation_consumer_group_joined", NULL, NO_BUCKETS, "1 while the consumer is a member of its group.") \
                                                                                                    \

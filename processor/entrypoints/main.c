@@ -139,11 +139,7 @@ static int cmd_run(const ap_config_t *cfg)
         AP_ERROR("main", "cannot start: %s", ap_strerror(AP_ERR_NOMEM));
         return 1;
     }
-    atomic_init(&health.database, true);
-    atomic_init(&health.kafka, true);
-    atomic_init(&health.backpressure, false);
-    atomic_init(&health.joined, false);
-    atomic_init(&health.heartbeat_ms, ap_health_now_ms());
+    ap_health_init(&health);
     /* HTTP first, so the probes answer (alive, not ready) while migrations wait. */
     if ((err = start_http(cfg, &health, &ins, &outcomes, &gateway, &api))) {
         AP_ERROR("main", "cannot start the HTTP API: %s", ap_strerror(err));

@@ -5,7 +5,11 @@
  * A batch at a time: read the oldest rows, send them all, wait for every delivery report,
  * delete the acknowledged ones. The next batch is read only after that, so a row is never
  * sent while an older row of its key may still be retried, and the producer's idempotence
- * keeps the order inside a batch. When the table is empty the thread sleeps on LISTEN/NOTIFY
+ * keeps the order inside a batch. A record a topic refuses as too large (its
+ * max.message.bytes) is not dropped and not parked: its row stays, and so do the later rows
+ * of its key, which are not sent until it is delivered; it is tried again with backoff, said
+ * once in the log, on /readyz and on /metrics, until the topic accepts it, while other keys
+ * flow. When the table is empty the thread sleeps on LISTEN/NOTIFY
  * (with a short timeout as a fallback). Postgres and Kafka are adapters (outbox_reader.h,
  * kafka_producer.h); this file holds only the policy: leadership, batching, backoff and
  * stopping.
@@ -34,14 +38,26 @@
 #define FAILURE_MAX_MS 5000
 #define EVENT_ID_HEADER "event-id"
 
-/* SLOT_REFUSED: Kafka will never take the record; its row is parked (outbox_parked). */
-enum slot_state { SLOT_PENDING, SLOT_DELIVERED, SLOT_FAILED, SLOT_REFUSED };
+/* SLOT_REFUSED: Kafka will never take the record; its row is parked (outbox_parked).
+ * SLOT_TOO_LARGE: the topic refused it as too large; it stays and holds its key.
+ * SLOT_HELD: not sent, because an older row of its key is held up (too large). */
+enum slot_state { SLOT_PENDING, SLOT_DELIVERED, SLOT_FAILED, SLOT_REFUSED, SLOT_TOO_LARGE,
+                  SLOT_HELD };
+
+/* A key whose oldest row a topic refused as too large: the rest of the key waits. */
+typedef struct held_key {
+    char *topic;
+    void *key; /* NULL for a null key */
+    size_t key_len;
+    bool sent; /* its oldest row went out in the batch being sent */
+} held_key_t;
 
 /* One record of the batch in flight; its address is the record's delivery opaque. */
 typedef struct slot {
     int64_t id;
     enum slot_state state;
     const char *topic; /* borrowed from the fetched row, for the log */
+    size_t size;        /* key and value bytes, for the log */
     int64_t created_ms; /* the row's insert time, wall clock */
     char reason[160];  /* SLOT_REFUSED: Kafka's reason */
 } slot_t;
@@ -63,6 +79,9 @@ struct ap_relay {
     size_t batch_failed;     /* failed reports in the batch in flight */
     char batch_error[256];   /* the first one's text */
     char logged_error[256];  /* the last failure text logged at warn level */
+    char logged_too_large[256]; /* "topic: reason" of the refusal logged last ("" none) */
+    held_key_t *held;        /* keys held up by a too-large row, from the last batch */
+    size_t nheld, held_cap;
 };
 
 /* ---------------------------------------------------------------- time and stopping */
@@ -79,11 +98,19 @@ static void nap(ap_relay_t *relay, int64_t ms)
 
 /* ---------------------------------------------------------------- stats */
 
+static void forget_held(ap_relay_t *relay);
+
 static void set_state(ap_relay_t *relay, bool leader, bool connected)
 {
+    if (!leader)
+        forget_held(relay); /* whoever holds the lock next finds them again */
     pthread_mutex_lock(&relay->worker.mutex);
     relay->stats.leader = leader;
     relay->stats.connected = connected;
+    if (!leader) {
+        relay->stats.refused_rows = 0;
+        relay->stats.refused_reason[0] = '\0';
+    }
     pthread_mutex_unlock(&relay->worker.mutex);
 }
 
@@ -100,6 +127,17 @@ static void count(ap_relay_t *relay, size_t delivered, size_t failed, size_t par
     relay->stats.delivered += delivered;
     relay->stats.failed += failed;
     relay->stats.parked += parked;
+    pthread_mutex_unlock(&relay->worker.mutex);
+}
+
+/* The rows held up by too-large records after a batch: `refused` refused in it, `rows` held
+ * in all, and why (empty when none). */
+static void set_refused(ap_relay_t *relay, size_t refused, size_t rows, const char *why)
+{
+    pthread_mutex_lock(&relay->worker.mutex);
+    relay->stats.refused += refused;
+    relay->stats.refused_rows = rows;
+    snprintf(relay->stats.refused_reason, sizeof relay->stats.refused_reason, "%s", why);
     pthread_mutex_unlock(&relay->worker.mutex);
 }
 
@@ -134,8 +172,8 @@ static void on_delivery(void *ctx, void *opaque, ap_err_t err, const char *reaso
         }
         return;
     }
-    if (err == AP_ERR_REFUSED) {
-        slot->state = SLOT_REFUSED;
+    if (err == AP_ERR_REFUSED || err == AP_ERR_TOO_LARGE) {
+        slot->state = err == AP_ERR_REFUSED ? SLOT_REFUSED : SLOT_TOO_LARGE;
         snprintf(slot->reason, sizeof slot->reason, "%s", reason ? reason : ap_strerror(err));
         return;
     }
@@ -237,6 +275,93 @@ static void await_reports(ap_relay_t *relay)
     }
 }
 
+/* ---------------------------------------------------------------- keys held up */
+
+static void forget_held(ap_relay_t *relay)
+{
+    for (size_t i = 0; i < relay->nheld; i++) {
+        free(relay->held[i].topic);
+        free(relay->held[i].key);
+    }
+    relay->nheld = 0;
+}
+
+static held_key_t *find_held(ap_relay_t *relay, const ap_outbox_row_t *row)
+{
+    for (size_t i = 0; i < relay->nheld; i++) {
+        held_key_t *h = &relay->held[i];
+        if (strcmp(h->topic, row->topic) == 0 && (h->key == NULL) == (row->key == NULL) &&
+            h->key_len == row->key_len && (!row->key || memcmp(h->key, row->key, row->key_len) == 0))
+            return h;
+    }
+    return NULL;
+}
+
+/* Holds `row`'s key in the next batches; false when out of memory (then it is not held, and
+ * the order of that key's later rows rests on them failing in the same request). */
+static bool hold(ap_relay_t *relay, const ap_outbox_row_t *row)
+{
+    if (find_held(relay, row))
+        return true;
+    if (!AP_ARRAY_RESERVE(relay->held, relay->held_cap, relay->nheld + 1))
+        return false;
+    held_key_t h = {.topic = strdup(row->topic), .key_len = row->key_len};
+    if (row->key && (h.key = malloc(row->key_len ? row->key_len : 1)))
+        memcpy(h.key, row->key, row->key_len);
+    if (!h.topic || (row->key && !h.key)) {
+        free(h.topic);
+        free(h.key);
+        return false;
+    }
+    relay->held[relay->nheld++] = h;
+    return true;
+}
+
+/*
+ * After a batch: the keys whose rows a topic refused as too large are held (their later
+ * rows wait), the count and the reason are published, and the log says so once when it
+ * begins or its cause changes, and once when it is over. `refused_out` receives the rows
+ * sent and refused.
+ */
+static void settle_too_large(ap_relay_t *relay, const ap_outbox_row_t *rows, size_t n,
+                             size_t *refused_out)
+{
+    size_t refused = 0, held = 0, largest = 0;
+    const slot_t *first = NULL;
+    char why[256] = "", cause[256];
+
+    forget_held(relay);
+    for (size_t j = 0; j < n; j++) {
+        const slot_t *slot = &relay->slots[j];
+        if (slot->state == SLOT_TOO_LARGE) {
+            refused++;
+            first = first ? first : slot;
+            largest = slot->size > largest ? slot->size : largest;
+            (void)hold(relay, &rows[j]);
+        }
+    }
+    /* Held rows whose oldest row went through this time go in the next batch, at once. */
+    for (size_t j = 0; j < n; j++)
+        held += relay->slots[j].state == SLOT_HELD && find_held(relay, &rows[j]);
+    if (first) {
+        snprintf(why, sizeof why, "%s refused %zu record(s), the largest %zu bytes (%s)",
+                 first->topic, refused, largest, first->reason);
+        snprintf(cause, sizeof cause, "%s: %s", first->topic, first->reason);
+        if (strcmp(cause, relay->logged_too_large) != 0)
+            AP_ERROR("relay", "%s; they and the later events of their keys stay in the outbox "
+                              "and are sent again until the topic accepts them: raise the "
+                              "topic's max.message.bytes",
+                     why);
+        snprintf(relay->logged_too_large, sizeof relay->logged_too_large, "%s", cause);
+    } else if (relay->logged_too_large[0] && n > 0) {
+        AP_INFO("relay", "the topics take the records they refused as too large again: "
+                         "delivering");
+        relay->logged_too_large[0] = '\0';
+    }
+    set_refused(relay, refused, refused + held, why);
+    *refused_out = refused;
+}
+
 /*
  * Relays one batch: AP_OK with `nrows` read (0 when the table is empty) and `failed` set
  * when some rows were not delivered; an error when Postgres failed (logged).
@@ -257,10 +382,21 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
 
     relay->batch_failed = 0;
     relay->batch_error[0] = '\0';
+    for (size_t j = 0; j < relay->nheld; j++)
+        relay->held[j].sent = false;
     size_t i = 0;
     for (; i < n; i++) {
         relay->slots[i] = (slot_t){.id = rows[i].id, .state = SLOT_PENDING,
-                                   .topic = rows[i].topic, .created_ms = rows[i].created_ms};
+                                   .topic = rows[i].topic, .created_ms = rows[i].created_ms,
+                                   .size = rows[i].key_len + rows[i].value_len};
+        /* Of a held key, only the oldest row goes: the others must not overtake it. */
+        held_key_t *held = find_held(relay, &rows[i]);
+        if (held && held->sent) {
+            relay->slots[i].state = SLOT_HELD;
+            continue;
+        }
+        if (held)
+            held->sent = true;
         if (!send_row(relay, &rows[i], &relay->slots[i])) {
             i++;
             break;
@@ -290,20 +426,26 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
                      (long long)slot->id, slot->topic, slot->reason);
         }
     }
-    /* A refused row that could not be parked stays, like any failed one. */
-    size_t nfailed = n - nacked - nparked;
+    size_t ntoo_large = 0, nwaiting = 0;
+    settle_too_large(relay, rows, n, &ntoo_large);
+    for (size_t j = 0; j < n; j++)
+        nwaiting += relay->slots[j].state == SLOT_HELD;
+    /* A refused row that could not be parked stays, like any failed one; rows held behind a
+     * too-large one were not sent at all (nor do they call for a pause: once their oldest
+     * row is through, they go in the next batch). */
+    size_t nfailed = n - nacked - nparked - nwaiting;
     count(relay, err ? 0 : deleted, nfailed, nparked);
-    AP_DEBUG("relay", "batch of %zu row(s), ids %lld..%lld: %zu delivered, %zu failed, %lld ms", n,
-             (long long)rows[0].id, (long long)rows[n - 1].id, nacked, nfailed,
-             (long long)(ap_clock_now_ms(relay->clock) - started));
-    if (nfailed) {
-        *failed = true;
+    AP_DEBUG("relay", "batch of %zu row(s), ids %lld..%lld: %zu delivered, %zu failed, %zu held, "
+                      "%lld ms", n, (long long)rows[0].id, (long long)rows[n - 1].id, nacked,
+             nfailed, nwaiting, (long long)(ap_clock_now_ms(relay->clock) - started));
+    *failed = nfailed > 0;
+    if (nfailed > ntoo_large) { /* too-large ones have said their own */
         const char *why = relay->batch_error[0] ? relay->batch_error : "not acknowledged";
         /* One warning per distinct cause, not one per retry; a stop has said its own. */
         bool quiet = stopping(relay) || strcmp(why, relay->logged_error) == 0;
         ap_log(quiet ? AP_LOG_DEBUG : AP_LOG_WARN, "relay",
                "%zu of %zu record(s) not delivered (first: %s); their rows stay in the outbox",
-               nfailed, n, why);
+               nfailed - ntoo_large, n, why);
         snprintf(relay->logged_error, sizeof relay->logged_error, "%s", why);
     } else {
         relay->logged_error[0] = '\0';
@@ -414,6 +556,8 @@ void ap_relay_stop(ap_relay_t *relay)
     ap_outbox_reader_free(relay->pg);
     ap_clock_free(relay->clock);
     free(relay->headers);
+    forget_held(relay);
+    free(relay->held);
     free(relay);
 }
 

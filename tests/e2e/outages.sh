@@ -31,20 +31,6 @@ CHUNK=50        # commands per kcat call
 CHUNKS=$((COMMANDS / CHUNK))
 
 # --- a scratch database -------------------------------------------------------------------------
-# database_url NAME: DATABASE_URL with its database replaced (URI or keyword=value form).
-database_url() {
-    local url="$DATABASE_URL" query=""
-    if [[ "$url" =~ ^postgres(ql)?:// ]]; then
-        if [[ "$url" == *\?* ]]; then
-            query="?${url#*\?}"
-            url="${url%%\?*}"
-        fi
-        local rest="${url#*://}"
-        echo "${url%%://*}://${rest%%/*}/$1$query"
-    else
-        echo "$url dbname=$1"
-    fi
-}
 ADMIN_DATABASE_URL="$DATABASE_URL"
 SCRATCH_DB="ap_e2e_outages_$$_$(date +%s)"
 sql "CREATE DATABASE $SCRATCH_DB" || fail "cannot create the scratch database $SCRATCH_DB"
@@ -66,40 +52,7 @@ drop_scratch_db() {
 trap 'finish stop_poller restore_services drop_scratch_db' EXIT
 
 # --- the stream ---------------------------------------------------------------------------------
-STREAM="$WORK_DIR/stream.tsv"
-COUNTER_SKU() { echo "$RUN_ID-C$1"; }
-{
-    for ((s = 0; s < SKUS; s++)); do
-        printf '%s\t{"type":"CreateBatch","ref":"%s-b%d","sku":"%s","qty":1000000}\n' "$RUN_ID-S$s" "$RUN_ID" "$s" "$RUN_ID-S$s"
-    done
-    for ((c = 0; c < COUNTERS; c++)); do
-        printf '%s\t{"type":"CreateBatch","ref":"%s-counter%d","sku":"%s","qty":0}\n' "$(COUNTER_SKU $c)" "$RUN_ID" "$c" "$(COUNTER_SKU $c)"
-    done
-} >"$WORK_DIR/creates.tsv"
-CREATES=$((SKUS + COUNTERS))
-# Expected events, as the keys the checks below compare (one line per distinct event).
-: >"$WORK_DIR/want.allocated"
-: >"$WORK_DIR/want.batch_quantity_changed"
-{
-    for ((s = 0; s < SKUS; s++)); do echo "$RUN_ID-b$s"; done
-    for ((c = 0; c < COUNTERS; c++)); do echo "$RUN_ID-counter$c"; done
-} >"$WORK_DIR/want.batch_created"
-declare -a CHANGES_OF
-for ((c = 0; c < COUNTERS; c++)); do CHANGES_OF[c]=0; done
-ALLOCS=0
-for ((i = 1; i <= COMMANDS; i++)); do
-    if ((i % 5 == 0)); then
-        c=$(((i / 5) % COUNTERS))
-        CHANGES_OF[c]=$((CHANGES_OF[c] + 1))
-        printf '%s\t{"type":"ChangeBatchQuantity","ref":"%s-counter%d","qty":%d}\n' "$(COUNTER_SKU $c)" "$RUN_ID" "$c" "${CHANGES_OF[c]}" >>"$STREAM"
-        echo "$RUN_ID-counter$c ${CHANGES_OF[c]}" >>"$WORK_DIR/want.batch_quantity_changed"
-    else
-        ALLOCS=$((ALLOCS + 1))
-        s=$((ALLOCS % SKUS))
-        printf '%s\t{"type":"Allocate","orderid":"%s-o%d","sku":"%s","qty":1}\n' "$RUN_ID-S$s" "$RUN_ID" "$ALLOCS" "$RUN_ID-S$s" >>"$STREAM"
-        echo "$RUN_ID-o$ALLOCS $RUN_ID-b$s" >>"$WORK_DIR/want.allocated"
-    fi
-done
+make_stream
 
 # The stream flows in chunks (lib.sh's producer_loop), paced; it stops at a gate until the main
 # script has created the gate's file, so each outage is sure to have commands arriving while
@@ -231,48 +184,7 @@ check_applied_once "$SKUS" "$ALLOCS" "$COUNTERS"
 got=$(sql "select count(*) from consumer_offsets where group_id = '$KAFKA_GROUP_ID'")
 [[ "$got" -ge 1 ]] || fail "no consumer offsets stored"
 
-# Events: each expected one on its topic; re-deliveries only as the same event-id with the
-# same value; one event-id per event (an event-id more would be an effect applied twice).
-# check_events EVENT JQ-KEY: compares the topic's distinct keys with want.EVENT.
-check_events() {
-    local event=$1 key=$2 file="$WORK_DIR/got.$1"
-    events_with_ids "$event" >"$file"
-    local total ids pairs
-    total=$(wc -l <"$file")
-    ids=$(cut -d' ' -f1 "$file" | sort -u | wc -l)
-    pairs=$(sort -u "$file" | wc -l)
-    [[ "$pairs" -eq "$ids" ]] || fail "$event: an event-id was delivered with two different values"
-    cut -d' ' -f2- "$file" | jq -r "$key" | sort -u >"$file.keys"
-    sort -u "$WORK_DIR/want.$event" >"$file.want"
-    local missing extra
-    missing=$(comm -23 "$file.want" "$file.keys" | wc -l)
-    extra=$(comm -13 "$file.want" "$file.keys" | wc -l)
-    ((missing == 0)) || fail "$event: $missing expected event(s) missing, e.g. $(comm -23 "$file.want" "$file.keys" | head -n 3 | paste -sd,)"
-    ((extra == 0)) || fail "$event: $extra unexpected event(s), e.g. $(comm -13 "$file.want" "$file.keys" | head -n 3 | paste -sd,)"
-    [[ "$ids" -eq "$(wc -l <"$file.want")" ]] ||
-        fail "$event: $ids distinct event-ids for $(wc -l <"$file.want") events (an event emitted twice)"
-    note "$event: $total message(s), $ids event-ids, $((total - ids)) re-deliveries"
-}
-check_events batch_created '.ref'
-check_events allocated '"\(.orderid) \(.batchref)"'
-check_events batch_quantity_changed '"\(.ref) \(.qty)"'
-# Per product, the first delivery of each quantity change follows the commands' order.
-cut -d' ' -f2- "$WORK_DIR/got.batch_quantity_changed" | jq -r '"\(.ref) \(.qty)"' | awk '!seen[$0]++' |
-    awk '{ if ($2 != ++n[$1]) { print "out of order: " $0; exit 1 } }' >"$WORK_DIR/order" ||
-    fail "BatchQuantityChanged events $(cat "$WORK_DIR/order") (per-sku order lost)"
-for topic in events.deallocated events.out_of_stock events.command_rejected dead_letter; do
-    got=$(topic_lines "$TOPIC_PREFIX.$topic" '%o\n' | wc -l)
-    [[ "$got" -eq 0 ]] || fail "$TOPIC_PREFIX.$topic holds $got message(s), expected none"
-done
-
-if grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$PROCESSOR_LOG"; then
-    fail "a sanitizer reported an error"
-fi
-# The processor's own count: every command applied once (none a duplicate, none failed).
-applied=$(curl -s "$(http_base)/metrics" |
-    awk '/^allocation_commands_total\{.*outcome="applied"/ { n += $2 } END { print n + 0 }')
-[[ "$applied" -eq $((CREATES + COMMANDS)) ]] ||
-    fail "allocation_commands_total counts $applied applied, $((CREATES + COMMANDS)) were produced"
+check_stream_delivered
 stop_processor TERM
 note "done: $applied commands applied"
 "$SERVICES" status >/dev/null || fail "the local services are not both running at the end"

@@ -99,30 +99,7 @@ assignment() {
 }
 
 # --- the stream ---------------------------------------------------------------------------------
-STREAM="$WORK_DIR/stream.tsv"
-{
-    for ((s = 0; s < SKUS; s++)); do
-        printf '%s\t{"type":"CreateBatch","ref":"%s-b%d","sku":"%s","qty":1000000}\n' "$RUN_ID-S$s" "$RUN_ID" "$s" "$RUN_ID-S$s"
-    done
-    for ((c = 0; c < COUNTERS; c++)); do
-        printf '%s\t{"type":"CreateBatch","ref":"%s-counter%d","sku":"%s-C%d","qty":0}\n' "$RUN_ID-C$c" "$RUN_ID" "$c" "$RUN_ID" "$c"
-    done
-} >"$WORK_DIR/creates.tsv"
-CREATES=$((SKUS + COUNTERS))
-declare -a CHANGES_OF
-for ((c = 0; c < COUNTERS; c++)); do CHANGES_OF[c]=0; done
-ALLOCS=0
-for ((i = 1; i <= COMMANDS; i++)); do
-    if ((i % 5 == 0)); then
-        c=$(((i / 5) % COUNTERS))
-        CHANGES_OF[c]=$((CHANGES_OF[c] + 1))
-        printf '%s\t{"type":"ChangeBatchQuantity","ref":"%s-counter%d","qty":%d}\n' "$RUN_ID-C$c" "$RUN_ID" "$c" "${CHANGES_OF[c]}"
-    else
-        ALLOCS=$((ALLOCS + 1))
-        s=$((ALLOCS % SKUS))
-        printf '%s\t{"type":"Allocate","orderid":"%s-o%d","sku":"%s","qty":1}\n' "$RUN_ID-S$s" "$RUN_ID" "$ALLOCS" "$RUN_ID-S$s"
-    fi
-done >"$STREAM"
+make_stream
 
 # The stream flows in chunks, one kcat call each, paced; before a gate's chunk it waits until
 # the main script has finished the step the gate names, so every step happens while commands

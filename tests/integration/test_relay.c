@@ -127,6 +127,18 @@ static rd_kafka_t *kafka_client(rd_kafka_type_t type, const char *group)
     return rk;
 }
 
+/* An admin request's answer, failing the test when there is none or it is an error. */
+static rd_kafka_event_t *admin_answer(rd_kafka_queue_t *queue, const char *what,
+                                      const char *topic)
+{
+    rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 20000);
+    if (!event)
+        fail_msg("%s %s: no answer from Kafka at %s", what, topic, cfg.bootstrap_servers);
+    if (rd_kafka_event_error(event))
+        fail_msg("%s %s: %s", what, topic, rd_kafka_event_error_string(event));
+    return event;
+}
+
 /* Creates a topic; `max_message_bytes` > 0 sets the topic's max.message.bytes. */
 static void create_topic_with(const char *topic, int max_message_bytes)
 {
@@ -143,11 +155,7 @@ static void create_topic_with(const char *topic, int max_message_bytes)
                          RD_KAFKA_RESP_ERR_NO_ERROR);
     }
     rd_kafka_CreateTopics(rk, &newt, 1, NULL, queue);
-    rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 20000);
-    if (!event)
-        fail_msg("creating topic %s: no answer from Kafka at %s", topic, cfg.bootstrap_servers);
-    if (rd_kafka_event_error(event))
-        fail_msg("creating topic %s: %s", topic, rd_kafka_event_error_string(event));
+    rd_kafka_event_t *event = admin_answer(queue, "creating topic", topic);
     size_t n = 0;
     const rd_kafka_topic_result_t **results =
         rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &n);
@@ -163,6 +171,28 @@ static void create_topic_with(const char *topic, int max_message_bytes)
 static void create_topic(const char *topic)
 {
     create_topic_with(topic, 0);
+}
+
+/* Sets one of a topic's configs (AlterConfigs: the others go back to the broker's defaults). */
+static void set_topic_config(const char *topic, const char *name, const char *value)
+{
+    rd_kafka_t *rk = kafka_client(RD_KAFKA_PRODUCER, NULL);
+    rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
+    rd_kafka_ConfigResource_t *config = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    assert_int_equal(rd_kafka_ConfigResource_set_config(config, name, value),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_AlterConfigs(rk, &config, 1, NULL, queue);
+    rd_kafka_event_t *event = admin_answer(queue, "altering topic", topic);
+    size_t n = 0;
+    const rd_kafka_ConfigResource_t **results =
+        rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(event), &n);
+    assert_int_equal(n, 1);
+    if (rd_kafka_ConfigResource_error(results[0]))
+        fail_msg("altering topic %s: %s", topic, rd_kafka_ConfigResource_error_string(results[0]));
+    rd_kafka_event_destroy(event);
+    rd_kafka_ConfigResource_destroy(config);
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_destroy(rk);
 }
 
 /* Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2). */
@@ -495,6 +525,20 @@ static void wait_leader(ap_relay_t *relay, int timeout_ms)
     }
 }
 
+/* The relay counts a batch right after deleting its rows: an empty outbox can be seen first. */
+static void wait_delivered(ap_relay_t *relay, uint64_t at_least, int timeout_ms)
+{
+    ap_relay_stats_t stats;
+    long long deadline = now_ms() + timeout_ms;
+    for (ap_relay_stats(relay, &stats); stats.delivered < at_least; ap_relay_stats(relay, &stats)) {
+        if (now_ms() > deadline)
+            fail_msg("the relay counted %llu delivered within %d ms, expected %llu or more",
+                     (unsigned long long)stats.delivered, timeout_ms,
+                     (unsigned long long)at_least);
+        ap_test_pause_ms(10);
+    }
+}
+
 /* ---------------------------------------------------------------- tests */
 
 /* A backlog written before the relay starts: all of it, once, byte-exact, in order per key. */
@@ -510,11 +554,11 @@ static void test_backlog_delivered_exactly(void **state)
 
     ap_relay_t *relay = start_relay(&cfg);
     wait_outbox_empty(topic, 60000);
+    wait_delivered(relay, n, 5000);
     ap_relay_stats_t stats;
     ap_relay_stats(relay, &stats);
     assert_true(stats.leader);
     assert_true(stats.connected);
-    assert_true(stats.delivered >= n);
     assert_int_equal(stats.failed, 0);
     ap_relay_stop(relay);
 
@@ -597,15 +641,13 @@ static void test_one_leader_and_failover(void **state)
     ap_relay_stats(relays[standby], &stats);
     assert_false(stats.leader);
     assert_int_equal(stats.delivered, 0);
-    ap_relay_stats(relays[active], &stats);
-    assert_true(stats.delivered >= n / 2);
+    wait_delivered(relays[active], n / 2, 5000);
 
     ap_relay_stop(relays[active]);
     wait_leader(relays[standby], 10000);
     insert_rows(topic, rows + n / 2, n - n / 2);
     wait_outbox_empty(topic, 30000);
-    ap_relay_stats(relays[standby], &stats);
-    assert_true(stats.delivered >= n - n / 2);
+    wait_delivered(relays[standby], n - n / 2, 5000);
     ap_relay_stop(relays[standby]);
 
     consume_rows(topic, rows, n, 30000);
@@ -653,9 +695,10 @@ static void delete_topic_rows(const char *topic)
 }
 
 /*
- * A row Kafka refuses for good (larger than its topic's max.message.bytes) is moved to
- * outbox_parked with Kafka's reason, so it neither blocks nor slows the rows behind it: they
- * are delivered, in order, and the relay never backs off for it.
+ * A row Kafka refuses for good (larger than the relay's own producer takes: its
+ * message.max.bytes) is moved to outbox_parked with Kafka's reason, so it neither blocks nor
+ * slows the rows behind it: they are delivered, in order, and the relay never backs off for
+ * it.
  */
 static void test_refused_row_is_parked(void **state)
 {
@@ -663,11 +706,15 @@ static void test_refused_row_is_parked(void **state)
     char small[128], fine[128];
     uniq(small, sizeof small, "relaytest-small");
     uniq(fine, sizeof fine, "relaytest-fine");
-    create_topic_with(small, 2000);
+    create_topic(small);
     create_topic(fine);
     row_t *rows = make_rows(40, 5, 6);
+    ap_config_t limited = cfg;
+    ap_kv_t limit[] = {{"message.max.bytes", "3000"}};
+    limited.kafka = limit;
+    limited.nkafka = 1;
 
-    ap_relay_t *relay = start_relay(&cfg);
+    ap_relay_t *relay = start_relay(&limited);
     wait_leader(relay, 10000);
     /* The refused row first, so it heads every batch that follows. */
     PGconn *conn = connect_to(scratch_conninfo);
@@ -699,6 +746,64 @@ static void test_refused_row_is_parked(void **state)
     check_key_order(rows, 40);
     delete_topic_rows(small);
     free(rows);
+}
+
+/* Waits until the relay reports rows held up by too-large refusals (`some`), or none. */
+static void wait_refused(ap_relay_t *relay, bool some, int timeout_ms)
+{
+    ap_relay_stats_t stats;
+    long long deadline = now_ms() + timeout_ms;
+    for (ap_relay_stats(relay, &stats); (stats.refused_rows > 0) != some;
+         ap_relay_stats(relay, &stats)) {
+        if (now_ms() >= deadline)
+            fail_msg("the relay reported %zu refused rows after %d ms", stats.refused_rows,
+                     timeout_ms);
+        ap_test_pause_ms(50);
+    }
+}
+
+/*
+ * Rows their topic refuses as too large (its max.message.bytes lowered below them) are
+ * neither dropped nor parked: they stay, with the later rows of their keys, while another
+ * topic's rows flow, and the relay's stats say so. Once the topic takes them they are all
+ * delivered, each once and in key order, without a restart.
+ */
+static void test_too_large_rows_wait_for_their_topic(void **state)
+{
+    (void)state;
+    char small[128], fine[128];
+    uniq(small, sizeof small, "relaytest-limited");
+    uniq(fine, sizeof fine, "relaytest-flowing");
+    create_topic_with(small, 200); /* below the larger rows make_row writes (~300 bytes) */
+    create_topic(fine);
+    row_t *rows = make_rows(40, 5, 6);
+    row_t *others = make_rows(20, 5, 60);
+
+    ap_relay_t *relay = start_relay(&cfg);
+    wait_leader(relay, 10000);
+    insert_rows(small, rows, 40);
+    insert_rows(fine, others, 20);
+    wait_outbox_empty(fine, 30000);
+    wait_refused(relay, true, 30000);
+
+    ap_relay_stats_t stats;
+    ap_relay_stats(relay, &stats);
+    assert_true(stats.refused > 0);
+    assert_int_equal(stats.parked, 0);
+    assert_non_null(strstr(stats.refused_reason, small));
+    assert_true(outbox_rows(small) > 0);
+
+    set_topic_config(small, "max.message.bytes", "1048588");
+    wait_outbox_empty(small, 60000);
+    wait_refused(relay, false, 5000);
+    ap_relay_stats(relay, &stats);
+    assert_int_equal(stats.parked, 0);
+    ap_relay_stop(relay);
+    consume_rows(small, rows, 40, 30000);
+    check_key_order(rows, 40);
+    consume_rows(fine, others, 20, 30000);
+    free(rows);
+    free(others);
 }
 
 /* With Kafka unreachable, rows stay and a stop still returns within its bound. */
@@ -818,6 +923,7 @@ int main(void)
         cmocka_unit_test(test_one_leader_and_failover),
         cmocka_unit_test(test_reconnects_after_session_loss),
         cmocka_unit_test(test_refused_row_is_parked),
+        cmocka_unit_test(test_too_large_rows_wait_for_their_topic),
         cmocka_unit_test(test_stop_is_bounded_without_kafka),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
