@@ -132,9 +132,17 @@ secure_pg_admin() {
     as_postgres psql -X -q -v ON_ERROR_STOP=1 -h "$SECURE_PG_DIR/run" -p "${SECURE_PG_PORT}" -U postgres -d postgres "$@"
 }
 
+# stop_secure_pg: stops the test's Postgres, if it runs, and waits until it has gone. By its
+# pid as well: pass() deletes the work folder, the data directory with it, before the EXIT trap
+# runs, and pg_ctl then has nothing to go by.
 stop_secure_pg() {
-    [[ -n "$SECURE_PG_DIR" && -f "$SECURE_PG_DIR/data/postmaster.pid" ]] || return 0
-    as_postgres "${AP_PG_BIN:-/usr/lib/postgresql/15/bin}/pg_ctl" -D "$SECURE_PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+    if [[ -n "$SECURE_PG_DIR" && -f "$SECURE_PG_DIR/data/postmaster.pid" ]]; then
+        as_postgres "${AP_PG_BIN:-/usr/lib/postgresql/15/bin}/pg_ctl" -D "$SECURE_PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 && SECURE_PG_PID=""
+    fi
+    [[ -n "${SECURE_PG_PID:-}" ]] || return 0
+    kill -QUIT "$SECURE_PG_PID" 2>/dev/null || return 0   # SIGQUIT: an immediate shutdown
+    local deadline=$((SECONDS + 30))
+    while kill -0 "$SECURE_PG_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
 }
 
 # secure_url USER PASSWORD PORT DB [CA]: a verify-full connection string.

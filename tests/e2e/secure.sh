@@ -78,7 +78,10 @@ stop_processor TERM
 note "commands in and events out over SASL_SSL; $encrypted Postgres sessions, all TLS"
 
 # ---------------------------------------------------------------- each refusal is said
-# expect_refusal NAME SERVICE WORDS DB_URL_FILE KAFKA_PW_FILE KAFKA_CA
+# metric_line LOG LINE: the processor writing LOG has LINE, exactly, on /metrics.
+metric_line() { curl -s "$(http_base "$1")/metrics" | grep -qxF "$2"; }
+
+# expect_refusal NAME SERVICE WORDS DB_URL_FILE KAFKA_PW_FILE KAFKA_CA [FAULT_LABEL]
 expect_refusal() {
     local name=$1 service=$2 words=$3 log="$WORK_DIR/$1.log" lines
     run_secure "$log" "$4" "$5" "$6"
@@ -89,6 +92,10 @@ expect_refusal() {
     lines=$(grep -c "error $service: refuses the connection: $words" "$log" || true)
     [[ "$lines" -eq 1 ]] || { tail -n 30 "$log" >&2; fail "$name: expected one ERROR line saying '$words', found $lines"; }
     curl -s "$(http_base "$log")/readyz" | jq -c '.reasons' >"$WORK_DIR/$name.reason"
+    # The same refusal on /metrics: Postgres's as its fault label, Kafka's as kafka_up 0.
+    local metric='allocation_kafka_up 0'
+    [[ "$service" == postgres ]] && metric="allocation_postgres_fault{fault=\"$7\"} 1"
+    wait_for "$name on /metrics ($metric)" 15 metric_line "$log" "$metric"
     note "$name: 503 $(cut -c1-160 "$WORK_DIR/$name.reason")"
     PROCESSOR_LOG=$log
     stop_processor TERM
@@ -102,9 +109,9 @@ expect_refusal kafka-password kafka "authentication failed" "$GOOD_URL" "$WRONG_
 grep -q "SASL authentication error" "$WORK_DIR/kafka-password.reason" || fail "the Kafka reason does not name SASL: $(cat "$WORK_DIR/kafka-password.reason")"
 expect_refusal kafka-certificate kafka "TLS failed" "$GOOD_URL" "$GOOD_KAFKA_PW" "$BAD_CA"
 grep -q "certificate verify failed" "$WORK_DIR/kafka-certificate.reason" || fail "the Kafka reason does not name verification: $(cat "$WORK_DIR/kafka-certificate.reason")"
-expect_refusal pg-password postgres "authentication failed" "$WRONG_URL" "$GOOD_KAFKA_PW" "$CA_FILE"
+expect_refusal pg-password postgres "authentication failed" "$WRONG_URL" "$GOOD_KAFKA_PW" "$CA_FILE" authentication
 grep -q "password authentication failed for user" "$WORK_DIR/pg-password.reason" || fail "the Postgres reason: $(cat "$WORK_DIR/pg-password.reason")"
-expect_refusal pg-certificate postgres "TLS failed" "$BAD_CA_URL" "$GOOD_KAFKA_PW" "$CA_FILE"
+expect_refusal pg-certificate postgres "TLS failed" "$BAD_CA_URL" "$GOOD_KAFKA_PW" "$CA_FILE" tls
 grep -q "certificate verify failed" "$WORK_DIR/pg-certificate.reason" || fail "the Postgres reason: $(cat "$WORK_DIR/pg-certificate.reason")"
 
 # The one-shot commands: exit 1 at once, with the reason.
