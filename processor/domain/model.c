@@ -67,6 +67,25 @@ bool ap_batch_has_line(const ap_batch_t *batch, const ap_order_line_t *line)
     return false;
 }
 
+int64_t ap_batch_unknown_qty(const ap_batch_t *batch)
+{
+    return batch->allocated_qty - batch->known_qty;
+}
+
+/* Stores `orderid` (`len` bytes, no NUL) at the arena's end; its offset, or -1. */
+static int64_t batch_store_text(ap_batch_t *batch, const char *orderid, size_t len)
+{
+    /* Offsets are 32-bit to keep lines small: past four GiB of orderids a batch is full. */
+    if (batch->text_len + len + 1 > UINT32_MAX ||
+        !AP_ARRAY_RESERVE(batch->text, batch->text_cap, batch->text_len + len + 1))
+        return -1;
+    int64_t at = (int64_t)batch->text_len;
+    memcpy(batch->text + batch->text_len, orderid, len);
+    batch->text[batch->text_len + len] = '\0';
+    batch->text_len += len + 1;
+    return at;
+}
+
 /*
  * Appends a line of the batch's sku. `orderid` (`len` bytes, no NUL) must not point into the
  * batch's own arena, which may move.
@@ -75,19 +94,18 @@ static ap_err_t batch_append_line(ap_batch_t *batch, const char *orderid, size_t
                                   int64_t qty)
 {
     assert(len <= AP_STR_MAX);
-    /* Offsets are 32-bit to keep lines small: past four GiB of orderids a batch is full. */
-    if (batch->text_len + len + 1 > UINT32_MAX ||
-        !AP_ARRAY_RESERVE(batch->lines, batch->lines_cap, batch->nlines + 1) ||
-        !AP_ARRAY_RESERVE(batch->text, batch->text_cap, batch->text_len + len + 1))
+    if (!AP_ARRAY_RESERVE(batch->lines, batch->lines_cap, batch->nlines + 1))
+        return AP_ERR_NOMEM;
+    int64_t at = batch_store_text(batch, orderid, len);
+    if (at < 0)
         return AP_ERR_NOMEM;
     ap_batch_line_t *stored = &batch->lines[batch->nlines++];
-    stored->orderid_at = (uint32_t)batch->text_len;
+    stored->id = 0;
+    stored->orderid_at = (uint32_t)at;
     stored->orderid_len = (uint32_t)len;
     stored->qty = qty;
-    memcpy(batch->text + batch->text_len, orderid, len);
-    batch->text[batch->text_len + len] = '\0';
-    batch->text_len += len + 1;
     batch->allocated_qty += qty;
+    batch->known_qty += qty;
     return AP_OK;
 }
 
@@ -100,8 +118,10 @@ static ap_order_line_t batch_pop_line(ap_batch_t *batch)
     /* Copy out before the arena gives the bytes back. */
     memcpy(line.orderid, batch->text + stored->orderid_at, stored->orderid_len);
     memcpy(line.sku, batch->sku, sizeof line.sku);
-    batch->text_len = stored->orderid_at;
+    if (stored->orderid_at + stored->orderid_len + 1 == batch->text_len)
+        batch->text_len = stored->orderid_at;
     batch->allocated_qty -= stored->qty;
+    batch->known_qty -= stored->qty;
     return line;
 }
 
@@ -124,7 +144,10 @@ static ap_product_t *product_alloc(const char *sku, int64_t version, bool is_new
 
 ap_product_t *ap_product_new(const char *sku)
 {
-    return product_alloc(sku, 0, true);
+    ap_product_t *product = product_alloc(sku, 0, true);
+    if (product)
+        product->complete = true; /* storage has none of its lines: all are in memory */
+    return product;
 }
 
 ap_product_t *ap_product_restore(const char *sku, int64_t version)
@@ -150,11 +173,13 @@ static ap_batch_t *product_append_batch(ap_product_t *product, const char *ref, 
 }
 
 ap_err_t ap_product_restore_batch(ap_product_t *product, const char *ref, int64_t purchased_qty,
-                                  bool has_eta, int32_t eta, ap_batch_t **out)
+                                  bool has_eta, int32_t eta, int64_t allocated_qty,
+                                  ap_batch_t **out)
 {
     ap_batch_t *batch = product_append_batch(product, ref, purchased_qty, has_eta, eta);
     if (!batch)
         return AP_ERR_NOMEM;
+    batch->allocated_qty = allocated_qty;
     if (out)
         *out = batch;
     return AP_OK;
@@ -170,6 +195,123 @@ ap_err_t ap_product_restore_line(ap_batch_t *batch, const char *orderid, int64_t
     return batch_append_line(batch, copy, len, qty);
 }
 
+void ap_product_mark_complete(ap_product_t *product)
+{
+    product->complete = true;
+}
+
+/* The found line with this id in batch index `b`, or -1. */
+static long find_found(const ap_product_t *product, size_t b, int64_t id)
+{
+    for (size_t i = 0; i < product->nfound; i++) {
+        if (product->found[i].batch == b && product->found[i].id == id)
+            return (long)i;
+    }
+    return -1;
+}
+
+static bool batch_has_id(const ap_batch_t *batch, int64_t id)
+{
+    for (size_t i = 0; i < batch->nlines; i++) {
+        if (batch->lines[i].id == id)
+            return true;
+    }
+    return false;
+}
+
+ap_err_t ap_product_restore_older_line(ap_product_t *product, ap_batch_t *batch, int64_t id,
+                                       const char *orderid, int64_t qty)
+{
+    size_t len = strnlen(orderid, AP_STR_SIZE);
+    if (len > AP_STR_MAX)
+        return AP_ERR_INVALID_COMMAND;
+    if (qty <= 0 || qty > ap_batch_unknown_qty(batch) || batch_has_id(batch, id))
+        return AP_ERR_CONFLICT;
+    if (!AP_ARRAY_RESERVE(batch->lines, batch->lines_cap, batch->nlines + 1))
+        return AP_ERR_NOMEM;
+    char copy[AP_STR_SIZE];
+    memcpy(copy, orderid, len); /* `orderid` may point into the arena, which may move */
+    int64_t at = batch_store_text(batch, copy, len);
+    if (at < 0)
+        return AP_ERR_NOMEM;
+    memmove(batch->lines + 1, batch->lines, batch->nlines * sizeof *batch->lines);
+    batch->lines[0] = (ap_batch_line_t){.id = id, .orderid_at = (uint32_t)at,
+                                        .orderid_len = (uint32_t)len, .qty = qty};
+    batch->nlines++;
+    batch->known_qty += qty;
+    /* Found by an order's lookup before: it is one of the batch's lines in memory now. */
+    long dup = find_found(product, (size_t)(batch - product->batches), id);
+    if (dup >= 0) {
+        product->found[dup] = product->found[product->nfound - 1];
+        product->nfound--;
+    }
+    return AP_OK;
+}
+
+ap_err_t ap_product_restore_order_line(ap_product_t *product, const char *ref, int64_t id,
+                                       const char *orderid, int64_t qty)
+{
+    const ap_batch_t *batch = ap_product_find_batch(product, ref);
+    if (!batch)
+        return AP_ERR_CONFLICT;
+    size_t b = (size_t)(batch - product->batches);
+    if (batch_has_id(batch, id) || find_found(product, b, id) >= 0)
+        return AP_OK;
+    if (!AP_ARRAY_RESERVE(product->found, product->found_cap, product->nfound + 1))
+        return AP_ERR_NOMEM;
+    ap_found_line_t *line = &product->found[product->nfound];
+    memset(line, 0, sizeof *line);
+    if (!ap_str_set(line->orderid, orderid, strnlen(orderid, AP_STR_SIZE)))
+        return AP_ERR_INVALID_COMMAND;
+    line->batch = b;
+    line->id = id;
+    line->qty = qty;
+    product->nfound++;
+    return AP_OK;
+}
+
+bool ap_product_knows_order(const ap_product_t *product, const char *orderid)
+{
+    if (product->complete)
+        return true;
+    for (size_t i = 0; i < product->norders; i++) {
+        if (strcmp(product->orders[i], orderid) == 0)
+            return true;
+    }
+    return false;
+}
+
+ap_err_t ap_product_restore_order(ap_product_t *product, const char *orderid)
+{
+    if (ap_product_knows_order(product, orderid))
+        return AP_OK;
+    if (!AP_ARRAY_RESERVE(product->orders, product->orders_cap, product->norders + 1))
+        return AP_ERR_NOMEM;
+    if (!ap_str_set(product->orders[product->norders], orderid, strnlen(orderid, AP_STR_SIZE)))
+        return AP_ERR_INVALID_COMMAND;
+    product->norders++;
+    return AP_OK;
+}
+
+void ap_product_forget_lines(ap_product_t *product)
+{
+    for (size_t i = 0; i < product->nbatches; i++) {
+        ap_batch_t *batch = &product->batches[i];
+        free(batch->lines);
+        free(batch->text);
+        batch->lines = NULL;
+        batch->text = NULL;
+        batch->nlines = batch->lines_cap = batch->text_len = batch->text_cap = 0;
+        batch->known_qty = 0;
+    }
+    free(product->orders);
+    free(product->found);
+    product->orders = NULL;
+    product->found = NULL;
+    product->norders = product->orders_cap = product->nfound = product->found_cap = 0;
+    product->complete = false;
+}
+
 void ap_product_free(ap_product_t *product)
 {
     if (!product)
@@ -181,6 +323,8 @@ void ap_product_free(ap_product_t *product)
     free(product->batches);
     free(product->events);
     free(product->changes);
+    free(product->orders);
+    free(product->found);
     free(product);
 }
 
@@ -208,9 +352,15 @@ ap_product_t *ap_product_clone(const ap_product_t *product)
     copy->nbatches = 0;
     copy->events = NULL;
     copy->changes = NULL;
+    copy->orders = NULL;
+    copy->found = NULL;
 
     bool ok = dup_array((void **)&copy->events, &copy->events_cap, product->events,
                         product->nevents, sizeof *product->events) &&
+              dup_array((void **)&copy->orders, &copy->orders_cap, product->orders,
+                        product->norders, sizeof *product->orders) &&
+              dup_array((void **)&copy->found, &copy->found_cap, product->found,
+                        product->nfound, sizeof *product->found) &&
               dup_array((void **)&copy->changes, &copy->changes_cap, product->changes,
                         product->nchanges, sizeof *product->changes) &&
               dup_array((void **)&copy->batches, &copy->batches_cap, product->batches,
@@ -241,7 +391,9 @@ size_t ap_product_footprint(const ap_product_t *product)
 {
     size_t bytes = sizeof *product + product->batches_cap * sizeof *product->batches +
                    product->events_cap * sizeof *product->events +
-                   product->changes_cap * sizeof *product->changes;
+                   product->changes_cap * sizeof *product->changes +
+                   product->orders_cap * sizeof *product->orders +
+                   product->found_cap * sizeof *product->found;
     for (size_t i = 0; i < product->nbatches; i++) {
         const ap_batch_t *batch = &product->batches[i];
         bytes += batch->lines_cap * sizeof *batch->lines + batch->text_cap;
@@ -360,6 +512,13 @@ ap_err_t ap_product_allocate(ap_product_t *product, const ap_order_line_t *line,
         *batchref_out = NULL;
     if (strcmp(line->sku, product->sku) != 0)
         return AP_ERR_INVALID_SKU;
+    if (!ap_product_knows_order(product, line->orderid))
+        return AP_ERR_NEED_LINES;
+    for (size_t i = 0; i < product->nfound; i++) {
+        const ap_found_line_t *found = &product->found[i];
+        if (found->qty == line->qty && strcmp(found->orderid, line->orderid) == 0)
+            return AP_OK; /* already allocated, in a line older than those in memory */
+    }
 
     ap_batch_t *best = NULL;
     for (size_t i = 0; i < product->nbatches; i++) {
@@ -400,9 +559,11 @@ ap_err_t ap_product_change_batch_quantity(ap_product_t *product, const char *ref
     /* Room for the quantity change and the lines that will leave: counted, not assumed to be
      * all of them, as reserved room stays with the product (a cached one too). */
     size_t leaving = 0;
-    for (int64_t available = qty - batch->allocated_qty; available < 0 && leaving < batch->nlines;
-         leaving++)
+    int64_t available = qty - batch->allocated_qty;
+    for (; available < 0 && leaving < batch->nlines; leaving++)
         available += batch->lines[batch->nlines - 1 - leaving].qty;
+    if (available < 0 && ap_batch_unknown_qty(batch) > 0)
+        return AP_ERR_NEED_LINES; /* lines that must leave are still in storage */
     ap_err_t err = reserve_records(product, 1 + leaving, 1 + leaving);
     if (err)
         return err;
@@ -437,4 +598,53 @@ void ap_product_trim(ap_product_t *product)
         product->changes = NULL;
         product->changes_cap = 0;
     }
+}
+
+/* ---------------------------------------------------------------- whole-product storage */
+
+ap_err_t ap_product_apply_changes(ap_product_t *whole, const ap_product_t *changed,
+                                  int64_t *next_id)
+{
+    assert(whole->complete && strcmp(whole->sku, changed->sku) == 0);
+    if (whole->version_number != changed->stored_version)
+        return AP_ERR_CONFLICT;
+    for (size_t i = 0; i < changed->nchanges; i++) {
+        const ap_change_t *change = &changed->changes[i];
+        const ap_batch_t *from = &changed->batches[change->batch];
+        ap_batch_t *batch = ap_product_find_batch(whole, from->ref);
+        ap_err_t err = AP_OK;
+        switch (change->kind) {
+        case AP_CHANGE_ADD_BATCH:
+            if (batch)
+                return AP_ERR_CONFLICT;
+            err = ap_product_restore_batch(whole, from->ref, from->purchased_qty, from->has_eta,
+                                           from->eta, 0, NULL);
+            break;
+        case AP_CHANGE_SET_QTY:
+            if (!batch)
+                return AP_ERR_CONFLICT;
+            batch->purchased_qty = from->purchased_qty;
+            break;
+        case AP_CHANGE_ADD_LINE:
+            if (!batch)
+                return AP_ERR_CONFLICT;
+            if (!(err = ap_product_restore_line(batch, change->line.orderid, change->line.qty)))
+                batch->lines[batch->nlines - 1].id = ++*next_id;
+            break;
+        case AP_CHANGE_REMOVE_LINE: {
+            if (!batch || batch->nlines == 0)
+                return AP_ERR_CONFLICT;
+            ap_order_line_t newest = batch_pop_line(batch);
+            if (!ap_order_line_equal(&newest, &change->line))
+                return AP_ERR_CONFLICT;
+            break;
+        }
+        }
+        if (err)
+            return err;
+    }
+    whole->version_number = changed->version_number;
+    whole->stored_version = changed->version_number;
+    whole->is_new = false;
+    return AP_OK;
 }

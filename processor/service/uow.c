@@ -49,7 +49,7 @@ static ap_product_t *find_sku(ap_product_t *const *items, size_t n, const char *
 static ap_product_cache_t *tx_cache(ap_uow_t *uow)
 {
     if (!uow->cache)
-        uow->cache = ap_product_cache_new(0);
+        uow->cache = ap_product_cache_new(0, true);
     return uow->cache;
 }
 
@@ -72,7 +72,7 @@ ap_err_t ap_uow_keep_committed(ap_uow_t *uow, size_t max_bytes)
     uow->committed = NULL;
     if (max_bytes == 0 || !uow->ops->load_many)
         return AP_OK;
-    uow->committed = ap_product_cache_new(max_bytes);
+    uow->committed = ap_product_cache_new(max_bytes, false);
     return uow->committed ? AP_OK : AP_ERR_NOMEM;
 }
 
@@ -247,8 +247,44 @@ static bool known_sku(const ap_uow_t *uow, const char *sku, const char *const *w
     return false;
 }
 
-void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, size_t nskus,
-                     const char *const *refs, size_t nrefs)
+/*
+ * The lines of orders orderids[i] of the products of skus[i] that the transaction's cache
+ * holds and that do not know them yet, in one round trip. The products are taken out of
+ * the cache for the call and put back after.
+ */
+static void prefetch_orders(ap_uow_t *uow, const char *const *skus, const char *const *orderids,
+                            size_t n)
+{
+    ap_product_t **taken = malloc(n * sizeof *taken);    /* distinct, out of the cache */
+    ap_product_t **products = malloc(n * sizeof *products);
+    const char **wanted = malloc(n * sizeof *wanted);
+    size_t ntaken = 0, m = 0;
+
+    for (size_t i = 0; taken && products && wanted && i < n; i++) {
+        if (!orderids[i] || !orderids[i][0])
+            continue;
+        ap_product_t *product = find_sku(taken, ntaken, skus[i]);
+        if (!product) {
+            if (!(product = cache_take(uow, skus[i])))
+                continue;
+            taken[ntaken++] = product;
+        }
+        if (!ap_product_knows_order(product, orderids[i])) {
+            products[m] = product;
+            wanted[m++] = orderids[i];
+        }
+    }
+    if (m > 0)
+        (void)uow->ops->load_orders(uow, products, wanted, m); /* a hint, like the rest */
+    for (size_t i = 0; i < ntaken; i++)
+        ap_product_cache_put(uow->cache, taken[i]);
+    free(taken);
+    free(products);
+    free(wanted);
+}
+
+void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, const char *const *orderids,
+                     size_t nskus, const char *const *refs, size_t nrefs)
 {
     const char **wanted = NULL;
     char(*ref_skus)[AP_STR_SIZE] = NULL;
@@ -274,9 +310,30 @@ void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, size_t nskus,
     }
     if (nwanted > 0)
         (void)refresh(uow, wanted, nwanted); /* a hint: later gets load what is missing */
+    if (orderids && uow->ops->load_orders)
+        prefetch_orders(uow, skus, orderids, nskus);
 out:
     free(wanted);
     free(ref_skus);
+}
+
+ap_err_t ap_uow_load_order(ap_uow_t *uow, ap_product_t *product, const char *orderid)
+{
+    if (ap_product_knows_order(product, orderid))
+        return AP_OK;
+    if (!uow->ops->load_orders)
+        return AP_ERR_INTERNAL;
+    return uow->ops->load_orders(uow, &product, &orderid, 1);
+}
+
+ap_err_t ap_uow_load_older_lines(ap_uow_t *uow, ap_product_t *product, const char *ref)
+{
+    const ap_batch_t *batch = ap_product_find_batch(product, ref);
+    if (!batch || ap_batch_unknown_qty(batch) <= 0 || !uow->ops->load_older_lines)
+        return AP_ERR_INTERNAL;
+    /* Twice what memory holds (at least 16): a long decrease takes a few round trips. */
+    size_t max = batch->nlines < 8 ? 16 : 2 * batch->nlines;
+    return uow->ops->load_older_lines(uow, product, (size_t)(batch - product->batches), max);
 }
 
 ap_err_t ap_uow_add(ap_uow_t *uow, ap_product_t *product)

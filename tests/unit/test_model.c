@@ -462,7 +462,8 @@ static void test_increments_version_number(void **state)
     /* The book's test: a stored product at version 7 allocates and is at 8. */
     ap_product_t *product = ap_product_restore("SCANDI-PEN", 7);
     assert_non_null(product);
-    assert_int_equal(ap_product_restore_batch(product, "b1", 100, false, 0, NULL), AP_OK);
+    assert_int_equal(ap_product_restore_batch(product, "b1", 100, false, 0, 0, NULL), AP_OK);
+    ap_product_mark_complete(product); /* restored whole: it has no lines */
     allocate(product, "order1", 10);
     assert_int_equal(product->version_number, 8);
     ap_product_free(product);
@@ -768,14 +769,15 @@ static void test_restore_records_nothing(void **state)
     assert_false(product->is_new);
 
     ap_batch_t *b = NULL;
-    assert_int_equal(ap_product_restore_batch(product, "b-ship", 100, true, TOMORROW, &b),
+    assert_int_equal(ap_product_restore_batch(product, "b-ship", 100, true, TOMORROW, 0, &b),
                      AP_OK);
     assert_non_null(b);
     assert_string_equal(b->ref, "b-ship");
     assert_string_equal(b->sku, "OLD-DRESSER");
     assert_int_equal(ap_product_restore_line(b, "o1", 30), AP_OK);
     assert_int_equal(ap_product_restore_line(b, "o2", 20), AP_OK);
-    assert_int_equal(ap_product_restore_batch(product, "b-ware", 10, false, 0, &b), AP_OK);
+    assert_int_equal(ap_product_restore_batch(product, "b-ware", 10, false, 0, 0, &b), AP_OK);
+    ap_product_mark_complete(product);
 
     assert_int_equal(product->nevents, 0);
     assert_int_equal(product->nchanges, 0);
@@ -1050,7 +1052,7 @@ static void test_restore_line_checks_the_orderid(void **state)
     ap_product_t *product = ap_product_restore("RESTORED-RUG", 1);
     assert_non_null(product);
     ap_batch_t *b = NULL;
-    assert_int_equal(ap_product_restore_batch(product, "b1", 1000, false, 0, &b), AP_OK);
+    assert_int_equal(ap_product_restore_batch(product, "b1", 1000, false, 0, 0, &b), AP_OK);
 
     char longest[AP_STR_MAX + 1], longer[AP_STR_MAX + 2];
     memset(longest, 'k', AP_STR_MAX);
@@ -1120,7 +1122,7 @@ static void test_footprint_grows_with_lines(void **state)
     assert_true(empty >= sizeof *product);
 
     ap_batch_t *b = NULL;
-    assert_int_equal(ap_product_restore_batch(product, "b1", N, false, 0, &b), AP_OK);
+    assert_int_equal(ap_product_restore_batch(product, "b1", N, false, 0, 0, &b), AP_OK);
     size_t one_batch = ap_product_footprint(product);
     assert_true(one_batch >= empty + sizeof *b);
 
@@ -1129,6 +1131,7 @@ static void test_footprint_grows_with_lines(void **state)
         snprintf(orderid, sizeof orderid, "order-%04zu", i); /* 10 bytes + NUL */
         assert_int_equal(ap_product_restore_line(b, orderid, 1), AP_OK);
     }
+    ap_product_mark_complete(product);
     size_t full = ap_product_footprint(product);
     size_t per_line = sizeof(ap_batch_line_t) + 11;
     /* At least what the lines need, at most twice that (geometric growth), and nowhere near
