@@ -155,6 +155,17 @@ bool ap_product_knows_order(const ap_product_t *product, const char *orderid);
  * to give before its oldest line in memory. */
 int64_t ap_batch_unknown_qty(const ap_batch_t *batch);
 
+/*
+ * How many of storage's newest lines of batch index `b` the product accounts for: its lines
+ * in memory, less those allocated and not written yet, plus those taken back and not
+ * written yet (changes pending). Where a load of older lines starts.
+ */
+size_t ap_product_stored_newest(const ap_product_t *product, size_t b);
+
+/* True when a line of `orderid` was taken back and storage has not been told yet: storage
+ * would still show it, so its order cannot be looked up until the change is written. */
+bool ap_product_removal_pending(const ap_product_t *product, const char *orderid);
+
 /* Drops every line from memory, keeping the batches and their allocated quantities: for a
  * product about to be kept between transactions, whose history storage holds. */
 void ap_product_forget_lines(ap_product_t *product);

@@ -56,8 +56,8 @@ struct ap_uow_ops {
      * each, from storage as the open transaction sees it (so with every earlier scope's
      * writes). `load_orders`: for each i, every stored line of order orderids[i] in
      * products[i] (ap_product_restore_order_line, then ap_product_restore_order).
-     * `load_older_lines`: up to `max` lines of products[0]'s batch `batch` older than its
-     * lines in memory, newest first (ap_product_restore_older_line).
+     * `load_older_lines`: up to `max` lines of the product's batch `batch`, newest first,
+     * after the ap_product_stored_newest ones it accounts for (ap_product_restore_older_line).
      */
     ap_err_t (*load_orders)(ap_uow_t *uow, ap_product_t *const *products,
                             const char *const *orderids, size_t n);
@@ -162,7 +162,9 @@ ap_err_t ap_uow_add(ap_uow_t *uow, ap_product_t *product);
  * ap_product_change_batch_quantity say so with AP_ERR_NEED_LINES). ap_uow_load_order: every
  * line of `orderid` (a no-op when the product knows them). ap_uow_load_older_lines: more of
  * batch `ref`'s older lines (AP_ERR_INTERNAL when there are none to load, or the backend
- * cannot). AP_ERR_UNAVAILABLE, AP_ERR_CONFLICT (storage changed under the product), NOMEM.
+ * cannot; or, for an order, when a line of it was taken back in this scope: storage still
+ * shows it until the commit). AP_ERR_UNAVAILABLE, AP_ERR_CONFLICT (storage changed under
+ * the product), AP_ERR_NOMEM.
  */
 ap_err_t ap_uow_load_order(ap_uow_t *uow, ap_product_t *product, const char *orderid);
 ap_err_t ap_uow_load_older_lines(ap_uow_t *uow, ap_product_t *product, const char *ref);

@@ -178,7 +178,7 @@ ap_err_t pg_load_older_lines(ap_uow_t *uow, ap_product_t *product, size_t batch,
     pg_uow_t *self = container_of(uow, pg_uow_t, uow);
     ap_batch_t *b = &product->batches[batch];
     char skip[AP_PG_INT_SIZE], limit[AP_PG_INT_SIZE];
-    const char *params[3] = {b->ref, pg_uow_fmt_int(skip, (int64_t)b->nlines),
+    const char *params[3] = {b->ref, pg_uow_fmt_int(skip, (int64_t)ap_product_stored_newest(product, batch)),
                              pg_uow_fmt_int(limit, (int64_t)max)};
     const char *what = pg_stmts[ST_LOAD_OLDER].name;
     PGresult *res = NULL;

@@ -293,6 +293,29 @@ ap_err_t ap_product_restore_order(ap_product_t *product, const char *orderid)
     return AP_OK;
 }
 
+size_t ap_product_stored_newest(const ap_product_t *product, size_t b)
+{
+    size_t n = product->batches[b].nlines;
+    for (size_t i = 0; i < product->nchanges; i++) {
+        const ap_change_t *change = &product->changes[i];
+        if (change->batch == b && change->kind == AP_CHANGE_ADD_LINE)
+            n--;
+        else if (change->batch == b && change->kind == AP_CHANGE_REMOVE_LINE)
+            n++;
+    }
+    return n;
+}
+
+bool ap_product_removal_pending(const ap_product_t *product, const char *orderid)
+{
+    for (size_t i = 0; i < product->nchanges; i++) {
+        const ap_change_t *change = &product->changes[i];
+        if (change->kind == AP_CHANGE_REMOVE_LINE && strcmp(change->line.orderid, orderid) == 0)
+            return true;
+    }
+    return false;
+}
+
 void ap_product_forget_lines(ap_product_t *product)
 {
     for (size_t i = 0; i < product->nbatches; i++) {

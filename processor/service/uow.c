@@ -317,11 +317,17 @@ out:
     free(ref_skus);
 }
 
+/*
+ * Storage is asked about lines as the open transaction sees them: with what earlier scopes
+ * wrote at their commit, without what this scope changed so far (the model says where older
+ * lines start, ap_product_stored_newest; a line taken back is still there, so its order
+ * waits for the commit).
+ */
 ap_err_t ap_uow_load_order(ap_uow_t *uow, ap_product_t *product, const char *orderid)
 {
     if (ap_product_knows_order(product, orderid))
         return AP_OK;
-    if (!uow->ops->load_orders)
+    if (!uow->ops->load_orders || ap_product_removal_pending(product, orderid))
         return AP_ERR_INTERNAL;
     return uow->ops->load_orders(uow, &product, &orderid, 1);
 }

@@ -268,10 +268,11 @@ static ap_err_t fake_load_older_lines(ap_uow_t *uow, ap_product_t *product, size
     ap_batch_t *b = &product->batches[batch];
     ap_product_t **slot = stored_slot(self, product->sku);
     const ap_batch_t *whole = slot ? ap_product_find_batch(*slot, b->ref) : NULL;
+    size_t skip = ap_product_stored_newest(product, batch);
     self->queries++;
-    if (!whole || whole->nlines <= b->nlines)
+    if (!whole || whole->nlines <= skip)
         return AP_ERR_CONFLICT;
-    for (size_t l = whole->nlines - b->nlines, taken = 0; l-- > 0 && taken < max; taken++) {
+    for (size_t l = whole->nlines - skip, taken = 0; l-- > 0 && taken < max; taken++) {
         ap_err_t err = ap_product_restore_older_line(product, b, whole->lines[l].id,
                                                      ap_batch_line_orderid(whole, l),
                                                      whole->lines[l].qty);

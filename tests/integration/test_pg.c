@@ -154,7 +154,22 @@ static void change_qty(ap_uow_t *uow, ap_product_t *product, const char *ref, in
     assert_int_equal(err, AP_OK);
 }
 
-/* Brings every line of a handed-out product into memory, through the partial loads. */
+/* One command's scope inside a batch transaction: get (or create), act, commit, collect. */
+static ap_product_t *command_get(ap_uow_t *uow, const char *sku)
+{
+    ap_product_t *product = NULL;
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
+    return product;
+}
+
+static void command_end(ap_uow_t *uow)
+{
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_forget(uow);
+}
+/* Brings every line of a handed-out product into memory
+, through the partial loads. */
 static void load_whole(ap_uow_t *uow, ap_product_t *product)
 {
     for (size_t i = 0; i < product->nbatches; i++) {
@@ -427,6 +442,88 @@ static void test_repository_many_changes(void **state)
         assert_int_equal(loaded->batches[0].lines[i].qty, 1 + i % 3);
     }
     ap_product_free(loaded);
+}
+
+/* Every batch of `sku` carries the sum of its lines' quantities. */
+static void assert_allocated_matches_lines(const char *sku)
+{
+    assert_int_equal(scalar("SELECT count(*) FROM batches b WHERE b.sku = $1"
+                            "   AND b.allocated_quantity <> coalesce((SELECT sum(qty)"
+                            "       FROM allocations a WHERE a.batch_id = b.id), 0)",
+                            sku),
+                     0);
+}
+
+/*
+ * A product with a long history: a load brings none of its lines, the idempotency check
+ * reads one order's lines, and a decrease reads only the batch's newest ones; what it
+ * stores keeps the batch's allocated quantity equal to its lines'.
+ */
+static void test_long_history_stays_in_storage(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    char sku[96], ref[96], n[16];
+    uniq(sku, sizeof sku, "HISTORIC");
+    uniq(ref, sizeof ref, "b-historic");
+    store_product(sku, ref, 5000);
+    snprintf(n, sizeof n, "%d", N);
+    /* The history, written straight into the tables, as years of commands would have. */
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "WITH l AS (INSERT INTO allocations (batch_id, orderid, qty)"
+             "           SELECT b.id, 'h' || g, 1 FROM batches b, generate_series(1, %d) g"
+             "            WHERE b.reference = $1 ORDER BY g RETURNING 1),"
+             "     u AS (UPDATE batches SET allocated_quantity = %d WHERE reference = $1)"
+             " SELECT count(*) FROM l",
+             N, N);
+    assert_int_equal(scalar(sql, ref), N);
+
+    /* One transaction, a scope per command, as the consumer runs a batch. */
+    ap_uow_t *uow = new_uow();
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_product_t *product = command_get(uow, sku);
+    assert_int_equal(product->batches[0].nlines, 0);
+    assert_int_equal(ap_batch_allocated_qty(&product->batches[0]), N);
+    int64_t version = product->version_number;
+    allocate(uow, product, "h10", 1, NULL); /* allocated long ago: a no-op */
+    assert_int_equal(product->nevents, 0);
+    assert_int_equal(product->version_number, version);
+    command_end(uow);
+    product = command_get(uow, sku);
+    allocate(uow, product, "new-1", 2, ref);
+    command_end(uow);
+
+    /* 3002 allocated, 2990 left: new-1, then h3000 down to h2991, leave. */
+    product = command_get(uow, sku);
+    change_qty(uow, product, ref, N - 10);
+    assert_true(product->batches[0].nlines <= 17);
+    size_t deallocated = 0;
+    for (size_t i = 0; i < product->nevents; i++) {
+        const ap_msg_t *event = &product->events[i];
+        if (event->type != AP_EVT_DEALLOCATED)
+            continue;
+        char want[16];
+        snprintf(want, sizeof want, "h%zu", (size_t)N + 1 - deallocated);
+        assert_string_equal(event->orderid, deallocated == 0 ? "new-1" : want);
+        deallocated++;
+    }
+    assert_int_equal(deallocated, 11);
+    command_end(uow);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_free(uow);
+
+    assert_allocated_matches_lines(sku);
+    assert_int_equal(scalar("SELECT allocated_quantity FROM batches WHERE reference = $1", ref),
+                     N - 10);
+    assert_int_equal(scalar("SELECT count(*) FROM allocations a JOIN batches b"
+                            " ON b.id = a.batch_id WHERE b.reference = $1"
+                            "  AND (a.orderid = 'new-1' OR a.orderid = 'h2991')", ref),
+                     0);
+    assert_int_equal(scalar("SELECT count(*) FROM allocations a JOIN batches b"
+                            " ON b.id = a.batch_id WHERE b.reference = $1"
+                            "  AND a.orderid = 'h2990'", ref),
+                     1);
 }
 
 static void test_load_by_batchref(void **state)
@@ -902,20 +999,6 @@ static void test_deferred_writes_doom_the_transaction(void **state)
     ap_product_free(loaded);
 }
 
-/* One command's scope inside a batch transaction: get (or create), act, commit, collect. */
-static ap_product_t *command_get(ap_uow_t *uow, const char *sku)
-{
-    ap_product_t *product = NULL;
-    assert_int_equal(ap_uow_begin(uow), AP_OK);
-    assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
-    return product;
-}
-
-static void command_end(ap_uow_t *uow)
-{
-    assert_int_equal(ap_uow_commit(uow), AP_OK);
-    ap_uow_forget(uow);
-}
 
 /*
  * A batch's deferred writes are merged per table (product checks into one statement, runs
@@ -986,6 +1069,8 @@ static void test_deferred_writes_merge_per_table(void **state)
     const ap_batch_t *batch_b = ap_product_find_batch(stored_b, ref_b);
     assert_int_equal(batch_b->nlines, 1);
     assert_string_equal(ap_batch_line_orderid(batch_b, 0), orderid[4]);
+    assert_allocated_matches_lines(sku_a);
+    assert_allocated_matches_lines(sku_b);
     ap_product_free(stored_a);
     ap_product_free(stored_b);
     const long long expected_views[] = {0, 1, 0, 0, 1, 1};
@@ -1305,6 +1390,7 @@ int main(void)
         cmocka_unit_test(test_repository_round_trip),
         cmocka_unit_test(test_repository_updates),
         cmocka_unit_test(test_repository_many_changes),
+        cmocka_unit_test(test_long_history_stays_in_storage),
         cmocka_unit_test(test_load_by_batchref),
         cmocka_unit_test(test_rollback_by_default),
         cmocka_unit_test(test_rollback_on_error),
