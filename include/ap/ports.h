@@ -90,8 +90,11 @@ struct ap_uow {
     ap_product_t **seen;  /* every product handed out since the last collect; owned */
     size_t nseen, seen_cap;
     /* Products as committed by earlier scopes of the open transaction, so later commands
-     * need not load them again; dropped at any rollback. */
+     * need not load them again. Each is tagged with the scope that put it there (scopes are
+     * numbered as they begin): a rollback drops what its scope and the ones in it put. */
     ap_product_cache_t *cache;
+    uint64_t scopes_begun;
+    uint64_t scope_ids[8]; /* scope_ids[d]: the number of the open scope at depth d (1..7) */
     /* Products as the last transaction that used them committed them, kept between
      * transactions (ap_uow_keep_committed) so a product is not loaded whole for every batch;
      * storage confirms the version before one is used again. NULL: not kept. */

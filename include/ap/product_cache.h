@@ -38,6 +38,14 @@ void ap_product_cache_free(ap_product_cache_t *cache);
  * put, unless it alone is over). */
 void ap_product_cache_put(ap_product_cache_t *cache, ap_product_t *product);
 
+/* The same, for a product as scope number `scope` left it (the unit of work's transaction
+ * cache numbers its scopes in the order they begin; put is put_at scope 0). */
+void ap_product_cache_put_at(ap_product_cache_t *cache, ap_product_t *product, uint64_t scope);
+
+/* Drops (frees) every product put by scope `scope` or any later one: what a scope rolled
+ * back, with the scopes nested in it, left in the cache. */
+void ap_product_cache_drop_from(ap_product_cache_t *cache, uint64_t scope);
+
 /* Hands the product over (the caller owns it now), or NULL. */
 ap_product_t *ap_product_cache_take(ap_product_cache_t *cache, const char *sku);
 /* Looks without taking; NULL when absent. */

@@ -28,6 +28,7 @@ struct entry {
     size_t bytes;
     ref_entry_t *refs;     /* one per batch, in the cache's ref table */
     size_t nrefs;
+    uint64_t scope;        /* ap_product_cache_put_at */
     UT_hash_handle hh;
 };
 
@@ -102,6 +103,20 @@ const ap_product_t *ap_product_cache_peek(const ap_product_cache_t *cache, const
 
 void ap_product_cache_put(ap_product_cache_t *cache, ap_product_t *product)
 {
+    ap_product_cache_put_at(cache, product, 0);
+}
+
+void ap_product_cache_drop_from(ap_product_cache_t *cache, uint64_t scope)
+{
+    entry_t *entry, *next;
+    HASH_ITER(hh, cache->entries, entry, next) {
+        if (entry->scope >= scope)
+            ap_product_free(unlink_entry(cache, entry));
+    }
+}
+
+void ap_product_cache_put_at(ap_product_cache_t *cache, ap_product_t *product, uint64_t scope)
+{
     bool oom = false;
     ap_product_free(ap_product_cache_take(cache, product->sku));
 
@@ -114,6 +129,7 @@ void ap_product_cache_put(ap_product_cache_t *cache, ap_product_t *product)
     if (!cache->keep_lines)
         ap_product_forget_lines(product);
     entry->product = product;
+    entry->scope = scope;
     entry->nrefs = 0;
     entry->refs = product->nbatches ? calloc(product->nbatches, sizeof *entry->refs) : NULL;
     entry->bytes = ap_product_footprint(product) + product->nbatches * sizeof *entry->refs;
@@ -151,7 +167,7 @@ void ap_product_cache_put(ap_product_cache_t *cache, ap_product_t *product)
 void ap_product_cache_move_all(ap_product_cache_t *to, ap_product_cache_t *from)
 {
     while (from->entries)
-        ap_product_cache_put(to, unlink_entry(from, from->entries));
+        ap_product_cache_put_at(to, unlink_entry(from, from->entries), 0);
 }
 
 ap_product_cache_stats_t ap_product_cache_stats(const ap_product_cache_t *cache)

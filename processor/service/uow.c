@@ -84,11 +84,21 @@ static void keep_committed(ap_uow_t *uow)
     cache_clear(uow);
 }
 
+/* The number of the innermost open scope: what the transaction's cache tags puts with.
+ * Deeper than scope_ids has room for, the deepest it has stands in (a rollback then drops a
+ * little more than it must). */
+static uint64_t current_scope(const ap_uow_t *uow)
+{
+    size_t max = sizeof uow->scope_ids / sizeof *uow->scope_ids - 1;
+    return uow->scope_ids[uow->depth < max ? uow->depth : max];
+}
+
 ap_err_t ap_uow_begin(ap_uow_t *uow)
 {
     ap_err_t err = uow->ops->begin(uow);
-    if (err == AP_OK)
-        uow->depth++;
+    size_t max = sizeof uow->scope_ids / sizeof *uow->scope_ids - 1;
+    if (err == AP_OK && ++uow->depth <= max)
+        uow->scope_ids[uow->depth] = ++uow->scopes_begun;
     return err;
 }
 
@@ -109,13 +119,18 @@ void ap_uow_rollback(ap_uow_t *uow)
 {
     if (uow->depth == 0)
         return;
+    uint64_t scope = current_scope(uow);
     uow->ops->rollback(uow);
     uow->depth--;
     /* What the scope changed is gone, and so are the events it recorded; the transaction's
-     * cache may hold some of it. Committed products are untouched: the ones this transaction
-     * used were taken out of that cache, not copied. */
+     * cache holds what the scope and the ones nested in it committed: that goes too (what
+     * it handed out is forgotten). Committed products are untouched: the ones this
+     * transaction used were taken out of that cache, not copied. */
     ap_uow_forget(uow);
-    cache_clear(uow);
+    if (uow->depth == 0)
+        cache_clear(uow);
+    else if (uow->cache)
+        ap_product_cache_drop_from(uow->cache, scope);
 }
 
 static ap_product_t *seen_by_sku(const ap_uow_t *uow, const char *sku)
@@ -168,9 +183,9 @@ static ap_err_t refresh(ap_uow_t *uow, const char *const *skus, size_t n)
             uow->committed ? ap_product_cache_take(uow->committed, skus[i]) : NULL;
         if (loaded[i]) {
             ap_product_free(kept); /* stale */
-            ap_product_cache_put(uow->cache, loaded[i]);
+            ap_product_cache_put_at(uow->cache, loaded[i], current_scope(uow));
         } else if (kept && stored[i] == known[i]) {
-            ap_product_cache_put(uow->cache, kept);
+            ap_product_cache_put_at(uow->cache, kept, current_scope(uow));
         } else {
             ap_product_free(kept);
         }
@@ -277,7 +292,7 @@ static void prefetch_orders(ap_uow_t *uow, const char *const *skus, const char *
     if (m > 0)
         (void)uow->ops->load_orders(uow, products, wanted, m); /* a hint, like the rest */
     for (size_t i = 0; i < ntaken; i++)
-        ap_product_cache_put(uow->cache, taken[i]);
+        ap_product_cache_put_at(uow->cache, taken[i], current_scope(uow));
     free(taken);
     free(products);
     free(wanted);
@@ -368,7 +383,7 @@ ap_err_t ap_uow_collect_new_events(ap_uow_t *uow, ap_event_sink_fn sink, void *c
     }
     for (size_t i = 0; i < uow->nseen; i++) {
         ap_product_clear_events(uow->seen[i]);
-        ap_product_cache_put(keep, uow->seen[i]);
+        ap_product_cache_put_at(keep, uow->seen[i], current_scope(uow));
     }
     uow->nseen = 0;
     return AP_OK;

@@ -412,6 +412,38 @@ static void test_an_order_looked_up_after_the_newest_lines_is_not_counted_twice(
     ap_uow_rollback(uow);
 }
 
+/* A scope that rolls back (a rejected command) drops what it and the scopes inside it put
+ * in the transaction's cache, and nothing that earlier scopes put there. */
+static void test_a_rollback_keeps_what_earlier_scopes_cached(void **state)
+{
+    ap_uow_t *uow = *state;
+    create(uow, "CACHED-A", "ca1", 10);
+    create(uow, "CACHED-B", "cb1", 10);
+
+    assert_int_equal(ap_uow_begin(uow), AP_OK);   /* the batch */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);   /* a command */
+    allocate(uow, "o1", "CACHED-A", 1);            /* and its handler's scope */
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    assert_int_equal(ap_uow_begin(uow), AP_OK);   /* a command that fails */
+    allocate(uow, "o2", "CACHED-B", 1);            /* after its handler committed */
+    ap_uow_rollback(uow);
+
+    size_t queries = ap_fake_uow_queries(uow);
+    ap_product_t *product;
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get(uow, "CACHED-A", &product), AP_OK);
+    assert_int_equal(ap_fake_uow_queries(uow), queries); /* still cached */
+    assert_int_equal(ap_batch_allocated_qty(&product->batches[0]), 1);
+    assert_int_equal(ap_uow_get(uow, "CACHED-B", &product), AP_OK);
+    assert_int_equal(ap_fake_uow_queries(uow), queries + 1); /* dropped: loaded again */
+    assert_int_equal(ap_batch_allocated_qty(&product->batches[0]), 0);
+    ap_uow_rollback(uow);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    assert_int_equal(ap_batch_available_qty(ap_product_find_batch(
+                         ap_fake_uow_stored(uow, "CACHED-B"), "cb1")),
+                     10);
+}
+
 static void test_kept_products_stay_under_the_memory_limit(void **state)
 {
     ap_uow_t *uow = *state;
@@ -479,6 +511,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_history_stays_in_storage_and_an_old_line_is_found_by_its_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_decrease_loads_only_the_newest_lines, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_rollback_keeps_what_earlier_scopes_cached, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_an_order_looked_up_after_the_newest_lines_is_not_counted_twice, setup,
