@@ -94,6 +94,10 @@ typedef struct ap_product {
     size_t norders, orders_cap;
     ap_found_line_t *found; /* lines of those orders older than their batch's lines */
     size_t nfound, found_cap;
+    /* Lines taken back (their batch, id unused) and not allocated since: the product holds
+     * no identical line (it never holds two), so allocating one again needs no lookup. */
+    ap_found_line_t *gone;
+    size_t ngone, gone_cap;
     ap_batch_t *batches;    /* in creation order (ties in preference go to the first) */
     size_t nbatches, batches_cap;
     ap_msg_t *events;       /* recorded, not yet collected by the bus */

@@ -329,9 +329,12 @@ void ap_product_forget_lines(ap_product_t *product)
     }
     free(product->orders);
     free(product->found);
+    free(product->gone);
     product->orders = NULL;
     product->found = NULL;
+    product->gone = NULL;
     product->norders = product->orders_cap = product->nfound = product->found_cap = 0;
+    product->ngone = product->gone_cap = 0;
     product->complete = false;
 }
 
@@ -348,6 +351,7 @@ void ap_product_free(ap_product_t *product)
     free(product->changes);
     free(product->orders);
     free(product->found);
+    free(product->gone);
     free(product);
 }
 
@@ -377,6 +381,7 @@ ap_product_t *ap_product_clone(const ap_product_t *product)
     copy->changes = NULL;
     copy->orders = NULL;
     copy->found = NULL;
+    copy->gone = NULL;
 
     bool ok = dup_array((void **)&copy->events, &copy->events_cap, product->events,
                         product->nevents, sizeof *product->events) &&
@@ -384,6 +389,8 @@ ap_product_t *ap_product_clone(const ap_product_t *product)
                         product->norders, sizeof *product->orders) &&
               dup_array((void **)&copy->found, &copy->found_cap, product->found,
                         product->nfound, sizeof *product->found) &&
+              dup_array((void **)&copy->gone, &copy->gone_cap, product->gone, product->ngone,
+                        sizeof *product->gone) &&
               dup_array((void **)&copy->changes, &copy->changes_cap, product->changes,
                         product->nchanges, sizeof *product->changes) &&
               dup_array((void **)&copy->batches, &copy->batches_cap, product->batches,
@@ -416,7 +423,8 @@ size_t ap_product_footprint(const ap_product_t *product)
                    product->events_cap * sizeof *product->events +
                    product->changes_cap * sizeof *product->changes +
                    product->orders_cap * sizeof *product->orders +
-                   product->found_cap * sizeof *product->found;
+                   product->found_cap * sizeof *product->found +
+                   product->gone_cap * sizeof *product->gone;
     for (size_t i = 0; i < product->nbatches; i++) {
         const ap_batch_t *batch = &product->batches[i];
         bytes += batch->lines_cap * sizeof *batch->lines + batch->text_cap;
@@ -528,6 +536,28 @@ static bool preferred(const ap_batch_t *a, const ap_batch_t *b)
     return a->has_eta && a->eta < b->eta;
 }
 
+/* Where (line) is among the lines taken back, or -1. */
+static long find_gone(const ap_product_t *product, const ap_order_line_t *line)
+{
+    for (size_t i = 0; i < product->ngone; i++) {
+        if (product->gone[i].qty == line->qty && strcmp(product->gone[i].orderid, line->orderid) == 0)
+            return (long)i;
+    }
+    return -1;
+}
+
+/* Remembers a line taken back; only a shortcut, so out of memory just goes without. */
+static void remember_gone(ap_product_t *product, const ap_order_line_t *line)
+{
+    if (product->complete || find_gone(product, line) >= 0 ||
+        !AP_ARRAY_RESERVE(product->gone, product->gone_cap, product->ngone + 1))
+        return;
+    ap_found_line_t *gone = &product->gone[product->ngone++];
+    memset(gone, 0, sizeof *gone);
+    memcpy(gone->orderid, line->orderid, sizeof gone->orderid);
+    gone->qty = line->qty;
+}
+
 ap_err_t ap_product_allocate(ap_product_t *product, const ap_order_line_t *line,
                              const char **batchref_out)
 {
@@ -535,7 +565,8 @@ ap_err_t ap_product_allocate(ap_product_t *product, const ap_order_line_t *line,
         *batchref_out = NULL;
     if (strcmp(line->sku, product->sku) != 0)
         return AP_ERR_INVALID_SKU;
-    if (!ap_product_knows_order(product, line->orderid))
+    long gone = find_gone(product, line);
+    if (gone < 0 && !ap_product_knows_order(product, line->orderid))
         return AP_ERR_NEED_LINES;
     for (size_t i = 0; i < product->nfound; i++) {
         const ap_found_line_t *found = &product->found[i];
@@ -564,6 +595,8 @@ ap_err_t ap_product_allocate(ap_product_t *product, const ap_order_line_t *line,
     if ((err = batch_append_line(best, line->orderid, strnlen(line->orderid, AP_STR_SIZE),
                                  line->qty)))
         return err;
+    if (gone >= 0) /* it is a line of the batch now */
+        product->gone[gone] = product->gone[--product->ngone];
     ap_msg_t event = line_event(AP_EVT_ALLOCATED, line, best);
     record_change(product, AP_CHANGE_ADD_LINE, best, line);
     record_event(product, &event);
@@ -601,6 +634,7 @@ ap_err_t ap_product_change_batch_quantity(ap_product_t *product, const char *ref
     /* Last in, first out: the most recent allocations leave first. */
     while (ap_batch_available_qty(batch) < 0 && batch->nlines > 0) {
         ap_order_line_t line = batch_pop_line(batch);
+        remember_gone(product, &line);
         ap_msg_t left = line_event(AP_EVT_DEALLOCATED, &line, batch);
         record_change(product, AP_CHANGE_REMOVE_LINE, batch, &line);
         record_event(product, &left);

@@ -1166,6 +1166,75 @@ static void test_footprint_grows_with_lines(void **state)
     ap_product_free(product);
 }
 
+/* ---------------------------------------------------------------- partial products */
+
+/* A product restored without its lines refuses what it cannot decide, changing nothing. */
+static void test_a_partial_product_asks_for_the_lines_it_needs(void **state)
+{
+    (void)state;
+    ap_product_t *product = ap_product_restore("PARTIAL-BED", 3);
+    ap_batch_t *b = NULL;
+    assert_int_equal(ap_product_restore_batch(product, "pb1", 10, false, 0, 6, &b), AP_OK);
+    assert_int_equal(ap_batch_available_qty(b), 4);
+    assert_int_equal(ap_batch_unknown_qty(b), 6);
+
+    ap_order_line_t line = make_line("o1", "PARTIAL-BED", 1);
+    assert_int_equal(ap_product_allocate(product, &line, NULL), AP_ERR_NEED_LINES);
+    assert_int_equal(ap_product_change_batch_quantity(product, "pb1", 5), AP_ERR_NEED_LINES);
+    assert_int_equal(ap_product_change_batch_quantity(product, "pb1", 8), AP_OK); /* no one leaves */
+    assert_int_equal(product->nevents, 1);
+    assert_int_equal(product->version_number, 4);
+
+    /* The order's lines from storage: none. Now it can decide. */
+    assert_int_equal(ap_product_restore_order(product, "o1"), AP_OK);
+    assert_true(ap_product_knows_order(product, "o1"));
+    assert_int_equal(ap_product_allocate(product, &line, NULL), AP_OK);
+    assert_int_equal(ap_batch_allocated_qty(b), 7);
+
+    /* Older lines, newest first: o1 is in memory, the rest come in front of it. */
+    assert_int_equal(ap_product_restore_older_line(product, b, 20, "x2", 2), AP_OK);
+    assert_int_equal(ap_product_restore_older_line(product, b, 20, "x2", 2), AP_ERR_CONFLICT);
+    assert_int_equal(ap_product_restore_older_line(product, b, 10, "x1", 5), AP_ERR_CONFLICT);
+    assert_int_equal(ap_product_restore_older_line(product, b, 10, "x1", 4), AP_OK);
+    assert_int_equal(ap_batch_unknown_qty(b), 0);
+    assert_lines(product, "pb1", 3, (const char *const[]){"x1", "x2", "o1"});
+    assert_int_equal(ap_product_stored_newest(product, 0), 2); /* o1 is not stored yet */
+    assert_int_equal(ap_product_change_batch_quantity(product, "pb1", 4), AP_OK);
+    assert_lines(product, "pb1", 1, (const char *const[]){"x1"});
+    assert_int_equal(ap_product_stored_newest(product, 0), 2); /* x2 is, until written */
+    assert_true(ap_product_removal_pending(product, "x2"));
+
+    /* Forgetting the lines keeps what the batch has allocated. */
+    ap_product_forget_lines(product);
+    assert_int_equal(b->nlines, 0);
+    assert_int_equal(ap_batch_allocated_qty(b), 4);
+    assert_false(ap_product_knows_order(product, "o1"));
+    ap_product_free(product);
+}
+
+/* A repository that keeps products whole applies the recorded changes, or refuses them. */
+static void test_apply_changes_to_a_whole_product(void **state)
+{
+    (void)state;
+    ap_product_t *whole = new_product("WHOLE-DESK");
+    ap_product_mark_stored(whole);
+    ap_product_clear_events(whole);
+    ap_product_t *changed = ap_product_clone(whole);
+    assert_int_equal(ap_product_add_batch(changed, "wd1", 10, false, 0), AP_OK);
+    ap_order_line_t line = make_line("o1", "WHOLE-DESK", 4);
+    assert_int_equal(ap_product_allocate(changed, &line, NULL), AP_OK);
+    int64_t ids = 0;
+    assert_int_equal(ap_product_apply_changes(whole, changed, &ids), AP_OK);
+    assert_int_equal(whole->version_number, 2);
+    assert_int_equal(ids, 1);
+    assert_int_equal(whole->batches[0].lines[0].id, 1);
+    assert_int_equal(ap_batch_allocated_qty(&whole->batches[0]), 4);
+    /* The same changes again: the stored version moved on. */
+    assert_int_equal(ap_product_apply_changes(whole, changed, &ids), AP_ERR_CONFLICT);
+    ap_product_free(changed);
+    ap_product_free(whole);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1210,6 +1279,8 @@ int main(void)
         cmocka_unit_test(test_has_line_compares_orderid_qty_and_sku),
         cmocka_unit_test(test_restore_line_checks_the_orderid),
         cmocka_unit_test(test_footprint_grows_with_lines),
+        cmocka_unit_test(test_a_partial_product_asks_for_the_lines_it_needs),
+        cmocka_unit_test(test_apply_changes_to_a_whole_product),
         cmocka_unit_test(test_trim_releases_only_unused_room),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);

@@ -444,6 +444,35 @@ static void test_a_rollback_keeps_what_earlier_scopes_cached(void **state)
                      10);
 }
 
+/* A line a decrease took back is known to be nowhere in the product (it never holds two
+ * identical lines): its reallocation needs no lookup; another line of its order does. */
+static void test_a_line_taken_back_is_reallocated_without_a_lookup(void **state)
+{
+    ap_uow_t *uow = *state;
+    create(uow, "GONE-SOFA", "gs1", 10);
+    allocate(uow, "a", "GONE-SOFA", 2);
+    allocate(uow, "b", "GONE-SOFA", 3);
+
+    ap_product_t *product;
+    ap_order_line_t line;
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get(uow, "GONE-SOFA", &product), AP_OK);
+    assert_int_equal(ap_uow_load_older_lines(uow, product, "gs1"), AP_OK);
+    assert_int_equal(ap_product_change_batch_quantity(product, "gs1", 4), AP_OK); /* b leaves */
+    assert_false(ap_product_knows_order(product, "b"));
+    assert_int_equal(ap_order_line_init(&line, "b", "GONE-SOFA", 4), AP_OK);
+    assert_int_equal(ap_product_allocate(product, &line, NULL), AP_ERR_NEED_LINES);
+    assert_int_equal(ap_order_line_init(&line, "b", "GONE-SOFA", 3), AP_OK);
+    assert_int_equal(ap_product_allocate(product, &line, NULL), AP_OK);
+    assert_int_equal(events_of(product, AP_EVT_OUT_OF_STOCK, NULL), 1); /* 2 left, not 3 */
+    assert_int_equal(product->ngone, 1);
+    assert_int_equal(ap_product_change_batch_quantity(product, "gs1", 5), AP_OK);
+    assert_int_equal(ap_product_allocate(product, &line, NULL), AP_OK);
+    assert_int_equal(events_of(product, AP_EVT_ALLOCATED, NULL), 1);
+    assert_int_equal(product->ngone, 0); /* a line of the batch again */
+    ap_uow_rollback(uow);
+}
+
 static void test_kept_products_stay_under_the_memory_limit(void **state)
 {
     ap_uow_t *uow = *state;
@@ -514,6 +543,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_rollback_keeps_what_earlier_scopes_cached, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_a_line_taken_back_is_reallocated_without_a_lookup,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_an_order_looked_up_after_the_newest_lines_is_not_counted_twice, setup,
             teardown),
