@@ -316,25 +316,26 @@ bool ap_product_removal_pending(const ap_product_t *product, const char *orderid
     return false;
 }
 
+/* Frees the array at `itemsp` (a T **) and empties it. */
+static void drop_array(void *itemsp, size_t *n, size_t *cap)
+{
+    void **items = itemsp;
+    free(*items);
+    *items = NULL;
+    *n = *cap = 0;
+}
+
 void ap_product_forget_lines(ap_product_t *product)
 {
     for (size_t i = 0; i < product->nbatches; i++) {
         ap_batch_t *batch = &product->batches[i];
-        free(batch->lines);
-        free(batch->text);
-        batch->lines = NULL;
-        batch->text = NULL;
-        batch->nlines = batch->lines_cap = batch->text_len = batch->text_cap = 0;
+        drop_array(&batch->lines, &batch->nlines, &batch->lines_cap);
+        drop_array(&batch->text, &batch->text_len, &batch->text_cap);
         batch->known_qty = 0;
     }
-    free(product->orders);
-    free(product->found);
-    free(product->gone);
-    product->orders = NULL;
-    product->found = NULL;
-    product->gone = NULL;
-    product->norders = product->orders_cap = product->nfound = product->found_cap = 0;
-    product->ngone = product->gone_cap = 0;
+    drop_array(&product->orders, &product->norders, &product->orders_cap);
+    drop_array(&product->found, &product->nfound, &product->found_cap);
+    drop_array(&product->gone, &product->ngone, &product->gone_cap);
     product->complete = false;
 }
 

@@ -892,12 +892,7 @@ static bool run_probe(size_t from, size_t n, long rate, bool report, double *p50
             behind_max = t - due;
         send_cmd(single, &c, from + i);
         ap_producer_poll(single, 0);
-        next.tv_nsec += period_ns;
-        while (next.tv_nsec >= 1000000000L) {
-            next.tv_sec++;
-            next.tv_nsec -= 1000000000L;
-        }
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+        ap_test_sleep_next(&next, period_ns);
     }
     long long sent_end = ap_test_now_us();
     bool complete = wait_events(from, from + n, false, single);

@@ -390,18 +390,25 @@ static void test_a_decrease_loads_only_the_newest_lines(void **state)
 
 /* The same, inside one transaction: the lookup comes after the batch's newest lines are in
  * memory, and a line found twice is kept once. */
+/* A product with lines a (2) and b (3) in batch `ref` of 10, handed out in a new transaction
+ * with both lines loaded (from storage, as the newest of the batch). */
+static ap_product_t *two_lines_loaded(ap_uow_t *uow, const char *sku, const char *ref)
+{
+    ap_product_t *product;
+    create(uow, sku, ref, 10);
+    allocate(uow, "a", sku, 2);
+    allocate(uow, "b", sku, 3);
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
+    assert_int_equal(ap_uow_load_older_lines(uow, product, ref), AP_OK);
+    return product;
+}
+
 static void test_an_order_looked_up_after_the_newest_lines_is_not_counted_twice(void **state)
 {
     ap_uow_t *uow = *state;
-    create(uow, "TWICE-LAMP", "tl1", 10);
-    allocate(uow, "a", "TWICE-LAMP", 2);
-    allocate(uow, "b", "TWICE-LAMP", 3);
-
-    ap_product_t *product;
+    ap_product_t *product = two_lines_loaded(uow, "TWICE-LAMP", "tl1");
     ap_order_line_t line;
-    assert_int_equal(ap_uow_begin(uow), AP_OK);
-    assert_int_equal(ap_uow_get(uow, "TWICE-LAMP", &product), AP_OK);
-    assert_int_equal(ap_uow_load_older_lines(uow, product, "tl1"), AP_OK);
     assert_int_equal(product->batches[0].nlines, 2);
     assert_int_equal(ap_uow_load_order(uow, product, "b"), AP_OK);
     assert_int_equal(product->nfound, 0); /* already among the batch's lines */
@@ -449,15 +456,8 @@ static void test_a_rollback_keeps_what_earlier_scopes_cached(void **state)
 static void test_a_line_taken_back_is_reallocated_without_a_lookup(void **state)
 {
     ap_uow_t *uow = *state;
-    create(uow, "GONE-SOFA", "gs1", 10);
-    allocate(uow, "a", "GONE-SOFA", 2);
-    allocate(uow, "b", "GONE-SOFA", 3);
-
-    ap_product_t *product;
+    ap_product_t *product = two_lines_loaded(uow, "GONE-SOFA", "gs1");
     ap_order_line_t line;
-    assert_int_equal(ap_uow_begin(uow), AP_OK);
-    assert_int_equal(ap_uow_get(uow, "GONE-SOFA", &product), AP_OK);
-    assert_int_equal(ap_uow_load_older_lines(uow, product, "gs1"), AP_OK);
     assert_int_equal(ap_product_change_batch_quantity(product, "gs1", 4), AP_OK); /* b leaves */
     assert_false(ap_product_knows_order(product, "b"));
     assert_int_equal(ap_order_line_init(&line, "b", "GONE-SOFA", 4), AP_OK);
