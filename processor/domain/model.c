@@ -316,26 +316,20 @@ bool ap_product_removal_pending(const ap_product_t *product, const char *orderid
     return false;
 }
 
-/* Frees the array at `itemsp` (a T **) and empties it. */
-static void drop_array(void *itemsp, size_t *n, size_t *cap)
-{
-    void **items = itemsp;
-    free(*items);
-    *items = NULL;
-    *n = *cap = 0;
-}
+/* Frees an array (any T *) and empties it. A macro: a T ** is not a void **. */
+#define DROP_ARRAY(items, n, cap) (free(items), (items) = NULL, (n) = (cap) = 0)
 
 void ap_product_forget_lines(ap_product_t *product)
 {
     for (size_t i = 0; i < product->nbatches; i++) {
         ap_batch_t *batch = &product->batches[i];
-        drop_array(&batch->lines, &batch->nlines, &batch->lines_cap);
-        drop_array(&batch->text, &batch->text_len, &batch->text_cap);
+        DROP_ARRAY(batch->lines, batch->nlines, batch->lines_cap);
+        DROP_ARRAY(batch->text, batch->text_len, batch->text_cap);
         batch->known_qty = 0;
     }
-    drop_array(&product->orders, &product->norders, &product->orders_cap);
-    drop_array(&product->found, &product->nfound, &product->found_cap);
-    drop_array(&product->gone, &product->ngone, &product->gone_cap);
+    DROP_ARRAY(product->orders, product->norders, product->orders_cap);
+    DROP_ARRAY(product->found, product->nfound, product->found_cap);
+    DROP_ARRAY(product->gone, product->ngone, product->gone_cap);
     product->complete = false;
 }
 
@@ -356,16 +350,17 @@ void ap_product_free(ap_product_t *product)
     free(product);
 }
 
-/* Copies n elements of `size` bytes into a new exact-size array; true when n is 0. */
-static bool dup_array(void **dst, size_t *cap, const void *src, size_t n, size_t size)
+/* Copies n elements of `size` bytes into a new exact-size array stored at `dstp` (a T **,
+ * written as bytes: it is not a void **); true when n is 0. */
+static bool dup_array(void *dstp, size_t *cap, const void *src, size_t n, size_t size)
 {
-    *dst = NULL;
+    void *copy = NULL;
     *cap = 0;
-    if (n == 0)
-        return true;
-    if (!(*dst = malloc(n * size)))
+    if (n > 0 && (copy = malloc(n * size)))
+        memcpy(copy, src, n * size);
+    memcpy(dstp, &copy, sizeof copy);
+    if (n > 0 && !copy)
         return false;
-    memcpy(*dst, src, n * size);
     *cap = n;
     return true;
 }
@@ -384,27 +379,27 @@ ap_product_t *ap_product_clone(const ap_product_t *product)
     copy->found = NULL;
     copy->gone = NULL;
 
-    bool ok = dup_array((void **)&copy->events, &copy->events_cap, product->events,
+    bool ok = dup_array(&copy->events, &copy->events_cap, product->events,
                         product->nevents, sizeof *product->events) &&
-              dup_array((void **)&copy->orders, &copy->orders_cap, product->orders,
+              dup_array(&copy->orders, &copy->orders_cap, product->orders,
                         product->norders, sizeof *product->orders) &&
-              dup_array((void **)&copy->found, &copy->found_cap, product->found,
+              dup_array(&copy->found, &copy->found_cap, product->found,
                         product->nfound, sizeof *product->found) &&
-              dup_array((void **)&copy->gone, &copy->gone_cap, product->gone, product->ngone,
+              dup_array(&copy->gone, &copy->gone_cap, product->gone, product->ngone,
                         sizeof *product->gone) &&
-              dup_array((void **)&copy->changes, &copy->changes_cap, product->changes,
+              dup_array(&copy->changes, &copy->changes_cap, product->changes,
                         product->nchanges, sizeof *product->changes) &&
-              dup_array((void **)&copy->batches, &copy->batches_cap, product->batches,
+              dup_array(&copy->batches, &copy->batches_cap, product->batches,
                         product->nbatches, sizeof *product->batches);
     /* The batches were copied shallowly; give each its own lines and arena. A batch counts
      * in copy->nbatches (for ap_product_free) once both are its own or NULL. */
     for (size_t i = 0; ok && i < product->nbatches; i++) {
         const ap_batch_t *from = &product->batches[i];
         ap_batch_t *batch = &copy->batches[i];
-        ok = dup_array((void **)&batch->lines, &batch->lines_cap, from->lines, from->nlines,
+        ok = dup_array(&batch->lines, &batch->lines_cap, from->lines, from->nlines,
                        sizeof *batch->lines);
         if (ok) {
-            ok = dup_array((void **)&batch->text, &batch->text_cap, from->text, from->text_len,
+            ok = dup_array(&batch->text, &batch->text_cap, from->text, from->text_len,
                            sizeof *batch->text);
         } else {
             batch->text = NULL;
