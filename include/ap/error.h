@@ -28,7 +28,8 @@
     X(AP_ERR_IO, NULL, "I/O error")                                                   \
     X(AP_ERR_TOO_LARGE, NULL, "too large for the topic")                              \
     X(AP_ERR_REFUSED, NULL, "refused for good")                                       \
-    X(AP_ERR_INTERNAL, NULL, "internal error")
+    X(AP_ERR_INTERNAL, NULL, "internal error")                                        \
+    X(AP_ERR_NEED_LINES, NULL, "the product needs lines storage has not loaded")
 
 typedef enum {
 #define AP_ERR_ENUM_(name, reason, text) name,

@@ -50,6 +50,19 @@ struct ap_uow_ops {
      * fresh product (caller owns it) when that differs from known[i], else to NULL. */
     ap_err_t (*load_many)(ap_uow_t *uow, const char *const *skus, const int64_t *known,
                           size_t n, int64_t *stored, ap_product_t **out);
+    /*
+     * Loads hand out products that know their batches (and allocated quantities) but not
+     * their lines; a command that needs lines gets them with one of these, one round trip
+     * each, from storage as the open transaction sees it (so with every earlier scope's
+     * writes). `load_orders`: for each i, every stored line of order orderids[i] in
+     * products[i] (ap_product_restore_order_line, then ap_product_restore_order).
+     * `load_older_lines`: up to `max` lines of the product's batch `batch`, newest first,
+     * after the ap_product_stored_newest ones it accounts for (ap_product_restore_older_line).
+     */
+    ap_err_t (*load_orders)(ap_uow_t *uow, ap_product_t *const *products,
+                            const char *const *orderids, size_t n);
+    ap_err_t (*load_older_lines)(ap_uow_t *uow, ap_product_t *product, size_t batch,
+                                 size_t max);
     /* Read model writes (allocations_view), inside the current scope. Removing a row that
      * is not there is not an error. */
     ap_err_t (*view_add)(ap_uow_t *uow, const char *orderid, const char *sku,
@@ -77,8 +90,11 @@ struct ap_uow {
     ap_product_t **seen;  /* every product handed out since the last collect; owned */
     size_t nseen, seen_cap;
     /* Products as committed by earlier scopes of the open transaction, so later commands
-     * need not load them again; dropped at any rollback. */
+     * need not load them again. Each is tagged with the scope that put it there (scopes are
+     * numbered as they begin): a rollback drops what its scope and the ones in it put. */
     ap_product_cache_t *cache;
+    uint64_t scopes_begun;
+    uint64_t scope_ids[8]; /* scope_ids[d]: the number of the open scope at depth d (1..7) */
     /* Products as the last transaction that used them committed them, kept between
      * transactions (ap_uow_keep_committed) so a product is not loaded whole for every batch;
      * storage confirms the version before one is used again. NULL: not kept. */
@@ -144,11 +160,24 @@ ap_err_t ap_uow_get_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **o
  * failure (AP_ERR_NOMEM). Adding a sku already handed out is a bug (asserts). */
 ap_err_t ap_uow_add(ap_uow_t *uow, ap_product_t *product);
 
+/*
+ * Lines a handed-out product needs before a command (ap_product_allocate and
+ * ap_product_change_batch_quantity say so with AP_ERR_NEED_LINES). ap_uow_load_order: every
+ * line of `orderid` (a no-op when the product knows them). ap_uow_load_older_lines: more of
+ * batch `ref`'s older lines (AP_ERR_INTERNAL when there are none to load, or the backend
+ * cannot; or, for an order, when a line of it was taken back in this scope: storage still
+ * shows it until the commit). AP_ERR_UNAVAILABLE, AP_ERR_CONFLICT (storage changed under
+ * the product), AP_ERR_NOMEM.
+ */
+ap_err_t ap_uow_load_order(ap_uow_t *uow, ap_product_t *product, const char *orderid);
+ap_err_t ap_uow_load_older_lines(ap_uow_t *uow, ap_product_t *product, const char *ref);
+
 /* Loads the products of these skus, and of these batch refs where a kept product names the
- * sku, into the transaction's cache in one round trip where the backend can (a hint:
- * failures are ignored; later gets load what is missing). */
-void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, size_t nskus,
-                     const char *const *refs, size_t nrefs);
+ * sku, into the transaction's cache in one round trip where the backend can, then, in one
+ * more, the lines of orders orderids[i] (NULL, or an entry NULL or "": none) of skus[i] (a
+ * hint: failures are ignored; later gets load what is missing). */
+void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, const char *const *orderids,
+                     size_t nskus, const char *const *refs, size_t nrefs);
 
 /* The read-model and offset writes: the table's functions above, inside the current scope. */
 ap_err_t ap_uow_view_add(ap_uow_t *uow, const char *orderid, const char *sku,

@@ -13,6 +13,7 @@
 #ifndef AP_PRODUCT_CACHE_H
 #define AP_PRODUCT_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,8 +27,10 @@ typedef struct ap_product_cache_stats {
     uint64_t evicted;  /* products dropped to stay under the limit */
 } ap_product_cache_stats_t;
 
-/* max_bytes 0: unbounded. NULL on out-of-memory. */
-ap_product_cache_t *ap_product_cache_new(size_t max_bytes);
+/* max_bytes 0: unbounded. Without keep_lines, every product put in forgets its lines
+ * (ap_product_forget_lines): storage holds them, and the cache's memory stays independent
+ * of how many each product has. NULL on out-of-memory. */
+ap_product_cache_t *ap_product_cache_new(size_t max_bytes, bool keep_lines);
 void ap_product_cache_free(ap_product_cache_t *cache);
 
 /* Takes ownership (and trims it: ap_product_trim). A product with the same sku is replaced.
@@ -35,9 +38,17 @@ void ap_product_cache_free(ap_product_cache_t *cache);
  * put, unless it alone is over). */
 void ap_product_cache_put(ap_product_cache_t *cache, ap_product_t *product);
 
+/* The same, for a product as scope number `scope` left it (the unit of work's transaction
+ * cache numbers its scopes in the order they begin; put is put_at scope 0). */
+void ap_product_cache_put_at(ap_product_cache_t *cache, ap_product_t *product, uint64_t scope);
+
+/* Drops (frees) every product put by scope `scope` or any later one: what a scope rolled
+ * back, with the scopes nested in it, left in the cache. */
+void ap_product_cache_drop_from(ap_product_cache_t *cache, uint64_t scope);
+
 /* Hands the product over (the caller owns it now), or NULL. */
 ap_product_t *ap_product_cache_take(ap_product_cache_t *cache, const char *sku);
-/* Looks without taking; NULL when absent. By batch ref scans (refs are not indexed). */
+/* Looks without taking; NULL when absent. */
 const ap_product_t *ap_product_cache_peek(const ap_product_cache_t *cache, const char *sku);
 const ap_product_t *ap_product_cache_peek_by_batchref(const ap_product_cache_t *cache,
                                                       const char *ref);

@@ -9,36 +9,46 @@
 #include "adapters/pg_uow_internal.h"
 
 
-/* A product with its batches and their lines, in creation and allocation (id) order, in one
- * round trip. Columns: 0 sku, 1 version, 2 batch id, 3 ref, 4 purchased qty, 5 eta as days
- * since 1970-01-01, 6 orderid, 7 line qty; 2-7 are NULL for a product without batches,
- * 6-7 for a batch without lines. */
+/* A product with its batches (not their lines: 006_flat_history.sql), in creation (id) order,
+ * in one round trip. Columns: 0 sku, 1 version, 2 batch id, 3 ref, 4 purchased qty, 5 eta as
+ * days since 1970-01-01, 6 allocated qty; 2-6 are NULL for a product without batches. */
 #define LOAD_PRODUCT                                                                    \
     "SELECT p.sku, p.version_number, b.id, b.reference, b.purchased_quantity,"          \
-    "       b.eta - date '1970-01-01', a.orderid, a.qty"                                \
+    "       b.eta - date '1970-01-01', b.allocated_quantity"                            \
     "  FROM products p"                                                                 \
-    "  LEFT JOIN batches b ON b.sku = p.sku"                                            \
-    "  LEFT JOIN allocations a ON a.batch_id = b.id"
+    "  LEFT JOIN batches b ON b.sku = p.sku"
 
 const pg_stmt_t pg_stmts[ST__COUNT] = {
-    [ST_LOAD_SKU] = {"ap_load_sku", LOAD_PRODUCT " WHERE p.sku = $1::text ORDER BY b.id, a.id"},
+    [ST_LOAD_SKU] = {"ap_load_sku", LOAD_PRODUCT " WHERE p.sku = $1::text ORDER BY b.id"},
     [ST_LOAD_REF] = {"ap_load_ref", LOAD_PRODUCT " WHERE p.sku = (SELECT sku FROM batches"
-                                    " WHERE reference = $1::text) ORDER BY b.id, a.id"},
-    /* Many products in input order, with the batches and lines of only those whose version
-     * is not the one the caller holds ($2, -1 for none). Same columns as LOAD_PRODUCT. */
+                                    " WHERE reference = $1::text) ORDER BY b.id"},
+    /* Many products in input order, with the batches of only those whose version is not the
+     * one the caller holds ($2, -1 for none). Same columns as LOAD_PRODUCT. */
     [ST_LOAD_MANY] = {"ap_load_many",
-                      "SELECT p.sku, p.version_number, x.id, x.reference,"
-                      "       x.purchased_quantity, x.eta_days, x.orderid, x.qty"
+                      "SELECT p.sku, p.version_number, b.id, b.reference,"
+                      "       b.purchased_quantity, b.eta - date '1970-01-01',"
+                      "       b.allocated_quantity"
                       "  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY"
                       "       AS w(sku, known, ord)"
                       "  JOIN products p ON p.sku = w.sku"
-                      "  LEFT JOIN LATERAL ("
-                      "    SELECT b.id, b.reference, b.purchased_quantity,"
-                      "           b.eta - date '1970-01-01' AS eta_days, a.orderid, a.qty,"
-                      "           a.id AS line_id"
-                      "      FROM batches b LEFT JOIN allocations a ON a.batch_id = b.id"
-                      "     WHERE b.sku = p.sku AND p.version_number <> w.known) x ON true"
-                      " ORDER BY w.ord, x.id, x.line_id"},
+                      "  LEFT JOIN batches b"
+                      "         ON b.sku = p.sku AND p.version_number <> w.known"
+                      " ORDER BY w.ord, b.id"},
+    /* The lines of orders $2[i] in the products of skus $1[i], by the orderid index: rows
+     * in input order (column 0, from 1), then allocation order. */
+    [ST_LOAD_ORDERS] = {"ap_load_orders",
+                        "SELECT u.ord, b.reference, a.id, a.orderid, a.qty"
+                        "  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY"
+                        "       AS u(sku, orderid, ord)"
+                        "  JOIN allocations a ON a.orderid = u.orderid"
+                        "  JOIN batches b ON b.id = a.batch_id AND b.sku = u.sku"
+                        " ORDER BY u.ord, a.id"},
+    /* A batch's lines newest first, after skipping the $2 newest (those in memory): a
+     * backward scan of the (batch_id, id) index that stops after $3. */
+    [ST_LOAD_OLDER] = {"ap_load_older",
+                       "SELECT a.id, a.orderid, a.qty FROM allocations a"
+                       " WHERE a.batch_id = (SELECT id FROM batches WHERE reference = $1::text)"
+                       " ORDER BY a.id DESC OFFSET $2::bigint LIMIT $3::bigint"},
     /* A new product: zero rows means someone created it first (a conflict). */
     [ST_PRODUCT_INSERT] = {"ap_product_insert",
                            "INSERT INTO products (sku, version_number)"
@@ -54,15 +64,25 @@ const pg_stmt_t pg_stmts[ST__COUNT] = {
     [ST_BATCH_SET_QTY] = {"ap_batch_set_qty",
                           "UPDATE batches SET purchased_quantity = $2::bigint"
                           " WHERE reference = $1::text"},
+    /* A line and its batch's allocated quantity; the row count is the line's. */
     [ST_LINE_ADD] = {"ap_line_add",
-                     "INSERT INTO allocations (batch_id, orderid, qty)"
-                     " SELECT id, $2::text, $3::bigint FROM batches WHERE reference = $1::text"},
-    /* Deallocation takes back the newest matching line. */
+                     "WITH b AS (UPDATE batches"
+                     "              SET allocated_quantity = allocated_quantity + $3::bigint"
+                     "            WHERE reference = $1::text RETURNING id)"
+                     " INSERT INTO allocations (batch_id, orderid, qty)"
+                     " SELECT id, $2::text, $3::bigint FROM b"},
+    /* Deallocation takes back the newest matching line (the batch's newest: a short
+     * backward scan of its index), and its quantity from the batch. */
     [ST_LINE_REMOVE] = {"ap_line_remove",
-                        "DELETE FROM allocations WHERE id = ("
-                        " SELECT a.id FROM allocations a JOIN batches b ON b.id = a.batch_id"
-                        "  WHERE b.reference = $1::text AND a.orderid = $2::text"
-                        "    AND a.qty = $3::bigint ORDER BY a.id DESC LIMIT 1)"},
+                        "WITH l AS (SELECT a.id, a.batch_id, a.qty FROM allocations a"
+                        "            WHERE a.batch_id = (SELECT id FROM batches"
+                        "                                 WHERE reference = $1::text)"
+                        "              AND a.orderid = $2::text AND a.qty = $3::bigint"
+                        "            ORDER BY a.id DESC LIMIT 1),"
+                        "      b AS (UPDATE batches SET allocated_quantity ="
+                        "                   allocated_quantity - (SELECT qty FROM l)"
+                        "             WHERE id = (SELECT batch_id FROM l))"
+                        " DELETE FROM allocations WHERE id = (SELECT id FROM l)"},
     [ST_VIEW_ADD] = {"ap_view_add",
                      "INSERT INTO allocations_view (orderid, sku, batchref)"
                      " VALUES ($1::text, $2::text, $3::text)"},
@@ -94,11 +114,14 @@ const pg_stmt_t pg_stmts[ST__COUNT] = {
                              "       AS u(sku, old, new)"
                              " WHERE p.sku = u.sku AND p.version_number = u.old"},
     [ST_LINE_ADD_MANY] = {"ap_line_add_many",
-                          "INSERT INTO allocations (batch_id, orderid, qty)"
-                          " SELECT b.id, u.orderid, u.qty"
-                          "   FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY"
-                          "        AS u(ref, orderid, qty, ord)"
-                          "   JOIN batches b ON b.reference = u.ref"
+                          "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])"
+                          "           WITH ORDINALITY AS u(ref, orderid, qty, ord)),"
+                          "     b AS (UPDATE batches b SET allocated_quantity ="
+                          "                  b.allocated_quantity + s.qty"
+                          "             FROM (SELECT ref, sum(qty) AS qty FROM u GROUP BY ref) s"
+                          "            WHERE b.reference = s.ref RETURNING b.id, b.reference)"
+                          " INSERT INTO allocations (batch_id, orderid, qty)"
+                          " SELECT b.id, u.orderid, u.qty FROM u JOIN b ON b.reference = u.ref"
                           "  ORDER BY u.ord"},
     [ST_VIEW_ADD_MANY] = {"ap_view_add_many",
                           "INSERT INTO allocations_view (orderid, sku, batchref)"

@@ -18,7 +18,7 @@
  * failure that leaves the session in doubt marks it broken; the next outermost begin
  * reconnects.
  *
- * The SQL is in pg_statements.c, the pipelines and the queue of statements not sent yet in
+ * The repository's loads are in pg_repository.c, the SQL in pg_statements.c, the pipelines and the queue of statements not sent yet in
  * pg_pipeline.c (pg_uow_internal.h is what they share); the connection helpers every pg
  * adapter uses in pg_session.c.
  */
@@ -37,7 +37,7 @@
 
 /* ---------------------------------------------------------------- session state */
 
-static const char *fmt_int(char buf[AP_PG_INT_SIZE], int64_t value)
+const char *pg_uow_fmt_int(char buf[AP_PG_INT_SIZE], int64_t value)
 {
     snprintf(buf, AP_PG_INT_SIZE, "%" PRId64, value);
     return buf;
@@ -138,9 +138,8 @@ static ap_err_t execute_now(pg_uow_t *self, const stmt_call_t *call, ExecStatusT
     return AP_OK;
 }
 
-/* execute_now for one of our prepared statements. */
-static ap_err_t execute_prepared(pg_uow_t *self, enum stmt st, int nparams,
-                                 const char *const *params, ExecStatusType want, PGresult **out)
+ap_err_t pg_uow_execute(pg_uow_t *self, enum stmt st, int nparams, const char *const *params,
+                        ExecStatusType want, PGresult **out)
 {
     const stmt_call_t call = {.st = st, .nparams = nparams, .params = params};
     return execute_now(self, &call, want, out);
@@ -151,7 +150,7 @@ static ap_err_t execute_counting(pg_uow_t *self, enum stmt st, int nparams,
                                  const char *const *params, long *rows)
 {
     PGresult *res = NULL;
-    ap_err_t err = execute_prepared(self, st, nparams, params, PGRES_COMMAND_OK, &res);
+    ap_err_t err = pg_uow_execute(self, st, nparams, params, PGRES_COMMAND_OK, &res);
     if (err)
         return err;
     *rows = strtol(PQcmdTuples(res), NULL, 10);
@@ -287,137 +286,11 @@ static void pg_rollback(ap_uow_t *uow)
         self->broken = true;
 }
 
-/* ---------------------------------------------------------------- repository: load */
-
 /* A stored row that the model refuses (or a broken query): a bug or manual tampering. */
-static ap_err_t bad_row(const char *what, int row)
+ap_err_t pg_uow_bad_row(const char *what, int row)
 {
     AP_ERROR("pg", "%s: row %d does not fit the model", what, row);
     return AP_ERR_INTERNAL;
-}
-
-/* Rebuilds one product from rows [first, end) of a LOAD_PRODUCT result. */
-static ap_err_t restore_rows(const PGresult *res, int first, int end, const char *what,
-                             ap_product_t **out)
-{
-    ap_product_t *product = NULL;
-    ap_batch_t *batch = NULL;
-    int64_t batch_id = 0, version, value;
-    ap_err_t err = AP_OK;
-
-    if (PQnfields(res) != 8 || !ap_pg_get_int64(res, first, 1, &version))
-        return bad_row(what, first);
-    if (!(product = ap_product_restore(PQgetvalue(res, first, 0), version)))
-        return AP_ERR_NOMEM;
-    for (int row = first; row < end; row++) {
-        if (PQgetisnull(res, row, 2))
-            continue; /* a product without batches */
-        int64_t id, qty, eta = 0;
-        if (!ap_pg_get_int64(res, row, 2, &id)) {
-            err = bad_row(what, row);
-            goto out;
-        }
-        if (!batch || id != batch_id) {
-            bool has_eta = !PQgetisnull(res, row, 5);
-            if (!ap_pg_get_int64(res, row, 4, &qty) ||
-                (has_eta && (!ap_pg_get_int64(res, row, 5, &eta) || eta < INT32_MIN ||
-                             eta > INT32_MAX))) {
-                err = bad_row(what, row);
-                goto out;
-            }
-            err = ap_product_restore_batch(product, PQgetvalue(res, row, 3), qty, has_eta,
-                                           (int32_t)eta, &batch);
-            if (err) {
-                err = err == AP_ERR_NOMEM ? err : bad_row(what, row);
-                goto out;
-            }
-            batch_id = id;
-        }
-        if (PQgetisnull(res, row, 6))
-            continue; /* a batch without lines */
-        if (!ap_pg_get_int64(res, row, 7, &value)) {
-            err = bad_row(what, row);
-            goto out;
-        }
-        if ((err = ap_product_restore_line(batch, PQgetvalue(res, row, 6), value))) {
-            err = err == AP_ERR_NOMEM ? err : bad_row(what, row);
-            goto out;
-        }
-    }
-    *out = product;
-    product = NULL;
-out:
-    ap_product_free(product);
-    return err;
-}
-
-static ap_err_t load(pg_uow_t *self, enum stmt st, const char *key, ap_product_t **out)
-{
-    const char *params[1] = {key};
-    PGresult *res = NULL;
-    ap_err_t err = execute_prepared(self, st, 1, params, PGRES_TUPLES_OK, &res);
-    if (err == AP_OK && PQntuples(res) == 0)
-        err = AP_ERR_NOT_FOUND;
-    if (err == AP_OK)
-        err = restore_rows(res, 0, PQntuples(res), pg_stmts[st].name, out);
-    PQclear(res);
-    return err;
-}
-
-/* Many products in one round trip: rows come grouped by sku, in the order asked. */
-static ap_err_t pg_load_many(ap_uow_t *uow, const char *const *skus, const int64_t *known,
-                             size_t n, int64_t *stored, ap_product_t **out)
-{
-    pg_uow_t *self = container_of(uow, pg_uow_t, uow);
-    char *sku_array = ap_pg_text_array(skus, n), *known_array = ap_pg_int_array(known, n);
-    const char *params[2] = {sku_array, known_array};
-    const char *what = pg_stmts[ST_LOAD_MANY].name;
-    PGresult *res = NULL;
-    ap_err_t err = sku_array && known_array
-                       ? execute_prepared(self, ST_LOAD_MANY, 2, params, PGRES_TUPLES_OK, &res)
-                       : AP_ERR_NOMEM;
-
-    for (size_t i = 0; i < n; i++) {
-        stored[i] = -1;
-        out[i] = NULL;
-    }
-    size_t i = 0;
-    for (int first = 0, nrows = err ? 0 : PQntuples(res); first < nrows && !err;) {
-        const char *sku = PQgetvalue(res, first, 0);
-        int end = first + 1;
-        while (end < nrows && strcmp(PQgetvalue(res, end, 0), sku) == 0)
-            end++;
-        while (i < n && strcmp(skus[i], sku) != 0)
-            i++;
-        if (i == n || !ap_pg_get_int64(res, first, 1, &stored[i])) {
-            err = bad_row(what, first);
-            break;
-        }
-        if (stored[i] != known[i])
-            err = restore_rows(res, first, end, what, &out[i]);
-        i++;
-        first = end;
-    }
-    if (err) {
-        for (size_t j = 0; j < n; j++) {
-            ap_product_free(out[j]);
-            out[j] = NULL;
-        }
-    }
-    PQclear(res);
-    free(sku_array);
-    free(known_array);
-    return err;
-}
-
-static ap_err_t pg_load(ap_uow_t *uow, const char *sku, ap_product_t **out)
-{
-    return load(container_of(uow, pg_uow_t, uow), ST_LOAD_SKU, sku, out);
-}
-
-static ap_err_t pg_load_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **out)
-{
-    return load(container_of(uow, pg_uow_t, uow), ST_LOAD_REF, ref, out);
 }
 
 /* ---------------------------------------------------------------- repository: commit */
@@ -449,12 +322,12 @@ static void send_product(emitter_t *pipe, const ap_product_t *product)
     char version[AP_PG_INT_SIZE], stored[AP_PG_INT_SIZE], qty[AP_PG_INT_SIZE];
     char eta[AP_PG_INT_SIZE];
 
-    fmt_int(version, product->version_number);
+    pg_uow_fmt_int(version, product->version_number);
     if (product->is_new) {
         const char *params[] = {product->sku, version};
         emit(pipe, ST_PRODUCT_INSERT, EXPECT_VERSION, product->sku, 2, params);
     } else {
-        const char *params[] = {product->sku, fmt_int(stored, product->stored_version), version};
+        const char *params[] = {product->sku, pg_uow_fmt_int(stored, product->stored_version), version};
         emit(pipe, ST_PRODUCT_CAS, EXPECT_VERSION, product->sku, 3, params);
     }
     for (size_t i = 0; i < product->nchanges; i++) {
@@ -462,20 +335,20 @@ static void send_product(emitter_t *pipe, const ap_product_t *product)
         const ap_batch_t *batch = &product->batches[change->batch];
         switch (change->kind) {
         case AP_CHANGE_ADD_BATCH: {
-            const char *params[] = {batch->ref, batch->sku, fmt_int(qty, batch->purchased_qty),
-                                    batch->has_eta ? fmt_int(eta, batch->eta) : NULL};
+            const char *params[] = {batch->ref, batch->sku, pg_uow_fmt_int(qty, batch->purchased_qty),
+                                    batch->has_eta ? pg_uow_fmt_int(eta, batch->eta) : NULL};
             emit(pipe, ST_BATCH_INSERT, EXPECT_ONE_ROW, batch->ref, 4, params);
             break;
         }
         case AP_CHANGE_SET_QTY: {
-            const char *params[] = {batch->ref, fmt_int(qty, batch->purchased_qty)};
+            const char *params[] = {batch->ref, pg_uow_fmt_int(qty, batch->purchased_qty)};
             emit(pipe, ST_BATCH_SET_QTY, EXPECT_ONE_ROW, batch->ref, 2, params);
             break;
         }
         case AP_CHANGE_ADD_LINE:
         case AP_CHANGE_REMOVE_LINE: {
             const char *params[] = {batch->ref, change->line.orderid,
-                                    fmt_int(qty, change->line.qty)};
+                                    pg_uow_fmt_int(qty, change->line.qty)};
             enum stmt st = change->kind == AP_CHANGE_ADD_LINE ? ST_LINE_ADD : ST_LINE_REMOVE;
             emit(pipe, st, EXPECT_ONE_ROW, batch->ref, 3, params);
             break;
@@ -599,16 +472,16 @@ static ap_err_t pg_claim_partition(ap_uow_t *uow, const char *group, const char 
 {
     pg_uow_t *self = container_of(uow, pg_uow_t, uow);
     char part[AP_PG_INT_SIZE];
-    const char *params[] = {group, topic, fmt_int(part, partition)};
+    const char *params[] = {group, topic, pg_uow_fmt_int(part, partition)};
     PGresult *res = NULL;
     int64_t claimed, next;
     ap_err_t err;
 
-    if ((err = execute_prepared(self, ST_CLAIM, 3, params, PGRES_TUPLES_OK, &res)))
+    if ((err = pg_uow_execute(self, ST_CLAIM, 3, params, PGRES_TUPLES_OK, &res)))
         goto out;
     if (PQntuples(res) != 1 || !ap_pg_get_int64(res, 0, 0, &claimed) ||
         !ap_pg_get_int64(res, 0, 1, &next)) {
-        err = bad_row(pg_stmts[ST_CLAIM].name, 0);
+        err = pg_uow_bad_row(pg_stmts[ST_CLAIM].name, 0);
         goto out;
     }
     *epoch = claimed;
@@ -626,10 +499,10 @@ static ap_err_t pg_advance_offset(ap_uow_t *uow, const char *group, const char *
     char part[AP_PG_INT_SIZE], ep[AP_PG_INT_SIZE], from[AP_PG_INT_SIZE], to[AP_PG_INT_SIZE];
     const char *params[] = {group,
                             topic,
-                            fmt_int(part, partition),
-                            fmt_int(ep, epoch),
-                            fmt_int(from, expected),
-                            fmt_int(to, next)};
+                            pg_uow_fmt_int(part, partition),
+                            pg_uow_fmt_int(ep, epoch),
+                            pg_uow_fmt_int(from, expected),
+                            pg_uow_fmt_int(to, next)};
     long rows;
     ap_err_t err = execute_counting(self, ST_ADVANCE, 6, params, &rows);
     if (err)
@@ -661,6 +534,8 @@ static const struct ap_uow_ops pg_uow_ops = {
     .load = pg_load,
     .load_by_batchref = pg_load_by_batchref,
     .load_many = pg_load_many,
+    .load_orders = pg_load_orders,
+    .load_older_lines = pg_load_older_lines,
     .view_add = pg_view_add,
     .view_remove = pg_view_remove,
     .claim_partition = pg_claim_partition,

@@ -3,11 +3,12 @@
  * refs-internal.h serves its backends:
  *
  *   pg_uow.c         the port: sessions, scopes, the repository, the read model and offsets
+ *   pg_repository.c  loading products, and the lines a command needs
  *   pg_statements.c  the SQL it prepares on every connection
  *   pg_pipeline.c    libpq pipelines, the queue of statements not sent yet (lazy savepoints,
  *                    deferred writes) and the merging of queued writes into many-row ones
  *
- * Private to those three files: nothing else includes it. The helpers every pg adapter uses
+ * Private to those files: nothing else includes it. The helpers every pg adapter uses
  * (connecting, mapping errors, array literals) are in pg_internal.h. One uow, one thread.
  */
 #ifndef AP_ADAPTERS_PG_UOW_INTERNAL_H
@@ -56,6 +57,8 @@ enum stmt {
     ST_LOAD_SKU,
     ST_LOAD_REF,
     ST_LOAD_MANY,
+    ST_LOAD_ORDERS,
+    ST_LOAD_OLDER,
     ST_PRODUCT_INSERT,
     ST_PRODUCT_CAS,
     ST_BATCH_INSERT,
@@ -95,6 +98,27 @@ ap_err_t pg_uow_ready(const pg_uow_t *self);
  * Only outside pipeline mode.
  */
 bool pg_uow_named_statement(pg_uow_t *self, const char *sql, char name[16]);
+
+/* Runs prepared statement `st` now (after the queue, in one pipeline); on success *out holds
+ * a result of status `want` (caller clears). */
+ap_err_t pg_uow_execute(pg_uow_t *self, enum stmt st, int nparams, const char *const *params,
+                        ExecStatusType want, PGresult **out);
+
+/* `value` in decimal, in `buf`; returns buf. */
+const char *pg_uow_fmt_int(char buf[AP_PG_INT_SIZE], int64_t value);
+
+/* Logs a stored row the model refuses (a bug or manual tampering): AP_ERR_INTERNAL. */
+ap_err_t pg_uow_bad_row(const char *what, int row);
+
+/* ---------------------------------------------------------------- the repository's loads
+ * (pg_repository.c): the port's functions of the same names. */
+ap_err_t pg_load(ap_uow_t *uow, const char *sku, ap_product_t **out);
+ap_err_t pg_load_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **out);
+ap_err_t pg_load_many(ap_uow_t *uow, const char *const *skus, const int64_t *known, size_t n,
+                      int64_t *stored, ap_product_t **out);
+ap_err_t pg_load_orders(ap_uow_t *uow, ap_product_t *const *products,
+                        const char *const *orderids, size_t n);
+ap_err_t pg_load_older_lines(ap_uow_t *uow, ap_product_t *product, size_t batch, size_t max);
 
 /* ---------------------------------------------------------------- pipelines (pg_pipeline.c) */
 

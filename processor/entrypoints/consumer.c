@@ -479,20 +479,24 @@ static ap_err_t try_batch(consumer_t *c, item_t *items, size_t n, int64_t *last,
     ap_uow_t *uow = c->app->deps.uow;
     ap_err_t err = ap_uow_begin(uow);
     size_t nskus = 0, nrefs = 0;
+    const char **orderids = skus + n;
 
     for (size_t i = 0; i < c->nparts; i++)
         last[i] = -1;
-    /* The batch's products in one round trip, rather than one each. */
+    /* The batch's products in one round trip, rather than one each, and the lines of its
+     * Allocates' orders in one more. */
     for (size_t i = 0; i < n && err == AP_OK; i++) {
         if (items[i].decoded != AP_OK)
             continue;
-        if (items[i].cmd.sku[0])
+        if (items[i].cmd.sku[0]) {
+            orderids[nskus] = items[i].cmd.type == AP_CMD_ALLOCATE ? items[i].cmd.orderid : NULL;
             skus[nskus++] = items[i].cmd.sku;
-        else if (items[i].cmd.ref[0]) /* by batch ref: fills `skus` from the end */
+        } else if (items[i].cmd.ref[0]) { /* by batch ref: fills `skus` from the end */
             skus[n - ++nrefs] = items[i].cmd.ref;
+        }
     }
     if (err == AP_OK)
-        ap_uow_prefetch(uow, skus, nskus, skus + n - nrefs, nrefs);
+        ap_uow_prefetch(uow, skus, orderids, nskus, skus + n - nrefs, nrefs);
     if (err == AP_OK)
         err = mark_duplicates(c, items, n);
     for (size_t i = 0; i < n && err == AP_OK; i++) {
@@ -540,7 +544,7 @@ static void process_batch(consumer_t *c, item_t *items, size_t n)
 {
     ap_uow_t *uow = c->app->deps.uow;
     int64_t *last = calloc(c->nparts ? c->nparts : 1, sizeof *last);
-    const char **skus = calloc(n, sizeof *skus);
+    const char **skus = calloc(2 * n, sizeof *skus); /* skus or refs, then orderids */
     if (!last || !skus) {
         AP_ERROR("consumer", "out of memory; the batch will be read again");
         goto out;

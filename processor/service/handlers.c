@@ -67,7 +67,8 @@ static ap_err_t allocate_work(const ap_deps_t *deps, const ap_msg_t *cmd, char *
         AP_SAY(why, whylen, "Invalid sku %s", cmd->sku);
         return AP_ERR_INVALID_SKU;
     }
-    if (err || (err = ap_order_line_init(&line, cmd->orderid, cmd->sku, cmd->qty)))
+    if (err || (err = ap_order_line_init(&line, cmd->orderid, cmd->sku, cmd->qty)) ||
+        (err = ap_uow_load_order(deps->uow, product, line.orderid)))
         return err;
     return ap_product_allocate(product, &line, NULL);
 }
@@ -84,7 +85,13 @@ static ap_err_t change_batch_quantity_work(const ap_deps_t *deps, const ap_msg_t
     }
     if (err)
         return err;
-    return ap_product_change_batch_quantity(product, cmd->ref, cmd->qty);
+    /* The lines that leave are the batch's newest: load older ones until they are all in. */
+    while ((err = ap_product_change_batch_quantity(product, cmd->ref, cmd->qty)) ==
+           AP_ERR_NEED_LINES) {
+        if ((err = ap_uow_load_older_lines(deps->uow, product, cmd->ref)))
+            return err;
+    }
+    return err;
 }
 
 static ap_err_t add_batch(const ap_deps_t *deps, const ap_msg_t *cmd, char *why, size_t whylen)

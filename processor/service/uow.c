@@ -49,7 +49,7 @@ static ap_product_t *find_sku(ap_product_t *const *items, size_t n, const char *
 static ap_product_cache_t *tx_cache(ap_uow_t *uow)
 {
     if (!uow->cache)
-        uow->cache = ap_product_cache_new(0);
+        uow->cache = ap_product_cache_new(0, true);
     return uow->cache;
 }
 
@@ -72,7 +72,7 @@ ap_err_t ap_uow_keep_committed(ap_uow_t *uow, size_t max_bytes)
     uow->committed = NULL;
     if (max_bytes == 0 || !uow->ops->load_many)
         return AP_OK;
-    uow->committed = ap_product_cache_new(max_bytes);
+    uow->committed = ap_product_cache_new(max_bytes, false);
     return uow->committed ? AP_OK : AP_ERR_NOMEM;
 }
 
@@ -84,11 +84,21 @@ static void keep_committed(ap_uow_t *uow)
     cache_clear(uow);
 }
 
+/* The number of the innermost open scope: what the transaction's cache tags puts with.
+ * Deeper than scope_ids has room for, the deepest it has stands in (a rollback then drops a
+ * little more than it must). */
+static uint64_t current_scope(const ap_uow_t *uow)
+{
+    size_t max = sizeof uow->scope_ids / sizeof *uow->scope_ids - 1;
+    return uow->scope_ids[uow->depth < max ? uow->depth : max];
+}
+
 ap_err_t ap_uow_begin(ap_uow_t *uow)
 {
     ap_err_t err = uow->ops->begin(uow);
-    if (err == AP_OK)
-        uow->depth++;
+    size_t max = sizeof uow->scope_ids / sizeof *uow->scope_ids - 1;
+    if (err == AP_OK && ++uow->depth <= max)
+        uow->scope_ids[uow->depth] = ++uow->scopes_begun;
     return err;
 }
 
@@ -109,13 +119,18 @@ void ap_uow_rollback(ap_uow_t *uow)
 {
     if (uow->depth == 0)
         return;
+    uint64_t scope = current_scope(uow);
     uow->ops->rollback(uow);
     uow->depth--;
     /* What the scope changed is gone, and so are the events it recorded; the transaction's
-     * cache may hold some of it. Committed products are untouched: the ones this transaction
-     * used were taken out of that cache, not copied. */
+     * cache holds what the scope and the ones nested in it committed: that goes too (what
+     * it handed out is forgotten). Committed products are untouched: the ones this
+     * transaction used were taken out of that cache, not copied. */
     ap_uow_forget(uow);
-    cache_clear(uow);
+    if (uow->depth == 0)
+        cache_clear(uow);
+    else if (uow->cache)
+        ap_product_cache_drop_from(uow->cache, scope);
 }
 
 static ap_product_t *seen_by_sku(const ap_uow_t *uow, const char *sku)
@@ -168,9 +183,9 @@ static ap_err_t refresh(ap_uow_t *uow, const char *const *skus, size_t n)
             uow->committed ? ap_product_cache_take(uow->committed, skus[i]) : NULL;
         if (loaded[i]) {
             ap_product_free(kept); /* stale */
-            ap_product_cache_put(uow->cache, loaded[i]);
+            ap_product_cache_put_at(uow->cache, loaded[i], current_scope(uow));
         } else if (kept && stored[i] == known[i]) {
-            ap_product_cache_put(uow->cache, kept);
+            ap_product_cache_put_at(uow->cache, kept, current_scope(uow));
         } else {
             ap_product_free(kept);
         }
@@ -247,8 +262,44 @@ static bool known_sku(const ap_uow_t *uow, const char *sku, const char *const *w
     return false;
 }
 
-void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, size_t nskus,
-                     const char *const *refs, size_t nrefs)
+/*
+ * The lines of orders orderids[i] of the products of skus[i] that the transaction's cache
+ * holds and that do not know them yet, in one round trip. The products are taken out of
+ * the cache for the call and put back after.
+ */
+static void prefetch_orders(ap_uow_t *uow, const char *const *skus, const char *const *orderids,
+                            size_t n)
+{
+    ap_product_t **taken = malloc(n * sizeof *taken);    /* distinct, out of the cache */
+    ap_product_t **products = malloc(n * sizeof *products);
+    const char **wanted = malloc(n * sizeof *wanted);
+    size_t ntaken = 0, m = 0;
+
+    for (size_t i = 0; taken && products && wanted && i < n; i++) {
+        if (!orderids[i] || !orderids[i][0])
+            continue;
+        ap_product_t *product = find_sku(taken, ntaken, skus[i]);
+        if (!product) {
+            if (!(product = cache_take(uow, skus[i])))
+                continue;
+            taken[ntaken++] = product;
+        }
+        if (!ap_product_knows_order(product, orderids[i])) {
+            products[m] = product;
+            wanted[m++] = orderids[i];
+        }
+    }
+    if (m > 0)
+        (void)uow->ops->load_orders(uow, products, wanted, m); /* a hint, like the rest */
+    for (size_t i = 0; i < ntaken; i++)
+        ap_product_cache_put_at(uow->cache, taken[i], current_scope(uow));
+    free(taken);
+    free(products);
+    free(wanted);
+}
+
+void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, const char *const *orderids,
+                     size_t nskus, const char *const *refs, size_t nrefs)
 {
     const char **wanted = NULL;
     char(*ref_skus)[AP_STR_SIZE] = NULL;
@@ -274,9 +325,36 @@ void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, size_t nskus,
     }
     if (nwanted > 0)
         (void)refresh(uow, wanted, nwanted); /* a hint: later gets load what is missing */
+    if (orderids && uow->ops->load_orders)
+        prefetch_orders(uow, skus, orderids, nskus);
 out:
     free(wanted);
     free(ref_skus);
+}
+
+/*
+ * Storage is asked about lines as the open transaction sees them: with what earlier scopes
+ * wrote at their commit, without what this scope changed so far (the model says where older
+ * lines start, ap_product_stored_newest; a line taken back is still there, so its order
+ * waits for the commit).
+ */
+ap_err_t ap_uow_load_order(ap_uow_t *uow, ap_product_t *product, const char *orderid)
+{
+    if (ap_product_knows_order(product, orderid))
+        return AP_OK;
+    if (!uow->ops->load_orders || ap_product_removal_pending(product, orderid))
+        return AP_ERR_INTERNAL;
+    return uow->ops->load_orders(uow, &product, &orderid, 1);
+}
+
+ap_err_t ap_uow_load_older_lines(ap_uow_t *uow, ap_product_t *product, const char *ref)
+{
+    const ap_batch_t *batch = ap_product_find_batch(product, ref);
+    if (!batch || ap_batch_unknown_qty(batch) <= 0 || !uow->ops->load_older_lines)
+        return AP_ERR_INTERNAL;
+    /* Twice what memory holds (at least 16): a long decrease takes a few round trips. */
+    size_t max = batch->nlines < 8 ? 16 : 2 * batch->nlines;
+    return uow->ops->load_older_lines(uow, product, (size_t)(batch - product->batches), max);
 }
 
 ap_err_t ap_uow_add(ap_uow_t *uow, ap_product_t *product)
@@ -305,7 +383,7 @@ ap_err_t ap_uow_collect_new_events(ap_uow_t *uow, ap_event_sink_fn sink, void *c
     }
     for (size_t i = 0; i < uow->nseen; i++) {
         ap_product_clear_events(uow->seen[i]);
-        ap_product_cache_put(keep, uow->seen[i]);
+        ap_product_cache_put_at(keep, uow->seen[i], current_scope(uow));
     }
     uow->nseen = 0;
     return AP_OK;

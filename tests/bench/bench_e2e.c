@@ -17,15 +17,13 @@
  *
  * Commands are JSON, as a person with kcat would send them, keyed by sku, each with a
  * `message-id` header "<run tag>:<sequence>"; the processor copies it into every event's
- * `causation-id`, which is how an event is matched to its command. The mix is built so that
- * every command yields exactly one event:
+ * `causation-id`, which is how an event is matched to its command. The benchmark keeps a
+ * small model of every sku's two batches, so it knows each command's first event (and counts
+ * the rest a command causes: Deallocated, and the reallocations after it):
  *   - warm-up: one CreateBatch, waited for (the processor has joined its group and relays);
- *   - setup: per sku a warehouse batch (qty 100) and a shipment (qty 1,000,000, eta
- *     2030-01-01) -> BatchCreated each;
- *   - throughput: COMMANDS commands over uniformly random skus, 2% ChangeBatchQuantity
- *     (raising the warehouse batch, so no line is ever deallocated) -> BatchQuantityChanged,
- *     the rest Allocate of 1..10 units with a unique orderid -> Allocated (into the warehouse
- *     batch while it has room, then the shipment; never OutOfStock). Produced as fast as the
+ *   - setup: per sku a warehouse batch (qty 100) and a shipment (eta 2030-01-01) ->
+ *     BatchCreated each;
+ *   - throughput: COMMANDS commands of the mix (BENCH_MIX, below). Produced as fast as the
  *     producer takes them; commands/s = COMMANDS over the time from the first send to the
  *     moment the benchmark's consumer has read the last of their events;
  *   - latency: the same mix at RATE commands/s for SECONDS, sent one at a time on a fixed
@@ -33,6 +31,26 @@
  *     consumer reading its event.
  * Topics are the processor's: <prefix>.commands in, <prefix>.events.* and
  * <prefix>.dead_letter out (every one is read, so a rejection or dead letter is noticed).
+ *
+ * BENCH_MIX chooses the mix:
+ *   simple     (the default, the first one) uniformly random skus, shipments of 1,000,000;
+ *              2% ChangeBatchQuantity raising the warehouse batch (no line ever leaves), the
+ *              rest Allocate of 1..10 units with a unique orderid (never out of stock);
+ *   realistic  Zipf-skewed skus (s = 1: the most popular sku gets about 1/H(n) of the traffic),
+ *              shipments of 500; 78% Allocate of a new orderid, 5% an Allocate repeated
+ *              (the identical line again: idempotent, no event while it is allocated), 15%
+ *              ChangeBatchQuantity of the warehouse batch to its allocated quantity -25..+95
+ *              (a decrease takes lines back, newest first, each allocated again: Deallocated,
+ *              then Allocated or OutOfStock), 2% rejected (an unknown sku, or an unknown batch
+ *              ref). Popular skus run out of stock: OutOfStock. A round ends with one new
+ *              Allocate per sku, so every command before it has been processed when the last
+ *              event arrives (a repeat that changes nothing has no event of its own).
+ *
+ * BENCH_MILLIONS=N (the long run): N rounds of BENCH_ROUND commands (default 1,000,000);
+ * after each, a probe of BENCH_PROBE_S seconds (default 5) at RATE commands/s, and one line:
+ * the round's throughput, the probe's p50/p99, the processor's VmRSS and VmHWM, and the
+ * sizes of the tables and their indexes. At the end, the verdicts of the long-run targets.
+ * Commands are made as they are sent, so memory is O(commands) bytes, not O(commands) lines.
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -56,7 +74,9 @@
 #define CHANGE_PERCENT 2
 #define WAREHOUSE_QTY 100
 #define SHIPMENT_QTY 1000000
+#define REALISTIC_SHIPMENT_QTY 500
 #define STALL_S 60 /* give up when no expected event arrives for this long */
+#define T_NONE 0xFF /* a command with no event of its own (an idempotent repeat) */
 
 enum { T_BATCH_CREATED, T_BATCH_QUANTITY_CHANGED, T_ALLOCATED, T_DEALLOCATED, T_OUT_OF_STOCK,
        T_COMMAND_REJECTED, T_DEAD_LETTER, NTOPICS };
@@ -96,7 +116,10 @@ typedef struct cmd {
 } cmd_t;
 
 static size_t total;          /* sequence numbers 0 .. total-1 */
-static uint8_t *expect;       /* topic index of each command's event */
+static uint8_t *expect;       /* topic index of each command's first event, or T_NONE */
+static uint8_t *allow;        /* bits: topics of the further events a command may cause */
+static atomic_ulong further;  /* further events read (Deallocated, reallocations) */
+static unsigned long expected_further[NTOPICS]; /* what the model says they should be */
 static long long *sent_us;    /* written by the main thread */
 static atomic_llong *seen_us; /* written by the reader: first sight of the expected event */
 static atomic_ulong got;      /* expected events seen (first sightings) */
@@ -105,6 +128,7 @@ static atomic_bool reader_ready, reader_stop;
 
 static int *change_count; /* per sku: ChangeBatchQuantity sent so far */
 static int nskus;
+static bool realistic;    /* BENCH_MIX=realistic */
 
 static void sku_name(int s, char *buf, size_t len)
 {
@@ -129,27 +153,199 @@ static void make_create(cmd_t *c, size_t seq, const char *sku, const char *ref, 
     expect[seq] = T_BATCH_CREATED;
 }
 
-static void make_mixed(cmd_t *c, size_t seq)
+static void make_allocate(cmd_t *c, const char *sku, size_t order, int qty)
+{
+    c->key_len = snprintf(c->key, sizeof c->key, "%s", sku);
+    c->value_len = snprintf(c->value, sizeof c->value,
+                            "{\"type\":\"Allocate\",\"orderid\":\"o-%s-%zu\",\"sku\":\"%s\","
+                            "\"qty\":%d}",
+                            tag, order, sku, qty);
+}
+
+static void make_change(cmd_t *c, const char *sku, const char *ref, long qty)
+{
+    c->key_len = snprintf(c->key, sizeof c->key, "%s", sku);
+    c->value_len = snprintf(c->value, sizeof c->value,
+                            "{\"type\":\"ChangeBatchQuantity\",\"ref\":\"%s\",\"qty\":%ld}", ref,
+                            qty);
+}
+
+static void make_simple(cmd_t *c, size_t seq)
 {
     int s = (int)(rng() % (uint64_t)nskus);
-    char sku[64];
+    char sku[64], ref[96];
     sku_name(s, sku, sizeof sku);
-    c->key_len = snprintf(c->key, sizeof c->key, "%s", sku);
     if (rng() % 100 < CHANGE_PERCENT) {
         /* Only ever raised: no line leaves, so the event count stays exact. */
-        long qty = WAREHOUSE_QTY + 50L * ++change_count[s];
-        c->value_len = snprintf(c->value, sizeof c->value,
-                                "{\"type\":\"ChangeBatchQuantity\",\"ref\":\"w-%s-%04d\","
-                                "\"qty\":%ld}",
-                                tag, s, qty);
+        snprintf(ref, sizeof ref, "w-%s-%04d", tag, s);
+        make_change(c, sku, ref, WAREHOUSE_QTY + 50L * ++change_count[s]);
         expect[seq] = T_BATCH_QUANTITY_CHANGED;
     } else {
-        c->value_len = snprintf(c->value, sizeof c->value,
-                                "{\"type\":\"Allocate\",\"orderid\":\"o-%s-%zu\",\"sku\":\"%s\","
-                                "\"qty\":%d}",
-                                tag, seq, sku, 1 + (int)(rng() % 10));
+        make_allocate(c, sku, seq, 1 + (int)(rng() % 10));
         expect[seq] = T_ALLOCATED;
     }
+}
+
+/* ---------------------------------------------------------------- the realistic mix's model */
+
+/* A sku's two batches as the processor holds them: [0] the warehouse (preferred), [1] the
+ * shipment; lines in allocation order. An order's number is the sequence of the Allocate
+ * that first sent it. */
+typedef struct mline {
+    uint32_t order;
+    uint8_t qty;
+} mline_t;
+typedef struct mbatch {
+    long purchased, allocated;
+    mline_t *lines;
+    size_t n, cap;
+} mbatch_t;
+#define RECENT 16
+typedef struct msku {
+    mbatch_t b[2];
+    uint32_t recent[RECENT]; /* recent orders of this sku, for repeats */
+    uint8_t recent_qty[RECENT];
+    unsigned nrecent;
+} msku_t;
+static msku_t *skus_model;
+static uint8_t *where;    /* per order: 0 not allocated, else 1 + the batch holding it */
+static double *zipf_cdf;  /* P(sku <= i) */
+
+static void model_setup(void)
+{
+    skus_model = calloc((size_t)nskus, sizeof *skus_model);
+    zipf_cdf = calloc((size_t)nskus, sizeof *zipf_cdf);
+    where = calloc(total, 1);
+    if (!skus_model || !zipf_cdf || !where)
+        die("memory", "out of memory");
+    double h = 0;
+    for (int i = 0; i < nskus; i++)
+        h += 1.0 / (i + 1);
+    double acc = 0;
+    for (int i = 0; i < nskus; i++) {
+        acc += 1.0 / (i + 1) / h;
+        zipf_cdf[i] = acc;
+        skus_model[i].b[0].purchased = WAREHOUSE_QTY;
+        skus_model[i].b[1].purchased = REALISTIC_SHIPMENT_QTY;
+    }
+}
+
+static int zipf_sku(void)
+{
+    double u = (double)(rng() >> 11) / 9007199254740992.0; /* [0, 1) */
+    int lo = 0, hi = nskus - 1;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (zipf_cdf[mid] > u)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* The model's Allocate: the topic of its event, or T_NONE when the line is already there. */
+static uint8_t model_allocate(msku_t *m, uint32_t order, uint8_t qty)
+{
+    if (where[order])
+        return T_NONE;
+    for (int i = 0; i < 2; i++) {
+        mbatch_t *b = &m->b[i];
+        if (b->purchased - b->allocated < qty)
+            continue;
+        if (b->n == b->cap) {
+            b->cap = b->cap ? 2 * b->cap : 16;
+            if (!(b->lines = realloc(b->lines, b->cap * sizeof *b->lines)))
+                die("memory", "out of memory");
+        }
+        b->lines[b->n++] = (mline_t){order, qty};
+        b->allocated += qty;
+        where[order] = (uint8_t)(i + 1);
+        return T_ALLOCATED;
+    }
+    return T_OUT_OF_STOCK;
+}
+
+/* The model's ChangeBatchQuantity of the warehouse: lines taken back newest first, each
+ * allocated again in that order once all have left. Counts the further events. */
+static void model_change(msku_t *m, long qty, size_t seq)
+{
+    mbatch_t *b = &m->b[0];
+    mline_t left[256];
+    size_t n = 0;
+    b->purchased = qty;
+    while (b->purchased < b->allocated && b->n > 0 && n < 256) {
+        left[n] = b->lines[--b->n];
+        b->allocated -= left[n].qty;
+        where[left[n].order] = 0;
+        n++;
+    }
+    expected_further[T_DEALLOCATED] += n;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t t = model_allocate(m, left[i].order, left[i].qty);
+        expected_further[t]++;
+        allow[seq] |= (uint8_t)(1u << t);
+    }
+    if (n)
+        allow[seq] |= 1u << T_DEALLOCATED;
+}
+
+static void make_realistic(cmd_t *c, size_t seq)
+{
+    int s = zipf_sku();
+    msku_t *m = &skus_model[s];
+    char sku[64], ref[96];
+    sku_name(s, sku, sizeof sku);
+    unsigned roll = (unsigned)(rng() % 100);
+    if (roll < 2) { /* rejected: an unknown sku, or an unknown batch */
+        if (roll == 0) {
+            snprintf(sku, sizeof sku, "SKU-%s-nosuch", tag);
+            make_allocate(c, sku, seq, 1);
+        } else {
+            snprintf(ref, sizeof ref, "nosuch-%s-%zu", tag, seq);
+            make_change(c, sku, ref, 10);
+        }
+        expect[seq] = T_COMMAND_REJECTED;
+    } else if (roll < 17) { /* the warehouse batch changes: -25..+95 around what it holds */
+        long qty = m->b[0].allocated - 25 + (long)(rng() % 121);
+        if (qty < 0)
+            qty = 0;
+        snprintf(ref, sizeof ref, "w-%s-%04d", tag, s);
+        make_change(c, sku, ref, qty);
+        expect[seq] = T_BATCH_QUANTITY_CHANGED;
+        model_change(m, qty, seq);
+    } else if (roll < 22 && m->nrecent > 0) { /* the identical line again */
+        unsigned k = (unsigned)(rng() % (m->nrecent < RECENT ? m->nrecent : RECENT));
+        make_allocate(c, sku, m->recent[k], m->recent_qty[k]);
+        expect[seq] = model_allocate(m, m->recent[k], m->recent_qty[k]);
+    } else {
+        uint8_t qty = (uint8_t)(1 + rng() % 10);
+        make_allocate(c, sku, seq, qty);
+        expect[seq] = model_allocate(m, (uint32_t)seq, qty);
+        m->recent[m->nrecent % RECENT] = (uint32_t)seq;
+        m->recent_qty[m->nrecent % RECENT] = qty;
+        m->nrecent++;
+    }
+}
+
+/* A round's last commands in the realistic mix: one new Allocate per sku. */
+static void make_closing(cmd_t *c, size_t seq, int s)
+{
+    char sku[64];
+    sku_name(s, sku, sizeof sku);
+    make_allocate(c, sku, seq, 1);
+    expect[seq] = model_allocate(&skus_model[s], (uint32_t)seq, 1);
+}
+
+/* Command `seq`, the `i`th of a round of `n`. */
+static void make_mixed(cmd_t *c, size_t seq, size_t i, size_t n)
+{
+    if (!realistic)
+        make_simple(c, seq);
+    else if (n > (size_t)nskus && i >= n - (size_t)nskus)
+        make_closing(c, seq, (int)(i - (n - (size_t)nskus)));
+    else
+        make_realistic(c, seq);
 }
 
 /* ---------------------------------------------------------------- Kafka */
@@ -240,7 +436,9 @@ static void *reader_main(void *arg)
                 ti = i;
         if (ti >= 0)
             atomic_fetch_add(&per_topic[ti], 1);
-        if (*end || seq >= total || ti != expect[seq]) {
+        if (!*end && seq < total && ti >= 0 && ti != expect[seq] && (allow[seq] >> ti) & 1) {
+            atomic_fetch_add(&further, 1); /* a Deallocated, or a reallocation after one */
+        } else if (*end || seq >= total || ti != expect[seq]) {
             atomic_fetch_add(&unexpected, 1);
         } else if (atomic_load_explicit(&seen_us[seq], memory_order_relaxed)) {
             atomic_fetch_add(&duplicates, 1); /* at-least-once: a re-delivery */
@@ -278,6 +476,11 @@ static void send_cmd(ap_producer_t *producer, const cmd_t *c, size_t seq)
         sent_us[seq] = ap_test_now_us();
         ap_err_t err = ap_producer_send(producer, command_topic, c->key, (size_t)c->key_len,
                                         c->value, (size_t)c->value_len, &header, 1, NULL);
+        if (err == AP_OK && expect[seq] == T_NONE) {
+            /* Nothing to wait for: a later command of its sku vouches for it. */
+            atomic_store(&seen_us[seq], sent_us[seq]);
+            atomic_fetch_add(&got, 1);
+        }
         if (err == AP_OK)
             return;
         if (err != AP_ERR_UNAVAILABLE)
@@ -603,19 +806,236 @@ static const char *env_or(const char *name, const char *dflt)
     return v && *v ? v : dflt;
 }
 
+/* ---------------------------------------------------------------- rounds and probes */
+
+static ap_producer_t *bulk, *single;
+static cpu_snap_t cpu_a, cpu_b;
+
+/*
+ * A throughput round: commands [from, from + n), made as they are sent, as fast as the
+ * producer takes them, then waits for their events. Returns commands/s, 0 when incomplete.
+ */
+static double run_round(size_t from, size_t n, bool report)
+{
+    unsigned long acked_before = atomic_load(&acked), allocs = 0;
+    cpu_snapshot(&cpu_a);
+    printf("phase: throughput start\n");
+    fflush(stdout);
+    cmd_t c;
+    for (size_t i = 0; i < n; i++) {
+        make_mixed(&c, from + i, i, n);
+        allocs += c.value[9] == 'A'; /* {"type":"Allocate" */
+        send_cmd(bulk, &c, from + i);
+        ap_producer_poll(bulk, 0);
+    }
+    long long produced = ap_test_now_us();
+    while (atomic_load(&acked) - acked_before < (unsigned long)n && !atomic_load(&failed))
+        ap_producer_poll(bulk, 10);
+    long long all_acked = ap_test_now_us();
+    bool complete = wait_events(from, from + n, report, bulk);
+    cpu_snapshot(&cpu_b);
+    printf("phase: throughput end\n");
+    fflush(stdout);
+    long long first = sent_us[from], last = last_seen(from, from + n);
+    double thr_s = (double)(last - first) / 1e6;
+    unsigned long events = 0;
+    for (size_t i = from; i < from + n; i++)
+        events += atomic_load(&seen_us[i]) != 0;
+    if (report) {
+        printf("throughput: %zu commands (%lu Allocate, %lu ChangeBatchQuantity) produced in "
+               "%.2f s, acknowledged by Kafka in %.2f s\n",
+               n, allocs, (unsigned long)n - allocs, (double)(produced - first) / 1e6,
+               (double)(all_acked - first) / 1e6);
+        printf("throughput: %lu of %zu events read %.2f s after the first command: %.0f "
+               "commands/s, %.0f events/s end-to-end%s\n",
+               events, n, thr_s, (double)n / thr_s, (double)events / thr_s,
+               complete ? "" : " (INCOMPLETE)");
+        cpu_report("throughput", &cpu_a, &cpu_b);
+        memory_report("throughput");
+    }
+    return complete ? (double)n / thr_s : 0;
+}
+
+/* The latency producer's first send waits for metadata and its producer id (close to a
+ * second): one command outside any measurement. */
+static void warm_single(size_t seq)
+{
+    char sku[64], ref[96];
+    cmd_t c;
+    snprintf(sku, sizeof sku, "SKU-%s-warm2", tag);
+    snprintf(ref, sizeof ref, "w-%s-warm2", tag);
+    make_create(&c, seq, sku, ref, 10, NULL);
+    send_cmd(single, &c, seq);
+    if (!wait_events(seq, seq + 1, false, single))
+        die("warm-up", "the latency producer's first command got no event");
+    ap_test_pause_ms(1000); /* let the relay and the commit queue settle */
+}
+
+/*
+ * Commands [from, from + n) at `rate` per second, one at a time on a fixed schedule; the
+ * percentiles of send -> event read (commands with an event of their own). False when
+ * events are missing.
+ */
+static bool run_probe(size_t from, size_t n, long rate, bool report, double *p50, double *p99)
+{
+    cmd_t c;
+    cpu_snapshot(&cpu_a);
+    long long period_ns = 1000000000LL / rate, behind_max = 0;
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    long long start_us = ap_test_now_us();
+    for (size_t i = 0; i < n; i++) {
+        long long due = start_us + (long long)i * period_ns / 1000;
+        make_mixed(&c, from + i, 0, 0);
+        long long t = ap_test_now_us();
+        if (t - due > behind_max)
+            behind_max = t - due;
+        send_cmd(single, &c, from + i);
+        ap_producer_poll(single, 0);
+        ap_test_sleep_next(&next, period_ns);
+    }
+    long long sent_end = ap_test_now_us();
+    bool complete = wait_events(from, from + n, false, single);
+    cpu_snapshot(&cpu_b);
+    size_t m = 0;
+    long long *lat = calloc(n ? n : 1, sizeof *lat);
+    if (!lat)
+        die("memory", "out of memory");
+    for (size_t i = from; i < from + n; i++) {
+        long long t = atomic_load(&seen_us[i]);
+        if (t && expect[i] != T_NONE)
+            lat[m++] = t - sent_us[i];
+    }
+    const char *csv = report ? getenv("BENCH_LATENCY_CSV") : NULL;
+    FILE *out = csv && *csv ? fopen(csv, "w") : NULL;
+    if (out) {
+        /* Per command: when it was sent (ms into the phase) and its latency (ms). */
+        fprintf(out, "seq,first_event,sent_ms,latency_ms\n");
+        for (size_t i = from; i < from + n; i++) {
+            long long t = atomic_load(&seen_us[i]);
+            fprintf(out, "%zu,%s,%.3f,%.3f\n", i - from,
+                    expect[i] == T_NONE ? "none" : topic_suffix[expect[i]] + 1,
+                    (double)(sent_us[i] - start_us) / 1000,
+                    t && expect[i] != T_NONE ? (double)(t - sent_us[i]) / 1000 : -1.0);
+        }
+        fclose(out);
+    }
+    qsort(lat, m, sizeof *lat, cmp_ll);
+    *p50 = m ? pct(lat, m, 0.5) : -1;
+    *p99 = m ? pct(lat, m, 0.99) : -1;
+    if (report) {
+        printf("latency: %zu commands at %ld/s over %.1f s (sender at most %.1f ms behind its "
+               "schedule); send -> event read: ",
+               n, rate, (double)(sent_end - start_us) / 1e6, (double)behind_max / 1000);
+        if (m)
+            printf("p50 %.1f ms, p99 %.1f ms, p999 %.1f ms, max %.1f ms", pct(lat, m, 0.5),
+                   pct(lat, m, 0.99), pct(lat, m, 0.999), (double)lat[m - 1] / 1000);
+        printf(" (%zu of %zu read)\n", m, n);
+        cpu_report("latency", &cpu_a, &cpu_b);
+        memory_report("latency");
+    }
+    free(lat);
+    return complete;
+}
+
+/* The processor's VmRSS and VmHWM in KiB (-1 when unknown). */
+static void processor_memory(long *rss, long *hwm)
+{
+    char path[64], line[256];
+    *rss = *hwm = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)processor_pid);
+    FILE *f = processor_pid > 0 ? fopen(path, "r") : NULL;
+    while (f && fgets(line, sizeof line, f)) {
+        sscanf(line, "VmHWM: %ld kB", hwm);
+        sscanf(line, "VmRSS: %ld kB", rss);
+    }
+    if (f)
+        fclose(f);
+}
+
+/* The write model's and read model's tables: size of the heap and of the indexes, MiB. */
+static void table_sizes(char *buf, size_t len)
+{
+    snprintf(buf, len, "?");
+    if (!db)
+        return;
+    PGresult *res = PQexec(db,
+                           "SELECT string_agg(format('%s %s+%s', c.relname,"
+                           "         round(pg_table_size(c.oid) / 1048576.0, 1),"
+                           "         round(pg_indexes_size(c.oid) / 1048576.0, 1)), ', '"
+                           "         ORDER BY c.relname)"
+                           "  FROM pg_class c"
+                           " WHERE c.relkind = 'r' AND c.relname IN ('products', 'batches',"
+                           "       'allocations', 'allocations_view', 'outbox',"
+                           "       'command_outcomes', 'consumer_offsets')");
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        snprintf(buf, len, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+}
+
+/* The long run: rounds, each followed by a probe; one line each, then the verdicts. */
+static bool run_long(size_t from, int rounds, size_t round_n, size_t probe_n, long rate)
+{
+    double first = 0, worst_p99 = 0, last = 0;
+    long worst_hwm = 0;
+    bool ok = true;
+    size_t seq = from;
+    printf("long run: %d rounds of %zu commands, each followed by %zu commands at %ld/s; "
+           "sizes are table+indexes in MiB\n",
+           rounds, round_n, probe_n, rate);
+    warm_single(total - 1);
+    for (int r = 0; r < rounds && ok; r++) {
+        double thr = run_round(seq, round_n, false);
+        seq += round_n;
+        double p50 = -1, p99 = -1;
+        ok = thr > 0 && run_probe(seq, probe_n, rate, false, &p50, &p99);
+        seq += probe_n;
+        long rss, hwm;
+        char sizes[1024];
+        processor_memory(&rss, &hwm);
+        table_sizes(sizes, sizeof sizes);
+        printf("round %d (%zu commands in all): %.0f commands/s; probe at %ld/s p50 %.1f ms, "
+               "p99 %.1f ms; VmRSS %.1f MiB, VmHWM %.1f MiB; %s\n",
+               r + 1, (size_t)(r + 1) * round_n, thr, rate, p50, p99, (double)rss / 1024,
+               (double)hwm / 1024, sizes);
+        if (r == 0)
+            first = thr;
+        last = thr;
+        worst_p99 = p99 > worst_p99 ? p99 : worst_p99;
+        worst_hwm = hwm > worst_hwm ? hwm : worst_hwm;
+    }
+    printf("long run: %s; last round %.0f commands/s = %.0f%% of the first's %.0f (target >= "
+           "90%%: %s); worst probe p99 %.1f ms (target <= 10 ms: %s); VmHWM %.1f MiB (target "
+           "<= 64 MiB: %s)\n",
+           ok ? "complete" : "INCOMPLETE", last, first > 0 ? 100 * last / first : 0, first,
+           first > 0 && last >= 0.9 * first ? "met" : "NOT met", worst_p99,
+           worst_p99 <= 10 ? "met" : "NOT met", (double)worst_hwm / 1024,
+           worst_hwm > 0 && worst_hwm <= 65536 ? "met" : "NOT met");
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     long commands = argc > 1 ? atol(argv[1]) : 100000;
     long rate = argc > 2 ? atol(argv[2]) : 1000;
     long seconds = argc > 3 ? atol(argv[3]) : 20;
     nskus = argc > 4 ? atoi(argv[4]) : 1000;
+    const char *mix_name = env_or("BENCH_MIX", "simple");
+    int rounds = atoi(env_or("BENCH_MILLIONS", "0"));
+    long round_n = atol(env_or("BENCH_ROUND", "1000000"));
+    long probe_s = atol(env_or("BENCH_PROBE_S", "5"));
+    if (strcmp(mix_name, "simple") != 0 && strcmp(mix_name, "realistic") != 0)
+        die("BENCH_MIX", "simple or realistic");
+    realistic = strcmp(mix_name, "realistic") == 0;
+    if (rounds < 0 || round_n <= nskus || probe_s <= 0)
+        die("usage", "BENCH_MILLIONS >= 0, BENCH_ROUND > SKUS, BENCH_PROBE_S > 0");
     kafka_servers = getenv("KAFKA_BOOTSTRAP_SERVERS");
     prefix = env_or("TOPIC_PREFIX", "allocation");
     processor_pid = (pid_t)atol(env_or("BENCH_PROCESSOR_PID", "0"));
     group_id = env_or("KAFKA_GROUP_ID", "allocation-processor");
     if (!kafka_servers || !*kafka_servers)
         die("environment", "KAFKA_BOOTSTRAP_SERVERS must be set");
-    if (commands <= 0 || rate <= 0 || seconds <= 0 || nskus <= 0 || nskus > 100000)
+    if ((commands <= 0 && atoi(env_or("BENCH_MILLIONS", "0")) <= 0) || rate <= 0 || seconds <= 0 || nskus <= 0 || nskus > 100000)
         die("usage", "bench_e2e [COMMANDS [RATE [SECONDS [SKUS]]]]");
     ap_log_setup(AP_LOG_WARN, false);
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -638,14 +1058,19 @@ int main(int argc, char **argv)
     size_t setup = 1 + 2 * (size_t)nskus, latency_n = (size_t)(rate * seconds);
     size_t mix_from = setup, mix_to = setup + (size_t)commands, lat_from = mix_to,
            lat_to = mix_to + latency_n;
+    size_t probe_n = (size_t)(rate * probe_s);
+    if (rounds > 0) /* the long run instead: rounds of commands, each with its probe */
+        lat_to = setup + (size_t)rounds * ((size_t)round_n + probe_n);
     total = lat_to + 1; /* and one more: the latency producer's warm-up */
     expect = calloc(total, 1);
+    allow = calloc(total, 1);
     sent_us = calloc(total, sizeof *sent_us);
     seen_us = calloc(total, sizeof *seen_us);
     change_count = calloc((size_t)nskus, sizeof *change_count);
-    cmd_t *mix = calloc((size_t)commands, sizeof *mix);
-    if (!expect || !sent_us || !seen_us || !change_count || !mix)
+    if (!expect || !allow || !sent_us || !seen_us || !change_count)
         die("memory", "out of memory");
+    if (realistic)
+        model_setup();
 
     /* Parameters and the machine. */
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
@@ -656,9 +1081,17 @@ int main(int argc, char **argv)
             break;
     if (cpuinfo)
         fclose(cpuinfo);
-    printf("bench_e2e: run %s, topics %s.*, %ld commands (%d%% ChangeBatchQuantity, the rest "
-           "Allocate) over %d skus, then %ld commands/s for %ld s; JSON commands, Avro events\n",
-           tag, prefix, commands, CHANGE_PERCENT, nskus, rate, seconds);
+    printf("bench_e2e: run %s, topics %s.*, mix %s (%s) over %d skus; ", tag, prefix, mix_name,
+           realistic ? "Zipf skus; 78% new Allocate, 5% repeated, 15% ChangeBatchQuantity "
+                       "that may deallocate, 2% rejected; out of stock happens"
+                     : "uniform skus; 2% ChangeBatchQuantity raising, the rest new Allocate",
+           nskus);
+    if (rounds > 0)
+        printf("long run: %d rounds of %ld commands, each then %ld s at %ld/s",
+               rounds, round_n, probe_s, rate);
+    else
+        printf("%ld commands, then %ld commands/s for %ld s", commands, rate, seconds);
+    printf("; JSON commands, Avro events\n");
     printf("machine: %ld CPU(s) (%s); processor pid %ld; BATCH_MAX_MESSAGES=%s "
            "BATCH_MAX_WAIT_MS=%s BACKPRESSURE_MAX_ROWS=%s BACKPRESSURE_MAX_AGE_MS=%s%s\n",
            nproc, model, (long)processor_pid, env_or("BATCH_MAX_MESSAGES", "(default)"),
@@ -677,7 +1110,6 @@ int main(int argc, char **argv)
     ap_config_t cfg = {.bootstrap_servers = (char *)kafka_servers};
     ap_config_t cfg0 = {.bootstrap_servers = (char *)kafka_servers, .kafka = &no_linger,
                         .nkafka = 1};
-    ap_producer_t *bulk = NULL, *single = NULL;
     if (ap_producer_new(&cfg, "bench-e2e", on_delivery, NULL, &bulk) ||
         ap_producer_new(&cfg0, "bench-e2e-latency", on_delivery, NULL, &single))
         die("producer", "cannot create");
@@ -706,7 +1138,8 @@ int main(int argc, char **argv)
         make_create(&c, 1 + 2 * (size_t)s, sku, ref, WAREHOUSE_QTY, NULL);
         send_cmd(bulk, &c, 1 + 2 * (size_t)s);
         snprintf(ref, sizeof ref, "s-%s-%04d", tag, s);
-        make_create(&c, 2 + 2 * (size_t)s, sku, ref, SHIPMENT_QTY, "2030-01-01");
+        make_create(&c, 2 + 2 * (size_t)s, sku, ref,
+                    realistic ? REALISTIC_SHIPMENT_QTY : SHIPMENT_QTY, "2030-01-01");
         send_cmd(bulk, &c, 2 + 2 * (size_t)s);
     }
     if (!wait_events(1, setup, false, bulk))
@@ -715,121 +1148,24 @@ int main(int argc, char **argv)
     printf("setup: %zu CreateBatch in %.2f s = %.0f commands/s\n", setup - 1, setup_s,
            (double)(setup - 1) / setup_s);
 
-    /* 1. Throughput ------------------------------------------------------------------- */
-    for (size_t i = 0; i < (size_t)commands; i++)
-        make_mixed(&mix[i], mix_from + i);
-    unsigned long allocs = 0;
-    for (size_t i = mix_from; i < mix_to; i++)
-        allocs += expect[i] == T_ALLOCATED;
-    static cpu_snap_t cpu_a, cpu_b;
-    cpu_snapshot(&cpu_a);
-    unsigned long acked_before = atomic_load(&acked);
-    printf("phase: throughput start\n");
-    fflush(stdout);
-    for (size_t i = 0; i < (size_t)commands; i++) {
-        send_cmd(bulk, &mix[i], mix_from + i);
-        ap_producer_poll(bulk, 0);
-    }
-    long long produced = ap_test_now_us();
-    while (atomic_load(&acked) - acked_before < (unsigned long)commands && !atomic_load(&failed))
-        ap_producer_poll(bulk, 10);
-    long long all_acked = ap_test_now_us();
-    bool complete = wait_events(mix_from, mix_to, true, bulk);
-    cpu_snapshot(&cpu_b);
-    printf("phase: throughput end\n");
-    fflush(stdout);
-    long long first = sent_us[mix_from], last = last_seen(mix_from, mix_to);
-    double thr_s = (double)(last - first) / 1e6;
-    unsigned long thr_events = 0;
-    for (size_t i = mix_from; i < mix_to; i++)
-        thr_events += atomic_load(&seen_us[i]) != 0;
-    printf("throughput: %ld commands (%lu Allocate, %lu ChangeBatchQuantity) produced in %.2f "
-           "s, acknowledged by Kafka in %.2f s\n",
-           commands, allocs, (unsigned long)commands - allocs, (double)(produced - first) / 1e6,
-           (double)(all_acked - first) / 1e6);
-    printf("throughput: %lu of %ld events read %.2f s after the first command: %.0f commands/s, "
-           "%.0f events/s end-to-end%s\n",
-           thr_events, commands, thr_s, (double)commands / thr_s, (double)thr_events / thr_s,
-           complete ? "" : " (INCOMPLETE)");
-    cpu_report("throughput", &cpu_a, &cpu_b);
-    memory_report("throughput");
-
-    /* 2. Latency at a fixed rate ------------------------------------------------------ */
-    if (complete) {
-        cmd_t *lat_cmds = realloc(mix, latency_n * sizeof *mix);
-        if (!lat_cmds)
-            die("memory", "out of memory");
-        mix = lat_cmds;
-        for (size_t i = 0; i < latency_n; i++)
-            make_mixed(&mix[i], lat_from + i);
-        /* Warm the latency producer (its first send waits for metadata and its producer id:
-         * close to a second), outside the measurement. */
-        snprintf(sku, sizeof sku, "SKU-%s-warm2", tag);
-        snprintf(ref, sizeof ref, "w-%s-warm2", tag);
-        make_create(&c, lat_to, sku, ref, 10, NULL);
-        send_cmd(single, &c, lat_to);
-        if (!wait_events(lat_to, lat_to + 1, false, single))
-            die("warm-up", "the latency producer's first command got no event");
-        ap_test_pause_ms(1000); /* let the relay and the commit queue settle */
-        cpu_snapshot(&cpu_a);
-        long long period_ns = 1000000000LL / rate, behind_max = 0;
-        struct timespec next;
-        clock_gettime(CLOCK_MONOTONIC, &next);
-        long long start_us = ap_test_now_us();
-        for (size_t i = 0; i < latency_n; i++) {
-            long long due = start_us + (long long)i * period_ns / 1000;
-            long long t = ap_test_now_us();
-            if (t - due > behind_max)
-                behind_max = t - due;
-            send_cmd(single, &mix[i], lat_from + i);
-            ap_producer_poll(single, 0);
-            next.tv_nsec += period_ns;
-            while (next.tv_nsec >= 1000000000L) {
-                next.tv_sec++;
-                next.tv_nsec -= 1000000000L;
-            }
-            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+    bool complete;
+    if (rounds > 0) {
+        complete = run_long(mix_from, rounds, (size_t)round_n, probe_n, rate);
+    } else {
+        /* 1. Throughput ------------------------------------------------------------------- */
+        double thr = run_round(mix_from, (size_t)commands, true);
+        complete = thr > 0;
+        /* 2. Latency at a fixed rate ------------------------------------------------------ */
+        if (complete) {
+            double p50, p99;
+            warm_single(lat_to);
+            complete = run_probe(lat_from, latency_n, rate, true, &p50, &p99);
+            if ((double)rate > 0.7 * thr)
+                printf("latency: NOTE the offered %ld/s is %.0f%% of the %.0f commands/s "
+                       "measured above: near or past saturation, so these numbers mostly "
+                       "measure a queue\n",
+                       rate, 100.0 * (double)rate / thr, thr);
         }
-        long long sent_end = ap_test_now_us();
-        complete = wait_events(lat_from, lat_to, false, single);
-        cpu_snapshot(&cpu_b);
-        size_t m = 0;
-        long long *lat = calloc(latency_n, sizeof *lat);
-        for (size_t i = lat_from; i < lat_to; i++) {
-            long long t = atomic_load(&seen_us[i]);
-            if (t)
-                lat[m++] = t - sent_us[i];
-        }
-        const char *csv = getenv("BENCH_LATENCY_CSV");
-        FILE *out = csv && *csv ? fopen(csv, "w") : NULL;
-        if (out) {
-            /* Per command: when it was sent (ms into the phase) and its latency (ms). */
-            fprintf(out, "seq,type,sent_ms,latency_ms\n");
-            for (size_t i = lat_from; i < lat_to; i++) {
-                long long t = atomic_load(&seen_us[i]);
-                fprintf(out, "%zu,%s,%.3f,%.3f\n", i - lat_from,
-                        expect[i] == T_ALLOCATED ? "Allocate" : "ChangeBatchQuantity",
-                        (double)(sent_us[i] - start_us) / 1000,
-                        t ? (double)(t - sent_us[i]) / 1000 : -1.0);
-            }
-            fclose(out);
-        }
-        qsort(lat, m, sizeof *lat, cmp_ll);
-        printf("latency: %zu commands at %ld/s over %.1f s (sender at most %.1f ms behind its "
-               "schedule); send -> event read: ",
-               latency_n, rate, (double)(sent_end - start_us) / 1e6, (double)behind_max / 1000);
-        if (m)
-            printf("p50 %.1f ms, p99 %.1f ms, p999 %.1f ms, max %.1f ms", pct(lat, m, 0.5),
-                   pct(lat, m, 0.99), pct(lat, m, 0.999), (double)lat[m - 1] / 1000);
-        printf(" (%zu of %zu read)\n", m, latency_n);
-        if ((double)rate > 0.7 * (double)commands / thr_s)
-            printf("latency: NOTE the offered %ld/s is %.0f%% of the %.0f commands/s measured "
-                   "above: near or past saturation, so these numbers mostly measure a queue\n",
-                   rate, 100.0 * (double)rate * thr_s / (double)commands,
-                   (double)commands / thr_s);
-        cpu_report("latency", &cpu_a, &cpu_b);
-        memory_report("latency");
-        free(lat);
     }
 
     /* Anything else the processor said about our commands. */
@@ -838,6 +1174,11 @@ int main(int argc, char **argv)
         printf(" %s %lu", topic_suffix[t] + 1, atomic_load(&per_topic[t]));
     printf("; unexpected %lu, re-deliveries %lu, commands not delivered %lu\n",
            atomic_load(&unexpected), atomic_load(&duplicates), atomic_load(&failed));
+    if (realistic)
+        printf("further events (after a command's first): %lu read, the model expected %lu "
+               "Deallocated, %lu Allocated, %lu OutOfStock\n",
+               atomic_load(&further), expected_further[T_DEALLOCATED],
+               expected_further[T_ALLOCATED], expected_further[T_OUT_OF_STOCK]);
 
     atomic_store(&reader_stop, true);
     pthread_join(reader, NULL);
@@ -846,8 +1187,8 @@ int main(int argc, char **argv)
     ap_producer_free(single);
     if (db)
         PQfinish(db);
-    free(mix);
     free(expect);
+    free(allow);
     free(sent_us);
     free(seen_us);
     free(change_count);

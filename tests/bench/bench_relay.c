@@ -291,12 +291,7 @@ int main(int argc, char **argv)
                     "VALUES ($1, convert_to($2, 'UTF8'), convert_to($3, 'UTF8'))",
                     3, params);
         commit_us[i] = ap_test_now_us();
-        next.tv_nsec += period_ns;
-        while (next.tv_nsec >= 1000000000L) {
-            next.tv_sec++;
-            next.tv_nsec -= 1000000000L;
-        }
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+        ap_test_sleep_next(&next, period_ns);
     }
     long long tail = ap_test_now_us();
     while (atomic_load(&reader.got) < n && ap_test_now_us() - tail < 10LL * 1000000)

@@ -4,6 +4,10 @@
  * The store holds committed copies of products, the read model's rows and consumer offsets.
  * Each begin snapshots the whole store and a rollback restores it, which is exactly what a
  * savepoint does, at a cost that only a test can afford.
+ *
+ * Like the PostgreSQL adapter, it keeps products whole (every line, with an id in allocation
+ * order) but hands them out without their lines, and gives a command the lines it asks for
+ * (load_orders, load_older_lines); a commit applies the changes the product recorded.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +49,7 @@ typedef struct fake_uow {
     store_t store;
     store_t *snapshots; /* one per open scope */
     size_t commits, scope_commits;
+    int64_t line_ids; /* the last line id given */
     size_t loads; /* products handed to the uow whole (load, load_by_batchref, load_many) */
     size_t queries; /* calls of load, load_by_batchref and load_many: a backend's round trips */
     ap_err_t fail_err;
@@ -124,11 +129,14 @@ static ap_err_t write_product(fake_uow_t *self, ap_product_t *product)
     if (product->is_new ? slot != NULL : !slot || (*slot)->version_number != product->stored_version)
         return AP_ERR_CONFLICT;
 
-    ap_product_t *copy = ap_product_clone(product);
+    ap_product_t *copy = slot ? ap_product_clone(*slot) : ap_product_new(product->sku);
     if (!copy)
         return AP_ERR_NOMEM;
-    ap_product_clear_events(copy);
-    ap_product_mark_stored(copy);
+    ap_err_t err = ap_product_apply_changes(copy, product, &self->line_ids);
+    if (err) {
+        ap_product_free(copy);
+        return err;
+    }
     if (slot) {
         ap_product_free(*slot);
         *slot = copy;
@@ -144,6 +152,16 @@ static ap_err_t write_product(fake_uow_t *self, ap_product_t *product)
     }
     ap_product_mark_stored(product);
     return AP_OK;
+}
+
+/* A stored product as a load hands it out: its batches, none of its lines. */
+static ap_product_t *hand_out(fake_uow_t *self, const ap_product_t *stored)
+{
+    ap_product_t *copy = ap_product_clone(stored);
+    self->loads++;
+    if (copy)
+        ap_product_forget_lines(copy);
+    return copy;
 }
 
 static ap_err_t fake_commit(ap_uow_t *uow)
@@ -182,8 +200,7 @@ static ap_err_t fake_load(ap_uow_t *uow, const char *sku, ap_product_t **out)
     self_of(uow)->queries++;
     if (!slot)
         return AP_ERR_NOT_FOUND;
-    self_of(uow)->loads++;
-    return (*out = ap_product_clone(*slot)) ? AP_OK : AP_ERR_NOMEM;
+    return (*out = hand_out(self_of(uow), *slot)) ? AP_OK : AP_ERR_NOMEM;
 }
 
 static ap_err_t fake_load_many(ap_uow_t *uow, const char *const *skus, const int64_t *known,
@@ -195,8 +212,7 @@ static ap_err_t fake_load_many(ap_uow_t *uow, const char *const *skus, const int
         stored[i] = slot ? (*slot)->version_number : -1;
         out[i] = NULL;
         if (slot && stored[i] != known[i]) {
-            self_of(uow)->loads++;
-            if (!(out[i] = ap_product_clone(*slot))) {
+            if (!(out[i] = hand_out(self_of(uow), *slot))) {
                 while (i-- > 0)
                     ap_product_free(out[i]);
                 return AP_ERR_NOMEM;
@@ -211,10 +227,59 @@ static ap_err_t fake_load_by_batchref(ap_uow_t *uow, const char *ref, ap_product
     fake_uow_t *self = self_of(uow);
     self->queries++;
     for (size_t i = 0; i < self->store.nproducts; i++) {
-        if (ap_product_find_batch(self->store.products[i], ref) && ++self->loads)
-            return (*out = ap_product_clone(self->store.products[i])) ? AP_OK : AP_ERR_NOMEM;
+        if (ap_product_find_batch(self->store.products[i], ref))
+            return (*out = hand_out(self, self->store.products[i])) ? AP_OK : AP_ERR_NOMEM;
     }
     return AP_ERR_NOT_FOUND;
+}
+
+static ap_err_t fake_load_orders(ap_uow_t *uow, ap_product_t *const *products,
+                                 const char *const *orderids, size_t n)
+{
+    fake_uow_t *self = self_of(uow);
+    self->queries++;
+    for (size_t i = 0; i < n; i++) {
+        ap_product_t **slot = stored_slot(self, products[i]->sku);
+        if (!slot)
+            return AP_ERR_CONFLICT;
+        for (size_t b = 0; b < (*slot)->nbatches; b++) {
+            const ap_batch_t *batch = &(*slot)->batches[b];
+            for (size_t l = 0; l < batch->nlines; l++) {
+                if (strcmp(ap_batch_line_orderid(batch, l), orderids[i]) != 0)
+                    continue;
+                ap_err_t err = ap_product_restore_order_line(products[i], batch->ref,
+                                                             batch->lines[l].id, orderids[i],
+                                                             batch->lines[l].qty);
+                if (err)
+                    return err;
+            }
+        }
+        ap_err_t err = ap_product_restore_order(products[i], orderids[i]);
+        if (err)
+            return err;
+    }
+    return AP_OK;
+}
+
+static ap_err_t fake_load_older_lines(ap_uow_t *uow, ap_product_t *product, size_t batch,
+                                      size_t max)
+{
+    fake_uow_t *self = self_of(uow);
+    ap_batch_t *b = &product->batches[batch];
+    ap_product_t **slot = stored_slot(self, product->sku);
+    const ap_batch_t *whole = slot ? ap_product_find_batch(*slot, b->ref) : NULL;
+    size_t skip = ap_product_stored_newest(product, batch);
+    self->queries++;
+    if (!whole || whole->nlines <= skip)
+        return AP_ERR_CONFLICT;
+    for (size_t l = whole->nlines - skip, taken = 0; l-- > 0 && taken < max; taken++) {
+        ap_err_t err = ap_product_restore_older_line(product, b, whole->lines[l].id,
+                                                     ap_batch_line_orderid(whole, l),
+                                                     whole->lines[l].qty);
+        if (err)
+            return err;
+    }
+    return AP_OK;
 }
 
 static ap_err_t fake_view_add(ap_uow_t *uow, const char *orderid, const char *sku,
@@ -307,6 +372,8 @@ static const struct ap_uow_ops fake_uow_ops = {
     .load = fake_load,
     .load_by_batchref = fake_load_by_batchref,
     .load_many = fake_load_many,
+    .load_orders = fake_load_orders,
+    .load_older_lines = fake_load_older_lines,
     .view_add = fake_view_add,
     .view_remove = fake_view_remove,
     .claim_partition = fake_claim,
@@ -419,6 +486,14 @@ ap_err_t ap_fake_uow_store(ap_uow_t *uow, ap_product_t *product)
     ap_product_t **slot = stored_slot(self, product->sku);
     ap_product_mark_stored(product);
     ap_product_clear_events(product);
+    /* Kept whole, like every stored product: lines it holds without an id get one. */
+    ap_product_mark_complete(product);
+    for (size_t b = 0; b < product->nbatches; b++) {
+        for (size_t l = 0; l < product->batches[b].nlines; l++) {
+            if (product->batches[b].lines[l].id == 0)
+                product->batches[b].lines[l].id = ++self->line_ids;
+        }
+    }
     if (slot) {
         ap_product_free(*slot);
         *slot = product;

@@ -23,7 +23,7 @@ size_t ap_fake_uow_scope_commits(ap_uow_t *uow);
 const ap_product_t *ap_fake_uow_stored(ap_uow_t *uow, const char *sku);
 /* Products loaded whole so far (a kept product whose version storage confirmed is not). */
 size_t ap_fake_uow_loads(ap_uow_t *uow);
-/* Calls of load, load_by_batchref and load_many so far: the round trips a backend would make. */
+/* Calls of the load functions so far (products and lines): the round trips a backend would make. */
 size_t ap_fake_uow_queries(ap_uow_t *uow);
 /* Writes a product straight into the store, as another process would (takes ownership). */
 ap_err_t ap_fake_uow_store(ap_uow_t *uow, ap_product_t *product);

@@ -115,12 +115,16 @@ static void line_init(ap_order_line_t *line, const char *orderid, const char *sk
     assert_int_equal(ap_order_line_init(line, orderid, sku, qty), AP_OK);
 }
 
-static void allocate(ap_product_t *product, const char *orderid, int64_t qty,
+/* Allocates as the handler does: with `uow` (NULL for a new product, which knows all its
+ * lines), the lines of the order come from storage first. */
+static void allocate(ap_uow_t *uow, ap_product_t *product, const char *orderid, int64_t qty,
                      const char *expect_batch)
 {
     ap_order_line_t line;
     const char *batchref = NULL;
     line_init(&line, orderid, product->sku, qty);
+    if (uow)
+        assert_int_equal(ap_uow_load_order(uow, product, orderid), AP_OK);
     assert_int_equal(ap_product_allocate(product, &line, &batchref), AP_OK);
     if (expect_batch) {
         assert_non_null(batchref);
@@ -141,7 +145,42 @@ static void store_product(const char *sku, const char *ref, int64_t qty)
     ap_uow_free(uow);
 }
 
-/* A copy of the stored product (caller frees), or NULL when there is none. */
+/* Changes a batch's quantity as the handler does: older lines come from storage as needed. */
+static void change_qty(ap_uow_t *uow, ap_product_t *product, const char *ref, int64_t qty)
+{
+    ap_err_t err;
+    while ((err = ap_product_change_batch_quantity(product, ref, qty)) == AP_ERR_NEED_LINES)
+        assert_int_equal(ap_uow_load_older_lines(uow, product, ref), AP_OK);
+    assert_int_equal(err, AP_OK);
+}
+
+/* One command's scope inside a batch transaction: get (or create), act, commit, collect. */
+static ap_product_t *command_get(ap_uow_t *uow, const char *sku)
+{
+    ap_product_t *product = NULL;
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
+    return product;
+}
+
+static void command_end(ap_uow_t *uow)
+{
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_forget(uow);
+}
+/* Brings every line of a handed-out product into memory
+, through the partial loads. */
+static void load_whole(ap_uow_t *uow, ap_product_t *product)
+{
+    for (size_t i = 0; i < product->nbatches; i++) {
+        while (ap_batch_unknown_qty(&product->batches[i]) > 0)
+            assert_int_equal(ap_uow_load_older_lines(uow, product, product->batches[i].ref),
+                             AP_OK);
+    }
+    ap_product_mark_complete(product);
+}
+
+/* A copy of the stored product, every line in (caller frees), or NULL when there is none. */
 static ap_product_t *fetch(const char *sku)
 {
     ap_uow_t *uow = new_uow();
@@ -149,6 +188,7 @@ static ap_product_t *fetch(const char *sku)
     assert_int_equal(ap_uow_begin(uow), AP_OK);
     ap_err_t err = ap_uow_get(uow, sku, &product);
     if (err == AP_OK) {
+        load_whole(uow, product);
         copy = ap_product_clone(product);
         assert_non_null(copy);
     } else {
@@ -289,10 +329,10 @@ static void test_repository_round_trip(void **state)
     assert_non_null(product);
     assert_int_equal(ap_product_add_batch(product, shipment, 50, true, 20000), AP_OK);
     assert_int_equal(ap_product_add_batch(product, warehouse, 100, false, 0), AP_OK);
-    allocate(product, "o1", 10, warehouse);
-    allocate(product, "o2", 90, warehouse);
-    allocate(product, "o3", 5, shipment);
-    allocate(product, "o1", 10, NULL); /* the same line again: a no-op */
+    allocate(uow, product, "o1", 10, warehouse);
+    allocate(uow, product, "o2", 90, warehouse);
+    allocate(uow, product, "o3", 5, shipment);
+    allocate(uow, product, "o1", 10, NULL); /* the same line again: a no-op */
     int64_t version = product->version_number;
     assert_int_equal(ap_uow_add(uow, product), AP_OK);
     assert_int_equal(ap_uow_commit(uow), AP_OK);
@@ -347,10 +387,10 @@ static void test_repository_updates(void **state)
     assert_int_equal(ap_uow_begin(uow), AP_OK);
     assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
     assert_int_equal(product->version_number, 1);
-    allocate(product, "o1", 10, ref);
-    allocate(product, "o2", 10, ref);
-    allocate(product, "o3", 10, ref);
-    assert_int_equal(ap_product_change_batch_quantity(product, ref, 15), AP_OK);
+    allocate(uow, product, "o1", 10, ref);
+    allocate(uow, product, "o2", 10, ref);
+    allocate(uow, product, "o3", 10, ref);
+    change_qty(uow, product, ref, 15);
     assert_int_equal(ap_product_add_batch(product, later, 7, true, 19000), AP_OK);
     int64_t version = product->version_number;
     assert_int_equal(ap_uow_commit(uow), AP_OK);
@@ -386,7 +426,7 @@ static void test_repository_many_changes(void **state)
     assert_int_equal(ap_product_add_batch(product, ref, 1000, false, 0), AP_OK);
     for (int i = 0; i < 150; i++) {
         snprintf(orderid, sizeof orderid, "o%03d", i);
-        allocate(product, orderid, 1 + i % 3, ref);
+        allocate(NULL, product, orderid, 1 + i % 3, ref);
     }
     assert_int_equal(ap_uow_add(uow, product), AP_OK);
     assert_int_equal(ap_uow_commit(uow), AP_OK);
@@ -402,6 +442,88 @@ static void test_repository_many_changes(void **state)
         assert_int_equal(loaded->batches[0].lines[i].qty, 1 + i % 3);
     }
     ap_product_free(loaded);
+}
+
+/* Every batch of `sku` carries the sum of its lines' quantities. */
+static void assert_allocated_matches_lines(const char *sku)
+{
+    assert_int_equal(scalar("SELECT count(*) FROM batches b WHERE b.sku = $1"
+                            "   AND b.allocated_quantity <> coalesce((SELECT sum(qty)"
+                            "       FROM allocations a WHERE a.batch_id = b.id), 0)",
+                            sku),
+                     0);
+}
+
+/*
+ * A product with a long history: a load brings none of its lines, the idempotency check
+ * reads one order's lines, and a decrease reads only the batch's newest ones; what it
+ * stores keeps the batch's allocated quantity equal to its lines'.
+ */
+static void test_long_history_stays_in_storage(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    char sku[96], ref[96], n[16];
+    uniq(sku, sizeof sku, "HISTORIC");
+    uniq(ref, sizeof ref, "b-historic");
+    store_product(sku, ref, 5000);
+    snprintf(n, sizeof n, "%d", N);
+    /* The history, written straight into the tables, as years of commands would have. */
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "WITH l AS (INSERT INTO allocations (batch_id, orderid, qty)"
+             "           SELECT b.id, 'h' || g, 1 FROM batches b, generate_series(1, %d) g"
+             "            WHERE b.reference = $1 ORDER BY g RETURNING 1),"
+             "     u AS (UPDATE batches SET allocated_quantity = %d WHERE reference = $1)"
+             " SELECT count(*) FROM l",
+             N, N);
+    assert_int_equal(scalar(sql, ref), N);
+
+    /* One transaction, a scope per command, as the consumer runs a batch. */
+    ap_uow_t *uow = new_uow();
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_product_t *product = command_get(uow, sku);
+    assert_int_equal(product->batches[0].nlines, 0);
+    assert_int_equal(ap_batch_allocated_qty(&product->batches[0]), N);
+    int64_t version = product->version_number;
+    allocate(uow, product, "h10", 1, NULL); /* allocated long ago: a no-op */
+    assert_int_equal(product->nevents, 0);
+    assert_int_equal(product->version_number, version);
+    command_end(uow);
+    product = command_get(uow, sku);
+    allocate(uow, product, "new-1", 2, ref);
+    command_end(uow);
+
+    /* 3002 allocated, 2990 left: new-1, then h3000 down to h2991, leave. */
+    product = command_get(uow, sku);
+    change_qty(uow, product, ref, N - 10);
+    assert_true(product->batches[0].nlines <= 17);
+    size_t deallocated = 0;
+    for (size_t i = 0; i < product->nevents; i++) {
+        const ap_msg_t *event = &product->events[i];
+        if (event->type != AP_EVT_DEALLOCATED)
+            continue;
+        char want[16];
+        snprintf(want, sizeof want, "h%zu", (size_t)N + 1 - deallocated);
+        assert_string_equal(event->orderid, deallocated == 0 ? "new-1" : want);
+        deallocated++;
+    }
+    assert_int_equal(deallocated, 11);
+    command_end(uow);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    ap_uow_free(uow);
+
+    assert_allocated_matches_lines(sku);
+    assert_int_equal(scalar("SELECT allocated_quantity FROM batches WHERE reference = $1", ref),
+                     N - 10);
+    assert_int_equal(scalar("SELECT count(*) FROM allocations a JOIN batches b"
+                            " ON b.id = a.batch_id WHERE b.reference = $1"
+                            "  AND (a.orderid = 'new-1' OR a.orderid = 'h2991')", ref),
+                     0);
+    assert_int_equal(scalar("SELECT count(*) FROM allocations a JOIN batches b"
+                            " ON b.id = a.batch_id WHERE b.reference = $1"
+                            "  AND a.orderid = 'h2990'", ref),
+                     1);
 }
 
 static void test_load_by_batchref(void **state)
@@ -501,7 +623,7 @@ static void test_rollback_on_error(void **state)
     /* The same uow works afterwards. */
     assert_int_equal(ap_uow_begin(uow), AP_OK);
     assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
-    allocate(product, orderid, 3, ref);
+    allocate(uow, product, orderid, 3, ref);
     assert_int_equal(ap_uow_view_add(uow, orderid, sku, ref), AP_OK);
     assert_int_equal(ap_uow_commit(uow), AP_OK);
     ap_uow_free(uow);
@@ -797,8 +919,8 @@ static void test_concurrent_transactions(void **state)
     assert_int_equal(ap_uow_get(second, sku, &p2), AP_OK);
     int64_t version = p1->version_number;
     assert_int_equal(p2->version_number, version);
-    allocate(p1, "o1", 10, ref);
-    allocate(p2, "o2", 20, ref);
+    allocate(first, p1, "o1", 10, ref);
+    allocate(second, p2, "o2", 20, ref);
     assert_int_equal(ap_uow_commit(first), AP_OK);
     assert_int_equal(ap_uow_commit(second), AP_ERR_CONFLICT);
     assert_int_equal(second->depth, 0);
@@ -807,7 +929,7 @@ static void test_concurrent_transactions(void **state)
     assert_int_equal(ap_uow_begin(second), AP_OK);
     assert_int_equal(ap_uow_get(second, sku, &p2), AP_OK);
     assert_int_equal(p2->version_number, version + 1);
-    allocate(p2, "o2", 20, ref);
+    allocate(second, p2, "o2", 20, ref);
     assert_int_equal(ap_uow_commit(second), AP_OK);
     ap_uow_free(first);
     ap_uow_free(second);
@@ -845,14 +967,14 @@ static void test_deferred_writes_doom_the_transaction(void **state)
     assert_int_equal(ap_uow_begin(batch), AP_OK); /* a command's savepoint */
     assert_int_equal(ap_uow_get(batch, sku, &p1), AP_OK);
     int64_t version = p1->version_number;
-    allocate(p1, "o1", 10, ref);
+    allocate(batch, p1, "o1", 10, ref);
     assert_int_equal(ap_uow_commit(batch), AP_OK); /* queued, not sent */
     ap_uow_forget(batch);
 
     /* Someone else moves the product on before the batch's writes reach the server. */
     assert_int_equal(ap_uow_begin(other), AP_OK);
     assert_int_equal(ap_uow_get(other, sku, &p2), AP_OK);
-    allocate(p2, "o2", 20, ref);
+    allocate(other, p2, "o2", 20, ref);
     assert_int_equal(ap_uow_commit(other), AP_OK);
 
     assert_int_equal(ap_uow_commit(batch), AP_ERR_CONFLICT);
@@ -868,7 +990,7 @@ static void test_deferred_writes_doom_the_transaction(void **state)
     batch->defer_writes = false;
     assert_int_equal(ap_uow_begin(batch), AP_OK);
     assert_int_equal(ap_uow_get(batch, sku, &p1), AP_OK);
-    allocate(p1, "o1", 10, ref);
+    allocate(batch, p1, "o1", 10, ref);
     assert_int_equal(ap_uow_commit(batch), AP_OK);
     ap_uow_free(batch);
     ap_uow_free(other);
@@ -877,20 +999,6 @@ static void test_deferred_writes_doom_the_transaction(void **state)
     ap_product_free(loaded);
 }
 
-/* One command's scope inside a batch transaction: get (or create), act, commit, collect. */
-static ap_product_t *command_get(ap_uow_t *uow, const char *sku)
-{
-    ap_product_t *product = NULL;
-    assert_int_equal(ap_uow_begin(uow), AP_OK);
-    assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
-    return product;
-}
-
-static void command_end(ap_uow_t *uow)
-{
-    assert_int_equal(ap_uow_commit(uow), AP_OK);
-    ap_uow_forget(uow);
-}
 
 /*
  * A batch's deferred writes are merged per table (product checks into one statement, runs
@@ -928,21 +1036,21 @@ static void test_deferred_writes_merge_per_table(void **state)
     command_end(uow);
     for (int i = 1; i <= 3; i++) { /* one product, three commands */
         ap_product_t *a = command_get(uow, sku_a);
-        allocate(a, orderid[i], 10, ref_a);
+        allocate(uow, a, orderid[i], 10, ref_a);
         assert_int_equal(ap_uow_view_add(uow, orderid[i], sku_a, ref_a), AP_OK);
         command_end(uow);
     }
     b = command_get(uow, sku_b);
-    allocate(b, orderid[4], 5, ref_b);
+    allocate(uow, b, orderid[4], 5, ref_b);
     assert_int_equal(ap_uow_view_add(uow, orderid[4], sku_b, ref_b), AP_OK);
     command_end(uow);
     ap_product_t *a = command_get(uow, sku_a); /* takes back o3 then o2 */
-    assert_int_equal(ap_product_change_batch_quantity(a, ref_a, 15), AP_OK);
+    change_qty(uow, a, ref_a, 15);
     assert_int_equal(ap_uow_view_remove(uow, orderid[3], sku_a, ref_a), AP_OK);
     assert_int_equal(ap_uow_view_remove(uow, orderid[2], sku_a, ref_a), AP_OK);
     command_end(uow);
     a = command_get(uow, sku_a);
-    allocate(a, orderid[5], 5, ref_a);
+    allocate(uow, a, orderid[5], 5, ref_a);
     assert_int_equal(ap_uow_view_add(uow, orderid[5], sku_a, ref_a), AP_OK);
     command_end(uow);
     assert_int_equal(ap_uow_commit(uow), AP_OK);
@@ -961,6 +1069,8 @@ static void test_deferred_writes_merge_per_table(void **state)
     const ap_batch_t *batch_b = ap_product_find_batch(stored_b, ref_b);
     assert_int_equal(batch_b->nlines, 1);
     assert_string_equal(ap_batch_line_orderid(batch_b, 0), orderid[4]);
+    assert_allocated_matches_lines(sku_a);
+    assert_allocated_matches_lines(sku_b);
     ap_product_free(stored_a);
     ap_product_free(stored_b);
     const long long expected_views[] = {0, 1, 0, 0, 1, 1};
@@ -1208,13 +1318,13 @@ static void test_connection_loss(void **state)
     /* ...and the next transaction runs on a new connection. */
     assert_int_equal(ap_uow_begin(uow), AP_OK);
     assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
-    allocate(product, "o1", 1, ref);
+    allocate(uow, product, "o1", 1, ref);
     assert_int_equal(ap_uow_commit(uow), AP_OK);
 
     /* Lost before commit: the commit fails, nothing is stored. */
     assert_int_equal(ap_uow_begin(uow), AP_OK);
     assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
-    allocate(product, "o2", 1, ref);
+    allocate(uow, product, "o2", 1, ref);
     assert_int_equal(ap_uow_begin(uow), AP_OK);
     kill_sessions(app);
     assert_int_equal(ap_uow_commit(uow), AP_ERR_UNAVAILABLE);
@@ -1224,6 +1334,8 @@ static void test_connection_loss(void **state)
     assert_int_equal(uow->depth, 0);
     assert_int_equal(ap_uow_begin(uow), AP_OK);
     assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
+    assert_int_equal(ap_batch_allocated_qty(&product->batches[0]), 1);
+    load_whole(uow, product);
     assert_int_equal(product->batches[0].nlines, 1);
     assert_string_equal(ap_batch_line_orderid(&product->batches[0], 0), "o1");
     ap_uow_rollback(uow);
@@ -1232,7 +1344,7 @@ static void test_connection_loss(void **state)
     kill_sessions(app);
     assert_int_equal(ap_uow_begin(uow), AP_OK);
     assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
-    assert_int_equal(product->batches[0].nlines, 1);
+    assert_int_equal(ap_batch_allocated_qty(&product->batches[0]), 1);
     ap_uow_rollback(uow);
     ap_uow_free(uow);
 
@@ -1278,6 +1390,7 @@ int main(void)
         cmocka_unit_test(test_repository_round_trip),
         cmocka_unit_test(test_repository_updates),
         cmocka_unit_test(test_repository_many_changes),
+        cmocka_unit_test(test_long_history_stays_in_storage),
         cmocka_unit_test(test_load_by_batchref),
         cmocka_unit_test(test_rollback_by_default),
         cmocka_unit_test(test_rollback_on_error),

@@ -25,6 +25,16 @@ void ap_test_pause_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+void ap_test_sleep_next(struct timespec *next, long long period_ns)
+{
+    next->tv_nsec += period_ns;
+    while (next->tv_nsec >= 1000000000L) {
+        next->tv_sec++;
+        next->tv_nsec -= 1000000000L;
+    }
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, next, NULL);
+}
+
 char *ap_test_conninfo_with(const char *conninfo, const char *key, const char *value,
                             char **why)
 {

@@ -11,6 +11,11 @@ long long ap_test_now_us(void);
 /* Sleeps `ms` milliseconds (inside polling loops with a deadline, never as synchronisation). */
 void ap_test_pause_ms(int ms);
 
+/* A fixed schedule for benchmarks that send at a rate: moves the CLOCK_MONOTONIC time `next`
+ * on by `period_ns` and sleeps until then. */
+struct timespec;
+void ap_test_sleep_next(struct timespec *next, long long period_ns);
+
 /*
  * `conninfo` (a libpq URI or keyword string) with one keyword set to `value`, as a
  * keyword='value' string. NULL when `conninfo` does not parse (with libpq's reason in

@@ -462,7 +462,8 @@ static void test_increments_version_number(void **state)
     /* The book's test: a stored product at version 7 allocates and is at 8. */
     ap_product_t *product = ap_product_restore("SCANDI-PEN", 7);
     assert_non_null(product);
-    assert_int_equal(ap_product_restore_batch(product, "b1", 100, false, 0, NULL), AP_OK);
+    assert_int_equal(ap_product_restore_batch(product, "b1", 100, false, 0, 0, NULL), AP_OK);
+    ap_product_mark_complete(product); /* restored whole: it has no lines */
     allocate(product, "order1", 10);
     assert_int_equal(product->version_number, 8);
     ap_product_free(product);
@@ -768,14 +769,15 @@ static void test_restore_records_nothing(void **state)
     assert_false(product->is_new);
 
     ap_batch_t *b = NULL;
-    assert_int_equal(ap_product_restore_batch(product, "b-ship", 100, true, TOMORROW, &b),
+    assert_int_equal(ap_product_restore_batch(product, "b-ship", 100, true, TOMORROW, 0, &b),
                      AP_OK);
     assert_non_null(b);
     assert_string_equal(b->ref, "b-ship");
     assert_string_equal(b->sku, "OLD-DRESSER");
     assert_int_equal(ap_product_restore_line(b, "o1", 30), AP_OK);
     assert_int_equal(ap_product_restore_line(b, "o2", 20), AP_OK);
-    assert_int_equal(ap_product_restore_batch(product, "b-ware", 10, false, 0, &b), AP_OK);
+    assert_int_equal(ap_product_restore_batch(product, "b-ware", 10, false, 0, 0, &b), AP_OK);
+    ap_product_mark_complete(product);
 
     assert_int_equal(product->nevents, 0);
     assert_int_equal(product->nchanges, 0);
@@ -1050,7 +1052,7 @@ static void test_restore_line_checks_the_orderid(void **state)
     ap_product_t *product = ap_product_restore("RESTORED-RUG", 1);
     assert_non_null(product);
     ap_batch_t *b = NULL;
-    assert_int_equal(ap_product_restore_batch(product, "b1", 1000, false, 0, &b), AP_OK);
+    assert_int_equal(ap_product_restore_batch(product, "b1", 1000, false, 0, 0, &b), AP_OK);
 
     char longest[AP_STR_MAX + 1], longer[AP_STR_MAX + 2];
     memset(longest, 'k', AP_STR_MAX);
@@ -1120,7 +1122,7 @@ static void test_footprint_grows_with_lines(void **state)
     assert_true(empty >= sizeof *product);
 
     ap_batch_t *b = NULL;
-    assert_int_equal(ap_product_restore_batch(product, "b1", N, false, 0, &b), AP_OK);
+    assert_int_equal(ap_product_restore_batch(product, "b1", N, false, 0, 0, &b), AP_OK);
     size_t one_batch = ap_product_footprint(product);
     assert_true(one_batch >= empty + sizeof *b);
 
@@ -1129,6 +1131,7 @@ static void test_footprint_grows_with_lines(void **state)
         snprintf(orderid, sizeof orderid, "order-%04zu", i); /* 10 bytes + NUL */
         assert_int_equal(ap_product_restore_line(b, orderid, 1), AP_OK);
     }
+    ap_product_mark_complete(product);
     size_t full = ap_product_footprint(product);
     size_t per_line = sizeof(ap_batch_line_t) + 11;
     /* At least what the lines need, at most twice that (geometric growth), and nowhere near
@@ -1161,6 +1164,75 @@ static void test_footprint_grows_with_lines(void **state)
                          4 * (sizeof(ap_msg_t) + sizeof(ap_change_t)));
     ap_product_free(copy);
     ap_product_free(product);
+}
+
+/* ---------------------------------------------------------------- partial products */
+
+/* A product restored without its lines refuses what it cannot decide, changing nothing. */
+static void test_a_partial_product_asks_for_the_lines_it_needs(void **state)
+{
+    (void)state;
+    ap_product_t *product = ap_product_restore("PARTIAL-BED", 3);
+    ap_batch_t *b = NULL;
+    assert_int_equal(ap_product_restore_batch(product, "pb1", 10, false, 0, 6, &b), AP_OK);
+    assert_int_equal(ap_batch_available_qty(b), 4);
+    assert_int_equal(ap_batch_unknown_qty(b), 6);
+
+    ap_order_line_t line = make_line("o1", "PARTIAL-BED", 1);
+    assert_int_equal(ap_product_allocate(product, &line, NULL), AP_ERR_NEED_LINES);
+    assert_int_equal(ap_product_change_batch_quantity(product, "pb1", 5), AP_ERR_NEED_LINES);
+    assert_int_equal(ap_product_change_batch_quantity(product, "pb1", 8), AP_OK); /* no one leaves */
+    assert_int_equal(product->nevents, 1);
+    assert_int_equal(product->version_number, 4);
+
+    /* The order's lines from storage: none. Now it can decide. */
+    assert_int_equal(ap_product_restore_order(product, "o1"), AP_OK);
+    assert_true(ap_product_knows_order(product, "o1"));
+    assert_int_equal(ap_product_allocate(product, &line, NULL), AP_OK);
+    assert_int_equal(ap_batch_allocated_qty(b), 7);
+
+    /* Older lines, newest first: o1 is in memory, the rest come in front of it. */
+    assert_int_equal(ap_product_restore_older_line(product, b, 20, "x2", 2), AP_OK);
+    assert_int_equal(ap_product_restore_older_line(product, b, 20, "x2", 2), AP_ERR_CONFLICT);
+    assert_int_equal(ap_product_restore_older_line(product, b, 10, "x1", 5), AP_ERR_CONFLICT);
+    assert_int_equal(ap_product_restore_older_line(product, b, 10, "x1", 4), AP_OK);
+    assert_int_equal(ap_batch_unknown_qty(b), 0);
+    assert_lines(product, "pb1", 3, (const char *const[]){"x1", "x2", "o1"});
+    assert_int_equal(ap_product_stored_newest(product, 0), 2); /* o1 is not stored yet */
+    assert_int_equal(ap_product_change_batch_quantity(product, "pb1", 4), AP_OK);
+    assert_lines(product, "pb1", 1, (const char *const[]){"x1"});
+    assert_int_equal(ap_product_stored_newest(product, 0), 2); /* x2 is, until written */
+    assert_true(ap_product_removal_pending(product, "x2"));
+
+    /* Forgetting the lines keeps what the batch has allocated. */
+    ap_product_forget_lines(product);
+    assert_int_equal(b->nlines, 0);
+    assert_int_equal(ap_batch_allocated_qty(b), 4);
+    assert_false(ap_product_knows_order(product, "o1"));
+    ap_product_free(product);
+}
+
+/* A repository that keeps products whole applies the recorded changes, or refuses them. */
+static void test_apply_changes_to_a_whole_product(void **state)
+{
+    (void)state;
+    ap_product_t *whole = new_product("WHOLE-DESK");
+    ap_product_mark_stored(whole);
+    ap_product_clear_events(whole);
+    ap_product_t *changed = ap_product_clone(whole);
+    assert_int_equal(ap_product_add_batch(changed, "wd1", 10, false, 0), AP_OK);
+    ap_order_line_t line = make_line("o1", "WHOLE-DESK", 4);
+    assert_int_equal(ap_product_allocate(changed, &line, NULL), AP_OK);
+    int64_t ids = 0;
+    assert_int_equal(ap_product_apply_changes(whole, changed, &ids), AP_OK);
+    assert_int_equal(whole->version_number, 2);
+    assert_int_equal(ids, 1);
+    assert_int_equal(whole->batches[0].lines[0].id, 1);
+    assert_int_equal(ap_batch_allocated_qty(&whole->batches[0]), 4);
+    /* The same changes again: the stored version moved on. */
+    assert_int_equal(ap_product_apply_changes(whole, changed, &ids), AP_ERR_CONFLICT);
+    ap_product_free(changed);
+    ap_product_free(whole);
 }
 
 int main(void)
@@ -1207,6 +1279,8 @@ int main(void)
         cmocka_unit_test(test_has_line_compares_orderid_qty_and_sku),
         cmocka_unit_test(test_restore_line_checks_the_orderid),
         cmocka_unit_test(test_footprint_grows_with_lines),
+        cmocka_unit_test(test_a_partial_product_asks_for_the_lines_it_needs),
+        cmocka_unit_test(test_apply_changes_to_a_whole_product),
         cmocka_unit_test(test_trim_releases_only_unused_room),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
