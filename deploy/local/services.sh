@@ -62,6 +62,20 @@ require_free_port() {
     exit 1
 }
 
+# stop_pid PID NAME: SIGTERM (a clean shutdown), then KILL after STOP_TIMEOUT.
+stop_pid() {
+    local pid=$1 name=$2 deadline=$((SECONDS + STOP_TIMEOUT))
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            ap_log "$name: still running after ${STOP_TIMEOUT}s; sending KILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.2
+    done
+}
+
 tail_log() {
     local file=$1
     [ -f "$file" ] || return 0
@@ -429,19 +443,10 @@ kafka_start() {
 }
 
 kafka_proc_stop() {
-    local pid deadline
+    local pid
     pid=$(kafka_pid) || return 0
     ap_log "kafka: stopping the host process (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            ap_log "kafka: still running after ${STOP_TIMEOUT}s; sending KILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.2
-    done
+    stop_pid "$pid" kafka
     rm -f "$KAFKA_PID_FILE"
 }
 
@@ -554,23 +559,14 @@ registry_start() {
 }
 
 registry_stop() {
-    local pid deadline
+    local pid
     if ! pid=$(registry_pid); then
         ap_log "registry: not running"
         rm -f "$REGISTRY_PID_FILE"
         return 0
     fi
     ap_log "registry: stopping (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            ap_log "registry: still running after ${STOP_TIMEOUT}s; sending KILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.2
-    done
+    stop_pid "$pid" registry
     rm -f "$REGISTRY_PID_FILE"
 }
 
