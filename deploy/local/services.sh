@@ -9,7 +9,7 @@
 #          container (image from deploy/container/kafka, built on first use; --network host)
 #          where podman works, else as a host process: AP_KAFKA_RUNTIME=container|process|auto
 #          (default auto) chooses. `start` and `status` say which broker runs.
-#   registry  Apicurio Registry 2.4.2 (in-memory storage, compatibility BACKWARD), a real schema
+#   registry  Apicurio Registry 2.4.2 (in-memory storage, default rule BACKWARD), a real schema
 #          registry whose /apis/ccompat/v7 speaks the Confluent protocol, on
 #          127.0.0.1:$AP_REGISTRY_PORT (Kafka's port + 2: 9094); a JVM on the host, built by
 #          deps.sh (deploy/local/apicurio/). The tests need it; deploy/local/run does not start it.
