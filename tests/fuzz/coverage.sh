@@ -22,7 +22,7 @@ declare -A FILES=(
     [fuzz_avro_command]="processor/adapters/avro_decode.c processor/adapters/avro_check.c processor/adapters/avro_codec.c"
     [fuzz_decode_stream]="processor/entrypoints/decode_stream.c processor/adapters/avro_decode.c"
     [fuzz_config]="processor/config.c processor/secret.c"
-    [fuzz_http_body]="processor/adapters/json_command.c"
+    [fuzz_http_body]="processor/adapters/json_command.c processor/entrypoints/http_routes.c"
     [fuzz_http_request]="processor/entrypoints/http_routes.c"
     [fuzz_registry_answer]="processor/adapters/registry_client.c processor/adapters/avro_decode.c processor/adapters/avro_check.c"
 )
