@@ -15,6 +15,7 @@ AP_KAFKA_CONTROLLER_PORT=${AP_KAFKA_CONTROLLER_PORT:-9093}
 # The broker's second, secure listener (SASL_SSL, SCRAM-SHA-512): by default two above the first.
 AP_KAFKA_SECURE_PORT=${AP_KAFKA_SECURE_PORT:-$((AP_KAFKA_PORT + 2))}
 AP_TLS_DIR="$AP_LOCAL_DIR/tls"   # the test certificate authority and server certificate (tls.sh)
+AP_REGISTRY_PORT=${AP_REGISTRY_PORT:-$((AP_KAFKA_PORT + 3))}   # the schema registry of the tests (9095)
 
 # The database deploy/local/run uses (created on start when missing); tests use allocation_test.
 AP_DATABASE=${AP_DATABASE:-allocation}
@@ -26,6 +27,14 @@ AP_KAFKA_HOME="$AP_CACHE_DIR/kafka-$AP_KAFKA_VERSION"
 AP_KAFKA_LIBS="$AP_KAFKA_HOME/libs"
 AP_KAFKA_MARKER="$AP_KAFKA_HOME/.complete"   # holds the sha256 of the pom that filled libs/
 AP_KAFKA_POM="$AP_ROOT/deploy/local/kafka/pom.xml"
+
+# The schema registry of the tests: Apicurio Registry, built from Maven Central's artifacts by
+# deps.sh (deploy/local/apicurio/) into the cache, as Kafka's jars are.
+AP_APICURIO_VERSION=2.4.2.Final
+AP_APICURIO_HOME="$AP_CACHE_DIR/apicurio-$AP_APICURIO_VERSION"
+AP_APICURIO_SRC="$AP_ROOT/deploy/local/apicurio"
+AP_APICURIO_MARKER="$AP_APICURIO_HOME/.complete"   # the sha256 of the sources that built it
+AP_APICURIO_JAR="$AP_APICURIO_HOME/app/apicurio-registry-local-1-runner.jar"
 
 # Where the Kafka broker runs: container (podman; fails when podman does not work), process (a
 # JVM on the host), or auto (the container where podman works, else the host process).
@@ -42,6 +51,18 @@ ap_kafka_libs_ready() {
     [ -f "$AP_KAFKA_MARKER" ] || return 1
     compgen -G "$AP_KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null || return 1
     [ "$(cat "$AP_KAFKA_MARKER")" = "$(sha256sum "$AP_KAFKA_POM" | cut -d' ' -f1)" ]
+}
+
+# The sha256 of deploy/local/apicurio/'s files: what the registry in the cache was built from.
+ap_apicurio_sources_sum() {
+    (cd "$AP_APICURIO_SRC" && find . -type f ! -path './target/*' -print0 | sort -z \
+        | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
+}
+
+# True when the registry in the cache was built from the current sources.
+ap_apicurio_ready() {
+    [ -f "$AP_APICURIO_MARKER" ] && [ -f "$AP_APICURIO_JAR" ] || return 1
+    [ "$(cat "$AP_APICURIO_MARKER")" = "$(ap_apicurio_sources_sum)" ]
 }
 
 # Configures build/release, the build deploy/local/run runs and CI compiles (build-matrix.sh):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Usage: deploy/local/services.sh start|stop|restart|status [pg|kafka ...] | kill pg|kafka | env | scram-user NAME
+# Usage: deploy/local/services.sh start|stop|restart|status [pg|kafka|registry ...] | kill pg|kafka | env | scram-user NAME
 #
-# Runs the two services that development and tests need, for this checkout only, on loopback:
+# Runs the services that development and tests need, for this checkout only, on loopback:
 #   pg     PostgreSQL 15, a private cluster (trust auth, user postgres) on 127.0.0.1:$AP_PG_PORT
 #          (55432), with databases $AP_DATABASE (`allocation`) and `allocation_test`;
 #   kafka  Apache Kafka 3.9.1, one KRaft broker+controller, PLAINTEXT on 127.0.0.1:$AP_KAFKA_PORT
@@ -13,6 +13,11 @@
 #          a certificate from the test authority in .local/tls (deploy/local/tls.sh; clients trust
 #          .local/tls/ca.pem); `scram-user NAME` makes (or resets) a SCRAM-SHA-512 user whose
 #          password it reads from stdin, with Kafka's own ConfigCommand.
+#   registry  Apicurio Registry 2.4.2 (in-memory storage, default rule BACKWARD), a real schema
+#          registry whose /apis/ccompat/v7 speaks the Confluent protocol, on
+#          127.0.0.1:$AP_REGISTRY_PORT (Kafka's port + 3: 9095); a JVM on the host, built by
+#          deps.sh (deploy/local/apicurio/). The tests need it; deploy/local/run does not start it.
+# With no service named, all three.
 # State and logs are in .local/ (gitignored). `start` reuses a service that already runs; `status`
 # exits 0 only when every named service runs and answers. `kill kafka` sends the broker SIGKILL
 # and `kill pg` stops Postgres in immediate mode (crashes, for tests; `start` brings either back,
@@ -60,6 +65,20 @@ require_free_port() {
         echo "  with AP_PG_PORT / AP_KAFKA_PORT / AP_KAFKA_CONTROLLER_PORT."
     } >&2
     exit 1
+}
+
+# stop_pid PID NAME: SIGTERM (a clean shutdown), then KILL after STOP_TIMEOUT.
+stop_pid() {
+    local pid=$1 name=$2 deadline=$((SECONDS + STOP_TIMEOUT))
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            ap_log "$name: still running after ${STOP_TIMEOUT}s; sending KILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.2
+    done
 }
 
 tail_log() {
@@ -447,19 +466,10 @@ kafka_start() {
 }
 
 kafka_proc_stop() {
-    local pid deadline
+    local pid
     pid=$(kafka_pid) || return 0
     ap_log "kafka: stopping the host process (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            ap_log "kafka: still running after ${STOP_TIMEOUT}s; sending KILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.2
-    done
+    stop_pid "$pid" kafka
     rm -f "$KAFKA_PID_FILE"
 }
 
@@ -534,6 +544,86 @@ kafka_scram_user() {
     ap_log "kafka: SCRAM-SHA-512 user $name ready on the SASL_SSL listener 127.0.0.1:$AP_KAFKA_SECURE_PORT"
 }
 
+# --- the schema registry -----------------------------------------------------------------------
+
+REGISTRY_DIR="$AP_LOCAL_DIR/registry"
+REGISTRY_PID_FILE="$REGISTRY_DIR/registry.pid"
+REGISTRY_LOG="$REGISTRY_DIR/registry.log"
+REGISTRY_URL="http://127.0.0.1:$AP_REGISTRY_PORT/apis/ccompat/v7"
+# A JVM on a machine shared with the tests: a small heap. Quarkus starts in seconds on an idle
+# machine and in minutes on a loaded one, hence its own deadline.
+REGISTRY_JAVA_OPTS=(-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1)
+REGISTRY_TIMEOUT=${AP_REGISTRY_TIMEOUT:-300}
+
+# The registry's pid, when the one we started still runs.
+registry_pid() {
+    local pid
+    [ -f "$REGISTRY_PID_FILE" ] && pid=$(cat "$REGISTRY_PID_FILE") && kill -0 "$pid" 2>/dev/null \
+        && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "$(basename "$AP_APICURIO_JAR")" \
+        && echo "$pid"
+}
+
+registry_answers() {
+    curl -fsS -m 5 -o /dev/null "$REGISTRY_URL/subjects" 2>/dev/null
+}
+
+registry_start() {
+    local started_at=$SECONDS pid
+    if pid=$(registry_pid); then
+        ap_log "registry: already running (pid $pid)"
+    else
+        ap_apicurio_ready || ap_die "registry: Apicurio Registry is not built in $AP_APICURIO_HOME; run deploy/local/deps.sh --tests"
+        require_free_port "$AP_REGISTRY_PORT" "schema registry"
+        mkdir -p "$REGISTRY_DIR"
+        ap_log "registry: starting Apicurio Registry $AP_APICURIO_VERSION on 127.0.0.1:$AP_REGISTRY_PORT (log $REGISTRY_LOG)"
+        # In its own folder: it writes nothing there, but a JVM's crash files would land there.
+        (cd "$REGISTRY_DIR" && exec nohup setsid java "${REGISTRY_JAVA_OPTS[@]}" \
+            -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$AP_REGISTRY_PORT" \
+            -Dregistry.rules.global.compatibility=BACKWARD -jar "$AP_APICURIO_JAR" \
+            >>"$REGISTRY_LOG" 2>&1 </dev/null 9>&-) &
+        echo $! >"$REGISTRY_PID_FILE"
+    fi
+    local deadline=$((SECONDS + REGISTRY_TIMEOUT))
+    until registry_answers; do
+        if ! registry_pid >/dev/null; then
+            tail_log "$REGISTRY_LOG"
+            ap_die "registry: Apicurio Registry exited during startup"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail_log "$REGISTRY_LOG"
+            ap_die "registry: no answer on $REGISTRY_URL after ${REGISTRY_TIMEOUT}s"
+        fi
+        sleep 1
+    done
+    ap_log "registry: ready on $REGISTRY_URL ($((SECONDS - started_at))s)"
+}
+
+registry_stop() {
+    local pid
+    if ! pid=$(registry_pid); then
+        ap_log "registry: not running"
+        rm -f "$REGISTRY_PID_FILE"
+        return 0
+    fi
+    ap_log "registry: stopping (pid $pid)"
+    stop_pid "$pid" registry
+    rm -f "$REGISTRY_PID_FILE"
+}
+
+registry_status() {
+    local pid
+    if ! pid=$(registry_pid); then
+        echo "registry: stopped"
+        return 1
+    fi
+    if registry_answers; then
+        echo "registry: running, pid $pid, $REGISTRY_URL"
+    else
+        echo "registry: running (pid $pid) but not answering on $REGISTRY_URL (log $REGISTRY_LOG)"
+        return 1
+    fi
+}
+
 # --- main ---------------------------------------------------------------------------------------
 
 print_env() {
@@ -542,6 +632,7 @@ print_env() {
     echo "export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$AP_KAFKA_PORT"
     echo "export SECURE_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$AP_KAFKA_SECURE_PORT"
     echo "export AP_TLS_DIR=$AP_TLS_DIR"
+    echo "export TEST_SCHEMA_REGISTRY_URL=$REGISTRY_URL"
 }
 
 action=${1:-}
@@ -554,9 +645,9 @@ if [ "$action" = scram-user ]; then
     exit 0
 fi
 services=("$@")
-((${#services[@]})) || services=(pg kafka)
+((${#services[@]})) || services=(pg kafka registry)
 for svc in "${services[@]}"; do
-    case "$svc" in pg|kafka) ;; *) ap_log "unknown service '$svc' (pg or kafka)"; usage ;; esac
+    case "$svc" in pg|kafka|registry) ;; *) ap_log "unknown service '$svc' (pg, kafka or registry)"; usage ;; esac
 done
 if [ "$action" = kill ] && [ "${#services[@]}" != 1 ]; then
     ap_log "kill takes one service: pg or kafka"

@@ -38,6 +38,11 @@ void ap_avro_codec_free(ap_avro_codec_t *codec);
 /* For the confluent framing: where unknown writer ids are looked up (borrowed ctx). */
 void ap_avro_codec_set_lookup(ap_avro_codec_t *codec, ap_schema_lookup_fn lookup, void *ctx);
 
+/* Drops the writer schemas looked up by id so far, usable or not: the next value with such
+ * an id asks the lookup again. (Ids never change meaning, so the processor has no need of
+ * it; the fuzz harness of the registry's answers does.) */
+void ap_avro_codec_forget_writers(ap_avro_codec_t *codec);
+
 /* The compiled-in schemas, for registration: iterate i = 0.. until it returns false. */
 bool ap_avro_schema_at(const ap_avro_codec_t *codec, size_t i, const char **full_name,
                        const char **schema_json);

@@ -25,6 +25,9 @@ typedef struct ap_http_request {
     size_t body_len;
     bool body_too_large;  /* over the server's limit: `body` is empty */
     void *handle;         /* the adapter's own connection */
+    /* For a request made without the server (tests, the fuzz harness): how
+     * ap_http_request_header finds a header. NULL for the server's requests. */
+    const char *(*header_fn)(const struct ap_http_request *req, const char *name);
 } ap_http_request_t;
 
 /* What the handler answers. `body` is malloc'd by the handler; the server frees it. */

@@ -32,4 +32,19 @@ ap_err_t ap_registry_register(ap_registry_t *registry, const char *subject,
 /* GET /schemas/ids/<id> -> the schema's JSON (caller frees). AP_ERR_NOT_FOUND for 404. */
 ap_err_t ap_registry_schema_by_id(ap_registry_t *registry, int32_t id, char **schema_json);
 
+/*
+ * How the calls read the registry's answers (exposed for tests and the fuzz harness): `body`
+ * is the answer's `len` bytes, NUL-terminated or not, and untrusted.
+ *
+ * ap_registry_answer_id: the "id" of a registration's answer (0..INT32_MAX), else
+ * AP_ERR_UNAVAILABLE. ap_registry_answer_schema: the "schema" string of GET /schemas/ids/<id>'s
+ * answer (caller frees), AP_ERR_UNAVAILABLE when there is none or it holds a NUL.
+ * ap_registry_answer_refusal: the text of a refusal with HTTP `status`, with the registry's
+ * "message" and "error_code" when the body has them.
+ */
+ap_err_t ap_registry_answer_id(const char *body, size_t len, int32_t *id);
+ap_err_t ap_registry_answer_schema(const char *body, size_t len, char **schema_json);
+void ap_registry_answer_refusal(const char *body, size_t len, long status, char *why,
+                                size_t whylen);
+
 #endif

@@ -291,12 +291,18 @@ out:
     return err;
 }
 
+void ap_avro_codec_forget_writers(ap_avro_codec_t *codec)
+{
+    for (size_t i = 0; i < codec->cached; i++)
+        ap_avro_writer_free(codec->cache[i]);
+    codec->cached = 0;
+}
+
 void ap_avro_codec_free(ap_avro_codec_t *codec)
 {
     if (!codec)
         return;
-    for (size_t i = 0; i < codec->cached; i++)
-        ap_avro_writer_free(codec->cache[i]);
+    ap_avro_codec_forget_writers(codec);
     free(codec->cache);
     for (size_t i = 0; i < codec->count; i++)
         known_schema_release(&codec->entries[i]);

@@ -72,6 +72,8 @@ bool ap_http_addr_split(const char *addr, char *host, size_t hostlen, char *port
 
 const char *ap_http_request_header(const ap_http_request_t *req, const char *name)
 {
+    if (req->header_fn)
+        return req->header_fn(req, name);
     return MHD_lookup_connection_value(req->handle, MHD_HEADER_KIND, name);
 }
 

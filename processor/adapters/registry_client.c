@@ -179,13 +179,12 @@ out:
     return err;
 }
 
-/*
- * The registry's own words for a refusal: "message" (and "error_code") from its JSON body,
- * or the status alone when the body is something else.
- */
-static void refusal_text(const ap_registry_t *registry, long status, char *why, size_t whylen)
+/* ---------------------------------------------------------------- answers */
+
+void ap_registry_answer_refusal(const char *body, size_t len, long status, char *why,
+                                size_t whylen)
 {
-    json_t *root = json_loadb(answer_text(registry), registry->body.len, 0, NULL);
+    json_t *root = json_loadb(body, len, 0, NULL);
     json_t *message = root ? json_object_get(root, "message") : NULL;
     json_t *code = root ? json_object_get(root, "error_code") : NULL;
 
@@ -199,13 +198,47 @@ static void refusal_text(const ap_registry_t *registry, long status, char *why, 
     json_decref(root);
 }
 
+ap_err_t ap_registry_answer_id(const char *body, size_t len, int32_t *id)
+{
+    json_t *answer = json_loadb(body, len, 0, NULL);
+    json_t *member = answer ? json_object_get(answer, "id") : NULL;
+    ap_err_t err = AP_ERR_UNAVAILABLE;
+
+    if (json_is_integer(member) && json_integer_value(member) >= 0 &&
+        json_integer_value(member) <= INT32_MAX) {
+        *id = (int32_t)json_integer_value(member);
+        err = AP_OK;
+    }
+    json_decref(answer);
+    return err;
+}
+
+ap_err_t ap_registry_answer_schema(const char *body, size_t len, char **schema_json)
+{
+    json_t *answer = json_loadb(body, len, 0, NULL);
+    json_t *member = answer ? json_object_get(answer, "schema") : NULL;
+    ap_err_t err = AP_ERR_UNAVAILABLE;
+
+    /* A schema with a NUL inside would be cut short by every C caller. */
+    if (json_is_string(member) &&
+        strlen(json_string_value(member)) == json_string_length(member)) {
+        char *copy = dup_n(json_string_value(member), json_string_length(member));
+        err = copy ? AP_OK : AP_ERR_NOMEM;
+        if (copy)
+            *schema_json = copy;
+    }
+    json_decref(answer);
+    return err;
+}
+
 /* Maps a non-2xx status: the registry's refusal, or its failure. Logs once either way. */
 static ap_err_t status_error(const ap_registry_t *registry, const char *what, long status,
                              char *why, size_t whylen)
 {
     char text[512];
 
-    refusal_text(registry, status, text, sizeof text);
+    ap_registry_answer_refusal(answer_text(registry), registry->body.len, status, text,
+                               sizeof text);
     AP_SAY(why, whylen, "%s", text);
     /* 408 (timeout) and 429 (rate limit) say "not now", not "no": try again later. */
     if (status >= 400 && status < 500 && status != 408 && status != 429) {
@@ -216,7 +249,6 @@ static ap_err_t status_error(const ap_registry_t *registry, const char *what, lo
     return AP_ERR_UNAVAILABLE;
 }
 
-/* `array` with room for one more than `n` elements; NULL (array untouched) when out of memory. */
 /* ---------------------------------------------------------------- lifecycle */
 
 ap_err_t ap_registry_new(const char *url, ap_registry_t **out)
@@ -321,7 +353,7 @@ ap_err_t ap_registry_register(ap_registry_t *registry, const char *subject,
                               const char *schema_json, int32_t *id, char *why, size_t whylen)
 {
     char *escaped = NULL, *path = NULL, *payload = NULL;
-    json_t *request = NULL, *answer = NULL;
+    json_t *request = NULL;
     ap_err_t err = AP_ERR_NOMEM;
     long status = 0;
 
@@ -360,10 +392,8 @@ ap_err_t ap_registry_register(ap_registry_t *registry, const char *subject,
         err = status_error(registry, what, status, why, whylen);
         goto out;
     }
-    answer = json_loadb(answer_text(registry), registry->body.len, 0, NULL);
-    json_t *member = answer ? json_object_get(answer, "id") : NULL;
-    if (!json_is_integer(member) || json_integer_value(member) < 0 ||
-        json_integer_value(member) > INT32_MAX) {
+    int32_t got;
+    if (ap_registry_answer_id(answer_text(registry), registry->body.len, &got) != AP_OK) {
         AP_SAY(why, whylen, "the registry's answer to registering subject %s has no valid id",
                subject);
         AP_WARN(COMPONENT, "POST %s%s -> %ld with no valid id", registry->safe_base, path,
@@ -371,8 +401,6 @@ ap_err_t ap_registry_register(ap_registry_t *registry, const char *subject,
         err = AP_ERR_UNAVAILABLE;
         goto out;
     }
-    int32_t got = (int32_t)json_integer_value(member);
-
     err = AP_ERR_NOMEM;
     if (!AP_ARRAY_RESERVE(registry->by_subject, registry->cap_subject, registry->n_subject + 1))
         goto out;
@@ -389,7 +417,6 @@ ap_err_t ap_registry_register(ap_registry_t *registry, const char *subject,
 out:
     if (err == AP_ERR_NOMEM)
         AP_SAY(why, whylen, "out of memory");
-    json_decref(answer);
     json_decref(request);
     free(payload);
     free(path);
@@ -400,7 +427,6 @@ out:
 ap_err_t ap_registry_schema_by_id(ap_registry_t *registry, int32_t id, char **schema_json)
 {
     char path[64], *copy = NULL;
-    json_t *answer = NULL;
     ap_err_t err;
     long status = 0;
 
@@ -418,43 +444,29 @@ ap_err_t ap_registry_schema_by_id(ap_registry_t *registry, int32_t id, char **sc
 
     snprintf(path, sizeof path, "/schemas/ids/%" PRId32, id);
     if ((err = perform(registry, path, NULL, &status)))
-        goto out;
+        return err;
     if (status == 404) {
         AP_DEBUG(COMPONENT, "schema id %" PRId32 " is not in the registry", id);
-        err = AP_ERR_NOT_FOUND;
-        goto out;
+        return AP_ERR_NOT_FOUND;
     }
     if (status < 200 || status > 299) {
         char what[64];
         snprintf(what, sizeof what, "fetching schema id %" PRId32, id);
-        err = status_error(registry, what, status, NULL, 0);
-        goto out;
+        return status_error(registry, what, status, NULL, 0);
     }
-    answer = json_loadb(answer_text(registry), registry->body.len, 0, NULL);
-    json_t *member = answer ? json_object_get(answer, "schema") : NULL;
-    /* A schema with a NUL inside would be cut short by every C caller. */
-    if (!json_is_string(member) ||
-        strlen(json_string_value(member)) != json_string_length(member)) {
+    struct id_entry entry = {id, NULL};
+    err = ap_registry_answer_schema(answer_text(registry), registry->body.len, &entry.schema);
+    if (err == AP_ERR_UNAVAILABLE)
         AP_WARN(COMPONENT, "GET %s%s -> %ld with no schema string", registry->safe_base, path,
                 status);
-        err = AP_ERR_UNAVAILABLE;
-        goto out;
-    }
-
-    err = AP_ERR_NOMEM;
-    if (!AP_ARRAY_RESERVE(registry->by_id, registry->cap_id, registry->n_id + 1))
-        goto out;
-    struct id_entry entry = {id, dup_n(json_string_value(member), json_string_length(member))};
-    if (!entry.schema)
-        goto out;
-    if (!(copy = strdup(entry.schema))) {
+    if (err)
+        return err;
+    if (!AP_ARRAY_RESERVE(registry->by_id, registry->cap_id, registry->n_id + 1) ||
+        !(copy = strdup(entry.schema))) {
         free(entry.schema);
-        goto out;
+        return AP_ERR_NOMEM;
     }
     registry->by_id[registry->n_id++] = entry;
     *schema_json = copy;
-    err = AP_OK;
-out:
-    json_decref(answer);
-    return err;
+    return AP_OK;
 }

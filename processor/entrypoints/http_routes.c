@@ -80,9 +80,8 @@ bool ap_http_token_equal(const char *presented, const char *expected)
     return diff == 0;
 }
 
-static bool authorised(const ap_http_api_t *api, const ap_http_request_t *req)
+static bool authorised(const ap_http_request_t *req, const char *token)
 {
-    const char *token = api->deps.cfg->http_auth_token;
     if (!token)
         return true;
     const char *header = ap_http_request_header(req, "Authorization");
@@ -196,51 +195,69 @@ ap_err_t ap_http_parse_command(const char *body, size_t len, ap_msg_type_t type,
     return err;
 }
 
-/* Parses and checks a command body; false with a 400 answer naming the field. */
-static bool parse_command(const ap_http_request_t *req, ap_msg_type_t type, ap_msg_t *cmd,
-                          ap_http_response_t *res)
+/* Copies header `name` into `dst` when it is fit to be an id; false when absent or unfit. */
+static bool id_header(const ap_http_request_t *req, const char *name, char dst[AP_STR_SIZE])
 {
-    char why[512] = "";
-    if (ap_http_parse_command(req->body, req->body_len, type, cmd, why, sizeof why)) {
-        reply_message(res, 400, "%s", why[0] ? why : "invalid request body");
+    const char *value = ap_http_request_header(req, name);
+    dst[0] = '\0';
+    if (!value || !valid_id(value))
         return false;
-    }
+    memcpy(dst, value, strlen(value) + 1);
     return true;
+}
+
+int ap_http_read_command(const ap_http_request_t *req, const char *token, ap_msg_type_t type,
+                         ap_http_command_request_t *out, char *why, size_t whylen)
+{
+    if (!authorised(req, token)) {
+        snprintf(why, whylen, "missing or wrong bearer token (Authorization: Bearer ...)");
+        return 401;
+    }
+    if (req->body_too_large) {
+        snprintf(why, whylen, "request body over %d bytes", AP_HTTP_MAX_BODY);
+        return 413;
+    }
+    if (!id_header(req, "Idempotency-Key", out->key) &&
+        ap_http_request_header(req, "Idempotency-Key")) {
+        snprintf(why, whylen, "header Idempotency-Key must be 1-%d printable ASCII characters",
+                 AP_STR_MAX);
+        return 400;
+    }
+    why[0] = '\0';
+    if (ap_http_parse_command(req->body, req->body_len, type, &out->cmd, why, whylen)) {
+        if (!why[0])
+            snprintf(why, whylen, "invalid request body");
+        return 400;
+    }
+    id_header(req, "X-Correlation-ID", out->correlation_id);
+    id_header(req, "traceparent", out->traceparent);
+    return 0;
 }
 
 static void post_command(ap_http_api_t *api, const ap_http_request_t *req, ap_msg_type_t type,
                          ap_http_response_t *res)
 {
     const ap_http_api_deps_t *deps = &api->deps;
-    char message_id[AP_STR_SIZE], correlation_id[AP_STR_SIZE];
+    char message_id[AP_STR_SIZE], correlation_id[AP_STR_SIZE], why[512];
+    ap_http_command_request_t in;
     ap_command_outcome_t outcome;
-    ap_msg_t cmd;
+    const ap_msg_t *cmd = &in.cmd;
     char *value = NULL;
     ap_err_t err;
 
-    if (!authorised(api, req)) {
-        reply_message(res, 401, "missing or wrong bearer token (Authorization: Bearer ...)");
+    int refusal = ap_http_read_command(req, deps->cfg->http_auth_token, type, &in, why,
+                                       sizeof why);
+    if (refusal) {
+        reply_message(res, refusal, "%s", why);
         return;
     }
-    if (req->body_too_large) {
-        reply_message(res, 413, "request body over %d bytes", AP_HTTP_MAX_BODY);
-        return;
-    }
-    const char *key = ap_http_request_header(req, "Idempotency-Key");
-    if (key && !valid_id(key)) {
-        reply_message(res, 400, "header Idempotency-Key must be 1-%d printable ASCII characters",
-                      AP_STR_MAX);
-        return;
-    }
-    if (!parse_command(req, type, &cmd, res))
-        return;
+    bool key = in.key[0] != '\0';
     if (key)
-        snprintf(message_id, sizeof message_id, "%s", key);
+        memcpy(message_id, in.key, sizeof message_id);
     else
         new_message_id(message_id);
-    const char *given = ap_http_request_header(req, "X-Correlation-ID");
-    snprintf(correlation_id, sizeof correlation_id, "%s",
-             given && valid_id(given) ? given : message_id);
+    memcpy(correlation_id, in.correlation_id[0] ? in.correlation_id : message_id,
+           sizeof correlation_id);
     ap_log_context_set(correlation_id, message_id);
 
     /* Postgres away: the command would wait in Kafka and the client would learn nothing. */
@@ -253,28 +270,27 @@ static void post_command(ap_http_api_t *api, const ap_http_request_t *req, ap_ms
         if (err)
             reply_message(res, 503, "Postgres is unavailable; try again later");
         else
-            reply_outcome(api, res, &outcome, &cmd);
+            reply_outcome(api, res, &outcome, cmd);
         goto out;
     }
     if (!ap_command_gateway_reachable(deps->gateway)) {
         reply_message(res, 503, "Kafka is unavailable; try again later");
         goto out;
     }
-    if ((err = ap_command_encode_json(&cmd, &value))) {
+    if ((err = ap_command_encode_json(cmd, &value))) {
         reply_message(res, 500, "%s", ap_strerror(err));
         goto out;
     }
-    const char *traceparent = ap_http_request_header(req, "traceparent");
     ap_header_t headers[3] = {
         {"message-id", 10, message_id, strlen(message_id)},
         {"correlation-id", 14, correlation_id, strlen(correlation_id)},
     };
     size_t nheaders = 2;
-    if (traceparent && valid_id(traceparent))
-        headers[nheaders++] = (ap_header_t){"traceparent", 11, traceparent,
-                                                  strlen(traceparent)};
-    AP_DEBUG("http", "%s for sku %s: producing", ap_msg_type_name(cmd.type), cmd.sku);
-    err = ap_command_gateway_send(deps->gateway, deps->cfg->command_topics[0], cmd.sku, value,
+    if (in.traceparent[0])
+        headers[nheaders++] = (ap_header_t){"traceparent", 11, in.traceparent,
+                                            strlen(in.traceparent)};
+    AP_DEBUG("http", "%s for sku %s: producing", ap_msg_type_name(cmd->type), cmd->sku);
+    err = ap_command_gateway_send(deps->gateway, deps->cfg->command_topics[0], cmd->sku, value,
                                   headers, nheaders);
     if (err) {
         json_t *body = json_object();
@@ -288,7 +304,7 @@ static void post_command(ap_http_api_t *api, const ap_http_request_t *req, ap_ms
     err = ap_outcome_store_wait(deps->outcomes, message_id, deps->cfg->http_command_wait_ms,
                                 &outcome);
     if (err == AP_OK) {
-        reply_outcome(api, res, &outcome, &cmd);
+        reply_outcome(api, res, &outcome, cmd);
         goto out;
     }
     /* Not known in time (or Postgres went away meanwhile): it is in the log, and will be
@@ -299,7 +315,7 @@ static void post_command(ap_http_api_t *api, const ap_http_request_t *req, ap_ms
     snprintf(res->location, sizeof res->location, "/commands/%s", message_id);
     reply_json(res, 202, body);
     AP_INFO("http", "%s for sku %s: outcome not known within %d ms; answered pending",
-            ap_msg_type_name(cmd.type), cmd.sku, deps->cfg->http_command_wait_ms);
+            ap_msg_type_name(cmd->type), cmd->sku, deps->cfg->http_command_wait_ms);
 out:
     ap_log_context_clear();
     free(value);

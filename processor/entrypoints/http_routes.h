@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "ap/config.h"
+#include "ap/http.h"
 #include "ap/outcomes.h"
 #include "entrypoints/command_gateway.h"
 #include "entrypoints/consumer.h"
@@ -56,6 +57,23 @@ json_t *ap_http_allocations_json(const ap_allocation_row_t *rows, size_t nrows);
  */
 ap_err_t ap_http_parse_command(const char *body, size_t len, ap_msg_type_t type, ap_msg_t *cmd,
                                char *why, size_t whylen);
+
+/* A command request as read from its headers and body, before anything is produced. */
+typedef struct ap_http_command_request {
+    ap_msg_t cmd;
+    char key[AP_STR_SIZE];            /* Idempotency-Key; "" when none was given */
+    char correlation_id[AP_STR_SIZE]; /* X-Correlation-ID; "" when none fit was given */
+    char traceparent[AP_STR_SIZE];    /* "" when none fit was given (it is then dropped) */
+} ap_http_command_request_t;
+
+/*
+ * Reads POST /add_batch (`type` AP_CMD_CREATE_BATCH) or /allocate (AP_CMD_ALLOCATE): the
+ * bearer token in Authorization when `token` is not NULL, the body's size, the headers and
+ * the body (ap_http_parse_command). 0 with `out` filled, or the status to answer (401, 413,
+ * 400) with the answer's message in `why`. Pure: any thread, no I/O.
+ */
+int ap_http_read_command(const ap_http_request_t *req, const char *token, ap_msg_type_t type,
+                         ap_http_command_request_t *out, char *why, size_t whylen);
 
 /* Constant-time comparison of a presented bearer token with the configured one. */
 bool ap_http_token_equal(const char *presented, const char *expected);

@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
-# Avro in and out, with a schema registry: the processor runs with AVRO_WIRE_FORMAT=confluent
-# against a registry process, registers its event schemas, accepts commands in both Avro
-# framings (and JSON), frames its events with registry ids, and dead-letters Avro it cannot
-# read (an unknown fingerprint, a truncated body) byte for byte.
+# Avro in and out, with a real schema registry (Apicurio Registry's Confluent-compatible API,
+# which deploy/local/services.sh runs): the processor runs with AVRO_WIRE_FORMAT=confluent,
+# registers its event schemas, accepts commands in both Avro framings (and JSON), frames its
+# events with registry ids, and dead-letters Avro it cannot read (an unknown fingerprint, a
+# truncated body) byte for byte.
 source "$(dirname "$0")/lib.sh"
 require_services
 : "${AP_TOOLS:?AP_TOOLS must point to the folder of test-encode-command}"
+: "${TEST_SCHEMA_REGISTRY_URL:?TEST_SCHEMA_REGISTRY_URL must name the registry (deploy/local/services.sh env)}"
 
-"$AP_TOOLS/test-registry-server" >"$WORK_DIR/registry" &
-REGISTRY_PID=$!
-trap 'kill "$REGISTRY_PID" 2>/dev/null || true; cleanup' EXIT
-registry_up() { [[ -s "$WORK_DIR/registry" ]]; }
-wait_for "the registry to start" 10 registry_up
-export SCHEMA_REGISTRY_URL="$(head -n 1 "$WORK_DIR/registry")"
+export SCHEMA_REGISTRY_URL="$TEST_SCHEMA_REGISTRY_URL"
+curl -fsS -m 10 -o /dev/null "$SCHEMA_REGISTRY_URL/subjects" || fail "no schema registry at $SCHEMA_REGISTRY_URL"
 export AVRO_WIRE_FORMAT=confluent
 SKU="$RUN_ID-DESK"
 

@@ -2,7 +2,9 @@
  * avro_seeds.c - `fuzz-avro-seeds DIR`: writes the Avro seed inputs the encoder makes, so
  * the seeds follow the schemas: DIR/avro_command/ gets every command in both framings,
  * DIR/decode_stream/ kcat-style streams (4-byte big-endian length, value) of every event, a
- * rejection and a command, in both framings, with a NULL value (-1) among them.
+ * rejection and a command, in both framings, with a NULL value (-1) among them, and
+ * DIR/registry_answer/ fuzz_registry_answer's inputs: the registry's answer of each command's
+ * schema (2-byte length, {"schema": ...}) then the command's Avro body, and a few other answers.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -10,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include <jansson.h>
 
 #include "ap/avro.h"
 #include "fuzz_codec.h"
@@ -64,6 +68,53 @@ static void messages(ap_msg_t msgs[8])
     }
 }
 
+/* One fuzz_registry_answer input: the answer's length and bytes, then `rest`. */
+static void write_answer(const char *dir, const char *name, const char *answer,
+                         const uint8_t *rest, size_t restlen)
+{
+    size_t n = strlen(answer);
+    uint8_t *input = malloc(2 + n + restlen);
+    if (!input || n > UINT16_MAX)
+        exit(1);
+    input[0] = (uint8_t)(n >> 8);
+    input[1] = (uint8_t)n;
+    memcpy(input + 2, answer, n);
+    if (restlen)
+        memcpy(input + 2 + n, rest, restlen);
+    write_file(dir, "registry_answer", name, input, 2 + n + restlen);
+    free(input);
+}
+
+/* For each command in confluent framing (00, id FUZZ_SCHEMA_ID_BASE + schema index, body):
+ * the registry's answer for that id, then the body. */
+static void registry_seeds(const char *dir, ap_avro_codec_t *codec, const ap_msg_t *cmd,
+                           const uint8_t *value, size_t len)
+{
+    const char *name, *text;
+    char file[64];
+    size_t index = ((size_t)value[3] << 8 | value[4]) - FUZZ_SCHEMA_ID_BASE;
+
+    if (len < 5 || !ap_avro_schema_at(codec, index, &name, &text))
+        exit(1);
+    json_t *answer = json_pack("{s:s}", "schema", text);
+    char *body = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+    if (!body)
+        exit(1);
+    snprintf(file, sizeof file, "schema-%s", ap_msg_type_name(cmd->type));
+    write_answer(dir, file, body, value + 5, len - 5);
+    free(body);
+    json_decref(answer);
+}
+
+static void registry_other_seeds(const char *dir)
+{
+    write_answer(dir, "registered", "{\"id\":12}", NULL, 0);
+    write_answer(dir, "refused",
+                 "{\"error_code\":409,\"message\":\"Schema being registered is incompatible\"}",
+                 NULL, 0);
+    write_answer(dir, "not-a-record", "{\"schema\":\"\\\"string\\\"\"}", NULL, 0);
+}
+
 int main(int argc, char **argv)
 {
     static const ap_wire_format_t formats[] = {AP_WIRE_SINGLE_OBJECT, AP_WIRE_CONFLUENT};
@@ -92,6 +143,8 @@ int main(int argc, char **argv)
                 snprintf(name, sizeof name, "%s-%s", f ? "confluent" : "single",
                          ap_msg_type_name(msgs[i].type));
                 write_file(argv[1], "avro_command", name, value, len);
+                if (formats[f] == AP_WIRE_CONFLUENT)
+                    registry_seeds(argv[1], codec, &msgs[i], value, len);
             }
             append(&stream, &slen, value, (uint32_t)len);
             if (i == 3)
@@ -115,5 +168,6 @@ int main(int argc, char **argv)
         free(stream);
         ap_avro_codec_free(codec);
     }
+    registry_other_seeds(argv[1]);
     return 0;
 }

@@ -2,7 +2,7 @@
  * fuzz_avro_command.c - libFuzzer harness of the Avro command decoder in both framings
  * (C3 01 + fingerprint, 00 + registry id) through ap_command_decode, the consumer's entry,
  * with the registry faked in process (fuzz_codec.h). A command that decodes must survive
- * encoding (single-object) and decoding again unchanged.
+ * encoding in the framing it came in and decoding again unchanged.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,7 +13,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static ap_avro_codec_t *codec;
+static ap_avro_codec_t *single, *confluent;
 
 static bool same(const ap_msg_t *a, const ap_msg_t *b)
 {
@@ -24,7 +24,8 @@ static bool same(const ap_msg_t *a, const ap_msg_t *b)
 
 static void release(void)
 {
-    ap_avro_codec_free(codec);
+    ap_avro_codec_free(single);
+    ap_avro_codec_free(confluent);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -34,10 +35,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t *value = NULL;
     size_t len = 0;
 
-    if (!codec) {
-        codec = fuzz_codec_new(AP_WIRE_SINGLE_OBJECT);
+    if (!single) {
+        single = fuzz_codec_new(AP_WIRE_SINGLE_OBJECT);
+        confluent = fuzz_codec_new(AP_WIRE_CONFLUENT);
         atexit(release);
     }
+    ap_avro_codec_t *codec = size && data[0] == 0x00 ? confluent : single;
     if (ap_command_decode(codec, data, size, AP_MSG_NONE, false, &cmd, why, sizeof why) != AP_OK)
         return 0;
     if (!ap_avro_is_framed(data, size))

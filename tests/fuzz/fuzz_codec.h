@@ -21,6 +21,9 @@
 #define FUZZ_ID_FOREIGN 3
 #define FUZZ_ID_UNAVAILABLE 4
 
+/* The id fuzz_registry_answer frames its values with: its registry answers with the input. */
+#define FUZZ_ID_ANSWER 7
+
 /* A codec framing in `format`, with the fake registry as its lookup. Aborts on failure;
  * the harness keeps it for the process's life. */
 ap_avro_codec_t *fuzz_codec_new(ap_wire_format_t format);

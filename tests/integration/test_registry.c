@@ -1,8 +1,9 @@
 /*
  * test_registry.c - the schema-registry client (registry_client.c) over real HTTP against the
- * fake registry (tests/fakes/fake_registry.c): ids, caching (proved with the fake's request
- * counter), refusals and failures mapped to ap_err_t, dead and hanging registries, and
- * credentials that reach the server but never the log.
+ * fake registry (tests/fakes/fake_registry.c), for what only a test double shows: the
+ * requests made (headers; caching, proved with the fake's request counter), refusals and
+ * failures on demand mapped to ap_err_t, dead and hanging registries, and credentials that
+ * reach the server but never the log. Against a real registry: test_registry_apicurio.c.
  *
  * Every test starts its own fake server on an ephemeral port and its own client, so tests
  * share nothing.
@@ -176,28 +177,6 @@ static void test_same_schema_same_id_second_call_cached(void **state)
     assert_int_equal(fake_registry_requests(fx->fake), requests + 2);
     assert_int_equal(fake_registry_versions(fx->fake, "a-value"), 1);
     ap_registry_free(another);
-}
-
-static void test_different_schema_different_id(void **state)
-{
-    struct fixture *fx = *state;
-    int32_t a = -1, b = -1;
-
-    assert_int_equal(ap_registry_register(fx->registry, "c-value", schema_a, &a, NULL, 0), AP_OK);
-    assert_int_equal(ap_registry_register(fx->registry, "c-value", schema_b, &b, NULL, 0), AP_OK);
-    assert_true(a > 0 && b > 0);
-    assert_int_not_equal(a, b);
-    assert_int_equal(fake_registry_versions(fx->fake, "c-value"), 2);
-}
-
-static void test_subject_is_one_path_segment(void **state)
-{
-    struct fixture *fx = *state;
-    const char *subject = "odd subject/with?reserved#chars&more";
-    int32_t id = -1;
-
-    assert_int_equal(ap_registry_register(fx->registry, subject, schema_a, &id, NULL, 0), AP_OK);
-    assert_int_equal(fake_registry_versions(fx->fake, subject), 1);
 }
 
 static void test_schema_by_id_round_trip_and_cache(void **state)
@@ -449,8 +428,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_register_returns_an_id),
         T(test_same_schema_same_id_second_call_cached),
-        T(test_different_schema_different_id),
-        T(test_subject_is_one_path_segment),
         T(test_schema_by_id_round_trip_and_cache),
         T(test_unknown_id_is_not_found),
         T(test_refusals_are_config_errors_with_the_message),
