@@ -92,3 +92,9 @@ void ap_worker_release(ap_worker_t *worker)
     pthread_cond_destroy(&worker->wake);
     pthread_mutex_destroy(&worker->mutex);
 }
+
+void ap_worker_free_owner(ap_worker_t *worker, ap_worker_free_fn *free_owner, void *owner)
+{
+    ap_worker_release(worker);
+    free_owner(owner); /* last: it may free `worker` */
+}

@@ -56,4 +56,12 @@ void ap_worker_stop(ap_worker_t *worker);
  * calls it before freeing what the thread uses. */
 void ap_worker_release(ap_worker_t *worker);
 
+/* Frees an owner (the struct the worker lives in) and what its thread used. */
+typedef void ap_worker_free_fn(void *owner);
+
+/* Tears an owner down in the one safe order: ap_worker_release, so the thread no longer
+ * uses anything, then free_owner(owner), which may free the worker's own storage. The
+ * owner's stop or free function, on another thread than the worker's. */
+void ap_worker_free_owner(ap_worker_t *worker, ap_worker_free_fn *free_owner, void *owner);
+
 #endif

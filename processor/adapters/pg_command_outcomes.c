@@ -404,13 +404,17 @@ ap_err_t ap_pg_outcome_store_new(const char *conninfo, int retention_hours,
     return AP_OK;
 }
 
-void ap_outcome_store_free(ap_outcome_store_t *store)
+static void store_free(void *owner)
 {
-    if (!store)
-        return;
-    ap_worker_release(&store->worker); /* first: the listener uses the rest */
+    ap_outcome_store_t *store = owner;
     ap_pg_conn_release(&store->lookup);
     ap_pg_conn_release(&store->listener);
     pthread_mutex_destroy(&store->lookup_mutex);
     free(store);
+}
+
+void ap_outcome_store_free(ap_outcome_store_t *store)
+{
+    if (store)
+        ap_worker_free_owner(&store->worker, store_free, store);
 }

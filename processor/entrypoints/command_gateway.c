@@ -155,12 +155,16 @@ bool ap_command_gateway_reachable(ap_command_gateway_t *gateway)
     return atomic_load(&gateway->reachable);
 }
 
-void ap_command_gateway_stop(ap_command_gateway_t *gateway)
+static void gateway_free(void *owner)
 {
-    if (!gateway)
-        return;
-    ap_worker_release(&gateway->worker); /* first: the thread uses the producer */
+    ap_command_gateway_t *gateway = owner;
     ap_producer_free(gateway->producer);
     free(gateway->kafka);
     free(gateway);
+}
+
+void ap_command_gateway_stop(ap_command_gateway_t *gateway)
+{
+    if (gateway)
+        ap_worker_free_owner(&gateway->worker, gateway_free, gateway);
 }

@@ -192,14 +192,18 @@ static void *sender_main(void *arg)
 
 /* ---------------------------------------------------------------- start and stop */
 
-void ap_email_sender_stop(ap_email_sender_t *sender)
+static void sender_free(void *owner)
 {
-    if (!sender)
-        return;
-    ap_worker_release(&sender->worker); /* first: the thread uses what follows */
+    ap_email_sender_t *sender = owner;
     ap_email_queue_free(sender->queue);
     ap_smtp_free(sender->smtp);
     free(sender);
+}
+
+void ap_email_sender_stop(ap_email_sender_t *sender)
+{
+    if (sender)
+        ap_worker_free_owner(&sender->worker, sender_free, sender);
 }
 
 ap_err_t ap_email_sender_start(const ap_config_t *cfg, ap_email_sender_t **out)

@@ -547,11 +547,9 @@ static void *relay_main(void *arg)
 
 /* ---------------------------------------------------------------- start and stop */
 
-void ap_relay_stop(ap_relay_t *relay)
+static void relay_free(void *owner)
 {
-    if (!relay)
-        return;
-    ap_worker_release(&relay->worker); /* first: the thread uses what follows */
+    ap_relay_t *relay = owner;
     ap_producer_free(relay->producer);
     ap_outbox_reader_free(relay->pg);
     ap_clock_free(relay->clock);
@@ -559,6 +557,12 @@ void ap_relay_stop(ap_relay_t *relay)
     forget_held(relay);
     free(relay->held);
     free(relay);
+}
+
+void ap_relay_stop(ap_relay_t *relay)
+{
+    if (relay)
+        ap_worker_free_owner(&relay->worker, relay_free, relay);
 }
 
 ap_err_t ap_relay_start(const ap_config_t *cfg, ap_relay_t **out)
