@@ -391,32 +391,37 @@ static void get_allocations(ap_http_api_t *api, const char *orderid, ap_http_res
  * outbox relay and the email sender. A loop that naps on purpose (a backoff) counts as alive;
  * one silent for LIVENESS_STALL_MS is stuck, and a restart is the cure.
  */
-/* How long a loop has been silent; 0 for one not started (yet, or any more). */
-static int64_t relay_silent_ms(ap_relay_t *relay)
-{
-    ap_relay_stats_t stats = {0};
-    if (relay)
-        ap_relay_stats(relay, &stats);
-    return stats.silent_ms;
-}
+/* What the relay and the email sender report now. A loop that does not run (not started yet,
+ * or stopping) reports nothing: its `runs` flag is false and its stats are zero (silent 0 ms,
+ * no refusals). */
+typedef struct {
+    bool relay_runs, email_runs;
+    ap_relay_stats_t relay;
+    ap_email_sender_stats_t email;
+} loop_stats_t;
 
-static int64_t email_sender_silent_ms(ap_email_sender_t *email)
+static void loop_stats(ap_http_api_t *api, loop_stats_t *now)
 {
-    ap_email_sender_stats_t stats = {0};
+    ap_relay_t *relay = atomic_load(&api->relay);
+    ap_email_sender_t *email = atomic_load(&api->email);
+    *now = (loop_stats_t){.relay_runs = relay != NULL, .email_runs = email != NULL};
+    if (relay)
+        ap_relay_stats(relay, &now->relay);
     if (email)
-        ap_email_sender_stats(email, &stats);
-    return stats.silent_ms;
+        ap_email_sender_stats(email, &now->email);
 }
 
 static void get_healthz(ap_http_api_t *api, ap_http_response_t *res)
 {
+    loop_stats_t now;
+    loop_stats(api, &now);
     const struct {
         const char *name;
         int64_t silent_ms;
     } loops[] = {
         {"consumer", ap_health_now_ms() - atomic_load(&api->deps.health->heartbeat_ms)},
-        {"relay", relay_silent_ms(atomic_load(&api->relay))},
-        {"email_sender", email_sender_silent_ms(atomic_load(&api->email))},
+        {"relay", now.relay.silent_ms},
+        {"email_sender", now.email.silent_ms},
     };
     json_t *body = json_object(), *stalled = json_array();
     for (size_t i = 0; i < sizeof loops / sizeof *loops; i++) {
@@ -457,15 +462,11 @@ static ap_fault_t postgres_fault(ap_http_api_t *api, char *denied, size_t size)
 }
 
 /* The relay's complaint, if any: a topic refusing events ("" when none). */
-static void relay_trouble(ap_http_api_t *api, char *why, size_t size)
+static void relay_trouble(const ap_relay_stats_t *stats, char *why, size_t size)
 {
-    ap_relay_stats_t stats = {0};
-    ap_relay_t *relay = atomic_load(&api->relay);
     why[0] = '\0';
-    if (relay)
-        ap_relay_stats(relay, &stats);
-    if (stats.refused_rows > 0)
-        snprintf(why, size, "%s: %s", ap_fault_text(AP_FAULT_TOO_LARGE), stats.refused_reason);
+    if (stats->refused_rows > 0)
+        snprintf(why, size, "%s: %s", ap_fault_text(AP_FAULT_TOO_LARGE), stats->refused_reason);
 }
 
 static void get_readyz(ap_http_api_t *api, ap_http_response_t *res)
@@ -477,7 +478,9 @@ static void get_readyz(ap_http_api_t *api, ap_http_response_t *res)
     ap_fault_t pg = postgres_fault(api, denied_pg, sizeof denied_pg);
     bool kafka_denied = ap_denial_get(AP_SERVICE_KAFKA, denied_kafka, sizeof denied_kafka) !=
                         AP_DENIAL_NONE;
-    relay_trouble(api, relay_why, sizeof relay_why);
+    loop_stats_t now;
+    loop_stats(api, &now);
+    relay_trouble(&now.relay, relay_why, sizeof relay_why);
     bool kafka = !kafka_denied && atomic_load(&health->kafka) &&
                  ap_command_gateway_reachable(api->deps.gateway);
     struct {
@@ -523,24 +526,21 @@ static void collect_health(void *ctx)
                                      atomic_load(&health->kafka) &&
                                      ap_command_gateway_reachable(api->deps.gateway));
     ap_metric_set(ins->consumer_joined, atomic_load(&health->joined));
-    ap_relay_t *relay = atomic_load(&api->relay);
-    if (relay) {
-        ap_relay_stats_t stats;
-        ap_relay_stats(relay, &stats);
-        ap_metric_set(ins->relay_delivered, (double)stats.delivered);
-        ap_metric_set(ins->relay_failures, (double)stats.failed);
-        ap_metric_set(ins->relay_parked, (double)stats.parked);
-        ap_metric_set(ins->relay_refused, (double)stats.refused);
-        ap_metric_set(ins->relay_refused_rows, (double)stats.refused_rows);
-        ap_metric_set(ins->relay_leader, stats.leader);
+    /* A loop that does not run leaves its counts as last scraped, rather than fall to 0. */
+    loop_stats_t now;
+    loop_stats(api, &now);
+    if (now.relay_runs) {
+        ap_metric_set(ins->relay_delivered, (double)now.relay.delivered);
+        ap_metric_set(ins->relay_failures, (double)now.relay.failed);
+        ap_metric_set(ins->relay_parked, (double)now.relay.parked);
+        ap_metric_set(ins->relay_refused, (double)now.relay.refused);
+        ap_metric_set(ins->relay_refused_rows, (double)now.relay.refused_rows);
+        ap_metric_set(ins->relay_leader, now.relay.leader);
     }
-    ap_email_sender_t *email = atomic_load(&api->email);
-    if (email) {
-        ap_email_sender_stats_t stats;
-        ap_email_sender_stats(email, &stats);
-        ap_metric_set(ins->email_delivered, (double)stats.delivered);
-        ap_metric_set(ins->email_failures, (double)stats.failed);
-        ap_metric_set(ins->email_logged, (double)stats.logged);
+    if (now.email_runs) {
+        ap_metric_set(ins->email_delivered, (double)now.email.delivered);
+        ap_metric_set(ins->email_failures, (double)now.email.failed);
+        ap_metric_set(ins->email_logged, (double)now.email.logged);
     }
 }
 
