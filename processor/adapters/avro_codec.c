@@ -29,19 +29,23 @@
 
 /* The codec ------------------------------------------------------------------------------ */
 
+/* Drops a value we made (when `has_value`), then its class (when made): a generic value is
+ * freed through its class, so the class goes last. */
+static void release_value(avro_value_t *value, bool has_value, avro_value_iface_t *iface)
+{
+    if (has_value)
+        avro_value_decref(value);
+    if (iface)
+        avro_value_iface_decref(iface);
+}
+
 void ap_avro_writer_free(struct writer_schema *w)
 {
     if (!w)
         return;
-    /* avro-c's order: values, then their classes, then the schemas. */
-    if (w->has_resolved)
-        avro_value_decref(&w->resolved);
-    if (w->has_dest)
-        avro_value_decref(&w->dest);
-    if (w->resolved_iface)
-        avro_value_iface_decref(w->resolved_iface);
-    if (w->reader_iface)
-        avro_value_iface_decref(w->reader_iface);
+    /* avro-c's order: values and their classes, then the schemas. */
+    release_value(&w->resolved, w->has_resolved, w->resolved_iface);
+    release_value(&w->dest, w->has_dest, w->reader_iface);
     if (w->reader_schema)
         avro_schema_decref(w->reader_schema);
     if (w->schema)
@@ -230,10 +234,7 @@ static ap_err_t known_schema_init(struct known_schema *e, const ap_avro_schema_s
 static void known_schema_release(struct known_schema *e)
 {
     ap_avro_writer_free(e->self);
-    if (e->has_value)
-        avro_value_decref(&e->value);
-    if (e->iface)
-        avro_value_iface_decref(e->iface);
+    release_value(&e->value, e->has_value, e->iface);
     if (e->schema)
         avro_schema_decref(e->schema);
     free(e->full_name);
