@@ -35,40 +35,51 @@ typedef struct ap_uow ap_uow_t;
  * still succeeds or fails alone. Every scope ends with exactly one commit or rollback.
  */
 struct ap_uow_ops {
+    /* The transaction. */
     ap_err_t (*begin)(ap_uow_t *uow);
     /* Writes every product in uow->seen that has changes, each guarded by a compare-and-set
      * of its stored version (AP_ERR_CONFLICT when stale), then ends the scope. On error the
      * dispatcher rolls the scope back. */
     ap_err_t (*commit)(ap_uow_t *uow);
     void (*rollback)(ap_uow_t *uow);
-    /* Repository: a freshly loaded product (caller owns it) or AP_ERR_NOT_FOUND. */
-    ap_err_t (*load)(ap_uow_t *uow, const char *sku, ap_product_t **out);
-    ap_err_t (*load_by_batchref)(ap_uow_t *uow, const char *ref, ap_product_t **out);
-    /* Optional (NULL: not supported): loads many products in one round trip, skipping the
-     * ones the caller already holds. known[i] is the version of skus[i] the caller holds, or
-     * -1. Sets stored[i] to the version storage holds (-1: no such product) and out[i] to a
-     * fresh product (caller owns it) when that differs from known[i], else to NULL. */
-    ap_err_t (*load_many)(ap_uow_t *uow, const char *const *skus, const int64_t *known,
-                          size_t n, int64_t *stored, ap_product_t **out);
-    /*
-     * Loads hand out products that know their batches (and allocated quantities) but not
-     * their lines; a command that needs lines gets them with one of these, one round trip
-     * each, from storage as the open transaction sees it (so with every earlier scope's
-     * writes). `load_orders`: for each i, every stored line of order orderids[i] in
-     * products[i] (ap_product_restore_order_line, then ap_product_restore_order).
-     * `load_older_lines`: up to `max` lines of the product's batch `batch`, newest first,
-     * after the ap_product_stored_newest ones it accounts for (ap_product_restore_older_line).
-     */
-    ap_err_t (*load_orders)(ap_uow_t *uow, ap_product_t *const *products,
-                            const char *const *orderids, size_t n);
-    ap_err_t (*load_older_lines)(ap_uow_t *uow, ap_product_t *product, size_t batch,
-                                 size_t max);
+
+    /* The repository of Products, read inside the current scope. */
+    struct {
+        /* A freshly loaded product (caller owns it) or AP_ERR_NOT_FOUND. */
+        ap_err_t (*load)(ap_uow_t *uow, const char *sku, ap_product_t **out);
+        ap_err_t (*load_by_batchref)(ap_uow_t *uow, const char *ref, ap_product_t **out);
+        /* Optional (NULL: not supported): loads many products in one round trip, skipping
+         * the ones the caller already holds. known[i] is the version of skus[i] the caller
+         * holds, or -1. Sets stored[i] to the version storage holds (-1: no such product)
+         * and out[i] to a fresh product (caller owns it) when that differs from known[i],
+         * else to NULL. */
+        ap_err_t (*load_many)(ap_uow_t *uow, const char *const *skus, const int64_t *known,
+                              size_t n, int64_t *stored, ap_product_t **out);
+        /*
+         * Loads hand out products that know their batches (and allocated quantities) but
+         * not their lines; a command that needs lines gets them with one of these, one
+         * round trip each, from storage as the open transaction sees it (so with every
+         * earlier scope's writes). `load_orders`: for each i, every stored line of order
+         * orderids[i] in products[i] (ap_product_restore_order_line, then
+         * ap_product_restore_order). `load_older_lines`: up to `max` lines of the product's
+         * batch `batch`, newest first, after the ap_product_stored_newest ones it accounts
+         * for (ap_product_restore_older_line).
+         */
+        ap_err_t (*load_orders)(ap_uow_t *uow, ap_product_t *const *products,
+                                const char *const *orderids, size_t n);
+        ap_err_t (*load_older_lines)(ap_uow_t *uow, ap_product_t *product, size_t batch,
+                                     size_t max);
+    } repo;
+
     /* Read model writes (allocations_view), inside the current scope. Removing a row that
      * is not there is not an error. */
-    ap_err_t (*view_add)(ap_uow_t *uow, const char *orderid, const char *sku,
-                         const char *batchref);
-    ap_err_t (*view_remove)(ap_uow_t *uow, const char *orderid, const char *sku,
-                            const char *batchref);
+    struct {
+        ap_err_t (*add)(ap_uow_t *uow, const char *orderid, const char *sku,
+                        const char *batchref);
+        ap_err_t (*remove)(ap_uow_t *uow, const char *orderid, const char *sku,
+                           const char *batchref);
+    } view;
+
     /*
      * Consumer offsets, stored with the effects they cover. `claim` takes ownership of a
      * partition for this consumer: it bumps and returns the partition's owner epoch and
@@ -76,10 +87,13 @@ struct ap_uow_ops {
      * from `expected` to `next` only if the epoch is still ours and the offset is still
      * `expected`; otherwise AP_ERR_FENCED. Both run inside the current scope.
      */
-    ap_err_t (*claim_partition)(ap_uow_t *uow, const char *group, const char *topic,
-                                int32_t partition, int64_t *epoch, int64_t *next_offset);
-    ap_err_t (*advance_offset)(ap_uow_t *uow, const char *group, const char *topic,
-                               int32_t partition, int64_t epoch, int64_t expected, int64_t next);
+    struct {
+        ap_err_t (*claim)(ap_uow_t *uow, const char *group, const char *topic,
+                          int32_t partition, int64_t *epoch, int64_t *next_offset);
+        ap_err_t (*advance)(ap_uow_t *uow, const char *group, const char *topic,
+                            int32_t partition, int64_t epoch, int64_t expected, int64_t next);
+    } offsets;
+
     void (*free)(ap_uow_t *uow);
 };
 
@@ -113,7 +127,7 @@ void ap_uow_init(ap_uow_t *uow, const struct ap_uow_ops *ops);
 
 /*
  * Keeps committed products between transactions, up to about max_bytes of them (0: keep
- * none). Only with a backend that has load_many, which confirms versions. AP_ERR_NOMEM.
+ * none). Only with a backend that has repo.load_many, which confirms versions. AP_ERR_NOMEM.
  */
 ap_err_t ap_uow_keep_committed(ap_uow_t *uow, size_t max_bytes);
 

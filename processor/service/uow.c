@@ -70,7 +70,7 @@ ap_err_t ap_uow_keep_committed(ap_uow_t *uow, size_t max_bytes)
 {
     ap_product_cache_free(uow->committed);
     uow->committed = NULL;
-    if (max_bytes == 0 || !uow->ops->load_many)
+    if (max_bytes == 0 || !uow->ops->repo.load_many)
         return AP_OK;
     uow->committed = ap_product_cache_new(max_bytes, false);
     return uow->committed ? AP_OK : AP_ERR_NOMEM;
@@ -175,7 +175,7 @@ static ap_err_t refresh(ap_uow_t *uow, const char *const *skus, size_t n)
             uow->committed ? ap_product_cache_peek(uow->committed, skus[i]) : NULL;
         known[i] = kept ? kept->version_number : -1;
     }
-    err = uow->ops->load_many(uow, skus, known, n, stored, loaded);
+    err = uow->ops->repo.load_many(uow, skus, known, n, stored, loaded);
     if (err)
         goto out;
     for (size_t i = 0; i < n; i++) {
@@ -218,7 +218,7 @@ ap_err_t ap_uow_get(ap_uow_t *uow, const char *sku, ap_product_t **out)
         return hand_out(uow, product, out);
     if (uow->committed && ap_product_cache_peek(uow->committed, sku))
         return get_kept(uow, sku, out);
-    ap_err_t err = uow->ops->load(uow, sku, &product);
+    ap_err_t err = uow->ops->repo.load(uow, sku, &product);
     if (err)
         return err;
     return hand_out(uow, product, out);
@@ -244,7 +244,7 @@ ap_err_t ap_uow_get_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **o
         if (err != AP_ERR_NOT_FOUND)
             return err;
     }
-    ap_err_t err = uow->ops->load_by_batchref(uow, ref, &product);
+    ap_err_t err = uow->ops->repo.load_by_batchref(uow, ref, &product);
     if (err)
         return err;
     return hand_out(uow, product, out);
@@ -290,7 +290,7 @@ static void prefetch_orders(ap_uow_t *uow, const char *const *skus, const char *
         }
     }
     if (m > 0)
-        (void)uow->ops->load_orders(uow, products, wanted, m); /* a hint, like the rest */
+        (void)uow->ops->repo.load_orders(uow, products, wanted, m); /* a hint, like the rest */
     for (size_t i = 0; i < ntaken; i++)
         ap_product_cache_put_at(uow->cache, taken[i], current_scope(uow));
     free(taken);
@@ -305,7 +305,7 @@ void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, const char *const *
     char(*ref_skus)[AP_STR_SIZE] = NULL;
     size_t nwanted = 0;
 
-    if (!uow->ops->load_many || uow->depth == 0 || nskus + nrefs == 0 || !tx_cache(uow))
+    if (!uow->ops->repo.load_many || uow->depth == 0 || nskus + nrefs == 0 || !tx_cache(uow))
         return;
     if (!(wanted = malloc((nskus + nrefs) * sizeof *wanted)) ||
         (nrefs && !(ref_skus = malloc(nrefs * sizeof *ref_skus))))
@@ -325,7 +325,7 @@ void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, const char *const *
     }
     if (nwanted > 0)
         (void)refresh(uow, wanted, nwanted); /* a hint: later gets load what is missing */
-    if (orderids && uow->ops->load_orders)
+    if (orderids && uow->ops->repo.load_orders)
         prefetch_orders(uow, skus, orderids, nskus);
 out:
     free(wanted);
@@ -342,19 +342,19 @@ ap_err_t ap_uow_load_order(ap_uow_t *uow, ap_product_t *product, const char *ord
 {
     if (ap_product_knows_order(product, orderid))
         return AP_OK;
-    if (!uow->ops->load_orders || ap_product_removal_pending(product, orderid))
+    if (!uow->ops->repo.load_orders || ap_product_removal_pending(product, orderid))
         return AP_ERR_INTERNAL;
-    return uow->ops->load_orders(uow, &product, &orderid, 1);
+    return uow->ops->repo.load_orders(uow, &product, &orderid, 1);
 }
 
 ap_err_t ap_uow_load_older_lines(ap_uow_t *uow, ap_product_t *product, const char *ref)
 {
     const ap_batch_t *batch = ap_product_find_batch(product, ref);
-    if (!batch || ap_batch_unknown_qty(batch) <= 0 || !uow->ops->load_older_lines)
+    if (!batch || ap_batch_unknown_qty(batch) <= 0 || !uow->ops->repo.load_older_lines)
         return AP_ERR_INTERNAL;
     /* Twice what memory holds (at least 16): a long decrease takes a few round trips. */
     size_t max = batch->nlines < 8 ? 16 : 2 * batch->nlines;
-    return uow->ops->load_older_lines(uow, product, (size_t)(batch - product->batches), max);
+    return uow->ops->repo.load_older_lines(uow, product, (size_t)(batch - product->batches), max);
 }
 
 ap_err_t ap_uow_add(ap_uow_t *uow, ap_product_t *product)
@@ -392,25 +392,25 @@ ap_err_t ap_uow_collect_new_events(ap_uow_t *uow, ap_event_sink_fn sink, void *c
 ap_err_t ap_uow_view_add(ap_uow_t *uow, const char *orderid, const char *sku,
                          const char *batchref)
 {
-    return uow->ops->view_add(uow, orderid, sku, batchref);
+    return uow->ops->view.add(uow, orderid, sku, batchref);
 }
 
 ap_err_t ap_uow_view_remove(ap_uow_t *uow, const char *orderid, const char *sku,
                             const char *batchref)
 {
-    return uow->ops->view_remove(uow, orderid, sku, batchref);
+    return uow->ops->view.remove(uow, orderid, sku, batchref);
 }
 
 ap_err_t ap_uow_claim_partition(ap_uow_t *uow, const char *group, const char *topic,
                                 int32_t partition, int64_t *epoch, int64_t *next_offset)
 {
-    return uow->ops->claim_partition(uow, group, topic, partition, epoch, next_offset);
+    return uow->ops->offsets.claim(uow, group, topic, partition, epoch, next_offset);
 }
 
 ap_err_t ap_uow_advance_offset(ap_uow_t *uow, const char *group, const char *topic,
                                int32_t partition, int64_t epoch, int64_t expected, int64_t next)
 {
-    return uow->ops->advance_offset(uow, group, topic, partition, epoch, expected, next);
+    return uow->ops->offsets.advance(uow, group, topic, partition, epoch, expected, next);
 }
 
 void ap_uow_free(ap_uow_t *uow)
