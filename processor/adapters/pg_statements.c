@@ -34,15 +34,19 @@ const pg_stmt_t pg_stmts[ST__COUNT] = {
                       "  LEFT JOIN batches b"
                       "         ON b.sku = p.sku AND p.version_number <> w.known"
                       " ORDER BY w.ord, b.id"},
-    /* The lines of orders $2[i] in the products of skus $1[i], by the orderid index: rows
-     * in input order (column 0, from 1), then allocation order. */
+    /* The lines of orders $2[i] in the products of skus $1[i]: rows in input order (column
+     * 0, from 1), then allocation order. One probe of the orderid index per order: OFFSET 0
+     * keeps the subquery a probe, so no plan (a generic one made while the table was empty,
+     * or one from stale statistics) reads the whole of allocations instead. */
     [ST_LOAD_ORDERS] = {"ap_load_orders",
-                        "SELECT u.ord, b.reference, a.id, a.orderid, a.qty"
+                        "SELECT u.ord, l.reference, l.id, l.orderid, l.qty"
                         "  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY"
                         "       AS u(sku, orderid, ord)"
-                        "  JOIN allocations a ON a.orderid = u.orderid"
-                        "  JOIN batches b ON b.id = a.batch_id AND b.sku = u.sku"
-                        " ORDER BY u.ord, a.id"},
+                        " CROSS JOIN LATERAL"
+                        "       (SELECT b.reference, a.id, a.orderid, a.qty"
+                        "          FROM allocations a JOIN batches b ON b.id = a.batch_id"
+                        "         WHERE a.orderid = u.orderid AND b.sku = u.sku OFFSET 0) l"
+                        " ORDER BY u.ord, l.id"},
     /* A batch's lines newest first, after skipping the $2 newest (those in memory): a
      * backward scan of the (batch_id, id) index that stops after $3. */
     [ST_LOAD_OLDER] = {"ap_load_older",
