@@ -31,6 +31,9 @@
 # BENCH_MILLIONS=N, BENCH_ROUND, BENCH_PROBE_S: the long run (N rounds of BENCH_ROUND commands,
 # default 1,000,000, each followed by a BENCH_PROBE_S-second probe at RATE; after each a line
 # with its throughput, the probe's p99, VmRSS and the table sizes; at the end the verdicts);
+# BENCH_REPLICAS=N (default 1): N processors in the same group and database, as replicas of a
+# deployment are (give TOPIC_PARTITIONS a multiple of N); the run starts once each holds its
+# share of the partitions, and the memory and thread figures are the first one's;
 # BENCH_OUT (a directory for logs, default a new one under /tmp; latency.csv there has every
 # latency-phase command's send time and latency); SKIP_BUILD=1 (reuse build/bench).
 set -euo pipefail
@@ -89,6 +92,7 @@ SCRATCH_DB="ap_bench_$$"
 PGBENCH_DB="ap_pgbench_$$"
 PROC_URL="$(url_with_db "$DATABASE_URL" "$SCRATCH_DB")"
 PROC_PID=""
+EXTRA_PIDS=()
 SAMPLER_PID=""
 
 TOPICS_LEFT=""
@@ -107,10 +111,11 @@ cleanup() {
         [[ -f "$f" ]] && while read -r pid; do kill -INT "$pid" 2>/dev/null || true; done <"$f"
     done
     [[ -n "$SAMPLER_PID" ]] && kill "$SAMPLER_PID" 2>/dev/null || true
-    if [[ -n "$PROC_PID" ]] && kill -0 "$PROC_PID" 2>/dev/null; then
-        kill -KILL "$PROC_PID" 2>/dev/null || true
-        wait "$PROC_PID" 2>/dev/null || true
-    fi
+    for pid in $PROC_PID "${EXTRA_PIDS[@]}"; do
+        kill -0 "$pid" 2>/dev/null || continue
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     [[ -n "$TOPICS_LEFT" ]] && "$DELETE_TOPICS_BIN" "$TOPIC_PREFIX" >/dev/null 2>&1
     drop_db "$SCRATCH_DB"
     drop_db "$PGBENCH_DB"
@@ -143,6 +148,33 @@ say "starting the processor: TOPIC_PREFIX=$TOPIC_PREFIX, database $SCRATCH_DB, l
 TOPICS_LEFT=1
 DATABASE_URL="$PROC_URL" LOG_LEVEL="${LOG_LEVEL:-info}" "$AP_BIN" run >"$OUT/processor.log" 2>&1 &
 PROC_PID=$!
+# More replicas in the same group (BENCH_REPLICAS): the partitions are shared out among them,
+# and one relay runs (the relay lock). Memory and thread figures below are the first one's.
+EXTRA_PIDS=()
+for ((r = 2; r <= ${BENCH_REPLICAS:-1}; r++)); do
+    DATABASE_URL="$PROC_URL" LOG_LEVEL="${LOG_LEVEL:-info}" "$AP_BIN" run >"$OUT/processor-$r.log" 2>&1 &
+    EXTRA_PIDS+=($!)
+done
+# Partitions a processor's log says it holds now (assigned minus revoked).
+holding() { echo $(($(grep -c 'kafka: assigned' "$1") - $(grep -c 'kafka: revoked' "$1"))); }
+if [[ "${BENCH_REPLICAS:-1}" -gt 1 ]]; then
+    # The run starts once every replica holds a share: each at least one partition, all of
+    # them between them (the first takes them all, then gives some up to each newcomer).
+    want="${TOPIC_PARTITIONS:-3}"
+    for _ in $(seq 1 600); do
+        total=0 each=1
+        for log in "$OUT/processor.log" "$OUT"/processor-*.log; do
+            n="$(holding "$log")"
+            total=$((total + n))
+            [[ "$n" -gt 0 ]] || each=0
+        done
+        [[ "$each" == 1 && "$total" == "$want" ]] && break
+        sleep 0.1
+    done
+    [[ "$each" == 1 && "$total" == "$want" ]] ||
+        die "the ${BENCH_REPLICAS} replicas did not share the $want partitions within 60 s"
+    say "${BENCH_REPLICAS} replicas share the $want partitions"
+fi
 
 # Resident memory every 200 ms: the highest VmRSS seen (VmHWM is read at the end too).
 (
@@ -225,14 +257,17 @@ HWM_KB="$(status_kb VmHWM)"
 RSS_END_KB="$(status_kb VmRSS)"
 kill -0 "$PROC_PID" 2>/dev/null || say "the processor exited during the run (see $OUT/processor.log)"
 
-# Stop the processor (SIGTERM: it finishes, commits and leaves its group), then its topics.
-kill -TERM "$PROC_PID" 2>/dev/null || true
-for _ in $(seq 1 150); do kill -0 "$PROC_PID" 2>/dev/null || break; sleep 0.2; done
-if kill -0 "$PROC_PID" 2>/dev/null; then
-    say "the processor did not stop within 30 s of SIGTERM: killing it"
-    kill -KILL "$PROC_PID" 2>/dev/null || true
-fi
-wait "$PROC_PID" 2>/dev/null || true
+# Stop the processors (SIGTERM: each finishes, commits and leaves its group), then the topics.
+for pid in "$PROC_PID" "${EXTRA_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "processor $pid did not stop within 30 s of SIGTERM: killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+done
+EXTRA_PIDS=()
 BENCH_PID_FOR_STATS="$PROC_PID"
 PROC_PID=""
 kill "$SAMPLER_PID" 2>/dev/null || true
