@@ -23,16 +23,21 @@ const pg_stmt_t pg_stmts[ST__COUNT] = {
     [ST_LOAD_REF] = {"ap_load_ref", LOAD_PRODUCT " WHERE p.sku = (SELECT sku FROM batches"
                                     " WHERE reference = $1::text) ORDER BY b.id"},
     /* Many products in input order, with the batches of only those whose version is not the
-     * one the caller holds ($2, -1 for none). Same columns as LOAD_PRODUCT. */
+     * one the caller holds ($2, -1 for none). Same columns as LOAD_PRODUCT. Index probes per
+     * sku (OFFSET 0, as in ST_LOAD_ORDERS): a generic plan hash-joined the whole of products
+     * and batches for every batch, a lone command too. */
     [ST_LOAD_MANY] = {"ap_load_many",
                       "SELECT p.sku, p.version_number, b.id, b.reference,"
                       "       b.purchased_quantity, b.eta - date '1970-01-01',"
                       "       b.allocated_quantity"
                       "  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY"
                       "       AS w(sku, known, ord)"
-                      "  JOIN products p ON p.sku = w.sku"
-                      "  LEFT JOIN batches b"
-                      "         ON b.sku = p.sku AND p.version_number <> w.known"
+                      " CROSS JOIN LATERAL (SELECT sku, version_number FROM products"
+                      "                      WHERE sku = w.sku OFFSET 0) p"
+                      "  LEFT JOIN LATERAL (SELECT id, reference, purchased_quantity, eta,"
+                      "                            allocated_quantity FROM batches"
+                      "                      WHERE sku = p.sku AND p.version_number <> w.known"
+                      "                     OFFSET 0) b ON true"
                       " ORDER BY w.ord, b.id"},
     /* The lines of orders $2[i] in the products of skus $1[i]: rows in input order (column
      * 0, from 1), then allocation order. One probe of the orderid index per order: OFFSET 0
@@ -117,13 +122,19 @@ const pg_stmt_t pg_stmts[ST__COUNT] = {
                              "  FROM unnest($1::text[], $2::bigint[], $3::bigint[])"
                              "       AS u(sku, old, new)"
                              " WHERE p.sku = u.sku AND p.version_number = u.old"},
+    /* Each batch found by one probe of its reference (OFFSET 0 again): the plain join hashed
+     * every batch row once per call. */
     [ST_LINE_ADD_MANY] = {"ap_line_add_many",
                           "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])"
                           "           WITH ORDINALITY AS u(ref, orderid, qty, ord)),"
                           "     b AS (UPDATE batches b SET allocated_quantity ="
                           "                  b.allocated_quantity + s.qty"
-                          "             FROM (SELECT ref, sum(qty) AS qty FROM u GROUP BY ref) s"
-                          "            WHERE b.reference = s.ref RETURNING b.id, b.reference)"
+                          "             FROM (SELECT x.id, s.qty"
+                          "                     FROM (SELECT ref, sum(qty) AS qty FROM u"
+                          "                            GROUP BY ref) s"
+                          "                    CROSS JOIN LATERAL (SELECT id FROM batches"
+                          "                           WHERE reference = s.ref OFFSET 0) x) s"
+                          "            WHERE b.id = s.id RETURNING b.id, b.reference)"
                           " INSERT INTO allocations (batch_id, orderid, qty)"
                           " SELECT b.id, u.orderid, u.qty FROM u JOIN b ON b.reference = u.ref"
                           "  ORDER BY u.ord"},
