@@ -113,8 +113,19 @@ local    all  postgres                 trust
 hostssl  all  $user     127.0.0.1/32   scram-sha-256
 host     all  all       127.0.0.1/32   reject
 HBA
-    as_postgres "$bin/pg_ctl" -D "$SECURE_PG_DIR/data" -l "$SECURE_PG_DIR/server.log" -w -t 60 start >/dev/null ||
-        fail "the test's Postgres did not start: $(tail -n 5 "$SECURE_PG_DIR/server.log")"
+    # Ports in the kernel's ephemeral range (32768-60999 here) can be held for a moment by a
+    # client connection's local end: then the next port along is taken, up to 5 tries, and
+    # SECURE_PG_PORT says which one it was (callers build their URLs from it).
+    local try
+    for try in 1 2 3 4 5; do
+        as_postgres "$bin/pg_ctl" -D "$SECURE_PG_DIR/data" -l "$SECURE_PG_DIR/server.log" -w -t 60 start >/dev/null && break
+        grep -q 'Address already in use' "$SECURE_PG_DIR/server.log" && ((try < 5)) ||
+            fail "the test's Postgres did not start: $(tail -n 5 "$SECURE_PG_DIR/server.log")"
+        port=$((port + 10))
+        note "port $SECURE_PG_PORT is in use: trying $port"
+        SECURE_PG_PORT=$port
+        echo "port = $port" | as_postgres tee -a "$SECURE_PG_DIR/data/postgresql.conf" >/dev/null
+    done
     SECURE_PG_PID=$(head -n 1 "$SECURE_PG_DIR/data/postmaster.pid")
     # The password goes in on stdin (psql's variable, quoted by psql), never on a command line.
     cat >"$SECURE_PG_DIR/roles.sql" <<'SQL'

@@ -38,6 +38,7 @@ SECURE_KAFKA_PASSWORD=$KAFKA_PASSWORD
 DB_USER=ap_leak DB_NAME=allocation_leak
 kafka_scram_user "$SECURE_KAFKA_USER" "$KAFKA_PASSWORD"
 secure_pg_start "$PG_PORT" "$DB_USER" "$PG_PASSWORD" "$DB_NAME"
+PG_PORT=$SECURE_PG_PORT
 start_mailpit
 
 URL=$(secure_url "$DB_USER" "$PG_PASSWORD" "$PG_PORT" "$DB_NAME")

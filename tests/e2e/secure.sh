@@ -27,6 +27,7 @@ BAD_CA=$(untrusted_ca)
 
 kafka_scram_user "$SECURE_KAFKA_USER" "$SECURE_KAFKA_PASSWORD"
 secure_pg_start "$PG_PORT" "$DB_USER" "$DB_PASSWORD" "$DB_NAME"
+PG_PORT=$SECURE_PG_PORT
 note "SCRAM user on $SECURE_KAFKA_BOOTSTRAP_SERVERS; TLS-only Postgres on 127.0.0.1:$PG_PORT"
 
 GOOD_URL=$(secret_file db-url "$(secure_url "$DB_USER" "$DB_PASSWORD" "$PG_PORT" "$DB_NAME")")
