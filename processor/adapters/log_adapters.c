@@ -46,9 +46,7 @@ static uint32_t system_random(ap_clock_t *clock)
         left = sizeof pool / sizeof *pool;
     if (left == 0)
         return (uint32_t)rand_r(&self->seed);
-    uint32_t r = pool[--left];
-    pool[left] = 0; /* a draw is used once */
-    return r;
+    return pool[--left];
 }
 
 static void system_clock_free(ap_clock_t *clock)

@@ -118,6 +118,7 @@ HBA
     # SECURE_PG_PORT says which one it was (callers build their URLs from it).
     local try
     for try in 1 2 3 4 5; do
+        rm -f "$SECURE_PG_DIR/server.log" # so the check below reads this try's words only
         as_postgres "$bin/pg_ctl" -D "$SECURE_PG_DIR/data" -l "$SECURE_PG_DIR/server.log" -w -t 60 start >/dev/null && break
         grep -q 'Address already in use' "$SECURE_PG_DIR/server.log" && ((try < 5)) ||
             fail "the test's Postgres did not start: $(tail -n 5 "$SECURE_PG_DIR/server.log")"
