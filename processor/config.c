@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,6 +318,60 @@ static ap_err_t secret(const settings_t *s, const char *key, char **out, char *e
     return AP_OK;
 }
 
+/*
+ * The text settings, each with the field it fills and its default (NULL: unset unless
+ * given). A secret may come from KEY_FILE instead (see secret()) and is wiped when freed.
+ * ap_config_release frees what this table names, so every char * field of ap_config_t that
+ * is not a list belongs here.
+ */
+static const struct text_setting {
+    const char *key;
+    size_t field; /* offset of a char * in ap_config_t */
+    const char *fallback;
+    bool secret;
+} texts[] = {
+    {"DATABASE_URL", offsetof(ap_config_t, database_url), AP_DEFAULT_DATABASE_URL, true},
+    {"KAFKA_BOOTSTRAP_SERVERS", offsetof(ap_config_t, bootstrap_servers), "127.0.0.1:9092",
+     false},
+    {"KAFKA_GROUP_ID", offsetof(ap_config_t, group_id), "allocation-processor", false},
+    {"TOPIC_PREFIX", offsetof(ap_config_t, topic_prefix), "allocation", false},
+    {"AVRO_WIRE_FORMAT", offsetof(ap_config_t, avro_wire_format), "single-object", false},
+    {"SCHEMA_REGISTRY_URL", offsetof(ap_config_t, schema_registry_url), NULL, false},
+    {"NOTIFY_EMAIL_TO", offsetof(ap_config_t, notify_to), "stock@made.com", false},
+    {"NOTIFY_EMAIL_FROM", offsetof(ap_config_t, notify_from), "allocations@example.com", false},
+    {"SMTP_URL", offsetof(ap_config_t, smtp_url), NULL, true},
+    {"SMTP_USERNAME", offsetof(ap_config_t, smtp_username), NULL, true},
+    {"SMTP_PASSWORD", offsetof(ap_config_t, smtp_password), NULL, true},
+    {"HTTP_ADDR", offsetof(ap_config_t, http_addr), "127.0.0.1:8080", false},
+    {"HTTP_AUTH_TOKEN", offsetof(ap_config_t, http_auth_token), NULL, true},
+};
+
+static char **text_field(ap_config_t *cfg, const struct text_setting *text)
+{
+    return (char **)((char *)cfg + text->field);
+}
+
+/* Fills every field `texts` names: the value given (an empty one counts as unset), or the
+ * default. */
+static ap_err_t read_texts(ap_config_t *cfg, const settings_t *s, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        const struct text_setting *text = &texts[i];
+        char **field = text_field(cfg, text);
+        const char *value = settings_get(s, text->key);
+        ap_err_t rc = AP_OK;
+        if (text->secret)
+            rc = secret(s, text->key, field, err, errlen);
+        else if (!dup_into(field, value && *value ? value : NULL))
+            rc = AP_ERR_NOMEM;
+        if (!rc && !*field && text->fallback && !dup_into(field, text->fallback))
+            rc = AP_ERR_NOMEM;
+        if (rc)
+            return rc;
+    }
+    return AP_OK;
+}
+
 /* KAFKA_SECURITY_PROTOCOL -> security.protocol (`keylen` bytes of `key`) */
 static char *kafka_property(const char *key, size_t keylen)
 {
@@ -414,7 +469,6 @@ static bool valid_address(const char *address)
 
 static ap_err_t email_settings(ap_config_t *cfg, const settings_t *s, char *err, size_t errlen)
 {
-    ap_err_t rc;
     long retry_max;
 
     if (!valid_address(cfg->notify_to)) {
@@ -428,10 +482,6 @@ static ap_err_t email_settings(ap_config_t *cfg, const settings_t *s, char *err,
                  cfg->notify_from);
         return AP_ERR_CONFIG;
     }
-    if ((rc = secret(s, "SMTP_URL", &cfg->smtp_url, err, errlen)) ||
-        (rc = secret(s, "SMTP_USERNAME", &cfg->smtp_username, err, errlen)) ||
-        (rc = secret(s, "SMTP_PASSWORD", &cfg->smtp_password, err, errlen)))
-        return rc;
     /* The URL may hold a password: the message never repeats it. */
     if (cfg->smtp_url && strncasecmp(cfg->smtp_url, "smtp://", 7) != 0 &&
         strncasecmp(cfg->smtp_url, "smtps://", 8) != 0) {
@@ -456,30 +506,8 @@ ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, ch
     if ((file && (rc = read_file(&s, file, err, errlen))) || (rc = read_env(&s, env)))
         goto out;
 
-#define STRING(key, field, fallback)                                                          \
-    do {                                                                                      \
-        v = settings_get(&s, key);                                                            \
-        if (!dup_into(&cfg->field, v && *v ? v : (fallback))) {                               \
-            rc = AP_ERR_NOMEM;                                                                \
-            goto out;                                                                         \
-        }                                                                                     \
-    } while (0)
-
-    STRING("KAFKA_BOOTSTRAP_SERVERS", bootstrap_servers, "127.0.0.1:9092");
-    STRING("KAFKA_GROUP_ID", group_id, "allocation-processor");
-    STRING("TOPIC_PREFIX", topic_prefix, "allocation");
-    STRING("AVRO_WIRE_FORMAT", avro_wire_format, "single-object");
-    STRING("SCHEMA_REGISTRY_URL", schema_registry_url, NULL);
-    STRING("NOTIFY_EMAIL_TO", notify_to, "stock@made.com");
-    STRING("NOTIFY_EMAIL_FROM", notify_from, "allocations@example.com");
-    STRING("HTTP_ADDR", http_addr, "127.0.0.1:8080");
-#undef STRING
-
-    if ((rc = secret(&s, "DATABASE_URL", &cfg->database_url, err, errlen)) ||
-        (!cfg->database_url && !dup_into(&cfg->database_url, AP_DEFAULT_DATABASE_URL))) {
-        rc = rc ? rc : AP_ERR_NOMEM;
+    if ((rc = read_texts(cfg, &s, err, errlen)))
         goto out;
-    }
     rc = AP_ERR_CONFIG;
     char *pqerr = NULL;
     PQconninfoOption *opts = PQconninfoParse(cfg->database_url, &pqerr);
@@ -569,8 +597,6 @@ ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, ch
         goto out;
     cfg->http_command_wait_ms = (int)wait_ms;
     cfg->command_outcome_retention_hours = (int)retention;
-    if ((rc = secret(&s, "HTTP_AUTH_TOKEN", &cfg->http_auth_token, err, errlen)))
-        goto out;
     rc = collect_kafka(cfg, &s, err, errlen);
 
 out:
@@ -584,10 +610,13 @@ out:
 
 void ap_config_release(ap_config_t *cfg)
 {
-    ap_secret_free(cfg->database_url); /* may hold a password */
-    free(cfg->bootstrap_servers);
-    free(cfg->group_id);
-    free(cfg->topic_prefix);
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        char **field = text_field(cfg, &texts[i]);
+        if (texts[i].secret)
+            ap_secret_free(*field); /* may hold a password */
+        else
+            free(*field);
+    }
     for (size_t i = 0; i < cfg->ncommand_topics; i++)
         free(cfg->command_topics[i]);
     free(cfg->command_topics);
@@ -596,14 +625,5 @@ void ap_config_release(ap_config_t *cfg)
         ap_secret_free(cfg->kafka[i].value); /* sasl.password, ssl.key.password, ... */
     }
     free(cfg->kafka);
-    free(cfg->avro_wire_format);
-    free(cfg->schema_registry_url);
-    free(cfg->notify_to);
-    free(cfg->notify_from);
-    ap_secret_free(cfg->smtp_url);
-    ap_secret_free(cfg->smtp_username);
-    ap_secret_free(cfg->smtp_password);
-    free(cfg->http_addr);
-    ap_secret_free(cfg->http_auth_token);
     memset(cfg, 0, sizeof *cfg);
 }

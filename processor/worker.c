@@ -3,6 +3,9 @@
  */
 #include "ap/worker.h"
 
+#include "ap/log.h"
+
+#include <stdlib.h>
 #include <time.h>
 
 static int64_t monotonic_ms(void)
@@ -17,7 +20,7 @@ static void beat(ap_worker_t *worker, int64_t until_ms)
     atomic_store(&worker->alive_until_ms, until_ms);
 }
 
-void ap_worker_init(ap_worker_t *worker)
+static void worker_init(ap_worker_t *worker)
 {
     pthread_condattr_t attr;
     worker->started = false;
@@ -28,14 +31,6 @@ void ap_worker_init(ap_worker_t *worker)
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&worker->wake, &attr);
     pthread_condattr_destroy(&attr);
-}
-
-ap_err_t ap_worker_start(ap_worker_t *worker, void *(*main)(void *), void *arg)
-{
-    if (pthread_create(&worker->thread, NULL, main, arg))
-        return AP_ERR_INTERNAL;
-    worker->started = true;
-    return AP_OK;
 }
 
 bool ap_worker_stopping(ap_worker_t *worker)
@@ -74,27 +69,43 @@ void ap_worker_nap(ap_worker_t *worker, int64_t ms)
     pthread_mutex_unlock(&worker->mutex);
 }
 
-void ap_worker_stop(ap_worker_t *worker)
+void *ap_worker_spawn(const ap_worker_kind_t *kind, const void *arg, ap_err_t *err)
 {
-    if (!worker->started)
-        return;
-    pthread_mutex_lock(&worker->mutex);
-    atomic_store(&worker->stop, true);
-    pthread_cond_broadcast(&worker->wake);
-    pthread_mutex_unlock(&worker->mutex);
-    pthread_join(worker->thread, NULL);
-    worker->started = false;
+    void *owner = calloc(1, kind->size);
+    if (!owner) {
+        *err = AP_ERR_NOMEM;
+        return NULL;
+    }
+    ap_worker_t *worker = (ap_worker_t *)((char *)owner + kind->worker);
+    worker_init(worker);
+    worker->kind = kind;
+    if ((*err = kind->setup(owner, arg)) == AP_OK) {
+        if (pthread_create(&worker->thread, NULL, kind->main, owner) == 0) {
+            worker->started = true;
+            return owner;
+        }
+        AP_ERROR(kind->what, "cannot start the %s thread", kind->what);
+        *err = AP_ERR_INTERNAL;
+    }
+    ap_worker_destroy(worker);
+    return NULL;
 }
 
-void ap_worker_release(ap_worker_t *worker)
+void ap_worker_destroy(ap_worker_t *worker)
 {
-    ap_worker_stop(worker);
+    if (!worker)
+        return;
+    const ap_worker_kind_t *kind = worker->kind;
+    void *owner = (char *)worker - kind->worker;
+    if (worker->started) {
+        pthread_mutex_lock(&worker->mutex);
+        atomic_store(&worker->stop, true);
+        pthread_cond_broadcast(&worker->wake);
+        pthread_mutex_unlock(&worker->mutex);
+        pthread_join(worker->thread, NULL);
+    }
     pthread_cond_destroy(&worker->wake);
     pthread_mutex_destroy(&worker->mutex);
-}
-
-void ap_worker_free_owner(ap_worker_t *worker, ap_worker_free_fn *free_owner, void *owner)
-{
-    ap_worker_release(worker);
-    free_owner(owner); /* last: it may free `worker` */
+    kind->release(owner);
+    free(owner); /* and `worker` with it */
 }

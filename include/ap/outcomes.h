@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ap/config.h"
 #include "ap/error.h"
 #include "ap/fault.h"
 #include "ap/messages.h"
@@ -66,9 +67,10 @@ ap_err_t ap_outcomes_record(ap_uow_t *uow, const ap_command_outcome_t *outcomes,
  */
 typedef struct ap_outcome_store ap_outcome_store_t;
 
-/* Starts the listener thread (which connects, and reconnects, on its own). Caller frees. */
-ap_err_t ap_pg_outcome_store_new(const char *conninfo, int retention_hours,
-                                 ap_outcome_store_t **out);
+/* Starts the listener thread (which connects, and reconnects, on its own) on
+ * cfg->database_url, keeping outcomes cfg->command_outcome_retention_hours. `cfg` is
+ * borrowed until the store is freed. Caller frees. NULL on failure, with `err` set. */
+ap_outcome_store_t *ap_pg_outcome_store_new(const ap_config_t *cfg, ap_err_t *err);
 
 /* The outcome of one message id: AP_OK, AP_ERR_NOT_FOUND, or AP_ERR_UNAVAILABLE. */
 ap_err_t ap_outcome_store_get(ap_outcome_store_t *store, const char *message_id,

@@ -34,8 +34,9 @@ typedef struct ap_relay_stats {
 } ap_relay_stats_t;
 
 /* Starts the relay thread. `cfg` is borrowed until ap_relay_stop returns. Caller stops it
- * with ap_relay_stop. */
-ap_err_t ap_relay_start(const ap_config_t *cfg, ap_relay_t **out);
+ * with ap_relay_stop. NULL on failure, with `err` set (logged where Kafka's configuration
+ * or the thread was refused). */
+ap_relay_t *ap_relay_start(const ap_config_t *cfg, ap_err_t *err);
 
 /* Thread-safe snapshot of the relay's counters. */
 void ap_relay_stats(ap_relay_t *relay, ap_relay_stats_t *stats);

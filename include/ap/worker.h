@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -27,14 +28,53 @@ typedef struct ap_worker {
     pthread_mutex_t mutex; /* with `wake`, lets a stop cut a nap short; the owner's too */
     pthread_cond_t wake;   /* CLOCK_MONOTONIC */
     bool started;
+    const struct ap_worker_kind *kind; /* of the owner, set by ap_worker_spawn */
     _Atomic int64_t alive_until_ms; /* CLOCK_MONOTONIC: the last beat, or a nap's end */
 } ap_worker_t;
 
-/* Readies the caller's storage; no thread yet. Release with ap_worker_release. */
-void ap_worker_init(ap_worker_t *worker);
+/*
+ * What a kind of background service is made of: an owner struct that embeds an
+ * ap_worker_t, how to set one up, what its thread runs, and how to free it. ap_worker_spawn
+ * and ap_worker_destroy keep, for every kind, the one safe order: the thread stops before
+ * anything it uses is freed, and a failed start frees what it got to.
+ *
+ *     static const ap_worker_kind_t relay_kind =
+ *         AP_WORKER_KIND("relay", ap_relay_t, worker, relay_setup, relay_main, relay_release);
+ *
+ *     ap_relay_t *relay = ap_worker_spawn(&relay_kind, cfg, &err);   (NULL on failure)
+ *     ...
+ *     ap_worker_destroy(&relay->worker);
+ */
+typedef struct ap_worker_kind {
+    const char *what; /* names the service in the log: "relay" */
+    size_t size;      /* of the owner */
+    size_t worker;    /* offsetof(owner, its ap_worker_t) */
+    /* Fills a zeroed owner whose worker is ready (its mutex and condition variable may be
+     * used) from `arg`; no thread yet. An error stops the spawn. */
+    ap_err_t (*setup)(void *owner, const void *arg);
+    void *(*main)(void *owner); /* the thread */
+    /* Frees what setup made, as far as it got (fields it did not reach are zero); the
+     * owner itself is freed after it. Runs once the thread has returned, or when it never
+     * started. */
+    void (*release)(void *owner);
+} ap_worker_kind_t;
 
-/* Runs main(arg) on a new thread; AP_ERR_INTERNAL (not logged) when it cannot. */
-ap_err_t ap_worker_start(ap_worker_t *worker, void *(*main)(void *), void *arg);
+/* The kind of owner type T whose ap_worker_t is its field `member`. */
+#define AP_WORKER_KIND(what, T, member, setup, main, release)                                 \
+    {(what), sizeof(T), offsetof(T, member), (setup), (main), (release)}
+
+/*
+ * Allocates a zeroed owner of `kind`, readies its worker, runs kind->setup(owner, arg),
+ * then starts kind->main(owner) on a new thread. Returns the owner, or NULL with `*err`
+ * set: AP_ERR_NOMEM, setup's error, or AP_ERR_INTERNAL (logged) when no thread can start;
+ * whatever was made is freed (kind->release, then the owner).
+ */
+void *ap_worker_spawn(const ap_worker_kind_t *kind, const void *arg, ap_err_t *err);
+
+/* Asks the thread of the owner that `worker` lives in to stop, cuts its nap short, waits
+ * for it to return, then frees the owner (kind->release, then the owner itself). NULL does
+ * nothing. Another thread than the worker's. */
+void ap_worker_destroy(ap_worker_t *worker);
 
 /* True once a stop was asked. Any thread. */
 bool ap_worker_stopping(ap_worker_t *worker);
@@ -47,21 +87,5 @@ int64_t ap_worker_silent_ms(ap_worker_t *worker);
 
 /* The CLOCK_MONOTONIC time `ms` from now, for pthread_cond_timedwait on `wake`. */
 struct timespec ap_worker_deadline(int64_t ms);
-
-/* Asks the thread to stop, cuts its nap short and waits for it to return; a no-op when it
- * never started or has stopped. Another thread. */
-void ap_worker_stop(ap_worker_t *worker);
-
-/* Stops the thread (ap_worker_stop), then releases what ap_worker_init made. The owner
- * calls it before freeing what the thread uses. */
-void ap_worker_release(ap_worker_t *worker);
-
-/* Frees an owner (the struct the worker lives in) and what its thread used. */
-typedef void ap_worker_free_fn(void *owner);
-
-/* Tears an owner down in the one safe order: ap_worker_release, so the thread no longer
- * uses anything, then free_owner(owner), which may free the worker's own storage. The
- * owner's stop or free function, on another thread than the worker's. */
-void ap_worker_free_owner(ap_worker_t *worker, ap_worker_free_fn *free_owner, void *owner);
 
 #endif

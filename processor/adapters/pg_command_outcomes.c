@@ -252,6 +252,12 @@ ap_err_t ap_outcome_store_ping(ap_outcome_store_t *store, ap_fault_t *fault)
     return err;
 }
 
+void ap_outcome_store_free(ap_outcome_store_t *store)
+{
+    if (store)
+        ap_worker_destroy(&store->worker);
+}
+
 ap_err_t ap_outcome_store_wait(ap_outcome_store_t *store, const char *message_id,
                                int64_t timeout_ms, ap_command_outcome_t *out)
 {
@@ -384,40 +390,31 @@ static void *listen_main(void *arg)
     return NULL;
 }
 
-ap_err_t ap_pg_outcome_store_new(const char *conninfo, int retention_hours,
-                                 ap_outcome_store_t **out)
-{
-    ap_outcome_store_t *store = calloc(1, sizeof *store);
-    if (!store || ap_pg_conn_init(&store->listener, conninfo) ||
-        ap_pg_conn_init(&store->lookup, conninfo)) {
-        if (store)
-            ap_pg_conn_release(&store->listener);
-        free(store);
-        return AP_ERR_NOMEM;
-    }
-    store->retention_hours = retention_hours;
-    ap_worker_init(&store->worker);
-    pthread_mutex_init(&store->lookup_mutex, NULL);
-    store->last_ping = AP_ERR_UNAVAILABLE;
-    if (ap_worker_start(&store->worker, listen_main, store)) {
-        ap_outcome_store_free(store);
-        return AP_ERR_NOMEM;
-    }
-    *out = store;
-    return AP_OK;
-}
-
-static void store_free(void *owner)
+static void store_release(void *owner)
 {
     ap_outcome_store_t *store = owner;
     ap_pg_conn_release(&store->lookup);
     ap_pg_conn_release(&store->listener);
     pthread_mutex_destroy(&store->lookup_mutex);
-    free(store);
 }
 
-void ap_outcome_store_free(ap_outcome_store_t *store)
+static ap_err_t store_setup(void *owner, const void *arg)
 {
-    if (store)
-        ap_worker_free_owner(&store->worker, store_free, store);
+    ap_outcome_store_t *store = owner;
+    const ap_config_t *cfg = arg;
+    pthread_mutex_init(&store->lookup_mutex, NULL); /* first: store_release destroys it */
+    store->retention_hours = cfg->command_outcome_retention_hours;
+    store->last_ping = AP_ERR_UNAVAILABLE;
+    if (ap_pg_conn_init(&store->listener, cfg->database_url) ||
+        ap_pg_conn_init(&store->lookup, cfg->database_url))
+        return AP_ERR_NOMEM;
+    return AP_OK;
+}
+
+static const ap_worker_kind_t store_kind =
+    AP_WORKER_KIND("outcomes", ap_outcome_store_t, worker, store_setup, listen_main, store_release);
+
+ap_outcome_store_t *ap_pg_outcome_store_new(const ap_config_t *cfg, ap_err_t *err)
+{
+    return ap_worker_spawn(&store_kind, cfg, err);
 }

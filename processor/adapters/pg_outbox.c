@@ -217,14 +217,15 @@ static const struct ap_publisher_ops outbox_publisher_ops = {outbox_publish, out
 ap_err_t ap_pg_outbox_new(ap_uow_t *uow, ap_avro_codec_t *codec, const char *topic_prefix,
                           ap_outbox_t **out)
 {
-    ap_outbox_t *outbox = calloc(1, sizeof *outbox);
-    if (!outbox || !(outbox->topic_prefix = strdup(topic_prefix))) {
+    ap_outbox_t *outbox = malloc(sizeof *outbox);
+    char *prefix = strdup(topic_prefix);
+    if (!outbox || !prefix) {
         free(outbox);
+        free(prefix);
         return AP_ERR_NOMEM;
     }
-    outbox->pub.ops = &outbox_publisher_ops;
-    outbox->uow = uow;
-    outbox->codec = codec;
+    *outbox = (ap_outbox_t){
+        .pub.ops = &outbox_publisher_ops, .uow = uow, .codec = codec, .topic_prefix = prefix};
     *out = outbox;
     return AP_OK;
 }

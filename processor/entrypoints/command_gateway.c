@@ -37,8 +37,6 @@ struct ap_command_gateway {
                          * changed */
     request_t *queue, **tail;
     atomic_bool reachable;
-    ap_kv_t *kafka; /* the configuration's pass-through properties, plus our timeout */
-    char timeout[16];
 };
 
 static void finish(ap_command_gateway_t *gateway, request_t *req, ap_err_t err)
@@ -95,38 +93,44 @@ static void *gateway_main(void *arg)
     return NULL;
 }
 
-ap_err_t ap_command_gateway_start(const ap_config_t *cfg, int timeout_ms,
-                                  ap_command_gateway_t **out)
+static void gateway_release(void *owner)
 {
-    ap_command_gateway_t *gateway = calloc(1, sizeof *gateway);
-    ap_err_t err = AP_ERR_NOMEM;
-    if (!gateway)
-        return AP_ERR_NOMEM;
-    ap_worker_init(&gateway->worker);
-    if (!(gateway->kafka = calloc(cfg->nkafka + 1, sizeof *gateway->kafka)))
-        goto fail;
+    ap_producer_free(((ap_command_gateway_t *)owner)->producer);
+}
 
-    /* Ours first, so a KAFKA_MESSAGE_TIMEOUT_MS of the operator's comes later and wins. */
-    snprintf(gateway->timeout, sizeof gateway->timeout, "%d", timeout_ms > 0 ? timeout_ms : 1);
-    gateway->kafka[0] = (ap_kv_t){.key = (char *)"message.timeout.ms", .value = gateway->timeout};
-    if (cfg->nkafka)
-        memcpy(gateway->kafka + 1, cfg->kafka, cfg->nkafka * sizeof *cfg->kafka);
-    ap_config_t ours = *cfg;
-    ours.kafka = gateway->kafka;
-    ours.nkafka = cfg->nkafka + 1;
-    if ((err = ap_producer_new(&ours, "allocation-processor-http", on_delivery, gateway,
-                               &gateway->producer)))
-        goto fail;
-
+static ap_err_t gateway_setup(void *owner, const void *arg)
+{
+    ap_command_gateway_t *gateway = owner;
+    const ap_config_t *cfg = arg;
     gateway->tail = &gateway->queue;
     atomic_store(&gateway->reachable, true);
-    if ((err = ap_worker_start(&gateway->worker, gateway_main, gateway)))
-        goto fail;
-    *out = gateway;
-    return AP_OK;
-fail:
-    ap_command_gateway_stop(gateway);
+
+    /* Kafka gets the whole wait to take the command, and at least a second. Ours first, so
+     * a KAFKA_MESSAGE_TIMEOUT_MS of the operator's comes later and wins. */
+    char timeout[16];
+    snprintf(timeout, sizeof timeout, "%d",
+             cfg->http_command_wait_ms > 1000 ? cfg->http_command_wait_ms : 1000);
+    ap_kv_t *kafka = calloc(cfg->nkafka + 1, sizeof *kafka);
+    if (!kafka)
+        return AP_ERR_NOMEM;
+    kafka[0] = (ap_kv_t){.key = (char *)"message.timeout.ms", .value = timeout};
+    if (cfg->nkafka)
+        memcpy(kafka + 1, cfg->kafka, cfg->nkafka * sizeof *cfg->kafka);
+    ap_config_t ours = *cfg;
+    ours.kafka = kafka;
+    ours.nkafka = cfg->nkafka + 1;
+    ap_err_t err = ap_producer_new(&ours, "allocation-processor-http", on_delivery, gateway,
+                                   &gateway->producer);
+    free(kafka); /* the producer keeps a copy of its configuration */
     return err;
+}
+
+static const ap_worker_kind_t gateway_kind = AP_WORKER_KIND(
+    "http", ap_command_gateway_t, worker, gateway_setup, gateway_main, gateway_release);
+
+ap_command_gateway_t *ap_command_gateway_start(const ap_config_t *cfg, ap_err_t *err)
+{
+    return ap_worker_spawn(&gateway_kind, cfg, err);
 }
 
 ap_err_t ap_command_gateway_send(ap_command_gateway_t *gateway, const char *topic,
@@ -155,16 +159,8 @@ bool ap_command_gateway_reachable(ap_command_gateway_t *gateway)
     return atomic_load(&gateway->reachable);
 }
 
-static void gateway_free(void *owner)
-{
-    ap_command_gateway_t *gateway = owner;
-    ap_producer_free(gateway->producer);
-    free(gateway->kafka);
-    free(gateway);
-}
-
 void ap_command_gateway_stop(ap_command_gateway_t *gateway)
 {
     if (gateway)
-        ap_worker_free_owner(&gateway->worker, gateway_free, gateway);
+        ap_worker_destroy(&gateway->worker);
 }

@@ -15,12 +15,12 @@
 typedef struct ap_command_gateway ap_command_gateway_t;
 
 /*
- * Starts the producer thread. A record Kafka has not acknowledged within `timeout_ms` fails
- * (librdkafka's message.timeout.ms; a KAFKA_MESSAGE_TIMEOUT_MS setting wins). `cfg` is
- * borrowed until stop. Caller stops with ap_command_gateway_stop.
+ * Starts the producer thread. A record Kafka has not acknowledged within the HTTP wait
+ * (HTTP_COMMAND_WAIT_MS, at least a second) fails (librdkafka's message.timeout.ms; a
+ * KAFKA_MESSAGE_TIMEOUT_MS setting wins). `cfg` is borrowed until stop. Caller stops with
+ * ap_command_gateway_stop. NULL on failure, with `err` set.
  */
-ap_err_t ap_command_gateway_start(const ap_config_t *cfg, int timeout_ms,
-                                  ap_command_gateway_t **out);
+ap_command_gateway_t *ap_command_gateway_start(const ap_config_t *cfg, ap_err_t *err);
 
 /*
  * Produces one record (everything copied) and waits for its delivery report: AP_OK once

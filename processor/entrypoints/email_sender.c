@@ -79,6 +79,12 @@ void ap_email_sender_stats(ap_email_sender_t *sender, ap_email_sender_stats_t *s
     stats->silent_ms = ap_worker_silent_ms(&sender->worker);
 }
 
+void ap_email_sender_stop(ap_email_sender_t *sender)
+{
+    if (sender)
+        ap_worker_destroy(&sender->worker);
+}
+
 /* ---------------------------------------------------------------- one email */
 
 /*
@@ -192,37 +198,27 @@ static void *sender_main(void *arg)
 
 /* ---------------------------------------------------------------- start and stop */
 
-static void sender_free(void *owner)
+static void sender_release(void *owner)
 {
     ap_email_sender_t *sender = owner;
     ap_email_queue_free(sender->queue);
     ap_smtp_free(sender->smtp);
-    free(sender);
 }
 
-void ap_email_sender_stop(ap_email_sender_t *sender)
+static ap_err_t sender_setup(void *owner, const void *arg)
 {
-    if (sender)
-        ap_worker_free_owner(&sender->worker, sender_free, sender);
-}
+    ap_email_sender_t *sender = owner;
+    const ap_config_t *cfg = sender->cfg = arg;
+    ap_err_t err;
 
-ap_err_t ap_email_sender_start(const ap_config_t *cfg, ap_email_sender_t **out)
-{
-    ap_err_t err = AP_ERR_NOMEM;
-    ap_email_sender_t *sender = calloc(1, sizeof *sender);
-    if (!sender)
-        return AP_ERR_NOMEM;
-    sender->cfg = cfg;
     sender->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)sender;
-    ap_worker_init(&sender->worker);
-
     if (!(sender->queue = ap_pg_email_queue_new(cfg->database_url, cfg->topic_prefix)))
-        goto fail;
+        return AP_ERR_NOMEM;
     if (cfg->smtp_url) {
         char where[256];
         if ((err = ap_smtp_new(cfg->smtp_url, cfg->smtp_username, cfg->smtp_password,
                                &sender->smtp)))
-            goto fail;
+            return err;
         ap_smtp_set_cancel(sender->smtp, smtp_cancelled, sender);
         ap_smtp_describe(sender->smtp, where, sizeof where);
         AP_INFO("email", "out-of-stock emails go to %s through %s, from %s", cfg->notify_to,
@@ -232,13 +228,13 @@ ap_err_t ap_email_sender_start(const ap_config_t *cfg, ap_email_sender_t **out)
                          "not sent");
     }
     sender->stats.smtp = sender->smtp != NULL;
-    if ((err = ap_worker_start(&sender->worker, sender_main, sender))) {
-        AP_ERROR("email", "cannot start the email sender thread");
-        goto fail;
-    }
-    *out = sender;
     return AP_OK;
-fail:
-    ap_email_sender_stop(sender);
-    return err;
+}
+
+static const ap_worker_kind_t sender_kind =
+    AP_WORKER_KIND("email", ap_email_sender_t, worker, sender_setup, sender_main, sender_release);
+
+ap_email_sender_t *ap_email_sender_start(const ap_config_t *cfg, ap_err_t *err)
+{
+    return ap_worker_spawn(&sender_kind, cfg, err);
 }

@@ -33,8 +33,8 @@ typedef struct ap_email_sender_stats {
 } ap_email_sender_stats_t;
 
 /* Starts the sender thread. `cfg` is borrowed until ap_email_sender_stop returns. Caller
- * stops it with ap_email_sender_stop. */
-ap_err_t ap_email_sender_start(const ap_config_t *cfg, ap_email_sender_t **out);
+ * stops it with ap_email_sender_stop. NULL on failure, with `err` set. */
+ap_email_sender_t *ap_email_sender_start(const ap_config_t *cfg, ap_err_t *err);
 
 /* Thread-safe snapshot of the sender's counters (for /metrics). */
 void ap_email_sender_stats(ap_email_sender_t *sender, ap_email_sender_stats_t *stats);

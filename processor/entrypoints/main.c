@@ -104,15 +104,9 @@ static ap_err_t start_http(const ap_config_t *cfg, ap_health_t *health,
                            const ap_instruments_t *ins, ap_outcome_store_t **outcomes,
                            ap_command_gateway_t **gateway, ap_http_api_t **api)
 {
-    ap_err_t err = ap_pg_outcome_store_new(cfg->database_url,
-                                           cfg->command_outcome_retention_hours, outcomes);
-    if (err == AP_OK)
-        /* Kafka gets the whole wait to take the command, and at least a second. */
-        err = ap_command_gateway_start(cfg, cfg->http_command_wait_ms > 1000
-                                                ? cfg->http_command_wait_ms
-                                                : 1000,
-                                       gateway);
-    if (err == AP_OK) {
+    ap_err_t err;
+    if ((*outcomes = ap_pg_outcome_store_new(cfg, &err)) &&
+        (*gateway = ap_command_gateway_start(cfg, &err))) {
         ap_http_api_deps_t deps = {.cfg = cfg, .gateway = *gateway, .outcomes = *outcomes,
                                    .health = health, .ins = ins};
         err = ap_http_api_start(&deps, api);
@@ -156,12 +150,12 @@ static int cmd_run(const ap_config_t *cfg)
         AP_ERROR("main", "cannot start: %s", ap_strerror(err));
         goto out;
     }
-    if ((err = ap_relay_start(cfg, &relay))) {
+    if (!(relay = ap_relay_start(cfg, &err))) {
         AP_ERROR("main", "cannot start the outbox relay: %s", ap_strerror(err));
         ap_runtime_release(&rt);
         goto out;
     }
-    if ((err = ap_email_sender_start(cfg, &email))) {
+    if (!(email = ap_email_sender_start(cfg, &err))) {
         AP_ERROR("main", "cannot start the email sender: %s", ap_strerror(err));
         ap_relay_stop(relay);
         ap_runtime_release(&rt);

@@ -146,6 +146,12 @@ void ap_relay_observe_latency(ap_relay_t *relay, ap_metric_t *latency)
     atomic_store(&relay->latency, latency);
 }
 
+void ap_relay_stop(ap_relay_t *relay)
+{
+    if (relay)
+        ap_worker_destroy(&relay->worker);
+}
+
 void ap_relay_stats(ap_relay_t *relay, ap_relay_stats_t *stats)
 {
     pthread_mutex_lock(&relay->worker.mutex);
@@ -547,7 +553,7 @@ static void *relay_main(void *arg)
 
 /* ---------------------------------------------------------------- start and stop */
 
-static void relay_free(void *owner)
+static void relay_release(void *owner)
 {
     ap_relay_t *relay = owner;
     ap_producer_free(relay->producer);
@@ -556,41 +562,25 @@ static void relay_free(void *owner)
     free(relay->headers);
     forget_held(relay);
     free(relay->held);
-    free(relay);
 }
 
-void ap_relay_stop(ap_relay_t *relay)
+static ap_err_t relay_setup(void *owner, const void *arg)
 {
-    if (relay)
-        ap_worker_free_owner(&relay->worker, relay_free, relay);
-}
-
-ap_err_t ap_relay_start(const ap_config_t *cfg, ap_relay_t **out)
-{
-    ap_err_t err;
-    ap_relay_t *relay = calloc(1, sizeof *relay);
-    if (!relay)
-        return AP_ERR_NOMEM;
-    relay->cfg = cfg;
-    ap_worker_init(&relay->worker);
-
-    relay->pg = ap_pg_outbox_reader_new(cfg->database_url);
+    ap_relay_t *relay = owner;
+    relay->cfg = arg;
+    relay->pg = ap_pg_outbox_reader_new(relay->cfg->database_url);
     relay->clock = ap_system_clock_new();
-    if (!relay->pg || !relay->clock) {
-        err = AP_ERR_NOMEM;
-        goto fail;
-    }
+    if (!relay->pg || !relay->clock)
+        return AP_ERR_NOMEM;
     /* Created here so a bad KAFKA_* setting stops the program at start-up. */
-    if ((err = ap_producer_new(cfg, "allocation-processor-relay", on_delivery, relay,
-                               &relay->producer)))
-        goto fail;
-    if ((err = ap_worker_start(&relay->worker, relay_main, relay))) {
-        AP_ERROR("relay", "cannot start the relay thread");
-        goto fail;
-    }
-    *out = relay;
-    return AP_OK;
-fail:
-    ap_relay_stop(relay);
-    return err;
+    return ap_producer_new(relay->cfg, "allocation-processor-relay", on_delivery, relay,
+                           &relay->producer);
+}
+
+static const ap_worker_kind_t relay_kind =
+    AP_WORKER_KIND("relay", ap_relay_t, worker, relay_setup, relay_main, relay_release);
+
+ap_relay_t *ap_relay_start(const ap_config_t *cfg, ap_err_t *err)
+{
+    return ap_worker_spawn(&relay_kind, cfg, err);
 }

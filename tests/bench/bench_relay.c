@@ -233,9 +233,10 @@ int main(int argc, char **argv)
     printf("throughput: %ld rows (98-byte values, 1000 keys, 3 headers) inserted in %.2f s\n",
            rows, (double)(t1 - t0) / 1e6);
 
-    ap_relay_t *relay = NULL;
+    ap_err_t err;
     long long started = ap_test_now_us();
-    if (ap_relay_start(&cfg, &relay))
+    ap_relay_t *relay = ap_relay_start(&cfg, &err);
+    if (!relay)
         die("relay", "cannot start");
     long long first = 0;
     while (delivered(relay) < (uint64_t)rows) {

@@ -502,8 +502,9 @@ static row_t *make_rows(size_t n, int nkeys, int first)
 
 static ap_relay_t *start_relay(const ap_config_t *config)
 {
-    ap_relay_t *relay = NULL;
-    assert_int_equal(ap_relay_start(config, &relay), AP_OK);
+    ap_err_t err = AP_ERR_INTERNAL;
+    ap_relay_t *relay = ap_relay_start(config, &err);
+    assert_int_equal(err, AP_OK);
     assert_non_null(relay);
     return relay;
 }
@@ -851,9 +852,9 @@ static void test_bad_kafka_property(void **state)
     ap_kv_t props[] = {{"no.such.property", "1"}};
     bad.kafka = props;
     bad.nkafka = 1;
-    ap_relay_t *relay = NULL;
-    assert_int_equal(ap_relay_start(&bad, &relay), AP_ERR_CONFIG);
-    assert_null(relay);
+    ap_err_t err = AP_OK;
+    assert_null(ap_relay_start(&bad, &err));
+    assert_int_equal(err, AP_ERR_CONFIG);
     ap_relay_stop(NULL);
 }
 
