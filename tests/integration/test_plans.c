@@ -1,0 +1,225 @@
+/*
+ * test_plans.c - the unit of work's statements (pg_statements.c) keep their cost per call
+ * independent of history, even under the plan PostgreSQL caches for a prepared statement.
+ *
+ * A prepared statement soon runs on a generic plan, and one made while a table is empty (a
+ * new deployment, a fresh benchmark database) or before its first ANALYZE may read the whole
+ * table on every call: that is how the idempotency check once read every command ever seen.
+ * So each statement is planned here as a generic plan (plan_cache_mode =
+ * force_generic_plan) on a database of its own, freshly migrated, holding a few thousand
+ * rows that were never analyzed, and none may scan a table that grows with history. A
+ * control statement, the idempotency check as it was, must show such a scan, so the check
+ * is known to see one.
+ *
+ * Not covered: tables analyzed while empty (someone runs ANALYZE on a new database). Then
+ * the planner believes every table empty and any plan may scan, whatever the SQL; that lasts
+ * until autovacuum analyzes again, after about 50 changed rows.
+ *
+ * A missing DATABASE_URL is a failure, not a skip. The role must be allowed CREATE DATABASE
+ * (the local and CI servers' postgres role is).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "adapters/pg_uow_internal.h"
+#include "ap/log.h"
+#include "ap/pg.h"
+#include "support.h"
+
+/* Tables whose rows grow with every command: no statement may read one whole. */
+static const char *const history_tables[] = {"allocations", "allocations_view",
+                                             "command_outcomes", "batches", NULL};
+
+static char database[64];
+static char *plans_url; /* DATABASE_URL naming `database` */
+
+static PGconn *connect_to(const char *conninfo)
+{
+    PGconn *conn = PQconnectdb(conninfo);
+    if (PQstatus(conn) != CONNECTION_OK)
+        fail_msg("cannot connect: %s", PQerrorMessage(conn));
+    return conn;
+}
+
+static void exec_ok(PGconn *conn, const char *sql)
+{
+    PGresult *res = PQexec(conn, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(conn));
+    PQclear(res);
+}
+
+/* A database of our own, migrated, never analyzed; dropped by drop_database. */
+static int create_database(void **state)
+{
+    (void)state;
+    const char *url = getenv("DATABASE_URL");
+    if (!url || !*url)
+        fail_msg("DATABASE_URL is not set (deploy/local/services.sh env gives it)");
+    snprintf(database, sizeof database, "ap_plans_%ld_%ld", (long)getpid(), (long)time(NULL));
+    char sql[160];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", database);
+    PGconn *conn = connect_to(url);
+    exec_ok(conn, sql);
+    PQfinish(conn);
+
+    char *why = NULL;
+    if (!(plans_url = ap_test_conninfo_with(url, "dbname", database, &why)))
+        fail_msg("DATABASE_URL does not parse: %s", why ? why : "out of memory");
+    int applied = 0;
+    assert_int_equal(ap_pg_migrate(plans_url, &applied), AP_OK);
+    assert_true(applied > 0);
+
+    /* Some history, never analyzed: what the first minutes of a deployment look like. */
+    conn = connect_to(plans_url);
+    for (const char *const *table = history_tables; *table; table++) {
+        snprintf(sql, sizeof sql, "ALTER TABLE %s SET (autovacuum_enabled = false)", *table);
+        exec_ok(conn, sql);
+    }
+    exec_ok(conn, "INSERT INTO products (sku, version_number)"
+                  " SELECT 'sku-' || g, 1 FROM generate_series(1, 200) g");
+    exec_ok(conn, "INSERT INTO batches (reference, sku, purchased_quantity, eta)"
+                  " SELECT 'batch-' || g, 'sku-' || (g % 200 + 1), 1000000, NULL"
+                  "   FROM generate_series(1, 400) g");
+    exec_ok(conn, "INSERT INTO allocations (batch_id, orderid, qty)"
+                  " SELECT b.id, 'order-' || g, 1 FROM generate_series(1, 4000) g"
+                  "   JOIN batches b ON b.reference = 'batch-' || (g % 400 + 1)");
+    exec_ok(conn, "INSERT INTO allocations_view (orderid, sku, batchref)"
+                  " SELECT 'order-' || g, 'sku-1', 'batch-1' FROM generate_series(1, 4000) g");
+    exec_ok(conn, "INSERT INTO command_outcomes (message_id, command_type, outcome)"
+                  " SELECT 'message-' || g, 'Allocate', 'applied'"
+                  "   FROM generate_series(1, 4000) g");
+    PQfinish(conn);
+    return 0;
+}
+
+static int drop_database(void **state)
+{
+    (void)state;
+    if (database[0]) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", database);
+        PGconn *conn = connect_to(getenv("DATABASE_URL"));
+        exec_ok(conn, sql);
+        PQfinish(conn);
+    }
+    free(plans_url);
+    return 0;
+}
+
+/* A session that plans every prepared statement generically. */
+static PGconn *generic_session(void)
+{
+    PGconn *conn = connect_to(plans_url);
+    exec_ok(conn, "SET plan_cache_mode = force_generic_plan");
+    return conn;
+}
+
+/*
+ * Prepares `sql` as `name` and writes its generic plan (EXPLAIN EXECUTE with every
+ * parameter NULL: a generic plan does not look at the values) into `plan`.
+ */
+static void generic_plan(PGconn *conn, const char *name, const char *sql, char *plan,
+                         size_t size)
+{
+    PGresult *res = PQprepare(conn, name, sql, 0, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: cannot prepare: %s", name, PQerrorMessage(conn));
+    PQclear(res);
+    res = PQdescribePrepared(conn, name);
+    int nparams = PQnparams(res);
+    PQclear(res);
+
+    char explain[512];
+    int len = snprintf(explain, sizeof explain, "EXPLAIN EXECUTE %s", name);
+    for (int i = 0; i < nparams; i++)
+        len += snprintf(explain + len, sizeof explain - (size_t)len, "%sNULL", i ? ", " : "(");
+    snprintf(explain + len, sizeof explain - (size_t)len, "%s", nparams ? ")" : "");
+    assert_true((size_t)len + 2 < sizeof explain);
+
+    res = PQexec(conn, explain);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", explain, PQerrorMessage(conn));
+    size_t used = 0;
+    plan[0] = '\0';
+    for (int row = 0; row < PQntuples(res) && used + 1 < size; row++)
+        used += (size_t)snprintf(plan + used, size - used, "%s\n", PQgetvalue(res, row, 0));
+    PQclear(res);
+}
+
+/* The first history table `plan` reads whole, or NULL. */
+static const char *whole_table_read(const char *plan)
+{
+    char needle[64];
+    for (const char *const *table = history_tables; *table; table++) {
+        snprintf(needle, sizeof needle, "Seq Scan on %s ", *table);
+        if (strstr(plan, needle))
+            return *table;
+        snprintf(needle, sizeof needle, "Seq Scan on %s\n", *table);
+        if (strstr(plan, needle))
+            return *table;
+    }
+    return NULL;
+}
+
+static void test_the_check_sees_a_whole_table_read(void **state)
+{
+    (void)state;
+    PGconn *conn = generic_session();
+    char plan[8192];
+    /* The idempotency check as it once was. */
+    generic_plan(conn, "control",
+                 "SELECT message_id FROM command_outcomes WHERE message_id = ANY($1::text[])",
+                 plan, sizeof plan);
+    PQfinish(conn);
+    const char *table = whole_table_read(plan);
+    if (!table || strcmp(table, "command_outcomes") != 0)
+        fail_msg("the control statement's generic plan reads no table whole:\n%s", plan);
+}
+
+/* How many of the statements read a history table whole (each printed with its plan). */
+static int statements_reading_whole_tables(void)
+{
+    PGconn *conn = generic_session();
+    char plan[8192];
+    int bad = 0;
+    for (int st = 0; st < ST__COUNT; st++) {
+        generic_plan(conn, pg_stmts[st].name, pg_stmts[st].sql, plan, sizeof plan);
+        const char *table = whole_table_read(plan);
+        if (table) {
+            print_error("%s reads %s whole in its generic plan:\n%s\n", pg_stmts[st].name,
+                        table, plan);
+            bad++;
+        }
+    }
+    PQfinish(conn);
+    return bad;
+}
+
+static void test_no_statement_reads_a_history_table_whole(void **state)
+{
+    (void)state;
+    assert_int_equal(statements_reading_whole_tables(), 0);
+}
+
+int main(void)
+{
+    ap_log_setup(AP_LOG_WARN, false);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_the_check_sees_a_whole_table_read),
+        cmocka_unit_test(test_no_statement_reads_a_history_table_whole),
+    };
+    return cmocka_run_group_tests(tests, create_database, drop_database);
+}
