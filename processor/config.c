@@ -27,7 +27,7 @@ static const char *const known_keys[] = {
     "TOPIC_PREFIX", "TOPIC_PARTITIONS", "TOPIC_REPLICATION_FACTOR", "AVRO_WIRE_FORMAT",
     "SCHEMA_REGISTRY_URL", "NOTIFY_EMAIL_TO", "NOTIFY_EMAIL_FROM", "SMTP_URL", "HTTP_ADDR",
     "LOG_LEVEL", "LOG_FORMAT", "BATCH_MAX_MESSAGES", "BATCH_MAX_WAIT_MS",
-    "BACKPRESSURE_MAX_ROWS", "BACKPRESSURE_MAX_AGE_MS", "PRODUCT_CACHE_MB",
+    "BACKPRESSURE_MAX_ROWS", "BACKPRESSURE_MAX_AGE_MS", "PRODUCT_CACHE_MB", "CONSUMER_THREADS",
     /* email (secrets also as <NAME>_FILE) */
     "SMTP_URL_FILE", "SMTP_USERNAME", "SMTP_USERNAME_FILE", "SMTP_PASSWORD",
     "SMTP_PASSWORD_FILE", "EMAIL_RETRY_MAX_MS",
@@ -569,18 +569,20 @@ ap_err_t ap_config_load(ap_config_t *cfg, const char *file, char *const *env, ch
         cfg->log_json = strcmp(v, "json") == 0;
     }
 
-    long batch_max, batch_wait, max_rows, max_age, cache_mb;
+    long batch_max, batch_wait, max_rows, max_age, cache_mb, threads;
     if (!number(&s, "BATCH_MAX_MESSAGES", 1, 100000, 500, &batch_max, err, errlen) ||
         !number(&s, "BATCH_MAX_WAIT_MS", 0, 60000, 10, &batch_wait, err, errlen) ||
         !number(&s, "BACKPRESSURE_MAX_ROWS", 1, 1000000000, 100000, &max_rows, err, errlen) ||
         !number(&s, "BACKPRESSURE_MAX_AGE_MS", 1, 1000000000, 30000, &max_age, err, errlen) ||
-        !number(&s, "PRODUCT_CACHE_MB", 0, 1048576, 16, &cache_mb, err, errlen))
+        !number(&s, "PRODUCT_CACHE_MB", 0, 1048576, 16, &cache_mb, err, errlen) ||
+        !number(&s, "CONSUMER_THREADS", 1, 64, 1, &threads, err, errlen))
         goto out;
     cfg->batch_max_messages = (int)batch_max;
     cfg->batch_max_wait_ms = (int)batch_wait;
     cfg->backpressure_max_rows = max_rows;
     cfg->backpressure_max_age_ms = max_age;
     cfg->product_cache_bytes = (size_t)cache_mb * 1024 * 1024;
+    cfg->consumer_threads = (int)threads;
 
     if ((rc = email_settings(cfg, &s, err, errlen)))
         goto out;

@@ -49,7 +49,10 @@ typedef struct ap_config {
     int batch_max_wait_ms;          /* time spent gathering one batch, at most */
     int64_t backpressure_max_rows;  /* pause consuming while the outbox holds more ... */
     int64_t backpressure_max_age_ms; /* ... or its oldest row is older than this */
-    size_t product_cache_bytes;     /* committed products kept between batches, about */
+    size_t product_cache_bytes;     /* committed products kept between batches, about; shared
+                                     * out among the consumer threads */
+    int consumer_threads;           /* group members in this process, each with its own
+                                     * Postgres session and share of the partitions */
 } ap_config_t;
 
 /*

@@ -63,8 +63,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             }
             rd_kafka_topic_partition_list_add(accepted, p->topic, p->partition)->offset =
                 start >= 0 ? start : RD_KAFKA_OFFSET_BEGINNING;
-            AP_INFO("kafka", "assigned %s [%d] from offset %lld", p->topic, (int)p->partition,
-                    (long long)start);
+            AP_INFO("kafka", "assigned %s [%d] from offset %lld to %s", p->topic,
+                    (int)p->partition, (long long)start, rd_kafka_name(rk));
         }
         if (cooperative)
             error = rd_kafka_incremental_assign(rk, accepted);
@@ -77,8 +77,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         for (int i = 0; i < parts->cnt; i++) {
             self->rebalance.revoked(self->rebalance.ctx, parts->elems[i].topic,
                                     parts->elems[i].partition);
-            AP_INFO("kafka", "revoked %s [%d]", parts->elems[i].topic,
-                    (int)parts->elems[i].partition);
+            AP_INFO("kafka", "revoked %s [%d] from %s", parts->elems[i].topic,
+                    (int)parts->elems[i].partition, rd_kafka_name(rk));
         }
         if (cooperative)
             error = rd_kafka_incremental_unassign(rk, parts);

@@ -61,7 +61,7 @@ typedef struct consumer {
     ap_health_t *health;
     const ap_instruments_t *ins; /* may be NULL */
     struct item *current;        /* the record whose command the bus is running */
-    volatile sig_atomic_t *stop;
+    atomic_bool *stop;
     partition_t *parts;
     size_t nparts, parts_cap;
     uint64_t applied, rejected, undecodable, failed;
@@ -96,11 +96,11 @@ static bool back_off(consumer_t *c, unsigned attempt)
     ap_clock_t *clock = c->app->deps.clock;
     int64_t wait =
         ap_backoff_jittered_ms(BACKOFF_MIN_MS, BACKOFF_MAX_MS, attempt, ap_clock_random(clock));
-    for (int64_t slept = 0; slept < wait && !*c->stop; slept += 50) {
+    for (int64_t slept = 0; slept < wait && !atomic_load(c->stop); slept += 50) {
         atomic_store(&c->health->heartbeat_ms, ap_health_now_ms()); /* waiting is living */
         ap_clock_sleep_ms(clock, 50);
     }
-    return !*c->stop;
+    return !atomic_load(c->stop);
 }
 
 /* ---------------------------------------------------------------- rebalance callbacks */
@@ -604,7 +604,7 @@ static size_t gather(consumer_t *c, item_t *items)
     int64_t deadline = 0;
     ap_clock_t *clock = c->app->deps.clock;
 
-    while (n < (size_t)c->cfg->batch_max_messages && !*c->stop) {
+    while (n < (size_t)c->cfg->batch_max_messages && !atomic_load(c->stop)) {
         item_t *item = &items[n];
         if (ap_kafka_consumer_poll(c->kafka, n == 0 ? POLL_MS : 0, &item->rec) != AP_OK)
             break;
@@ -718,7 +718,7 @@ static ap_err_t create_topics(const ap_config_t *cfg)
 
 int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
                     ap_avro_codec_t *codec, ap_health_t *health, const ap_instruments_t *ins,
-                    volatile sig_atomic_t *stop)
+                    atomic_bool *stop)
 {
     consumer_t c = {.cfg = cfg, .app = app, .outbox = outbox, .codec = codec,
                     .health = health, .ins = ins, .stop = stop};
@@ -731,13 +731,13 @@ int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
     if (!items || ap_kafka_consumer_new(cfg, &rebalance, &c.kafka))
         goto out;
     /* Topics are created before subscribing so the first assignment sees every partition. */
-    for (unsigned attempt = 0; !*stop; attempt++) {
+    for (unsigned attempt = 0; !atomic_load(stop); attempt++) {
         if (create_topics(cfg) == AP_OK)
             break;
         if (!back_off(&c, attempt))
             break;
     }
-    if (*stop) { /* asked to stop while Kafka was away or refused us: a clean stop */
+    if (atomic_load(stop)) { /* asked to stop while Kafka was away or refused us: a clean stop */
         rc = 0;
         goto out;
     }
@@ -748,7 +748,7 @@ int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
 
     ap_clock_t *clock = app->deps.clock;
     int64_t last_stats = ap_clock_now_ms(clock), last_lag = 0;
-    while (!*stop) {
+    while (!atomic_load(stop)) {
         atomic_store(&health->heartbeat_ms, ap_health_now_ms());
         check_backpressure(&c, ap_clock_now_ms(clock));
         size_t n = gather(&c, items);

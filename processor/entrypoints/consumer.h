@@ -4,7 +4,7 @@
 #ifndef AP_ENTRYPOINTS_CONSUMER_H
 #define AP_ENTRYPOINTS_CONSUMER_H
 
-#include <signal.h>
+#include <stdatomic.h>
 
 #include "ap/avro.h"
 #include "ap/bootstrap.h"
@@ -16,7 +16,7 @@
 
 /*
  * Creates the topics if missing, then consumes the command topics until *stop becomes
- * non-zero; finishes the record in hand, leaves the group and returns 0; returns 1 when the
+ * true; finishes the record in hand, leaves the group and returns 0; returns 1 when the
  * consumer cannot start. Rejections and dead letters go to `outbox` (the one bound to the
  * app's unit of work); Avro commands are decoded with `codec`; `health` is kept current;
  * `ins` (may be NULL) receives the consumer's metrics. All borrowed.
@@ -27,6 +27,6 @@
  */
 int ap_consumer_run(const ap_config_t *cfg, ap_app_t *app, ap_outbox_t *outbox,
                     ap_avro_codec_t *codec, ap_health_t *health, const ap_instruments_t *ins,
-                    volatile sig_atomic_t *stop);
+                    atomic_bool *stop);
 
 #endif

@@ -43,7 +43,8 @@
     X(postgres_up, GAUGE, "allocation_postgres_up", NULL, NO_BUCKETS, "1 while Postgres is reachable.") \
     X(postgres_fault, GAUGE, "allocation_postgres_fault", "fault", NO_BUCKETS, "1 for what keeps Postgres from taking writes now (unreachable, read_only, connection_limit, no_resources), else 0.") \
     X(kafka_up, GAUGE, "allocation_kafka_up", NULL, NO_BUCKETS, "1 while a Kafka broker is reachable.") \
-    X(consumer_joined, GAUGE, "allocation_consumer_group_joined", NULL, NO_BUCKETS, "1 while the consumer is a member of its group.") \
+    X(consumer_joined, GAUGE, "allocation_consumer_group_joined", NULL, NO_BUCKETS, "1 while every consumer thread is a member of its group.") \
+    X(consumer_threads, GAUGE, "allocation_consumer_threads", NULL, NO_BUCKETS, "Consumer threads running (CONSUMER_THREADS), each a member of the group with its own Postgres session.") \
                                                                                                    \
     /* HTTP (entrypoints/http_routes.c) */                                                         \
     X(http_requests, COUNTER, "allocation_http_requests_total", "route,code", NO_BUCKETS, "HTTP requests answered, by route and status code.") \

@@ -19,7 +19,7 @@
 #include "ap/pg.h"
 #include "ap/registry.h"
 #include "entrypoints/command_gateway.h"
-#include "entrypoints/consumer.h"
+#include "entrypoints/consumer_pool.h"
 #include "entrypoints/decode_stream.h"
 #include "entrypoints/email_sender.h"
 #include "ap/relay.h"
@@ -116,7 +116,7 @@ static ap_err_t start_http(const ap_config_t *cfg, ap_health_t *health,
 
 static int cmd_run(const ap_config_t *cfg)
 {
-    ap_runtime_t rt;
+    ap_consumer_pool_t *consumers = NULL;
     ap_relay_t *relay = NULL;
     ap_email_sender_t *email = NULL;
     ap_instruments_t ins;
@@ -146,32 +146,29 @@ static int cmd_run(const ap_config_t *cfg)
             AP_ERROR("main", "migrations failed: %s", ap_strerror(err));
         goto out;
     }
-    if ((err = ap_bootstrap_runtime(&rt, cfg))) {
+    if (!(consumers = ap_consumer_pool_new(cfg, &ins, &err))) {
         AP_ERROR("main", "cannot start: %s", ap_strerror(err));
         goto out;
     }
     if (!(relay = ap_relay_start(cfg, &err))) {
         AP_ERROR("main", "cannot start the outbox relay: %s", ap_strerror(err));
-        ap_runtime_release(&rt);
         goto out;
     }
     if (!(email = ap_email_sender_start(cfg, &err))) {
         AP_ERROR("main", "cannot start the email sender: %s", ap_strerror(err));
-        ap_relay_stop(relay);
-        ap_runtime_release(&rt);
         goto out;
     }
     ap_relay_observe_latency(relay, ins.event_latency);
     ap_http_api_set_relay(api, relay);
     ap_http_api_set_email_sender(api, email);
-    rc = ap_consumer_run(cfg, &rt.app, rt.outbox, rt.codec, &health, &ins, &stop_requested);
-    /* The consumer has committed its last record; let the relay deliver what it can. */
+    rc = ap_consumer_pool_run(consumers, &health, &stop_requested);
+    /* The consumers have committed their last records; let the relay deliver what it can. */
     ap_http_api_set_relay(api, NULL);
     ap_http_api_set_email_sender(api, NULL);
+out:
     ap_relay_stop(relay);
     ap_email_sender_stop(email);
-    ap_runtime_release(&rt);
-out:
+    ap_consumer_pool_free(consumers);
     ap_http_api_stop(api);
     ap_command_gateway_stop(gateway);
     ap_outcome_store_free(outcomes);

@@ -32,8 +32,9 @@
 # default 1,000,000, each followed by a BENCH_PROBE_S-second probe at RATE; after each a line
 # with its throughput, the probe's p99, VmRSS and the table sizes; at the end the verdicts);
 # BENCH_REPLICAS=N (default 1): N processors in the same group and database, as replicas of a
-# deployment are (give TOPIC_PARTITIONS a multiple of N); the run starts once each holds its
-# share of the partitions, and the memory and thread figures are the first one's;
+# deployment are (give TOPIC_PARTITIONS a multiple of N); with CONSUMER_THREADS=M each is M
+# group members; the run starts once every member holds its share of the partitions, and
+# the memory and thread figures are the first processor's;
 # BENCH_OUT (a directory for logs, default a new one under /tmp; latency.csv there has every
 # latency-phase command's send time and latency); SKIP_BUILD=1 (reuse build/bench).
 set -euo pipefail
@@ -155,25 +156,28 @@ for ((r = 2; r <= ${BENCH_REPLICAS:-1}; r++)); do
     DATABASE_URL="$PROC_URL" LOG_LEVEL="${LOG_LEVEL:-info}" "$AP_BIN" run >"$OUT/processor-$r.log" 2>&1 &
     EXTRA_PIDS+=($!)
 done
-# Partitions a processor's log says it holds now (assigned minus revoked).
-holding() { echo $(($(grep -c 'kafka: assigned' "$1") - $(grep -c 'kafka: revoked' "$1"))); }
-if [[ "${BENCH_REPLICAS:-1}" -gt 1 ]]; then
-    # The run starts once every replica holds a share: each at least one partition, all of
-    # them between them (the first takes them all, then gives some up to each newcomer).
+# Partitions each group member holds now, from the processors' logs: "<member> <count>" for
+# every member that holds some (assigned minus revoked, by the Kafka client named at the end
+# of each line).
+holdings() {
+    cat "$OUT/processor.log" "$OUT"/processor-*.log 2>/dev/null |
+        awk '/kafka: assigned/ {n[$NF]++} /kafka: revoked/ {n[$NF]--}
+             END {for (m in n) if (n[m] > 0) print m, n[m]}'
+}
+MEMBERS=$((${BENCH_REPLICAS:-1} * ${CONSUMER_THREADS:-1}))
+if [[ "$MEMBERS" -gt 1 ]]; then
+    # The run starts once every member (BENCH_REPLICAS processors of CONSUMER_THREADS each)
+    # holds a share: each at least one partition, all of them between them (the first takes
+    # them all, then gives some up to each newcomer).
     want="${TOPIC_PARTITIONS:-3}"
     for _ in $(seq 1 600); do
-        total=0 each=1
-        for log in "$OUT/processor.log" "$OUT"/processor-*.log; do
-            n="$(holding "$log")"
-            total=$((total + n))
-            [[ "$n" -gt 0 ]] || each=0
-        done
-        [[ "$each" == 1 && "$total" == "$want" ]] && break
+        read -r members total < <(holdings | awk '{m++; t += $2} END {print m + 0, t + 0}')
+        [[ "$members" == "$MEMBERS" && "$total" == "$want" ]] && break
         sleep 0.1
     done
-    [[ "$each" == 1 && "$total" == "$want" ]] ||
-        die "the ${BENCH_REPLICAS} replicas did not share the $want partitions within 60 s"
-    say "${BENCH_REPLICAS} replicas share the $want partitions"
+    [[ "$members" == "$MEMBERS" && "$total" == "$want" ]] ||
+        die "the $MEMBERS group members did not share the $want partitions within 60 s"
+    say "$MEMBERS group members (${BENCH_REPLICAS:-1} processor(s) of ${CONSUMER_THREADS:-1} consumer thread(s)) share the $want partitions"
 fi
 
 # Resident memory every 200 ms: the highest VmRSS seen (VmHWM is read at the end too).
@@ -350,7 +354,7 @@ verdict() { if awk "BEGIN {exit !($1)}" 2>/dev/null; then echo "met"; else echo 
 P99="$(num 'worst probe p99 \K[0-9.]+(?= ms)' || num 'p99 \K[0-9.]+(?= ms)' || true)"
 RATIO="$(awk -v a="${CMDS_PER_S:-0}" -v b="${PGB_TPS%% *}" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "?"}')"
 ENVSET=""
-for v in BATCH_MAX_MESSAGES BATCH_MAX_WAIT_MS BACKPRESSURE_MAX_ROWS BACKPRESSURE_MAX_AGE_MS TOPIC_PARTITIONS; do
+for v in BATCH_MAX_MESSAGES BATCH_MAX_WAIT_MS BACKPRESSURE_MAX_ROWS BACKPRESSURE_MAX_AGE_MS TOPIC_PARTITIONS CONSUMER_THREADS BENCH_REPLICAS; do
     ENVSET+=" $v=${!v:-(default)}"
 done
 ENVSET+="$(env | { grep -E '^KAFKA_' || true; } | { grep -vE '^KAFKA_(BOOTSTRAP_SERVERS|GROUP_ID)=' || true; } | sort | sed 's/^/ /' | tr -d '\n')"

@@ -9,7 +9,8 @@
 #
 # FAULT_SEED=N reproduces a stream (and the random parts of the fault timing);
 # FAULT_COMMANDS=N changes its length (default 21000); FAULT_KEEP=1 keeps the work folder
-# (logs, dumps) of a passing run too.
+# (logs, dumps) of a passing run too. With CONSUMER_THREADS=N every processor is N group
+# members (e2e_fault_threads runs it so).
 source "$(dirname "$0")/lib.sh"
 require_services
 # A command that fails outside a condition ends the test: say which (also inside functions).

@@ -35,7 +35,12 @@ start_a() {
     INCARNATION=$((INCARNATION + 1))
     PROCESSOR_LOG="$WORK_DIR/member-a$INCARNATION.log"
     start_processor
-    note "member A (incarnation $INCARNATION, pid $PROCESSOR_PID) owns partitions after $((SECONDS - t0))s"
+    # CONSUMER_THREADS (e2e_fault_threads): A is that many group members in one process.
+    local threads
+    threads=$(metric allocation_consumer_threads)
+    [[ "$threads" == "${CONSUMER_THREADS:-1}" ]] ||
+        fail "member A runs $threads consumer threads, not CONSUMER_THREADS=${CONSUMER_THREADS:-1}"
+    note "member A (incarnation $INCARNATION, pid $PROCESSOR_PID, $threads consumer thread(s)) owns partitions after $((SECONDS - t0))s"
 }
 
 kill_a() {
