@@ -240,9 +240,10 @@ def main(rendered, core_out):
             if "ci-placeholder" in s and d["kind"] != "Secret":
                 fail(f"{d['kind']}/{d['metadata']['name']} contains a ci-placeholder credential")
 
-    # Replicas within the partitions the consumer group shares.
+    # Replicas within the partitions the consumer group shares, each pod CONSUMER_THREADS
+    # members of it.
     topics = [t for t in env.get("COMMAND_TOPICS", "").split(",") if t] or [f"{env['TOPIC_PREFIX']}.commands"]
-    cap = int(env["TOPIC_PARTITIONS"]) * len(topics)
+    cap = int(env["TOPIC_PARTITIONS"]) * len(topics) // int(env.get("CONSUMER_THREADS", "1"))
     hpas = by_kind.get("HorizontalPodAutoscaler", [])
     scaled = by_kind.get("ScaledObject", [])
     if hpas and scaled:

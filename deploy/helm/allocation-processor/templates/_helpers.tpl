@@ -72,29 +72,41 @@ it get no partition.
 {{- mul (int .Values.kafka.topics.partitions) (max 1 $topics) }}
 {{- end }}
 
+{{/*
+How many replicas can each get partitions: every pod is processing.consumerThreads members
+of the group.
+*/}}
+{{- define "allocation-processor.replicaCap" -}}
+{{- div (include "allocation-processor.partitionCap" . | int) (max 1 (int .Values.processing.consumerThreads)) }}
+{{- end }}
+
 {{/* Fails the render on values that contradict each other. Included by the Deployment. */}}
 {{- define "allocation-processor.validate" -}}
-{{- $cap := include "allocation-processor.partitionCap" . | int }}
+{{- $partitions := include "allocation-processor.partitionCap" . | int }}
+{{- $threads := max 1 (int .Values.processing.consumerThreads) | int }}
+{{- $cap := include "allocation-processor.replicaCap" . | int }}
+{{- $of := printf "the %d partition(s) of the command topics" $partitions }}
+{{- if gt $threads 1 }}{{ $of = printf "%s at %d consumer threads per pod (%d replica(s) at most)" $of $threads $cap }}{{ end }}
 {{- $idle := "replicas beyond the command topics' partitions sit idle; raise kafka.topics.partitions (and the topic's partitions) first" }}
 {{- if and .Values.autoscaling.enabled .Values.keda.enabled }}
 {{- fail "autoscaling.enabled and keda.enabled are exclusive: KEDA creates its own HorizontalPodAutoscaler" }}
 {{- end }}
 {{- if .Values.autoscaling.enabled }}
 {{- if gt (int .Values.autoscaling.maxReplicas) $cap }}
-{{- fail (printf "autoscaling.maxReplicas (%d) exceeds the %d partition(s) of the command topics: %s" (int .Values.autoscaling.maxReplicas) $cap $idle) }}
+{{- fail (printf "autoscaling.maxReplicas (%d) exceeds %s: %s" (int .Values.autoscaling.maxReplicas) $of $idle) }}
 {{- end }}
 {{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) }}
 {{- fail (printf "autoscaling.minReplicas (%d) exceeds autoscaling.maxReplicas (%d)" (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- end }}
 {{- else if .Values.keda.enabled }}
 {{- if gt (int .Values.keda.maxReplicaCount) $cap }}
-{{- fail (printf "keda.maxReplicaCount (%d) exceeds the %d partition(s) of the command topics: %s" (int .Values.keda.maxReplicaCount) $cap $idle) }}
+{{- fail (printf "keda.maxReplicaCount (%d) exceeds %s: %s" (int .Values.keda.maxReplicaCount) $of $idle) }}
 {{- end }}
 {{- if gt (int .Values.keda.minReplicaCount) (int .Values.keda.maxReplicaCount) }}
 {{- fail (printf "keda.minReplicaCount (%d) exceeds keda.maxReplicaCount (%d)" (int .Values.keda.minReplicaCount) (int .Values.keda.maxReplicaCount)) }}
 {{- end }}
 {{- else if gt (int .Values.replicaCount) $cap }}
-{{- fail (printf "replicaCount (%d) exceeds the %d partition(s) of the command topics: %s" (int .Values.replicaCount) $cap $idle) }}
+{{- fail (printf "replicaCount (%d) exceeds %s: %s" (int .Values.replicaCount) $of $idle) }}
 {{- end }}
 {{- if and (eq .Values.avro.wireFormat "confluent") (not .Values.avro.schemaRegistryUrl) }}
 {{- fail "avro.wireFormat=confluent needs avro.schemaRegistryUrl" }}
