@@ -13,7 +13,8 @@
  * commands applied and outbox rows waiting, read once a second); optional BENCH_PROCESSOR_PID
  * (its memory and per-thread CPU); BATCH_MAX_MESSAGES, BATCH_MAX_WAIT_MS and
  * BACKPRESSURE_MAX_* are only printed (set them on the processor); BENCH_LATENCY_CSV (a file
- * to write each latency-phase command's send time and latency to).
+ * to write each latency-phase command's send time and latency to, and the part of it up to
+ * the relay's produce call, read from the event's Kafka timestamp).
  *
  * Commands are JSON, as a person with kcat would send them, keyed by sku, each with a
  * `message-id` header "<run tag>:<sequence>"; the processor copies it into every event's
@@ -122,6 +123,11 @@ static atomic_ulong further;  /* further events read (Deallocated, reallocations
 static unsigned long expected_further[NTOPICS]; /* what the model says they should be */
 static long long *sent_us;    /* written by the main thread */
 static atomic_llong *seen_us; /* written by the reader: first sight of the expected event */
+/* Written by the reader with seen_us: the event's Kafka timestamp (the relay's produce call,
+ * in milliseconds of CLOCK_REALTIME) moved onto CLOCK_MONOTONIC, for the CSV's split of a
+ * command's latency into before and after the relay. */
+static long long *relayed_us;
+static long long realtime_minus_monotonic_us;
 static atomic_ulong got;      /* expected events seen (first sightings) */
 static atomic_ulong per_topic[NTOPICS], unexpected, duplicates, foreign;
 static atomic_bool reader_ready, reader_stop;
@@ -443,7 +449,10 @@ static void *reader_main(void *arg)
         } else if (atomic_load_explicit(&seen_us[seq], memory_order_relaxed)) {
             atomic_fetch_add(&duplicates, 1); /* at-least-once: a re-delivery */
         } else {
-            atomic_store_explicit(&seen_us[seq], t, memory_order_relaxed);
+            rd_kafka_timestamp_type_t tstype;
+            long long ts_ms = rd_kafka_message_timestamp(msg, &tstype);
+            relayed_us[seq] = ts_ms > 0 ? ts_ms * 1000 - realtime_minus_monotonic_us : 0;
+            atomic_store_explicit(&seen_us[seq], t, memory_order_release); /* publishes it */
             atomic_fetch_add(&got, 1);
         }
         rd_kafka_message_destroy(msg);
@@ -884,6 +893,9 @@ static bool run_probe(size_t from, size_t n, long rate, bool report, double *p50
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
     long long start_us = ap_test_now_us();
+    if (report) /* to line the CSV up with other clocks (a broker's GC log, say) */
+        printf("phase: latency start at %.3f s since the epoch\n",
+               (double)(start_us + realtime_minus_monotonic_us) / 1e6);
     for (size_t i = 0; i < n; i++) {
         long long due = start_us + (long long)i * period_ns / 1000;
         make_mixed(&c, from + i, 0, 0);
@@ -910,13 +922,17 @@ static bool run_probe(size_t from, size_t n, long rate, bool report, double *p50
     FILE *out = csv && *csv ? fopen(csv, "w") : NULL;
     if (out) {
         /* Per command: when it was sent (ms into the phase) and its latency (ms). */
-        fprintf(out, "seq,first_event,sent_ms,latency_ms\n");
+        /* relayed_ms: send -> the relay's produce call, from the event's timestamp (whole
+         * milliseconds of the wall clock: +-1 ms). */
+        fprintf(out, "seq,first_event,sent_ms,latency_ms,relayed_ms\n");
         for (size_t i = from; i < from + n; i++) {
             long long t = atomic_load(&seen_us[i]);
-            fprintf(out, "%zu,%s,%.3f,%.3f\n", i - from,
+            bool got_it = t && expect[i] != T_NONE;
+            fprintf(out, "%zu,%s,%.3f,%.3f,%.3f\n", i - from,
                     expect[i] == T_NONE ? "none" : topic_suffix[expect[i]] + 1,
                     (double)(sent_us[i] - start_us) / 1000,
-                    t && expect[i] != T_NONE ? (double)(t - sent_us[i]) / 1000 : -1.0);
+                    got_it ? (double)(t - sent_us[i]) / 1000 : -1.0,
+                    got_it && relayed_us[i] ? (double)(relayed_us[i] - sent_us[i]) / 1000 : -1.0);
         }
         fclose(out);
     }
@@ -1066,8 +1082,13 @@ int main(int argc, char **argv)
     allow = calloc(total, 1);
     sent_us = calloc(total, sizeof *sent_us);
     seen_us = calloc(total, sizeof *seen_us);
+    relayed_us = calloc(total, sizeof *relayed_us);
+    struct timespec real_ts;
+    clock_gettime(CLOCK_REALTIME, &real_ts);
+    realtime_minus_monotonic_us =
+        (long long)real_ts.tv_sec * 1000000 + real_ts.tv_nsec / 1000 - ap_test_now_us();
     change_count = calloc((size_t)nskus, sizeof *change_count);
-    if (!expect || !allow || !sent_us || !seen_us || !change_count)
+    if (!expect || !allow || !sent_us || !seen_us || !relayed_us || !change_count)
         die("memory", "out of memory");
     if (realistic)
         model_setup();
@@ -1191,6 +1212,7 @@ int main(int argc, char **argv)
     free(allow);
     free(sent_us);
     free(seen_us);
+    free(relayed_us);
     free(change_count);
     bool ok = complete && !atomic_load(&unexpected) && !atomic_load(&failed);
     return ok ? 0 : 1;

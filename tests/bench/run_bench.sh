@@ -36,7 +36,8 @@
 # group members; the run starts once every member holds its share of the partitions, and
 # the memory and thread figures are the first processor's;
 # BENCH_OUT (a directory for logs, default a new one under /tmp; latency.csv there has every
-# latency-phase command's send time and latency); SKIP_BUILD=1 (reuse build/bench).
+# latency-phase command's send time, latency and the part of it up to the relay's produce
+# call, which the summary's `split:` line sums up); SKIP_BUILD=1 (reuse build/bench).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -347,6 +348,18 @@ if [[ -s "$OUT/syscalls.csv" && -n "$N_THR" ]]; then
         }' "$OUT/syscalls.csv")"
 fi
 
+# Where the latency went: send -> the relay's produce call (the event's Kafka timestamp, whole
+# milliseconds of the wall clock) and from there -> the event read, p50 and p99 of each.
+SPLIT=""
+if [[ -s "$OUT/latency.csv" ]]; then
+    # Columns seq,first_event,sent_ms,latency_ms,relayed_ms; -1 where there is no value.
+    awk -F, 'NR > 1 && $4 >= 0 && $5 > -1 {print $5 >"/dev/stderr"; print $4 - $5}' \
+        "$OUT/latency.csv" >"$OUT/split-read.txt" 2>"$OUT/split-relay.txt"
+    q() { sort -g "$1" | awk -v q="$2" '{v[NR] = $1} END {i = int(q * NR); if (i < 1) i = 1; printf "%.1f", v[i]}'; }
+    [[ -s "$OUT/split-relay.txt" ]] &&
+        SPLIT="send -> relay's produce call p50 $(q "$OUT/split-relay.txt" 0.5) ms, p99 $(q "$OUT/split-relay.txt" 0.99) ms; then -> event read p50 $(q "$OUT/split-read.txt" 0.5) ms, p99 $(q "$OUT/split-read.txt" 0.99) ms (event timestamps: +-1 ms)"
+fi
+
 mib() { awk -v k="${1:-}" 'BEGIN {if (k == "") print "?"; else printf "%.1f", k / 1024}'; }
 RSS_MAX_KB="$(cat "$OUT/rss_max_kb" 2>/dev/null || true)"
 pg_setting() { psql_admin "SHOW $1" 2>/dev/null || echo "?"; }
@@ -376,6 +389,7 @@ ENVSET+="$(env | { grep -E '^KAFKA_' || true; } | { grep -vE '^KAFKA_(BOOTSTRAP_
     echo "pgbench -N (simple-update), scale $PGB_SCALE, $PGB_CLIENTS clients, $PGB_SECONDS s, same server: ${PGB_TPS:-?} tps"
     echo "--- summary"
     echo "end-to-end:  ${CMDS_PER_S:-?} commands/s (${EVENTS_PER_S:-?} events/s) vs pgbench -N ${PGB_TPS:-?} tps: ratio ${RATIO}"
+    [[ -n "$SPLIT" ]] && echo "split:       $SPLIT"
     [[ -n "$SYSCALLS" ]] && echo "syscalls:    processor per command in the throughput phase: $SYSCALLS"
     echo "memory:      processor VmHWM $(mib "$HWM_KB") MiB, VmRSS max sampled $(mib "$RSS_MAX_KB") MiB, at the end $(mib "$RSS_END_KB") MiB"
     echo "targets:     >= 30000 commands/s: $(verdict "${CMDS_PER_S:-0} >= 30000") (${CMDS_PER_S:-?});" \
