@@ -16,7 +16,8 @@
  * is not a histogram) are defined in instruments.c. Like ap_err_t's list in ap/error.h.
  */
 #define AP_INSTRUMENTS(X)                                                                          \
-    /* the consumer (entrypoints/consumer.c) */                                                    \
+    /* the consumers (entrypoints/consumer*.c) */                                                  \
+    X(consumer_threads, GAUGE, "allocation_consumer_threads", NULL, NO_BUCKETS, "Consumer threads running (CONSUMER_THREADS), each a member of the group with its own Postgres session.") \
     X(commands, COUNTER, "allocation_commands_total", "type,outcome", NO_BUCKETS, "Commands read, by command type and outcome (applied, rejected, dead_lettered, failed, duplicate).") \
     X(batch_commands, HISTOGRAM, "allocation_batch_commands", NULL, BATCHES, "Commands per batch (one Postgres transaction).") \
     X(batch_duration, HISTOGRAM, "allocation_batch_duration_seconds", NULL, SECONDS, "Time from a batch's first attempt to its commit.") \
@@ -44,7 +45,6 @@
     X(postgres_fault, GAUGE, "allocation_postgres_fault", "fault", NO_BUCKETS, "1 for what keeps Postgres from taking writes now (unreachable, read_only, connection_limit, no_resources), else 0.") \
     X(kafka_up, GAUGE, "allocation_kafka_up", NULL, NO_BUCKETS, "1 while a Kafka broker is reachable.") \
     X(consumer_joined, GAUGE, "allocation_consumer_group_joined", NULL, NO_BUCKETS, "1 while every consumer thread is a member of its group.") \
-    X(consumer_threads, GAUGE, "allocation_consumer_threads", NULL, NO_BUCKETS, "Consumer threads running (CONSUMER_THREADS), each a member of the group with its own Postgres session.") \
                                                                                                    \
     /* HTTP (entrypoints/http_routes.c) */                                                         \
     X(http_requests, COUNTER, "allocation_http_requests_total", "route,code", NO_BUCKETS, "HTTP requests answered, by route and status code.") \
