@@ -358,10 +358,10 @@ static ap_err_t read_texts(ap_config_t *cfg, const settings_t *s, char *err, siz
     for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
         const struct text_setting *text = &texts[i];
         char **field = text_field(cfg, text);
-        const char *value = settings_get(s, text->key);
+        const char *value = text->secret ? NULL : settings_get(s, text->key);
         ap_err_t rc = AP_OK;
         if (text->secret)
-            rc = secret(s, text->key, field, err, errlen);
+            rc = secret(s, text->key, field, err, errlen); /* KEY or KEY_FILE */
         else if (!dup_into(field, value && *value ? value : NULL))
             rc = AP_ERR_NOMEM;
         if (!rc && !*field && text->fallback && !dup_into(field, text->fallback))

@@ -7,7 +7,6 @@
  */
 #include "entrypoints/consumer_pool.h"
 
-#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -24,7 +23,7 @@ typedef struct member {
     ap_config_t cfg; /* the pool's, with this member's share of the product cache */
     ap_runtime_t rt;
     bool wired;      /* rt holds a runtime */
-    ap_health_t health;
+    ap_health_t *health; /* the member's entry of the pool's `healths` */
     pthread_t thread;
     atomic_bool done; /* ap_consumer_run returned */
     int rc;
@@ -34,6 +33,7 @@ struct ap_consumer_pool {
     const ap_instruments_t *ins;
     atomic_bool stop; /* the members' stop flag */
     member_t *members;
+    ap_health_t *healths; /* one each, summed for the probes (ap_health_sum) */
     size_t n;
 };
 
@@ -43,7 +43,10 @@ ap_consumer_pool_t *ap_consumer_pool_new(const ap_config_t *cfg, const ap_instru
     ap_consumer_pool_t *pool = calloc(1, sizeof *pool);
     size_t n = cfg->consumer_threads > 0 ? (size_t)cfg->consumer_threads : 1;
     *err = AP_ERR_NOMEM;
-    if (!pool || !(pool->members = calloc(n, sizeof *pool->members))) {
+    if (!pool || !(pool->members = calloc(n, sizeof *pool->members)) ||
+        !(pool->healths = calloc(n, sizeof *pool->healths))) {
+        if (pool)
+            free(pool->members);
         free(pool);
         return NULL;
     }
@@ -54,7 +57,8 @@ ap_consumer_pool_t *ap_consumer_pool_new(const ap_config_t *cfg, const ap_instru
         m->pool = pool;
         m->cfg = *cfg;
         m->cfg.product_cache_bytes = cfg->product_cache_bytes / n;
-        ap_health_init(&m->health);
+        m->health = &pool->healths[pool->n];
+        ap_health_init(m->health);
         atomic_init(&m->done, false);
         if ((*err = ap_bootstrap_runtime(&m->rt, &m->cfg))) {
             ap_consumer_pool_free(pool);
@@ -75,45 +79,17 @@ void ap_consumer_pool_free(ap_consumer_pool_t *pool)
             ap_runtime_release(&pool->members[i].rt);
     }
     free(pool->members);
+    free(pool->healths);
     free(pool);
 }
 
 static void *member_main(void *arg)
 {
     member_t *m = arg;
-    m->rc = ap_consumer_run(&m->cfg, &m->rt.app, m->rt.outbox, m->rt.codec, &m->health,
+    m->rc = ap_consumer_run(&m->cfg, &m->rt.app, m->rt.outbox, m->rt.codec, m->health,
                             m->pool->ins, &m->pool->stop);
     atomic_store(&m->done, true);
     return NULL;
-}
-
-/* `health` as the members' sum: each dependency fine only when it is fine for every member
- * (the fault shown is the first member's that has one), paused when any member is, in the
- * group when every member is, and the heartbeat of the member that went round longest ago. */
-static void sum_health(const ap_consumer_pool_t *pool, ap_health_t *health)
-{
-    bool database = true, kafka = true, joined = true, backpressure = false;
-    int fault = AP_FAULT_NONE;
-    long long heartbeat = LLONG_MAX;
-
-    for (size_t i = 0; i < pool->n; i++) {
-        const ap_health_t *h = &pool->members[i].health;
-        if (database && !atomic_load(&h->database)) {
-            database = false;
-            fault = atomic_load(&h->database_fault);
-        }
-        kafka = kafka && atomic_load(&h->kafka);
-        joined = joined && atomic_load(&h->joined);
-        backpressure = backpressure || atomic_load(&h->backpressure);
-        long long beat = atomic_load(&h->heartbeat_ms);
-        heartbeat = beat < heartbeat ? beat : heartbeat;
-    }
-    atomic_store(&health->database_fault, fault); /* before the flag readers look at */
-    atomic_store(&health->database, database);
-    atomic_store(&health->kafka, kafka);
-    atomic_store(&health->joined, joined);
-    atomic_store(&health->backpressure, backpressure);
-    atomic_store(&health->heartbeat_ms, heartbeat);
 }
 
 int ap_consumer_pool_run(ap_consumer_pool_t *pool, ap_health_t *health,
@@ -145,7 +121,7 @@ int ap_consumer_pool_run(ap_consumer_pool_t *pool, ap_health_t *health,
 
     for (size_t done = 0; done < running;) {
         nanosleep(&tick, NULL);
-        sum_health(pool, health);
+        ap_health_sum(health, pool->healths, pool->n);
         done = 0;
         for (size_t i = 0; i < running; i++) {
             if (!atomic_load(&pool->members[i].done))

@@ -3,6 +3,7 @@
  */
 #include "entrypoints/health.h"
 
+#include <limits.h>
 #include <time.h>
 
 #include "ap/log.h"
@@ -46,4 +47,31 @@ void ap_health_set_kafka(ap_health_t *health, bool ok)
 {
     if (atomic_exchange(&health->kafka, ok) != ok)
         AP_INFO("consumer", "Kafka %s", ok ? "reachable again" : "unreachable");
+}
+
+void ap_health_sum(ap_health_t *sum, const ap_health_t *each, size_t n)
+{
+    bool database = true, kafka = true, joined = true, backpressure = false;
+    int fault = AP_FAULT_NONE;
+    long long heartbeat = LLONG_MAX;
+
+    for (size_t i = 0; i < n; i++) {
+        const ap_health_t *h = &each[i];
+        if (database && !atomic_load(&h->database)) {
+            database = false;
+            fault = atomic_load(&h->database_fault);
+        }
+        kafka = kafka && atomic_load(&h->kafka);
+        joined = joined && atomic_load(&h->joined);
+        backpressure = backpressure || atomic_load(&h->backpressure);
+        long long beat = atomic_load(&h->heartbeat_ms);
+        heartbeat = beat < heartbeat ? beat : heartbeat;
+    }
+    atomic_store(&sum->database_fault, fault); /* before the flag its readers look at */
+    atomic_store(&sum->database, database);
+    atomic_store(&sum->kafka, kafka);
+    atomic_store(&sum->joined, joined);
+    atomic_store(&sum->backpressure, backpressure);
+    if (n > 0)
+        atomic_store(&sum->heartbeat_ms, heartbeat);
 }

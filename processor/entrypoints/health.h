@@ -9,6 +9,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ap/fault.h"
@@ -37,5 +38,13 @@ void ap_health_set_database(ap_health_t *health, bool ok, ap_fault_t fault);
 
 /* Records whether a broker answers; a change is logged once. */
 void ap_health_set_kafka(ap_health_t *health, bool ok);
+
+/*
+ * Stores into `sum` the health of n loops seen as one (consumer_pool.h's members): each
+ * dependency fine only when it is fine for all (the fault shown is the first failing one's),
+ * paused when any is, in the group when all are, and the heartbeat of the one that went round
+ * longest ago. Nothing is logged: each loop logged its own changes.
+ */
+void ap_health_sum(ap_health_t *sum, const ap_health_t *each, size_t n);
 
 #endif

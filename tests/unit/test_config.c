@@ -74,6 +74,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.backpressure_max_rows, 100000);
     assert_int_equal(cfg.backpressure_max_age_ms, 30000);
     assert_int_equal(cfg.product_cache_bytes, (size_t)16 * 1024 * 1024);
+    assert_int_equal(cfg.consumer_threads, 1);
     ap_config_release(&cfg);
 }
 
@@ -97,7 +98,7 @@ static void test_empty_values_keep_the_defaults(void **state)
 static void test_environment_wins_over_the_file(void **state)
 {
     char path[64];
-    char *env[] = {"TOPIC_PREFIX=from-env", "BATCH_MAX_MESSAGES=7", NULL};
+    char *env[] = {"TOPIC_PREFIX=from-env", "BATCH_MAX_MESSAGES=7", "CONSUMER_THREADS=3", NULL};
     ap_config_t cfg;
     char err[ERR_SIZE];
     (void)state;
@@ -115,6 +116,7 @@ static void test_environment_wins_over_the_file(void **state)
     assert_int_equal(rc, AP_OK);
     assert_string_equal(cfg.topic_prefix, "from-env");
     assert_int_equal(cfg.batch_max_messages, 7);
+    assert_int_equal(cfg.consumer_threads, 3);
     assert_string_equal(cfg.group_id, "quoted-group");
     assert_int_equal(cfg.ncommand_topics, 2);
     assert_string_equal(cfg.command_topics[0], "a.commands");
@@ -191,6 +193,8 @@ static void test_every_bad_value_is_named(void **state)
         {"BACKPRESSURE_MAX_ROWS=0", NULL, "BACKPRESSURE_MAX_ROWS: "},
         {"BACKPRESSURE_MAX_AGE_MS=soon", NULL, "BACKPRESSURE_MAX_AGE_MS: "},
         {"PRODUCT_CACHE_MB=-1", NULL, "PRODUCT_CACHE_MB: "},
+        {"CONSUMER_THREADS=0", NULL, "CONSUMER_THREADS: "},
+        {"CONSUMER_THREADS=65", NULL, "CONSUMER_THREADS: "},
         {"NOTIFY_EMAIL_TO=nobody", NULL, "NOTIFY_EMAIL_TO: "},
         {"NOTIFY_EMAIL_FROM=a b@example.com", NULL, "NOTIFY_EMAIL_FROM: "},
         {"SMTP_URL=http://mail.example.com", NULL, "SMTP_URL: "},
