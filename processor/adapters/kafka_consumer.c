@@ -22,7 +22,12 @@ struct ap_kafka_consumer {
     bool suspect;      /* a connection failed: ask a broker before calling it reachable */
     bool unreachable;  /* no broker answered the last probe */
     int64_t last_probe; /* ms, monotonic */
+    bool subscribed;
+    bool assigned;      /* the group gave it an assignment (maybe empty) at least once */
 };
+
+/* How long a close waits for the first assignment of a member still joining. */
+#define FIRST_ASSIGNMENT_WAIT_MS 10000
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
@@ -52,6 +57,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
 
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        self->assigned = true;
         rd_kafka_topic_partition_list_t *accepted = rd_kafka_topic_partition_list_new(parts->cnt);
         for (int i = 0; i < parts->cnt; i++) {
             rd_kafka_topic_partition_t *p = &parts->elems[i];
@@ -154,6 +160,7 @@ ap_err_t ap_kafka_consumer_subscribe(ap_kafka_consumer_t *consumer, char *const 
         AP_ERROR("kafka", "subscribe: %s", rd_kafka_err2str(rerr));
         return AP_ERR_UNAVAILABLE;
     }
+    consumer->subscribed = true;
     return AP_OK;
 }
 
@@ -293,6 +300,18 @@ void ap_kafka_consumer_close(ap_kafka_consumer_t *consumer)
 {
     if (!consumer)
         return;
+    /* librdkafka 2.0.2 aborts (rd_kafka_sticky_assignor_state_destroy: Assertion
+     * `assignor_state' failed, its issue #4312) when a cooperative-sticky member is destroyed
+     * before its first assignment: a member still joining, as a second consumer thread or a
+     * new replica is for a moment after its start. So a close waits for that assignment
+     * first, a bounded time; records fetched meanwhile are dropped (their offsets live in
+     * Postgres: the next owner reads them). */
+    for (int64_t until = ap_kafka_now_ms() + FIRST_ASSIGNMENT_WAIT_MS;
+         consumer->subscribed && !consumer->assigned && ap_kafka_now_ms() < until;) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(consumer->rk, 100);
+        if (msg)
+            rd_kafka_message_destroy(msg);
+    }
     rd_kafka_resp_err_t rerr = rd_kafka_consumer_close(consumer->rk);
     if (rerr)
         AP_WARN("kafka", "leaving the group: %s", rd_kafka_err2str(rerr));
