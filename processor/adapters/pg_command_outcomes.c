@@ -20,7 +20,6 @@
 #include "ap/pg.h"
 #include "ap/worker.h"
 
-#define LISTEN_CHANNEL "command_outcomes"
 #define RECHECK_MS 500     /* waiting requests are looked up this often without a notification */
 #define PURGE_EVERY_MS 60000
 #define RECONNECT_MS 1000
@@ -141,6 +140,8 @@ ap_err_t ap_outcomes_record(ap_uow_t *uow, const ap_command_outcome_t *outcomes,
                             "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
                             "       $4::text[], $5::text[], $6::text[], $7::boolean[])",
                             NCOLS + 1, params, NULL, NULL, NULL);
+    if (!err)
+        ap_pg_uow_notify_on_commit(uow, AP_PG_CHANNEL_OUTCOMES);
 out:
     for (size_t c = 0; c < NCOLS; c++) {
         free(cols[c]);
@@ -180,7 +181,7 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static const char *const listen_commands[] = {"LISTEN " LISTEN_CHANNEL, NULL};
+static const char *const listen_commands[] = {"LISTEN " AP_PG_CHANNEL_OUTCOMES, NULL};
 static const ap_pg_conn_setup_t listen_setup = {"outcome listener", listen_commands, NULL};
 static const ap_pg_conn_setup_t lookup_setup = {"outcome lookups", NULL, NULL};
 

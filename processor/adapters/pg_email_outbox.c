@@ -43,7 +43,10 @@ static ap_err_t email_outbox_send(ap_notifier_t *notifier, const char *to, const
     pg_email_outbox_t *self = container_of(notifier, pg_email_outbox_t, notifier);
     const char *params[5] = {self->origin, to, subject, body, event_id ? event_id : ""};
     /* Like the outbox's rows: with deferred writes it goes with the next round trip. */
-    return ap_pg_uow_insert(self->uow, insert_sql, insert_many_sql, 5, params, NULL, NULL);
+    ap_err_t err = ap_pg_uow_insert(self->uow, insert_sql, insert_many_sql, 5, params, NULL, NULL);
+    if (!err)
+        ap_pg_uow_notify_on_commit(self->uow, AP_PG_CHANNEL_EMAIL);
+    return err;
 }
 
 static void email_outbox_free(ap_notifier_t *notifier)
@@ -125,7 +128,7 @@ bool ap_email_queue_connected(ap_email_queue_t *queue)
 /* As the relay's: a delete lost in a server crash only sends a row again, with the same
  * Message-ID, which a receiver can drop. */
 static const char *const queue_commands[] = {"SET synchronous_commit TO off",
-                                             "LISTEN email_outbox", NULL};
+                                             "LISTEN " AP_PG_CHANNEL_EMAIL, NULL};
 static const ap_pg_conn_setup_t queue_setup = {"email session", queue_commands,
                                                queue_statements};
 

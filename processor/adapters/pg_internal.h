@@ -77,6 +77,26 @@ ap_err_t ap_pg_uow_command(ap_uow_t *uow, const char *sql, int nparams, const ch
 ap_err_t ap_pg_uow_insert(ap_uow_t *uow, const char *sql, const char *many_sql, int nparams,
                           const char *const *params, const int *lengths, const int *formats);
 
+/* The LISTEN/NOTIFY channels: rows in the table of the same name wait for their reader. */
+#define AP_PG_CHANNEL_OUTBOX "outbox"
+#define AP_PG_CHANNEL_OUTCOMES "command_outcomes"
+#define AP_PG_CHANNEL_EMAIL "email_outbox"
+
+/*
+ * Wakes the sessions that LISTEN on `channel` (a constant of the caller's, a plain SQL
+ * identifier) once the uow's current transaction has committed; nothing when it rolls back.
+ *
+ * Why not NOTIFY inside the transaction, as the tables' triggers do for other writers: a
+ * transaction that issued NOTIFY holds PostgreSQL's notify-queue lock (one per database)
+ * from its commit's start to its end, WAL flush included, so every such commit in the
+ * database waits for the one before it and none share a flush. The uow's session sets
+ * `allocation.wake_after_commit`, which the triggers (007_wake_after_commit.sql) read to
+ * stay quiet; its commit then sends the NOTIFYs in a transaction of their own, with
+ * synchronous_commit off, in the same round trip as the COMMIT and only after it succeeded.
+ * A crash between the two loses a wake-up, never a row: every listener also polls.
+ */
+void ap_pg_uow_notify_on_commit(ap_uow_t *uow, const char *channel);
+
 /* Like ap_pg_uow_command for a query: *out receives its rows (caller clears it). */
 ap_err_t ap_pg_uow_query(ap_uow_t *uow, const char *sql, int nparams, const char *const *params,
                          PGresult **out);

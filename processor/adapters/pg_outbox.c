@@ -80,6 +80,8 @@ static ap_err_t insert_row(ap_outbox_t *outbox, const char *event_id, const char
     outbox->rows_written++;
     err = ap_pg_uow_insert(outbox->uow, insert_sql, insert_many_sql, 6, params, lengths,
                            formats);
+    if (!err)
+        ap_pg_uow_notify_on_commit(outbox->uow, AP_PG_CHANNEL_OUTBOX);
 out:
     for (size_t i = 0; names && values && i < nheaders; i++) {
         free(names[i]);

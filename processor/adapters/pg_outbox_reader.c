@@ -126,7 +126,7 @@ ap_err_t ap_outbox_reader_try_lock(ap_outbox_reader_t *reader, bool *leader)
     bool got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     /* Listen only as the leader: a waiting replica has nothing to do with notifications. */
-    if (got && (err = ap_pg_exec(reader->session.conn, "LISTEN outbox", "listen"))) {
+    if (got && (err = ap_pg_exec(reader->session.conn, "LISTEN " AP_PG_CHANNEL_OUTBOX, "listen"))) {
         ap_outbox_reader_disconnect(reader);
         return err;
     }

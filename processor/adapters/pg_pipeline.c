@@ -41,7 +41,9 @@ static void pipe_lost(pipe_t *pipe, const PGresult *res, const char *what)
 /*
  * A deferred write failed after its scope had been let go: the server's transaction is
  * aborted somewhere the scopes cannot name any more, so nothing but the outermost rollback
- * can follow. Callers see a conflict, which makes the owner of the transaction retry it.
+ * can follow. Callers see a conflict, which makes the owner of the transaction retry it; a
+ * consumer offset's fenced move stays AP_ERR_FENCED, which makes it retry without the
+ * partition.
  */
 static void doom_if_deferred(pipe_t *pipe, size_t i)
 {
@@ -49,7 +51,8 @@ static void doom_if_deferred(pipe_t *pipe, size_t i)
         return;
     AP_DEBUG("pg", "a deferred %s failed: the transaction will be retried", pipe->sent[i].what);
     pipe->self->uow.doomed = true;
-    pipe->err = AP_ERR_CONFLICT;
+    if (pipe->err != AP_ERR_FENCED) /* the consumer must hear that one as it is */
+        pipe->err = AP_ERR_CONFLICT;
 }
 
 /* Checks one statement's result; true when it was kept for the caller. */
@@ -75,6 +78,9 @@ static bool pipe_check(pipe_t *pipe, size_t i, PGresult *res)
     if (expect == EXPECT_VERSION) {
         AP_DEBUG("pg", "product %s: stored version changed since it was loaded", key);
         pipe->err = AP_ERR_CONFLICT;
+    } else if (expect == EXPECT_FENCE) {
+        AP_DEBUG("pg", "advance %s: fenced", key);
+        pipe->err = AP_ERR_FENCED;
     } else {
         AP_ERROR("pg", "%s %s: storage does not match the loaded product", pipe->sent[i].what,
                  key);
@@ -397,6 +403,11 @@ void pg_pipe_open(pipe_t *pipe, pg_uow_t *self)
         return;
     }
     pipe->open = true;
+    if (self->begin_pending) {
+        self->begin_pending = false;
+        pg_pipe_send_sql(pipe, "begin", "BEGIN ISOLATION LEVEL READ COMMITTED", EXPECT_DONE, 0,
+                         NULL, NULL, NULL);
+    }
     pipe->sending_queue = true;
     for (size_t i = 0; i < self->npending && !pipe->err;) {
         const pending_t *p = &self->pending[i];

@@ -12,11 +12,12 @@
  * row, so the stale UPDATE matches nothing).
  *
  * One connection per uow, one thread. Round trips are what a command costs, so: every
- * statement is prepared once per connection; a commit sends all its writes in one libpq
- * pipeline; and savepoints are opened and released lazily, riding in the pipeline of the
- * next statement that needs the server (a scope that touched nothing costs nothing). A
- * failure that leaves the session in doubt marks it broken; the next outermost begin
- * reconnects.
+ * statement is prepared once per connection; a commit sends all its writes (and, deferred,
+ * the consumer offsets' moves) in one libpq pipeline; the outermost BEGIN and the savepoints
+ * are sent lazily, riding in the pipeline of the next statement that needs the server (a
+ * scope that touched nothing costs nothing); and the wake-ups of the listeners follow the
+ * COMMIT in its own round trip (ap_pg_uow_notify_on_commit). A failure that leaves the
+ * session in doubt marks it broken; the next outermost begin reconnects.
  *
  * The repository's loads are in pg_repository.c, the SQL in pg_statements.c, the pipelines and the queue of statements not sent yet in
  * pg_pipeline.c (pg_uow_internal.h is what they share); the connection helpers every pg
@@ -90,45 +91,70 @@ typedef struct stmt_call {
     const int *lengths, *formats;
 } stmt_call_t;
 
+static ap_err_t reconnect(pg_uow_t *self);
+
 /*
- * Runs a statement; on success *out holds the result (caller clears). With savepoint
- * statements pending, they go first in a pipeline: still one round trip.
+ * Runs `call` in a pipeline, after the outermost BEGIN not sent yet and the queue. Another
+ * adapter's statement goes unnamed: preparing it here could fail inside the transaction,
+ * ahead of the savepoint that should have contained the failure.
+ */
+static ap_err_t execute_piped(pg_uow_t *self, const stmt_call_t *call, ExecStatusType want,
+                              PGresult **out)
+{
+    pipe_t pipe;
+    pg_pipe_open(&pipe, self);
+    pipe.want = want;
+    if (call->st != ST__COUNT)
+        pg_pipe_send(&pipe, call->st, EXPECT_KEEP, NULL, call->nparams, call->params);
+    else
+        pg_pipe_send_sql(&pipe, "command", call->sql, EXPECT_KEEP, call->nparams, call->params,
+                         call->lengths, call->formats);
+    ap_err_t err = pg_pipe_close(&pipe);
+    if (err)
+        return err;
+    assert(pipe.kept);
+    *out = pipe.kept;
+    return AP_OK;
+}
+
+/*
+ * Runs a statement; on success *out holds the result (caller clears). The transaction's
+ * BEGIN and any queued statements go first, in a pipeline: still one round trip. When that
+ * round trip was the transaction's first and found the connection gone (dropped while idle:
+ * a restart, a failover, an idle timeout), nothing of the transaction had reached the
+ * server, so it is tried once more on a new connection.
  */
 static ap_err_t execute_now(pg_uow_t *self, const stmt_call_t *call, ExecStatusType want,
                             PGresult **out)
 {
     enum stmt st = call->st;
-    int nparams = call->nparams;
-    const char *const *params = call->params;
     const char *what = st == ST__COUNT ? "command" : pg_stmts[st].name;
+    char name[16];
     PGresult *res;
     ap_err_t err = pg_uow_ready(self);
 
     if (err)
         return err;
-    if (self->npending > 0) {
-        pipe_t pipe;
-        pg_pipe_open(&pipe, self);
-        pipe.want = want;
-        if (st == ST__COUNT)
-            pg_pipe_send_sql(&pipe, what, call->sql, EXPECT_KEEP, nparams, params, call->lengths,
-                          call->formats);
-        else
-            pg_pipe_send(&pipe, st, EXPECT_KEEP, NULL, nparams, params);
-        if ((err = pg_pipe_close(&pipe)))
+    if (self->begin_pending || self->npending > 0) {
+        bool first = self->begin_pending && self->npending == 0;
+        err = execute_piped(self, call, want, out);
+        if (err != AP_ERR_UNAVAILABLE || !first)
             return err;
-        assert(pipe.kept);
-        *out = pipe.kept;
-        return AP_OK;
+        AP_INFO("pg", "the session was gone before the transaction began; reconnecting");
+        if ((err = reconnect(self)))
+            return err;
+        self->begin_pending = true;
+        return execute_piped(self, call, want, out);
     }
-    char name[16];
     if (st == ST__COUNT && pg_uow_named_statement(self, call->sql, name))
-        res = PQexecPrepared(self->conn, name, nparams, params, call->lengths, call->formats, 0);
+        res = PQexecPrepared(self->conn, name, call->nparams, call->params, call->lengths,
+                             call->formats, 0);
     else if (st == ST__COUNT)
-        res = PQexecParams(self->conn, call->sql, nparams, NULL, params, call->lengths,
-                           call->formats, 0);
+        res = PQexecParams(self->conn, call->sql, call->nparams, NULL, call->params,
+                           call->lengths, call->formats, 0);
     else
-        res = PQexecPrepared(self->conn, pg_stmts[st].name, nparams, params, NULL, NULL, 0);
+        res = PQexecPrepared(self->conn, pg_stmts[st].name, call->nparams, call->params, NULL,
+                             NULL, 0);
     if (PQresultStatus(res) != want) {
         err = pg_uow_check_lost(self, ap_pg_fail(self->conn, res, what));
         PQclear(res);
@@ -192,12 +218,18 @@ static ap_err_t reconnect(pg_uow_t *self)
     }
     self->prepared = false;
     self->broken = false;
+    self->begin_pending = false;
     for (size_t i = 0; i < self->nnamed; i++)
         self->named[i].prepared = false;
     pg_queue_clear(self, 0);
     self->conn = ap_pg_connect(self->conninfo);
     if (!self->conn)
         return AP_ERR_UNAVAILABLE;
+    /* The tables' NOTIFY triggers stay quiet for this session: its commits wake the
+     * listeners afterwards (ap_pg_uow_notify_on_commit). */
+    ap_err_t err = ap_pg_exec(self->conn, "SET allocation.wake_after_commit = on", "set");
+    if (err)
+        return pg_uow_check_lost(self, err);
     return prepare_all(self);
 }
 
@@ -233,17 +265,12 @@ static ap_err_t pg_begin(ap_uow_t *uow)
             return err;
         return pg_queue_savepoint(self, false, uow->depth + 1);
     }
+    self->nwake = 0;
     if ((err = ready_session(self)))
         return err;
-    err = execute_control(self, "BEGIN ISOLATION LEVEL READ COMMITTED", "begin");
-    if (err == AP_ERR_UNAVAILABLE) {
-        /* The server dropped an idle connection (restart, failover, idle timeout): nothing
-         * was lost yet, so try once more on a new one. */
-        if ((err = reconnect(self)))
-            return err;
-        err = execute_control(self, "BEGIN ISOLATION LEVEL READ COMMITTED", "begin");
-    }
-    return err;
+    /* Sent with the transaction's first statement (pg_pipe_open): one round trip less. */
+    self->begin_pending = true;
+    return AP_OK;
 }
 
 static void pg_rollback(ap_uow_t *uow)
@@ -252,6 +279,13 @@ static void pg_rollback(ap_uow_t *uow)
     unsigned level = uow->depth;
     char sql[80];
 
+    /* A transaction the server never heard of: nothing to undo there. */
+    if (level <= 1 && self->begin_pending) {
+        pg_queue_clear(self, 0);
+        self->begin_pending = false;
+        uow->doomed = false;
+        return;
+    }
     /* A doomed transaction has only its outermost rollback left to do. */
     if (uow->doomed) {
         pg_queue_clear(self, 0);
@@ -383,19 +417,68 @@ static ap_err_t write_products(pg_uow_t *self)
     return e.pipe ? pg_pipe_close(&pipe) : e.err;
 }
 
+/*
+ * The COMMIT, followed in the same query string by the wake-ups the transaction asked for:
+ * "COMMIT; BEGIN; SET LOCAL synchronous_commit TO off; NOTIFY a; ...; COMMIT". The server
+ * runs what follows the COMMIT only once it succeeded (an error skips the rest of the
+ * string), and the NOTIFYs' own commit neither waits for a WAL flush nor holds the notify
+ * lock while another commit's flush goes on.
+ */
+static bool commit_sql(const pg_uow_t *self, char *sql, size_t size)
+{
+    int n = snprintf(sql, size, "COMMIT");
+    if (self->nwake > 0)
+        n += snprintf(sql + n, size - (size_t)n, "; BEGIN; SET LOCAL synchronous_commit TO off");
+    for (size_t i = 0; i < self->nwake && n > 0 && (size_t)n < size; i++)
+        n += snprintf(sql + n, size - (size_t)n, "; NOTIFY %s", self->wake[i]);
+    if (self->nwake > 0 && n > 0 && (size_t)n < size)
+        n += snprintf(sql + n, size - (size_t)n, "; COMMIT");
+    return n > 0 && (size_t)n < size;
+}
+
+/* After the COMMIT's own result: the wake-ups' results. Their failure loses a wake-up, not
+ * data (the listeners poll too), so it is logged, and a session left in a transaction is
+ * ended by the next begin. */
+static void finish_wake(pg_uow_t *self)
+{
+    PGresult *res;
+    bool logged = false;
+    while ((res = PQgetResult(self->conn))) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && !logged) {
+            AP_WARN("pg", "waking the listeners after a commit failed (they poll instead): %s",
+                    PQresultErrorMessage(res));
+            logged = true;
+        }
+        PQclear(res);
+    }
+    if (PQstatus(self->conn) != CONNECTION_OK)
+        self->broken = true;
+}
+
 /* COMMIT of a transaction that had already failed answers ROLLBACK, not an error. */
 static ap_err_t commit_transaction(pg_uow_t *self)
 {
-    PGresult *res = PQexec(self->conn, "COMMIT");
+    char sql[64 + MAX_WAKE * 80];
+    PGresult *res = NULL;
     ap_err_t err = AP_OK;
+
+    if (!commit_sql(self, sql, sizeof sql)) {
+        AP_ERROR("pg", "commit: the channels to wake do not fit");
+        return AP_ERR_INTERNAL;
+    }
+    self->nwake = 0;
+    if (PQsendQuery(self->conn, sql))
+        res = PQgetResult(self->conn);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        err = pg_uow_check_lost(self, ap_pg_fail(self->conn, res, "commit"));
+        err = ap_pg_fail(self->conn, res, "commit");
     } else if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
         AP_ERROR("pg", "commit: the transaction had failed earlier and was rolled back");
         err = AP_ERR_INTERNAL;
     }
     PQclear(res);
-    return err;
+    if (res)
+        finish_wake(self); /* also reads to the end after a failed COMMIT */
+    return err ? pg_uow_check_lost(self, err) : AP_OK;
 }
 
 static ap_err_t pg_commit(ap_uow_t *uow)
@@ -421,8 +504,12 @@ static ap_err_t pg_commit(ap_uow_t *uow)
         if (pg_queue_has_writes(self) && (err = pg_queue_flush(self)))
             return err;
         pg_queue_clear(self, 0);
-        if ((err = pg_uow_ready(self)) || (err = commit_transaction(self)))
+        if (self->begin_pending) {
+            self->begin_pending = false; /* nothing was sent: nothing to commit */
+            self->nwake = 0;
+        } else if ((err = pg_uow_ready(self)) || (err = commit_transaction(self))) {
             return err;
+        }
     }
     for (size_t i = 0; i < uow->nseen; i++) {
         if (needs_write(uow->seen[i]))
@@ -504,7 +591,17 @@ static ap_err_t pg_advance_offset(ap_uow_t *uow, const char *group, const char *
                             pg_uow_fmt_int(from, expected),
                             pg_uow_fmt_int(to, next)};
     long rows;
-    ap_err_t err = execute_counting(self, ST_ADVANCE, 6, params, &rows);
+    ap_err_t err;
+    if (uow->defer_writes && uow->depth > 0) {
+        /* With the commit's writes: a fenced one fails the commit (AP_ERR_FENCED). */
+        if ((err = pg_uow_ready(self)))
+            return err;
+        char key[AP_STR_SIZE];
+        snprintf(key, sizeof key, "%s/%s/%d", group, topic, (int)partition);
+        return pg_queue_stmt(self, ST_ADVANCE, NULL, NULL, EXPECT_FENCE, key, 6, params, NULL,
+                             NULL);
+    }
+    err = execute_counting(self, ST_ADVANCE, 6, params, &rows);
     if (err)
         return err;
     if (rows != 1) {
@@ -563,6 +660,22 @@ ap_err_t ap_pg_uow_command(ap_uow_t *uow, const char *sql, int nparams, const ch
         *rows = strtol(PQcmdTuples(res), NULL, 10);
     PQclear(res);
     return AP_OK;
+}
+
+void ap_pg_uow_notify_on_commit(ap_uow_t *uow, const char *channel)
+{
+    if (uow->ops != &pg_uow_ops) {
+        AP_ERROR("pg", "notify: not a PostgreSQL unit of work");
+        return;
+    }
+    pg_uow_t *self = container_of(uow, pg_uow_t, uow);
+    for (size_t i = 0; i < self->nwake; i++) {
+        if (self->wake[i] == channel || strcmp(self->wake[i], channel) == 0)
+            return;
+    }
+    assert(self->nwake < MAX_WAKE);
+    if (self->nwake < MAX_WAKE)
+        self->wake[self->nwake++] = channel;
 }
 
 ap_err_t ap_pg_uow_insert(ap_uow_t *uow, const char *sql, const char *many_sql, int nparams,

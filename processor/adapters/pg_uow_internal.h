@@ -33,6 +33,7 @@
  */
 #define MAX_PENDING 1024
 #define MAX_NAMED 8
+#define MAX_WAKE 4
 
 typedef struct pending pending_t;
 
@@ -42,6 +43,7 @@ typedef struct pg_uow {
     char *conninfo; /* kept for reconnecting; never logged */
     bool prepared;  /* the statements below exist on `conn` */
     bool broken;    /* the session is in doubt: drop it at the next outermost begin */
+    bool begin_pending; /* the outermost BEGIN, not sent yet: it leads the next round trip */
     pending_t *pending; /* statements not sent yet, in order */
     size_t npending, pending_cap;
     /* Other adapters' statements (ap_pg_uow_command), prepared on first use; known by the
@@ -51,6 +53,10 @@ typedef struct pg_uow {
         bool prepared; /* on `conn` */
     } named[MAX_NAMED];
     size_t nnamed;
+    /* The channels to NOTIFY once the transaction commits (ap_pg_uow_notify_on_commit);
+     * each a constant of the caller's. */
+    const char *wake[MAX_WAKE];
+    size_t nwake;
 } pg_uow_t;
 
 enum stmt {
@@ -136,6 +142,7 @@ typedef enum {
     EXPECT_VERSION, /* the version check: one row, else a conflict */
     EXPECT_ONE_ROW, /* a change: one row, else storage and the model disagree */
     EXPECT_KEEP,    /* the caller reads the result: status `want`, kept in `kept` */
+    EXPECT_FENCE,   /* a consumer offset's move: one row, else AP_ERR_FENCED */
 } expect_t;
 
 #define MAX_PARAMS 8

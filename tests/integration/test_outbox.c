@@ -15,12 +15,14 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <poll.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 
 #include "ap/bootstrap.h"
 #include "ap/log.h"
 #include "ap/outbox.h"
+#include "ap/outcomes.h"
 #include "ap/pg.h"
 #include "fakes.h"
 #include "support.h"
@@ -408,6 +410,120 @@ static void test_backlog_counts_from_the_oldest_row(void **state)
     rig_release(&rig);
 }
 
+/* ---------------------------------------------------------------- wake-ups */
+
+/*
+ * The notifications a LISTENing session `listener` receives up to and including the marker
+ * `NOTIFY <channel>, 'marker'` that `sender` sends now: PostgreSQL delivers notifications in
+ * commit order, so whatever an earlier commit sent arrives before the marker. Returns how many
+ * came on `channel` with an empty payload before it (and on `other` into *others).
+ */
+static int wakes_before_marker(PGconn *listener, PGconn *sender, const char *channel,
+                               const char *other, int *others)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "NOTIFY %s, 'marker'", channel);
+    PGresult *res = PQexec(sender, sql);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+
+    int wakes = 0;
+    *others = 0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        assert_int_equal(PQconsumeInput(listener), 1);
+        PGnotify *note;
+        while ((note = PQnotifies(listener))) {
+            bool marker = strcmp(note->extra, "marker") == 0;
+            if (!marker && strcmp(note->relname, channel) == 0)
+                wakes++;
+            else if (!marker && strcmp(note->relname, other) == 0)
+                (*others)++;
+            PQfreemem(note);
+            if (marker)
+                return wakes;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        assert_true(now.tv_sec - start.tv_sec < 10); /* the marker must come */
+        struct pollfd fd = {.fd = PQsocket(listener), .events = POLLIN};
+        (void)poll(&fd, 1, 100);
+    }
+}
+
+static PGconn *listen_on(const char *sql)
+{
+    PGconn *conn = connect_db();
+    PGresult *res = PQexec(conn, sql);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    return conn;
+}
+
+/* The uow's commit wakes the relay and the HTTP waiters once each, after it committed; its
+ * transaction itself notifies nothing (the triggers stay quiet for its session), and a
+ * rollback wakes no one. Other writers are still woken for by the triggers. */
+static void test_commit_wakes_the_listeners_after_it(void **state)
+{
+    rig_t rig;
+    char sku[128], ref[128];
+    ap_msg_t cmd;
+    int outcomes;
+    (void)state;
+
+    rig_init_fresh(&rig, "wake", sku, ref);
+    ap_uow_t *uow = rig.app.deps.uow;
+    PGconn *listener = listen_on("LISTEN outbox; LISTEN command_outcomes");
+    PGconn *sender = connect_db();
+
+    /* A commit that wrote outbox and outcome rows: one wake-up on each channel. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_msg_create_batch(&cmd, ref, sku, 10, false, 0);
+    execute(&rig, &cmd);
+    ap_command_outcome_t outcome = {.kind = AP_OUTCOME_APPLIED};
+    snprintf(outcome.message_id, sizeof outcome.message_id, "%s-id", ref);
+    snprintf(outcome.command_type, sizeof outcome.command_type, "CreateBatch");
+    assert_int_equal(ap_outcomes_record(uow, &outcome, 1), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    assert_int_equal(wakes_before_marker(listener, sender, "outbox", "command_outcomes",
+                                         &outcomes),
+                     1);
+    assert_int_equal(outcomes, 1);
+
+    /* Only outbox rows: no wake-up for the HTTP waiters. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_msg_allocate(&cmd, "o1", sku, 1);
+    execute(&rig, &cmd);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    assert_int_equal(wakes_before_marker(listener, sender, "outbox", "command_outcomes",
+                                         &outcomes),
+                     1);
+    assert_int_equal(outcomes, 0);
+
+    /* Rolled back: nothing. */
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_msg_allocate(&cmd, "o2", sku, 1);
+    execute(&rig, &cmd);
+    ap_uow_rollback(uow);
+    assert_int_equal(wakes_before_marker(listener, sender, "outbox", "command_outcomes",
+                                         &outcomes),
+                     0);
+
+    /* Another writer, who never set allocation.wake_after_commit: the trigger wakes. */
+    PGresult *res = PQexec(sender, "INSERT INTO outbox (topic, key, value) "
+                                   "VALUES ('wake.elsewhere', 'k', 'v')");
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    assert_int_equal(wakes_before_marker(listener, sender, "outbox", "command_outcomes",
+                                         &outcomes),
+                     1);
+    PQclear(PQexec(sender, "DELETE FROM outbox WHERE topic = 'wake.elsewhere'"));
+
+    PQfinish(sender);
+    PQfinish(listener);
+    rig_release(&rig);
+}
+
 int main(void)
 {
     ap_test_migrated_db("test_outbox");
@@ -417,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_deferred_rows_are_byte_exact),
         cmocka_unit_test(test_rows_of_one_sku_follow_commit_order),
         cmocka_unit_test(test_backlog_counts_from_the_oldest_row),
+        cmocka_unit_test(test_commit_wakes_the_listeners_after_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

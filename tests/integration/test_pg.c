@@ -1220,15 +1220,40 @@ static void test_offsets(void **state)
     assert_int_equal(ap_uow_advance_offset(other, group, topic, 3, epoch2, 9, 10), AP_OK);
     assert_int_equal(ap_uow_commit(other), AP_OK);
 
+    /* With the commit's deferred writes, a fenced advance fails the commit, and the
+     * transaction's other writes go with it. */
+    char orderid[96];
+    uniq(orderid, sizeof orderid, "o-fenced");
+    const char *view[] = {orderid, "SKU", "fenced"};
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    uow->defer_writes = true;
+    assert_int_equal(ap_pg_uow_command(uow, "INSERT INTO allocations_view (orderid, sku, "
+                                            "batchref) VALUES ($1, $2, $3)",
+                                       3, view, NULL, NULL, NULL),
+                     AP_OK);
+    assert_int_equal(ap_uow_advance_offset(uow, group, topic, 3, epoch, 10, 11), AP_OK);
+    assert_int_equal(ap_uow_commit(uow), AP_ERR_FENCED);
+    uow->defer_writes = false;
+    assert_int_equal(uow->depth, 0);
+    char refs[256];
+    view_refs(orderid, refs, sizeof refs);
+    assert_string_equal(refs, "");
+    /* The owner's deferred advance is stored with its commit. */
+    assert_int_equal(ap_uow_begin(other), AP_OK);
+    other->defer_writes = true;
+    assert_int_equal(ap_uow_advance_offset(other, group, topic, 3, epoch2, 10, 11), AP_OK);
+    assert_int_equal(ap_uow_commit(other), AP_OK);
+    other->defer_writes = false;
+
     /* An advance that is rolled back is not stored. */
     assert_int_equal(ap_uow_begin(other), AP_OK);
-    assert_int_equal(ap_uow_advance_offset(other, group, topic, 3, epoch2, 10, 11), AP_OK);
+    assert_int_equal(ap_uow_advance_offset(other, group, topic, 3, epoch2, 11, 12), AP_OK);
     ap_uow_rollback(other);
 
     assert_int_equal(scalar("SELECT next_offset FROM consumer_offsets WHERE group_id = $1"
                             " AND partition = 3",
                             group),
-                     10);
+                     11);
     ap_uow_free(uow);
     ap_uow_free(other);
 }
@@ -1309,10 +1334,20 @@ static void test_connection_loss(void **state)
     ap_product_t *product = NULL;
     assert_int_equal(ap_pg_uow_new(conninfo, &uow), AP_OK);
 
-    /* Lost in the middle of a transaction: the caller hears about it... */
+    /* Lost before the transaction's first statement: BEGIN rides with that statement, so
+     * nothing of the transaction was lost, and it goes on on a new connection. */
     assert_int_equal(ap_uow_begin(uow), AP_OK);
     kill_sessions(app);
-    assert_int_equal(ap_uow_get(uow, sku, &product), AP_ERR_UNAVAILABLE);
+    assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
+    ap_uow_rollback(uow);
+
+    /* Lost in the middle of a transaction: the caller hears about it... */
+    char other[96];
+    uniq(other, sizeof other, "LOST-OTHER");
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    assert_int_equal(ap_uow_get(uow, sku, &product), AP_OK);
+    kill_sessions(app);
+    assert_int_equal(ap_uow_get(uow, other, &product), AP_ERR_UNAVAILABLE);
     ap_uow_rollback(uow);
 
     /* ...and the next transaction runs on a new connection. */
