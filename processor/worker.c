@@ -5,8 +5,32 @@
 
 #include "ap/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+void ap_thread_name(const char *what)
+{
+#ifdef __linux__
+    char name[16]; /* what the kernel keeps, NUL included */
+    snprintf(name, sizeof name, "ap-%s", what);
+    (void)prctl(PR_SET_NAME, name, 0, 0, 0);
+#else
+    (void)what;
+#endif
+}
+
+/* Every worker thread starts here: named after its kind, then the kind's main. */
+static void *worker_thread(void *arg)
+{
+    ap_worker_t *worker = arg;
+    const ap_worker_kind_t *kind = worker->kind;
+    ap_thread_name(kind->what);
+    return kind->main((char *)worker - kind->worker);
+}
 
 static int64_t monotonic_ms(void)
 {
@@ -80,7 +104,7 @@ void *ap_worker_spawn(const ap_worker_kind_t *kind, const void *arg, ap_err_t *e
     worker_init(worker);
     worker->kind = kind;
     if ((*err = kind->setup(owner, arg)) == AP_OK) {
-        if (pthread_create(&worker->thread, NULL, kind->main, owner) == 0) {
+        if (pthread_create(&worker->thread, NULL, worker_thread, worker) == 0) {
             worker->started = true;
             return owner;
         }

@@ -59,6 +59,14 @@ typedef struct ap_worker_kind {
     void (*release)(void *owner);
 } ap_worker_kind_t;
 
+/*
+ * Names the calling thread "ap-<what>" (cut to the 15 characters Linux keeps), as top -H,
+ * ps -L, perf and gdb show it: "ap-relay", "ap-consumer-2". Every thread of the processor's
+ * own is named so; librdkafka names its own ("rdk:main", "rdk:broker1"). Nothing on systems
+ * without thread names.
+ */
+void ap_thread_name(const char *what);
+
 /* The kind of owner type T whose ap_worker_t is its field `member`. */
 #define AP_WORKER_KIND(what, T, member, setup, main, release)                                 \
     {(what), sizeof(T), offsetof(T, member), (setup), (main), (release)}

@@ -9,11 +9,13 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "ap/bootstrap.h"
 #include "ap/log.h"
+#include "ap/worker.h"
 #include "entrypoints/consumer.h"
 
 #define SUPERVISE_MS 50
@@ -86,6 +88,9 @@ void ap_consumer_pool_free(ap_consumer_pool_t *pool)
 static void *member_main(void *arg)
 {
     member_t *m = arg;
+    char what[16];
+    snprintf(what, sizeof what, "consumer-%zu", (size_t)(m - m->pool->members) + 1);
+    ap_thread_name(what);
     m->rc = ap_consumer_run(&m->cfg, &m->rt.app, m->rt.outbox, m->rt.codec, m->health,
                             m->pool->ins, &m->pool->stop);
     atomic_store(&m->done, true);

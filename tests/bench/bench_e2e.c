@@ -651,12 +651,12 @@ static void cpu_snapshot(cpu_snap_t *s)
             continue;
         cpu_entry_t *e = &s->threads[s->nthreads++];
         *e = (cpu_entry_t){.id = tid, .ticks = ticks};
+        /* The processor names its threads (ap-consumer-1, ap-relay, ...), librdkafka its own
+         * (rdk:main, rdk:broker1, ...; one set per client, summed by name). */
         if (tid == processor_pid)
-            snprintf(e->name, sizeof e->name, "main(consumer)");
-        else if (strncmp(comm, "rdk:", 4) == 0)
-            snprintf(e->name, sizeof e->name, "%.23s", comm); /* librdkafka's */
+            snprintf(e->name, sizeof e->name, "main");
         else
-            snprintf(e->name, sizeof e->name, "other(relay)");
+            snprintf(e->name, sizeof e->name, "%.23s", comm);
     }
     if (dir)
         closedir(dir);

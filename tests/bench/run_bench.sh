@@ -194,8 +194,8 @@ SAMPLER_PID=$!
 
 # --- 3. bench_e2e ---------------------------------------------------------------------------------
 # System calls of the processor's threads during the throughput phase (perf stat counting
-# tracepoints: cheap, so always on when perf works): the main thread's sendto calls are its
-# round trips to Postgres (and Kafka offset commits, a few).
+# tracepoints: cheap, so always on when perf works): the consumer threads' (ap-consumer-N)
+# sendto calls are their round trips to Postgres.
 start_count() {
     command -v perf >/dev/null || return 0
     perf stat -x, --per-thread -p "$PROC_PID" -o "$OUT/syscalls.csv" \
@@ -273,7 +273,6 @@ for pid in "$PROC_PID" "${EXTRA_PIDS[@]}"; do
     wait "$pid" 2>/dev/null || true
 done
 EXTRA_PIDS=()
-BENCH_PID_FOR_STATS="$PROC_PID"
 PROC_PID=""
 kill "$SAMPLER_PID" 2>/dev/null || true
 wait "$SAMPLER_PID" 2>/dev/null || true
@@ -330,19 +329,19 @@ if [[ "${PROFILE:-}" == 1 && -f "$OUT/perf-processor.data" ]]; then
     fi
 fi
 
-# sendto/recvfrom/poll per command: the main thread, and the other threads together.
+# sendto/recvfrom/poll per command: the consumer threads, and the other threads together
+# (perf stat names a thread <comm>-<tid>).
 SYSCALLS=""
 N_THR="$(num 'throughput: \K[0-9]+(?= commands \()' || true)"
 if [[ -s "$OUT/syscalls.csv" && -n "$N_THR" ]]; then
-    SYSCALLS="$(awk -F, -v pid="$BENCH_PID_FOR_STATS" -v n="$N_THR" '
+    SYSCALLS="$(awk -F, -v n="$N_THR" '
         NF >= 4 && $4 ~ /^syscalls:/ {
-            tid = $1; sub(/.*-/, "", tid)
             ev = $4; sub(/.*sys_enter_/, "", ev)
             c = ($2 ~ /^[0-9]+$/) ? $2 : 0
-            if (tid == pid) main[ev] += c; else other[ev] += c
+            if ($1 ~ /^ap-consumer-/) main[ev] += c; else other[ev] += c
         }
         END {
-            printf "main thread %.1f sendto, %.1f recvfrom, %.1f poll; other threads %.2f sendto, %.2f recvfrom, %.2f poll",
+            printf "consumer threads %.2f sendto, %.2f recvfrom, %.2f poll; other threads %.2f sendto, %.2f recvfrom, %.2f poll",
                 main["sendto"] / n, main["recvfrom"] / n, main["poll"] / n,
                 other["sendto"] / n, other["recvfrom"] / n, other["poll"] / n
         }' "$OUT/syscalls.csv")"

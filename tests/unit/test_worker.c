@@ -1,7 +1,7 @@
 /*
  * test_worker.c - ap/worker.h's lifecycle: ap_worker_destroy frees an owner only once its
  * thread has returned (even one in a long nap), and a spawn whose setup fails frees what
- * the setup made, once, and starts no thread.
+ * the setup made, once, and starts no thread; the thread is named after its kind.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +12,10 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "ap/worker.h"
 
@@ -20,6 +24,7 @@ typedef struct owner {
     ap_worker_t worker;
     atomic_bool ran;      /* set by the thread as it starts */
     atomic_bool returned; /* set by the thread as its last act */
+    char name[17];        /* the thread's name, as it saw it (Linux) */
 } owner_t;
 
 /* What owner_release saw: how often it ran, and whether the thread had returned by then. */
@@ -38,6 +43,9 @@ static ap_err_t owner_setup(void *arg, const void *fail_with)
 static void *owner_main(void *arg)
 {
     owner_t *owner = arg;
+#ifdef __linux__
+    (void)prctl(PR_GET_NAME, owner->name, 0, 0, 0);
+#endif
     atomic_store(&owner->ran, true);
     while (!ap_worker_stopping(&owner->worker)) {
         owner->parts[0]++;
@@ -73,6 +81,12 @@ static void test_destroy_frees_after_the_thread_returned(void **state)
     owner_t *owner = ap_worker_spawn(&owner_kind, NULL, &err);
     assert_non_null(owner);
     assert_int_equal(err, AP_OK);
+    for (int ms = 0; ms < 5000 && !atomic_load(&owner->ran); ms++) /* its first act */
+        ap_worker_nap(&owner->worker, 1);
+    assert_true(atomic_load(&owner->ran));
+#ifdef __linux__
+    assert_string_equal(owner->name, "ap-test");
+#endif
     ap_worker_destroy(&owner->worker);
     assert_int_equal(frees, 1);
     assert_true(returned_before_free);
