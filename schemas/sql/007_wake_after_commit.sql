@@ -10,30 +10,26 @@
 --
 -- The triggers stay for every other writer (a manual INSERT, an older processor during a
 -- rolling upgrade): a session that has not set the setting is notified from the trigger as
--- before.
-CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+-- before. One function serves the three tables: each table's channel is its own name.
+CREATE FUNCTION wake_listeners() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF current_setting('allocation.wake_after_commit', true) IS DISTINCT FROM 'on' THEN
-        PERFORM pg_notify('outbox', '');
+        PERFORM pg_notify(TG_TABLE_NAME, '');
     END IF;
     RETURN NULL;
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION command_outcomes_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF current_setting('allocation.wake_after_commit', true) IS DISTINCT FROM 'on' THEN
-        PERFORM pg_notify('command_outcomes', '');
-    END IF;
-    RETURN NULL;
-END;
-$$;
+DROP TRIGGER outbox_notify ON outbox;
+CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION wake_listeners();
+DROP TRIGGER command_outcomes_notify ON command_outcomes;
+CREATE TRIGGER command_outcomes_notify AFTER INSERT ON command_outcomes
+    FOR EACH STATEMENT EXECUTE FUNCTION wake_listeners();
+DROP TRIGGER email_outbox_notify ON email_outbox;
+CREATE TRIGGER email_outbox_notify AFTER INSERT ON email_outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION wake_listeners();
 
-CREATE OR REPLACE FUNCTION email_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF current_setting('allocation.wake_after_commit', true) IS DISTINCT FROM 'on' THEN
-        PERFORM pg_notify('email_outbox', '');
-    END IF;
-    RETURN NULL;
-END;
-$$;
+DROP FUNCTION outbox_notify();
+DROP FUNCTION command_outcomes_notify();
+DROP FUNCTION email_outbox_notify();

@@ -451,6 +451,15 @@ static int wakes_before_marker(PGconn *listener, PGconn *sender, const char *cha
     }
 }
 
+/* The wake-ups of both channels so far must be `outbox` and `outcomes`. */
+static void expect_wakes(PGconn *listener, PGconn *sender, int outbox, int outcomes)
+{
+    int others;
+    assert_int_equal(wakes_before_marker(listener, sender, "outbox", "command_outcomes", &others),
+                     outbox);
+    assert_int_equal(others, outcomes);
+}
+
 static PGconn *listen_on(const char *sql)
 {
     PGconn *conn = connect_db();
@@ -468,7 +477,6 @@ static void test_commit_wakes_the_listeners_after_it(void **state)
     rig_t rig;
     char sku[128], ref[128];
     ap_msg_t cmd;
-    int outcomes;
     (void)state;
 
     rig_init_fresh(&rig, "wake", sku, ref);
@@ -485,39 +493,38 @@ static void test_commit_wakes_the_listeners_after_it(void **state)
     snprintf(outcome.command_type, sizeof outcome.command_type, "CreateBatch");
     assert_int_equal(ap_outcomes_record(uow, &outcome, 1), AP_OK);
     assert_int_equal(ap_uow_commit(uow), AP_OK);
-    assert_int_equal(wakes_before_marker(listener, sender, "outbox", "command_outcomes",
-                                         &outcomes),
-                     1);
-    assert_int_equal(outcomes, 1);
+    expect_wakes(listener, sender, 1, 1);
 
     /* Only outbox rows: no wake-up for the HTTP waiters. */
     assert_int_equal(ap_uow_begin(uow), AP_OK);
     ap_msg_allocate(&cmd, "o1", sku, 1);
     execute(&rig, &cmd);
     assert_int_equal(ap_uow_commit(uow), AP_OK);
-    assert_int_equal(wakes_before_marker(listener, sender, "outbox", "command_outcomes",
-                                         &outcomes),
-                     1);
-    assert_int_equal(outcomes, 0);
+    expect_wakes(listener, sender, 1, 0);
 
     /* Rolled back: nothing. */
     assert_int_equal(ap_uow_begin(uow), AP_OK);
     ap_msg_allocate(&cmd, "o2", sku, 1);
     execute(&rig, &cmd);
     ap_uow_rollback(uow);
-    assert_int_equal(wakes_before_marker(listener, sender, "outbox", "command_outcomes",
-                                         &outcomes),
-                     0);
+    expect_wakes(listener, sender, 0, 0);
 
-    /* Another writer, who never set allocation.wake_after_commit: the trigger wakes. */
+    /* Another writer, who never set allocation.wake_after_commit: the triggers wake, each
+     * on its table's channel. */
     PGresult *res = PQexec(sender, "INSERT INTO outbox (topic, key, value) "
                                    "VALUES ('wake.elsewhere', 'k', 'v')");
     assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
-    assert_int_equal(wakes_before_marker(listener, sender, "outbox", "command_outcomes",
-                                         &outcomes),
-                     1);
+    expect_wakes(listener, sender, 1, 0);
     PQclear(PQexec(sender, "DELETE FROM outbox WHERE topic = 'wake.elsewhere'"));
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO command_outcomes (message_id, command_type, outcome) "
+             "VALUES ('%s-elsewhere', 'Allocate', 'applied')", ref);
+    res = PQexec(sender, sql);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    expect_wakes(listener, sender, 0, 1);
 
     PQfinish(sender);
     PQfinish(listener);
