@@ -35,6 +35,7 @@
 #include "adapters/pg_uow_internal.h"
 #include "ap/log.h"
 #include "ap/pg.h"
+#include "ap/strbuf.h"
 
 /* ---------------------------------------------------------------- session state */
 
@@ -424,16 +425,19 @@ static ap_err_t write_products(pg_uow_t *self)
  * string), and the NOTIFYs' own commit neither waits for a WAL flush nor holds the notify
  * lock while another commit's flush goes on.
  */
-static bool commit_sql(const pg_uow_t *self, char *sql, size_t size)
+static char *commit_sql(const pg_uow_t *self)
 {
-    int n = snprintf(sql, size, "COMMIT");
-    if (self->nwake > 0)
-        n += snprintf(sql + n, size - (size_t)n, "; BEGIN; SET LOCAL synchronous_commit TO off");
-    for (size_t i = 0; i < self->nwake && n > 0 && (size_t)n < size; i++)
-        n += snprintf(sql + n, size - (size_t)n, "; NOTIFY %s", self->wake[i]);
-    if (self->nwake > 0 && n > 0 && (size_t)n < size)
-        n += snprintf(sql + n, size - (size_t)n, "; COMMIT");
-    return n > 0 && (size_t)n < size;
+    ap_strbuf_t sb = AP_STRBUF_INIT;
+    ap_strbuf_adds(&sb, "COMMIT");
+    if (self->nwake > 0) {
+        ap_strbuf_adds(&sb, "; BEGIN; SET LOCAL synchronous_commit TO off");
+        for (size_t i = 0; i < self->nwake; i++) {
+            ap_strbuf_adds(&sb, "; NOTIFY ");
+            ap_strbuf_adds(&sb, self->wake[i]);
+        }
+        ap_strbuf_adds(&sb, "; COMMIT");
+    }
+    return ap_strbuf_detach(&sb);
 }
 
 /* After the COMMIT's own result: the wake-ups' results. Their failure loses a wake-up, not
@@ -458,17 +462,15 @@ static void finish_wake(pg_uow_t *self)
 /* COMMIT of a transaction that had already failed answers ROLLBACK, not an error. */
 static ap_err_t commit_transaction(pg_uow_t *self)
 {
-    char sql[64 + MAX_WAKE * 80];
+    char *sql = commit_sql(self);
     PGresult *res = NULL;
     ap_err_t err = AP_OK;
 
-    if (!commit_sql(self, sql, sizeof sql)) {
-        AP_ERROR("pg", "commit: the channels to wake do not fit");
-        return AP_ERR_INTERNAL;
-    }
-    self->nwake = 0;
+    if (!sql)
+        return AP_ERR_NOMEM;
     if (PQsendQuery(self->conn, sql))
         res = PQgetResult(self->conn);
+    free(sql);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         err = ap_pg_fail(self->conn, res, "commit");
     } else if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
@@ -506,7 +508,6 @@ static ap_err_t pg_commit(ap_uow_t *uow)
         pg_queue_clear(self, 0);
         if (self->begin_pending) {
             self->begin_pending = false; /* nothing was sent: nothing to commit */
-            self->nwake = 0;
         } else if ((err = pg_uow_ready(self)) || (err = commit_transaction(self))) {
             return err;
         }
@@ -670,7 +671,7 @@ void ap_pg_uow_notify_on_commit(ap_uow_t *uow, const char *channel)
     }
     pg_uow_t *self = container_of(uow, pg_uow_t, uow);
     for (size_t i = 0; i < self->nwake; i++) {
-        if (self->wake[i] == channel || strcmp(self->wake[i], channel) == 0)
+        if (strcmp(self->wake[i], channel) == 0)
             return;
     }
     assert(self->nwake < MAX_WAKE);

@@ -54,7 +54,7 @@ typedef struct pg_uow {
     } named[MAX_NAMED];
     size_t nnamed;
     /* The channels to NOTIFY once the transaction commits (ap_pg_uow_notify_on_commit);
-     * each a constant of the caller's. */
+     * each a constant of the caller's. Emptied by every outermost begin. */
     const char *wake[MAX_WAKE];
     size_t nwake;
 } pg_uow_t;
