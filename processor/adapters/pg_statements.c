@@ -91,12 +91,13 @@ const pg_stmt_t pg_stmts[ST__COUNT] = {
                         "      b AS (UPDATE batches SET allocated_quantity ="
                         "                   allocated_quantity - (SELECT qty FROM l)"
                         "             WHERE id = (SELECT batch_id FROM l))"
-                        " DELETE FROM allocations WHERE id = (SELECT id FROM l)"},
+                        " DELETE FROM allocations"
+                        "  WHERE batch_id = (SELECT batch_id FROM l) AND id = (SELECT id FROM l)"},
     [ST_VIEW_ADD] = {"ap_view_add",
                      "INSERT INTO allocations_view (orderid, sku, batchref)"
                      " VALUES ($1::text, $2::text, $3::text)"},
     [ST_VIEW_REMOVE] = {"ap_view_remove",
-                        "DELETE FROM allocations_view WHERE id = ("
+                        "DELETE FROM allocations_view WHERE orderid = $1::text AND id = ("
                         " SELECT id FROM allocations_view WHERE orderid = $1::text"
                         "    AND sku = $2::text AND batchref = $3::text"
                         "  ORDER BY id DESC LIMIT 1)"},
