@@ -19,6 +19,7 @@
 #include "adapters/pg_uow_internal.h"
 #include "ap/array.h"
 #include "ap/log.h"
+#include "ap/strset.h"
 
 /* ---------------------------------------------------------------- pipelines */
 
@@ -288,15 +289,17 @@ static bool send_products(pipe_t *pipe, const pending_t *const *items, size_t n,
 {
     const char **sku = scratch, **from = scratch + n, **to = scratch + 2 * n;
     bool *insert = calloc(n ? n : 1, sizeof *insert);
+    ap_strset_t rows; /* the rows by sku */
     size_t nrows = 0;
-    bool ok = insert != NULL;
+    bool ok = ap_strset_init(&rows, n) && insert != NULL;
 
     for (size_t i = 0; i < n && ok; i++) {
         const pending_t *p = items[i];
-        size_t j = 0;
-        while (j < nrows && strcmp(sku[j], p->params[0]) != 0)
-            j++;
-        if (j == nrows) {
+        size_t j;
+        ap_strset_add_t added = ap_strset_add(&rows, p->params[0], nrows, &j);
+        if (added == AP_STRSET_NOMEM) {
+            ok = false; /* send them as they are */
+        } else if (added == AP_STRSET_ADDED) {
             insert[nrows] = p->st == ST_PRODUCT_INSERT;
             sku[nrows] = p->params[0];
             from[nrows] = insert[nrows] ? NULL : p->params[1];
@@ -324,6 +327,7 @@ static bool send_products(pipe_t *pipe, const pending_t *const *items, size_t n,
         if (m > 0)
             send_many(pipe, pg_stmts[st].name, EXPECT_VERSION, m, pass == 0 ? 2 : 3, cols);
     }
+    ap_strset_free(&rows);
     free(insert);
     return ok;
 }

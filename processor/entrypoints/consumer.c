@@ -35,6 +35,7 @@
 #include "ap/outbox.h"
 #include "ap/outcomes.h"
 #include "ap/pg.h"
+#include "ap/strset.h"
 #include "ap/topics.h"
 
 #define POLL_MS 100
@@ -380,6 +381,7 @@ static ap_err_t mark_duplicates(consumer_t *c, item_t *items, size_t n)
     const char **ids = NULL;
     size_t *which = NULL, nids = 0;
     bool *seen = NULL;
+    ap_strset_t earlier; /* the ids met earlier in the batch */
     ap_err_t err = AP_OK;
 
     for (size_t i = 0; i < n; i++) {
@@ -405,13 +407,19 @@ static ap_err_t mark_duplicates(consumer_t *c, item_t *items, size_t n)
     }
     if (nids && (err = ap_outcomes_seen(c->app->deps.uow, ids, nids, seen)))
         goto out;
-    for (size_t k = 0; k < nids; k++) {
-        items[which[k]].duplicate = seen[k];
-        for (size_t j = 0; j < k && !seen[k]; j++) {
-            if (strcmp(ids[j], ids[k]) == 0)
-                items[which[k]].duplicate = true;
-        }
+    if (!ap_strset_init(&earlier, nids)) {
+        err = AP_ERR_NOMEM;
+        goto out;
     }
+    for (size_t k = 0; k < nids; k++) {
+        ap_strset_add_t added = ap_strset_add(&earlier, ids[k], k, NULL);
+        if (added == AP_STRSET_NOMEM) {
+            err = AP_ERR_NOMEM;
+            break;
+        }
+        items[which[k]].duplicate = seen[k] || added == AP_STRSET_FOUND;
+    }
+    ap_strset_free(&earlier);
 out:
     free(ids);
     free(which);

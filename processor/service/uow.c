@@ -14,6 +14,7 @@
 
 #include "ap/array.h"
 #include "ap/ports.h"
+#include "ap/strset.h"
 
 void ap_uow_init(ap_uow_t *uow, const struct ap_uow_ops *ops)
 {
@@ -250,16 +251,11 @@ ap_err_t ap_uow_get_by_batchref(ap_uow_t *uow, const char *ref, ap_product_t **o
     return hand_out(uow, product, out);
 }
 
-/* True when `sku` is handed out, in the transaction's cache or among wanted[0..n). */
-static bool known_sku(const ap_uow_t *uow, const char *sku, const char *const *wanted, size_t n)
+/* True when `sku` is handed out, in the transaction's cache or already wanted. */
+static bool known_sku(const ap_uow_t *uow, const char *sku, const ap_strset_t *wanted)
 {
-    if (ap_product_cache_peek(uow->cache, sku) || seen_by_sku(uow, sku))
-        return true;
-    for (size_t j = 0; j < n; j++) {
-        if (strcmp(wanted[j], sku) == 0)
-            return true;
-    }
-    return false;
+    return ap_product_cache_peek(uow->cache, sku) || seen_by_sku(uow, sku) ||
+           ap_strset_find(wanted, sku, NULL);
 }
 
 /*
@@ -273,16 +269,21 @@ static void prefetch_orders(ap_uow_t *uow, const char *const *skus, const char *
     ap_product_t **taken = malloc(n * sizeof *taken);    /* distinct, out of the cache */
     ap_product_t **products = malloc(n * sizeof *products);
     const char **wanted = malloc(n * sizeof *wanted);
+    ap_strset_t by_sku; /* taken[] by sku */
+    bool indexed = ap_strset_init(&by_sku, n);
     size_t ntaken = 0, m = 0;
 
-    for (size_t i = 0; taken && products && wanted && i < n; i++) {
+    for (size_t i = 0; indexed && taken && products && wanted && i < n; i++) {
         if (!orderids[i] || !orderids[i][0])
             continue;
-        ap_product_t *product = find_sku(taken, ntaken, skus[i]);
+        size_t at;
+        ap_product_t *product = ap_strset_find(&by_sku, skus[i], &at) ? taken[at] : NULL;
         if (!product) {
             if (!(product = cache_take(uow, skus[i])))
                 continue;
-            taken[ntaken++] = product;
+            taken[ntaken] = product;
+            if (ap_strset_add(&by_sku, product->sku, ntaken++, NULL) != AP_STRSET_ADDED)
+                break; /* out of memory: what is taken goes back below */
         }
         if (!ap_product_knows_order(product, orderids[i])) {
             products[m] = product;
@@ -291,6 +292,7 @@ static void prefetch_orders(ap_uow_t *uow, const char *const *skus, const char *
     }
     if (m > 0)
         (void)uow->ops->repo.load_orders(uow, products, wanted, m); /* a hint, like the rest */
+    ap_strset_free(&by_sku); /* before the products go back: it points at their skus */
     for (size_t i = 0; i < ntaken; i++)
         ap_product_cache_put_at(uow->cache, taken[i], current_scope(uow));
     free(taken);
@@ -303,24 +305,31 @@ void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, const char *const *
 {
     const char **wanted = NULL;
     char(*ref_skus)[AP_STR_SIZE] = NULL;
+    ap_strset_t wanted_set = {0}; /* wanted[] */
     size_t nwanted = 0;
 
     if (!uow->ops->repo.load_many || uow->depth == 0 || nskus + nrefs == 0 || !tx_cache(uow))
         return;
     if (!(wanted = malloc((nskus + nrefs) * sizeof *wanted)) ||
-        (nrefs && !(ref_skus = malloc(nrefs * sizeof *ref_skus))))
+        (nrefs && !(ref_skus = malloc(nrefs * sizeof *ref_skus))) ||
+        !ap_strset_init(&wanted_set, nskus + nrefs))
         goto out;
     for (size_t i = 0; i < nskus; i++) {
-        if (!known_sku(uow, skus[i], wanted, nwanted))
-            wanted[nwanted++] = skus[i];
+        if (known_sku(uow, skus[i], &wanted_set))
+            continue;
+        if (ap_strset_add(&wanted_set, skus[i], nwanted, NULL) != AP_STRSET_ADDED)
+            goto out; /* out of memory: no hint */
+        wanted[nwanted++] = skus[i];
     }
     /* A batch never moves to another sku: a kept product holding the ref names it. Copied,
      * because refreshing may free that product. */
     for (size_t i = 0; i < nrefs && uow->committed; i++) {
         const ap_product_t *kept = ap_product_cache_peek_by_batchref(uow->committed, refs[i]);
-        if (!kept || known_sku(uow, kept->sku, wanted, nwanted))
+        if (!kept || known_sku(uow, kept->sku, &wanted_set))
             continue;
         memcpy(ref_skus[i], kept->sku, AP_STR_SIZE);
+        if (ap_strset_add(&wanted_set, ref_skus[i], nwanted, NULL) != AP_STRSET_ADDED)
+            goto out;
         wanted[nwanted++] = ref_skus[i];
     }
     if (nwanted > 0)
@@ -328,6 +337,7 @@ void ap_uow_prefetch(ap_uow_t *uow, const char *const *skus, const char *const *
     if (orderids && uow->ops->repo.load_orders)
         prefetch_orders(uow, skus, orderids, nskus);
 out:
+    ap_strset_free(&wanted_set);
     free(wanted);
     free(ref_skus);
 }

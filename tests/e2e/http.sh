@@ -73,6 +73,16 @@ echo "{\"type\":\"Allocate\",\"orderid\":\"$RUN_ID-o4\",\"sku\":\"$SKU\",\"qty\"
 dup_counted() { [[ $(metric 'allocation_commands_total{type="Allocate",outcome="duplicate"}') == $((dup_before + 1)) ]]; }
 wait_for "the kcat duplicate to be counted" 30 dup_counted
 expect "the kcat duplicate applied nothing" "$(request GET "/allocations/$RUN_ID-o4" | cut -d' ' -f1)" 404
+# A new id on two records in a row (one produce call: one fetch, most often one batch): the
+# first is applied, the second is a duplicate of it, whether the batch check or the table
+# catches it.
+dup_before=$(metric 'allocation_commands_total{type="Allocate",outcome="duplicate"}')
+printf '%s\n' "{\"type\":\"Allocate\",\"orderid\":\"$RUN_ID-o5\",\"sku\":\"$SKU\",\"qty\":1}" \
+    "{\"type\":\"Allocate\",\"orderid\":\"$RUN_ID-o6\",\"sku\":\"$SKU\",\"qty\":1}" |
+    produce "$SKU" -H "message-id=$RUN_ID-key-2"
+wait_for "the second record to be counted a duplicate" 30 dup_counted
+expect "the first record of the pair" "$(request GET "/allocations/$RUN_ID-o5" | cut -d' ' -f1)" 200
+expect "the second record of the pair" "$(request GET "/allocations/$RUN_ID-o6" | cut -d' ' -f1)" 404
 echo "ok: a repeated key is applied once and answers the first outcome"
 
 # --- bad requests ---------------------------------------------------------------------------
