@@ -14,7 +14,9 @@
  * (its memory and per-thread CPU); BATCH_MAX_MESSAGES, BATCH_MAX_WAIT_MS and
  * BACKPRESSURE_MAX_* are only printed (set them on the processor); BENCH_LATENCY_CSV (a file
  * to write each latency-phase command's send time and latency to, and the part of it up to
- * the relay's produce call, read from the event's Kafka timestamp).
+ * the relay's produce call, read from the event's Kafka timestamp; in the long run, one file
+ * per probe beside it: x.csv gives x-probe1.csv, x-probe2.csv, ...). Each latency phase and
+ * probe prints the wall-clock time it started at.
  *
  * Commands are JSON, as a person with kcat would send them, keyed by sku, each with a
  * `message-id` header "<run tag>:<sequence>"; the processor copies it into every event's
@@ -885,7 +887,14 @@ static void warm_single(size_t seq)
  * percentiles of send -> event read (commands with an event of their own). False when
  * events are missing.
  */
-static bool run_probe(size_t from, size_t n, long rate, bool report, double *p50, double *p99)
+/*
+ * Sends n commands at `rate`, waits for their events and gives p50 and p99. `report` prints
+ * the latency block; `csv` (NULL: none) gets every command's send time and latency, and
+ * `label` names the phase in the line with its start time (to line it up with other clocks:
+ * Postgres's log, a broker's GC log).
+ */
+static bool run_probe(size_t from, size_t n, long rate, bool report, const char *label,
+                      const char *csv, double *p50, double *p99)
 {
     cmd_t c;
     cpu_snapshot(&cpu_a);
@@ -893,9 +902,8 @@ static bool run_probe(size_t from, size_t n, long rate, bool report, double *p50
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
     long long start_us = ap_test_now_us();
-    if (report) /* to line the CSV up with other clocks (a broker's GC log, say) */
-        printf("phase: latency start at %.3f s since the epoch\n",
-               (double)(start_us + realtime_minus_monotonic_us) / 1e6);
+    printf("phase: %s start at %.3f s since the epoch\n", label,
+           (double)(start_us + realtime_minus_monotonic_us) / 1e6);
     for (size_t i = 0; i < n; i++) {
         long long due = start_us + (long long)i * period_ns / 1000;
         make_mixed(&c, from + i, 0, 0);
@@ -918,7 +926,6 @@ static bool run_probe(size_t from, size_t n, long rate, bool report, double *p50
         if (t && expect[i] != T_NONE)
             lat[m++] = t - sent_us[i];
     }
-    const char *csv = report ? getenv("BENCH_LATENCY_CSV") : NULL;
     FILE *out = csv && *csv ? fopen(csv, "w") : NULL;
     if (out) {
         /* Per command: when it was sent (ms into the phase) and its latency (ms). */
@@ -1004,7 +1011,14 @@ static bool run_long(size_t from, int rounds, size_t round_n, size_t probe_n, lo
         double thr = run_round(seq, round_n, false);
         seq += round_n;
         double p50 = -1, p99 = -1;
-        ok = thr > 0 && run_probe(seq, probe_n, rate, false, &p50, &p99);
+        char label[32], csv[4096] = "";
+        snprintf(label, sizeof label, "probe %d", r + 1);
+        const char *base = getenv("BENCH_LATENCY_CSV"); /* x.csv: x-probe1.csv, ... */
+        if (base && *base) {
+            int stem = (int)strlen(base) - (strstr(base, ".csv") ? 4 : 0);
+            snprintf(csv, sizeof csv, "%.*s-probe%d.csv", stem, base, r + 1);
+        }
+        ok = thr > 0 && run_probe(seq, probe_n, rate, false, label, csv, &p50, &p99);
         seq += probe_n;
         long rss, hwm;
         char sizes[1024];
@@ -1180,7 +1194,8 @@ int main(int argc, char **argv)
         if (complete) {
             double p50, p99;
             warm_single(lat_to);
-            complete = run_probe(lat_from, latency_n, rate, true, &p50, &p99);
+            complete = run_probe(lat_from, latency_n, rate, true, "latency",
+                                 getenv("BENCH_LATENCY_CSV"), &p50, &p99);
             if ((double)rate > 0.7 * thr)
                 printf("latency: NOTE the offered %ld/s is %.0f%% of the %.0f commands/s "
                        "measured above: near or past saturation, so these numbers mostly "
