@@ -26,10 +26,21 @@ bool ap_strset_init(ap_strset_t *set, size_t capacity)
     return set->entries != NULL;
 }
 
-bool ap_strset_find(const ap_strset_t *set, const char *key, size_t *value)
+/* The entry of `key` (length len, hash hash), or NULL. */
+static ap_strset_entry_t *lookup(const ap_strset_t *set, const char *key, size_t len,
+                                 unsigned hash)
 {
     ap_strset_entry_t *entry = NULL;
-    HASH_FIND_STR(set->head, key, entry);
+    HASH_FIND_BYHASHVALUE(hh, set->head, key, len, hash, entry);
+    return entry;
+}
+
+bool ap_strset_find(const ap_strset_t *set, const char *key, size_t *value)
+{
+    size_t len = strlen(key);
+    unsigned hash;
+    HASH_VALUE(key, len, hash);
+    const ap_strset_entry_t *entry = lookup(set, key, len, hash);
     if (entry && value)
         *value = entry->value;
     return entry != NULL;
@@ -37,10 +48,14 @@ bool ap_strset_find(const ap_strset_t *set, const char *key, size_t *value)
 
 ap_strset_add_t ap_strset_add(ap_strset_t *set, const char *key, size_t value, size_t *stored)
 {
-    size_t first;
-    if (ap_strset_find(set, key, &first)) {
+    /* One strlen and one hash for both the lookup and the insertion. */
+    size_t len = strlen(key);
+    unsigned hash;
+    HASH_VALUE(key, len, hash);
+    const ap_strset_entry_t *found = lookup(set, key, len, hash);
+    if (found) {
         if (stored)
-            *stored = first;
+            *stored = found->value;
         return AP_STRSET_FOUND;
     }
     if (set->count == set->capacity)
@@ -49,7 +64,7 @@ ap_strset_add_t ap_strset_add(ap_strset_t *set, const char *key, size_t value, s
     entry->key = key;
     entry->value = value;
     bool oom = false;
-    HASH_ADD_KEYPTR(hh, set->head, entry->key, strlen(entry->key), entry);
+    HASH_ADD_KEYPTR_BYHASHVALUE(hh, set->head, entry->key, len, hash, entry);
     if (oom)
         return AP_STRSET_NOMEM; /* uthash left the entry out of the table */
     set->count++;

@@ -885,13 +885,9 @@ static void warm_single(size_t seq)
 /*
  * Commands [from, from + n) at `rate` per second, one at a time on a fixed schedule; the
  * percentiles of send -> event read (commands with an event of their own). False when
- * events are missing.
- */
-/*
- * Sends n commands at `rate`, waits for their events and gives p50 and p99. `report` prints
- * the latency block; `csv` (NULL: none) gets every command's send time and latency, and
- * `label` names the phase in the line with its start time (to line it up with other clocks:
- * Postgres's log, a broker's GC log).
+ * events are missing. `report` prints the latency block; `csv` (NULL: none) gets every
+ * command's send time and latency; `label` names the phase in the line with its start time
+ * (to line it up with other clocks: Postgres's log, a broker's GC log).
  */
 static bool run_probe(size_t from, size_t n, long rate, bool report, const char *label,
                       const char *csv, double *p50, double *p99)
