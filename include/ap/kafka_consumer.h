@@ -77,6 +77,10 @@ void ap_kafka_consumer_pause(ap_kafka_consumer_t *consumer, bool pause);
  * broker (blocking up to 0.5 s, at most once a second) instead of guessing. */
 bool ap_kafka_consumer_reachable(ap_kafka_consumer_t *consumer);
 
+/* How many times a poll found the queue drained after a backlog and woke the fetcher (see
+ * kafka_consumer.c). */
+uint64_t ap_kafka_consumer_fetch_wakes(const ap_kafka_consumer_t *consumer);
+
 /* True once the consumer is a member of its group (it has a member id), with or without
  * partitions. */
 bool ap_kafka_consumer_joined(ap_kafka_consumer_t *consumer);

@@ -4,6 +4,18 @@
  * Offsets are never committed automatically: the entrypoint stores them in Postgres with the
  * effects they cover and tells us where each assigned partition starts. Everything librdkafka
  * says goes through ap_log, once.
+ *
+ * The fetch wake-up. librdkafka 2.0.2 stops fetching while the consumer queue (every assigned
+ * partition's fetch queue forwards to it) holds queued.min.messages records, and decides to
+ * fetch again only when its broker thread next wakes: on a fetch response, an operation for
+ * it, or after up to a second (its issue #2879; 2.3.0's fetch.queue.backoff.ms is the fix).
+ * So a backlog drains, and then records wait out the rest of that second. This adapter sees
+ * the same count the fetcher compares (rd_kafka_queue_length follows the forwarding): once it
+ * has been at least half the limit, the fetcher may have stopped, and when a poll then finds
+ * the queue empty, an asynchronous seek of each assigned partition to its position (the
+ * record after the last one handed out) wakes the broker thread. The queue being empty, the
+ * seek discards nothing and skips nothing. At worst the fetcher had not stopped and its fetch
+ * in flight is dropped and asked again: one round trip, once per backlog.
  */
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -24,6 +36,10 @@ struct ap_kafka_consumer {
     int64_t last_probe; /* ms, monotonic */
     bool subscribed;
     bool assigned;      /* the group gave it an assignment (maybe empty) at least once */
+    rd_kafka_queue_t *queue; /* the consumer queue, for its length */
+    int queue_limit;         /* queued.min.messages */
+    bool fetch_may_stop;     /* the queue reached half that limit since the last wake-up */
+    uint64_t fetch_wakes;
 };
 
 /* How long a close waits for the first assignment of a member still joining. */
@@ -144,6 +160,13 @@ ap_err_t ap_kafka_consumer_new(const ap_config_t *cfg, const ap_kafka_rebalance_
         return AP_ERR_CONFIG; /* logged */
     }
     rd_kafka_poll_set_consumer(self->rk);
+    self->queue = rd_kafka_queue_get_consumer(self->rk);
+    char limit[32];
+    size_t size = sizeof limit;
+    self->queue_limit = 5000;
+    if (rd_kafka_conf_get(rd_kafka_conf(self->rk), "queued.min.messages", limit, &size) ==
+        RD_KAFKA_CONF_OK)
+        self->queue_limit = atoi(limit);
     *out = self;
     return AP_OK;
 }
@@ -164,11 +187,48 @@ ap_err_t ap_kafka_consumer_subscribe(ap_kafka_consumer_t *consumer, char *const 
     return AP_OK;
 }
 
+/* The fetch wake-up (top of file): seeks every assigned partition that has handed out a record
+ * to the record after it. Called with the consumer queue empty. */
+static void wake_fetchers(ap_kafka_consumer_t *self)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    self->fetch_may_stop = false;
+    if (self->paused || rd_kafka_assignment(self->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(parts->cnt);
+    if (rd_kafka_position(self->rk, parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < parts->cnt; i++)
+            if (parts->elems[i].offset >= 0) /* RD_KAFKA_OFFSET_INVALID: nothing handed out */
+                rd_kafka_topic_partition_list_add(seek, parts->elems[i].topic,
+                                                  parts->elems[i].partition)
+                    ->offset = parts->elems[i].offset;
+    }
+    if (seek->cnt > 0) {
+        rd_kafka_error_t *error = rd_kafka_seek_partitions(self->rk, seek, 0 /* async */);
+        if (error) {
+            AP_WARN("kafka", "waking the fetcher: %s", rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        } else {
+            self->fetch_wakes++;
+            AP_DEBUG("kafka", "queue drained after a backlog: fetching again (%d partitions)",
+                     seek->cnt);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(seek);
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
 ap_err_t ap_kafka_consumer_poll(ap_kafka_consumer_t *consumer, int timeout_ms, ap_record_t *rec)
 {
     rd_kafka_message_t *msg = rd_kafka_consumer_poll(consumer->rk, timeout_ms);
-    if (!msg)
+    if (!msg) {
+        if (consumer->fetch_may_stop && rd_kafka_queue_length(consumer->queue) == 0)
+            wake_fetchers(consumer);
         return AP_ERR_NOT_FOUND;
+    }
+    if (!consumer->fetch_may_stop &&
+        (int)rd_kafka_queue_length(consumer->queue) >= consumer->queue_limit / 2)
+        consumer->fetch_may_stop = true;
     if (msg->err) {
         if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             AP_WARN("kafka", "consume: %s", rd_kafka_message_errstr(msg));
@@ -276,6 +336,11 @@ bool ap_kafka_consumer_reachable(ap_kafka_consumer_t *consumer)
     return !consumer->unreachable;
 }
 
+uint64_t ap_kafka_consumer_fetch_wakes(const ap_kafka_consumer_t *consumer)
+{
+    return consumer->fetch_wakes;
+}
+
 bool ap_kafka_consumer_joined(ap_kafka_consumer_t *consumer)
 {
     char *member = rd_kafka_memberid(consumer->rk);
@@ -315,6 +380,7 @@ void ap_kafka_consumer_close(ap_kafka_consumer_t *consumer)
     rd_kafka_resp_err_t rerr = rd_kafka_consumer_close(consumer->rk);
     if (rerr)
         AP_WARN("kafka", "leaving the group: %s", rd_kafka_err2str(rerr));
+    rd_kafka_queue_destroy(consumer->queue);
     rd_kafka_destroy(consumer->rk);
     free(consumer);
 }

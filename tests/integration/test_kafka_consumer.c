@@ -1,0 +1,232 @@
+/*
+ * test_kafka_consumer.c - the Kafka consumer adapter (adapters/kafka_consumer.c) against a real
+ * Kafka at $KAFKA_BOOTSTRAP_SERVERS: a backlog larger than the consumer's queue limit arrives
+ * whole, once and in order per partition, and the fetch wake-up (a seek of every assigned
+ * partition when the queue drains after a backlog) is exercised on the way and loses nothing
+ * and repeats nothing, including for records produced after it.
+ *
+ * A missing or unreachable broker is a failure, not a skip. The test writes to a topic of its
+ * own and deletes it at the end.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "support.h"
+#include "ap/config.h"
+#include "ap/kafka_consumer.h"
+#include "ap/log.h"
+
+#define PARTITIONS 2
+#define QUEUE_LIMIT 1000                 /* queued.min.messages of the consumer under test */
+#define BACKLOG (4 * QUEUE_LIMIT)        /* records per partition produced before it starts */
+#define LATER 10                         /* records per partition produced after it drained */
+#define DEADLINE_US (60 * 1000000LL)
+
+static const char *bootstrap;
+static char topic[128];
+
+/* ---------------------------------------------------------------- Kafka helpers */
+
+static rd_kafka_t *client(rd_kafka_type_t type)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, sizeof errstr) !=
+            RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof errstr) !=
+            RD_KAFKA_CONF_OK)
+        fail_msg("kafka config: %s", errstr);
+    rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
+    if (!rk)
+        fail_msg("kafka client: %s", errstr);
+    return rk;
+}
+
+static rd_kafka_event_t *admin_answer(rd_kafka_queue_t *queue, const char *what)
+{
+    rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 20000);
+    if (!event)
+        fail_msg("%s %s: no answer from Kafka at %s", what, topic, bootstrap);
+    if (rd_kafka_event_error(event))
+        fail_msg("%s %s: %s", what, topic, rd_kafka_event_error_string(event));
+    return event;
+}
+
+static void create_topic(void)
+{
+    char errstr[512];
+    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER);
+    rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
+    rd_kafka_NewTopic_t *newt =
+        rd_kafka_NewTopic_new(topic, PARTITIONS, -1, errstr, sizeof errstr);
+    assert_non_null(newt);
+    rd_kafka_CreateTopics(rk, &newt, 1, NULL, queue);
+    rd_kafka_event_t *event = admin_answer(queue, "creating topic");
+    size_t n = 0;
+    const rd_kafka_topic_result_t **results =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &n);
+    assert_int_equal(n, 1);
+    if (rd_kafka_topic_result_error(results[0]))
+        fail_msg("creating topic %s: %s", topic, rd_kafka_topic_result_error_string(results[0]));
+    rd_kafka_event_destroy(event);
+    rd_kafka_NewTopic_destroy(newt);
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_destroy(rk);
+}
+
+static void delete_topic(void)
+{
+    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER);
+    rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopic_t *del = rd_kafka_DeleteTopic_new(topic);
+    rd_kafka_DeleteTopics(rk, &del, 1, NULL, queue);
+    rd_kafka_event_destroy(admin_answer(queue, "deleting topic"));
+    rd_kafka_DeleteTopic_destroy(del);
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_destroy(rk);
+}
+
+/* Produces records `from` .. `to`-1 to every partition, each valued "<partition>:<seq>",
+ * and waits until all are acknowledged. */
+static void produce(int from, int to)
+{
+    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER);
+    for (int seq = from; seq < to; seq++) {
+        for (int32_t part = 0; part < PARTITIONS; part++) {
+            char value[32];
+            int len = snprintf(value, sizeof value, "%d:%d", (int)part, seq);
+            rd_kafka_resp_err_t err;
+            while ((err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                            RD_KAFKA_V_PARTITION(part),
+                                            RD_KAFKA_V_VALUE(value, (size_t)len),
+                                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                            RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                rd_kafka_poll(rk, 10);
+            if (err)
+                fail_msg("produce: %s", rd_kafka_err2str(err));
+        }
+    }
+    if (rd_kafka_flush(rk, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        fail_msg("producing to %s: not acknowledged within 30 s", topic);
+    rd_kafka_destroy(rk);
+}
+
+/* ---------------------------------------------------------------- the consumer under test */
+
+static ap_err_t from_beginning(void *ctx, const char *t, int32_t partition, int64_t *start)
+{
+    (void)ctx, (void)t, (void)partition;
+    *start = -1;
+    return AP_OK;
+}
+
+static void revoked(void *ctx, const char *t, int32_t partition)
+{
+    (void)ctx, (void)t, (void)partition;
+}
+
+/* Reads until every partition has handed out records up to `until` (exclusive), the way the
+ * processor gathers a batch: a wait for the first record, then what is already there. Each
+ * record must be the next of its partition: nothing skipped, nothing repeated. */
+static void read_until(ap_kafka_consumer_t *consumer, int next[PARTITIONS], int until)
+{
+    long long deadline = ap_test_now_us() + DEADLINE_US;
+    for (;;) {
+        bool done = true;
+        for (int p = 0; p < PARTITIONS; p++)
+            done = done && next[p] == until;
+        if (done)
+            return;
+        if (ap_test_now_us() > deadline)
+            fail_msg("timed out: partitions at %d and %d of %d", next[0], next[1], until);
+        ap_record_t rec;
+        for (int n = 0; ap_kafka_consumer_poll(consumer, n == 0 ? 100 : 0, &rec) == AP_OK; n++) {
+            char want[32];
+            assert_true(rec.partition >= 0 && rec.partition < PARTITIONS);
+            snprintf(want, sizeof want, "%d:%d", (int)rec.partition, next[rec.partition]);
+            if (rec.value_len != strlen(want) || memcmp(rec.value, want, rec.value_len) != 0)
+                fail_msg("partition %d: expected %s, got %.*s", (int)rec.partition, want,
+                         (int)rec.value_len, (const char *)rec.value);
+            next[rec.partition]++;
+            ap_kafka_record_release(&rec);
+        }
+    }
+}
+
+static void test_backlog_beyond_the_queue_limit(void **state)
+{
+    (void)state;
+    char group[160];
+    snprintf(group, sizeof group, "%s-group", topic);
+    char limit_text[16];
+    snprintf(limit_text, sizeof limit_text, "%d", QUEUE_LIMIT);
+    ap_kv_t limit = {"queued.min.messages", limit_text};
+    ap_config_t cfg = {.bootstrap_servers = (char *)bootstrap, .group_id = group,
+                       .kafka = &limit, .nkafka = 1};
+    ap_kafka_rebalance_t rebalance = {.assigned = from_beginning, .revoked = revoked};
+    ap_kafka_consumer_t *consumer = NULL;
+    char *topics[] = {topic};
+
+    produce(0, BACKLOG);
+    assert_int_equal(ap_kafka_consumer_new(&cfg, &rebalance, &consumer), AP_OK);
+    assert_int_equal(ap_kafka_consumer_subscribe(consumer, topics, 1), AP_OK);
+
+    int next[PARTITIONS] = {0};
+    read_until(consumer, next, BACKLOG);
+    /* The backlog filled the queue to its limit: the fetcher stopped, and a drained queue
+     * woke it. */
+    assert_true(ap_kafka_consumer_fetch_wakes(consumer) >= 1);
+
+    /* After the wake-ups, new records still come, once and in order. */
+    produce(BACKLOG, BACKLOG + LATER);
+    read_until(consumer, next, BACKLOG + LATER);
+    ap_record_t rec;
+    assert_int_equal(ap_kafka_consumer_poll(consumer, 500, &rec), AP_ERR_NOT_FOUND);
+
+    ap_kafka_consumer_close(consumer);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(topic, sizeof topic, "test-kafka-consumer-%ld-%ld", (long)getpid(),
+             (long)time(NULL));
+    create_topic();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    delete_topic();
+    return 0;
+}
+
+int main(void)
+{
+    bootstrap = getenv("KAFKA_BOOTSTRAP_SERVERS");
+    if (!bootstrap || !*bootstrap) {
+        fprintf(stderr, "test_kafka_consumer: KAFKA_BOOTSTRAP_SERVERS must be set; this test "
+                        "needs Kafka (eval \"$(deploy/local/services.sh env)\")\n");
+        return 1;
+    }
+    const char *level = getenv("LOG_LEVEL");
+    ap_log_setup(level && strcmp(level, "debug") == 0 ? AP_LOG_DEBUG : AP_LOG_WARN, false);
+
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_backlog_beyond_the_queue_limit),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
