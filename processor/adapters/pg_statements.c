@@ -118,11 +118,21 @@ const pg_stmt_t pg_stmts[ST__COUNT] = {
                                 "INSERT INTO products (sku, version_number)"
                                 " SELECT * FROM unnest($1::text[], $2::bigint[])"
                                 " ON CONFLICT DO NOTHING"},
+    /* Each product found by one probe of its key (OFFSET 0, as in ST_LOAD_MANY) and updated
+     * through the row found (ctid). A row another transaction updated meanwhile has moved,
+     * so it is not updated, which is the conflict the version check reports anyway. The
+     * plain join read the whole of products in a generic plan, and now and then in a custom
+     * one (a 1,000-sku benchmark: 54 whole reads in 10 s at 1,000 commands/s). */
     [ST_PRODUCT_CAS_MANY] = {"ap_product_cas_many",
-                             "UPDATE products p SET version_number = u.new"
-                             "  FROM unnest($1::text[], $2::bigint[], $3::bigint[])"
-                             "       AS u(sku, old, new)"
-                             " WHERE p.sku = u.sku AND p.version_number = u.old"},
+                             "UPDATE products p SET version_number = x.new"
+                             "  FROM (SELECT q.tid, u.new"
+                             "          FROM unnest($1::text[], $2::bigint[], $3::bigint[])"
+                             "               AS u(sku, old, new)"
+                             "         CROSS JOIN LATERAL (SELECT ctid AS tid FROM products"
+                             "                              WHERE sku = u.sku"
+                             "                                AND version_number = u.old"
+                             "                             OFFSET 0) q) x"
+                             " WHERE p.ctid = x.tid"},
     /* Each batch found by one probe of its reference (OFFSET 0 again): the plain join hashed
      * every batch row once per call. */
     [ST_LINE_ADD_MANY] = {"ap_line_add_many",
