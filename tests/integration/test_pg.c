@@ -1000,6 +1000,84 @@ static void test_deferred_writes_doom_the_transaction(void **state)
 }
 
 
+/* The other session of test_version_check_meets_an_update_in_flight: it commits its update
+ * once the batch's statement waits for its row lock (or after 10 s without seeing that). */
+typedef struct {
+    PGconn *conn;
+    bool saw_wait;
+} in_flight_t;
+
+static void *commit_once_waited_on(void *arg)
+{
+    in_flight_t *other = arg;
+    PGconn *monitor = admin();
+    for (long long until = ap_test_now_us() + 10000000; ap_test_now_us() < until;) {
+        PGresult *res = PQexecParams(
+            monitor,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            "   AND wait_event_type = 'Lock' AND query LIKE 'UPDATE products p%'",
+            0, NULL, NULL, NULL, NULL, 0);
+        other->saw_wait =
+            PQresultStatus(res) == PGRES_TUPLES_OK && atoi(PQgetvalue(res, 0, 0)) > 0;
+        PQclear(res);
+        if (other->saw_wait)
+            break;
+        ap_test_pause_ms(10);
+    }
+    PQclear(PQexec(other->conn, "COMMIT"));
+    PQfinish(monitor);
+    return NULL;
+}
+
+/*
+ * The version check meets an update in flight: another session has updated the product and
+ * not committed yet when the batch's writes arrive. The batch's statement waits for that
+ * row's lock and, once the other commits, must find the row moved on: a conflict, and
+ * nothing of the batch stored (ST_PRODUCT_CAS_MANY updates through the row it found).
+ */
+static void test_version_check_meets_an_update_in_flight(void **state)
+{
+    (void)state;
+    char sku[96], ref[96];
+    uniq(sku, sizeof sku, "STOOL");
+    uniq(ref, sizeof ref, "b-stool");
+    store_product(sku, ref, 100);
+
+    ap_uow_t *batch = new_uow();
+    ap_product_t *product = NULL;
+    batch->defer_writes = true;
+    assert_int_equal(ap_uow_begin(batch), AP_OK);
+    assert_int_equal(ap_uow_begin(batch), AP_OK);
+    assert_int_equal(ap_uow_get(batch, sku, &product), AP_OK);
+    int64_t version = product->version_number;
+    allocate(batch, product, "o1", 10, ref);
+    assert_int_equal(ap_uow_commit(batch), AP_OK); /* queued, not sent */
+    ap_uow_forget(batch);
+
+    in_flight_t other = {admin(), false};
+    const char *params[] = {sku};
+    PQclear(PQexec(other.conn, "BEGIN"));
+    PGresult *res = PQexecParams(other.conn,
+                                 "UPDATE products SET version_number = version_number + 1"
+                                 " WHERE sku = $1",
+                                 1, NULL, params, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    assert_string_equal(PQcmdTuples(res), "1");
+    PQclear(res);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, commit_once_waited_on, &other), 0);
+    assert_int_equal(ap_uow_commit(batch), AP_ERR_CONFLICT);
+    pthread_join(thread, NULL);
+    PQfinish(other.conn);
+    assert_true(other.saw_wait); /* the batch did meet the update in flight */
+    ap_uow_free(batch);
+
+    ap_product_t *loaded = fetch(sku);
+    assert_int_equal(loaded->version_number, version + 1); /* the other's */
+    assert_int_equal(loaded->batches[0].nlines, 0);
+    ap_product_free(loaded);
+}
+
 /*
  * A batch's deferred writes are merged per table (product checks into one statement, runs
  * of inserts into one each) and must store exactly what the commands did, in their order:
@@ -1437,6 +1515,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_transactions),
         cmocka_unit_test(test_concurrent_creation),
         cmocka_unit_test(test_deferred_writes_doom_the_transaction),
+        cmocka_unit_test(test_version_check_meets_an_update_in_flight),
         cmocka_unit_test(test_deferred_writes_merge_per_table),
         cmocka_unit_test(test_views),
         cmocka_unit_test(test_offsets),
