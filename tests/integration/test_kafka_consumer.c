@@ -6,7 +6,7 @@
  * and repeats nothing, including for records produced after it.
  *
  * A missing or unreachable broker is a failure, not a skip. The test writes to a topic of its
- * own and deletes it at the end.
+ * own (ap_test_create_topic) and deletes it at the end.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,7 +39,7 @@ static char topic[128];
 
 /* ---------------------------------------------------------------- Kafka helpers */
 
-static rd_kafka_t *client(rd_kafka_type_t type)
+static rd_kafka_t *producer(void)
 {
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -48,61 +48,17 @@ static rd_kafka_t *client(rd_kafka_type_t type)
         rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof errstr) !=
             RD_KAFKA_CONF_OK)
         fail_msg("kafka config: %s", errstr);
-    rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!rk)
-        fail_msg("kafka client: %s", errstr);
+        fail_msg("kafka producer: %s", errstr);
     return rk;
-}
-
-static rd_kafka_event_t *admin_answer(rd_kafka_queue_t *queue, const char *what)
-{
-    rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 20000);
-    if (!event)
-        fail_msg("%s %s: no answer from Kafka at %s", what, topic, bootstrap);
-    if (rd_kafka_event_error(event))
-        fail_msg("%s %s: %s", what, topic, rd_kafka_event_error_string(event));
-    return event;
-}
-
-static void create_topic(void)
-{
-    char errstr[512];
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER);
-    rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
-    rd_kafka_NewTopic_t *newt =
-        rd_kafka_NewTopic_new(topic, PARTITIONS, -1, errstr, sizeof errstr);
-    assert_non_null(newt);
-    rd_kafka_CreateTopics(rk, &newt, 1, NULL, queue);
-    rd_kafka_event_t *event = admin_answer(queue, "creating topic");
-    size_t n = 0;
-    const rd_kafka_topic_result_t **results =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &n);
-    assert_int_equal(n, 1);
-    if (rd_kafka_topic_result_error(results[0]))
-        fail_msg("creating topic %s: %s", topic, rd_kafka_topic_result_error_string(results[0]));
-    rd_kafka_event_destroy(event);
-    rd_kafka_NewTopic_destroy(newt);
-    rd_kafka_queue_destroy(queue);
-    rd_kafka_destroy(rk);
-}
-
-static void delete_topic(void)
-{
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER);
-    rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
-    rd_kafka_DeleteTopic_t *del = rd_kafka_DeleteTopic_new(topic);
-    rd_kafka_DeleteTopics(rk, &del, 1, NULL, queue);
-    rd_kafka_event_destroy(admin_answer(queue, "deleting topic"));
-    rd_kafka_DeleteTopic_destroy(del);
-    rd_kafka_queue_destroy(queue);
-    rd_kafka_destroy(rk);
 }
 
 /* Produces records `from` .. `to`-1 to every partition, each valued "<partition>:<seq>",
  * and waits until all are acknowledged. */
 static void produce(int from, int to)
 {
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER);
+    rd_kafka_t *rk = producer();
     for (int seq = from; seq < to; seq++) {
         for (int32_t part = 0; part < PARTITIONS; part++) {
             char value[32];
@@ -201,16 +157,24 @@ static void test_backlog_beyond_the_queue_limit(void **state)
 static int setup(void **state)
 {
     (void)state;
+    char why[512];
     snprintf(topic, sizeof topic, "test-kafka-consumer-%ld-%ld", (long)getpid(),
              (long)time(NULL));
-    create_topic();
+    if (!ap_test_create_topic(bootstrap, topic, PARTITIONS, 0, why, sizeof why)) {
+        fprintf(stderr, "test_kafka_consumer: creating topic %s: %s\n", topic, why);
+        return -1;
+    }
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    delete_topic();
+    char why[512];
+    if (!ap_test_delete_topic(bootstrap, topic, why, sizeof why)) {
+        fprintf(stderr, "test_kafka_consumer: deleting topic %s: %s\n", topic, why);
+        return -1;
+    }
     return 0;
 }
 

@@ -142,30 +142,10 @@ static rd_kafka_event_t *admin_answer(rd_kafka_queue_t *queue, const char *what,
 /* Creates a topic; `max_message_bytes` > 0 sets the topic's max.message.bytes. */
 static void create_topic_with(const char *topic, int max_message_bytes)
 {
-    char errstr[512];
-    rd_kafka_t *rk = kafka_client(RD_KAFKA_PRODUCER, NULL);
-    rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
-    rd_kafka_NewTopic_t *newt =
-        rd_kafka_NewTopic_new(topic, PARTITIONS, -1, errstr, sizeof errstr);
-    assert_non_null(newt);
-    if (max_message_bytes > 0) {
-        char value[32];
-        snprintf(value, sizeof value, "%d", max_message_bytes);
-        assert_int_equal(rd_kafka_NewTopic_set_config(newt, "max.message.bytes", value),
-                         RD_KAFKA_RESP_ERR_NO_ERROR);
-    }
-    rd_kafka_CreateTopics(rk, &newt, 1, NULL, queue);
-    rd_kafka_event_t *event = admin_answer(queue, "creating topic", topic);
-    size_t n = 0;
-    const rd_kafka_topic_result_t **results =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &n);
-    assert_int_equal(n, 1);
-    if (rd_kafka_topic_result_error(results[0]))
-        fail_msg("creating topic %s: %s", topic, rd_kafka_topic_result_error_string(results[0]));
-    rd_kafka_event_destroy(event);
-    rd_kafka_NewTopic_destroy(newt);
-    rd_kafka_queue_destroy(queue);
-    rd_kafka_destroy(rk);
+    char why[512];
+    if (!ap_test_create_topic(cfg.bootstrap_servers, topic, PARTITIONS, max_message_bytes, why,
+                              sizeof why))
+        fail_msg("creating topic %s: %s", topic, why);
 }
 
 static void create_topic(const char *topic)

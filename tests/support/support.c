@@ -4,6 +4,7 @@
 #include "support.h"
 
 #include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,4 +87,95 @@ const char *ap_test_migrated_db(const char *test)
         exit(1);
     }
     return url;
+}
+
+/* ---------------------------------------------------------------- topics */
+
+#define ADMIN_WAIT_MS 20000
+
+/* An admin client of `bootstrap` with a queue for its answers; false with the reason. */
+static bool admin_client(const char *bootstrap, rd_kafka_t **rk, rd_kafka_queue_t **queue,
+                         char *why, size_t whylen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, why, whylen) !=
+        RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        return false;
+    }
+    if (!(*rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, whylen))) {
+        rd_kafka_conf_destroy(conf);
+        return false;
+    }
+    *queue = rd_kafka_queue_new(*rk);
+    return true;
+}
+
+/* The answer to an admin request: its event, or NULL with the reason (none, or an error). */
+static rd_kafka_event_t *admin_answer(rd_kafka_queue_t *queue, const char *bootstrap,
+                                      char *why, size_t whylen)
+{
+    rd_kafka_event_t *event = rd_kafka_queue_poll(queue, ADMIN_WAIT_MS);
+    if (!event) {
+        snprintf(why, whylen, "no answer from Kafka at %s within %d s", bootstrap,
+                 ADMIN_WAIT_MS / 1000);
+    } else if (rd_kafka_event_error(event)) {
+        snprintf(why, whylen, "%s", rd_kafka_event_error_string(event));
+        rd_kafka_event_destroy(event);
+        event = NULL;
+    }
+    return event;
+}
+
+bool ap_test_create_topic(const char *bootstrap, const char *topic, int partitions,
+                          int max_message_bytes, char *why, size_t whylen)
+{
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;
+    if (!admin_client(bootstrap, &rk, &queue, why, whylen))
+        return false;
+    bool ok = false;
+    rd_kafka_NewTopic_t *newt = rd_kafka_NewTopic_new(topic, partitions, -1, why, whylen);
+    char value[32];
+    snprintf(value, sizeof value, "%d", max_message_bytes);
+    if (newt && (max_message_bytes <= 0 ||
+                 rd_kafka_NewTopic_set_config(newt, "max.message.bytes", value) ==
+                     RD_KAFKA_RESP_ERR_NO_ERROR)) {
+        rd_kafka_CreateTopics(rk, &newt, 1, NULL, queue);
+        rd_kafka_event_t *event = admin_answer(queue, bootstrap, why, whylen);
+        if (event) {
+            size_t n = 0;
+            const rd_kafka_topic_result_t **results = rd_kafka_CreateTopics_result_topics(
+                rd_kafka_event_CreateTopics_result(event), &n);
+            ok = n == 1 && !rd_kafka_topic_result_error(results[0]);
+            if (!ok)
+                snprintf(why, whylen, "%s",
+                         n == 1 ? rd_kafka_topic_result_error_string(results[0])
+                                : "no result for the topic");
+            rd_kafka_event_destroy(event);
+        }
+    }
+    if (newt)
+        rd_kafka_NewTopic_destroy(newt);
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_destroy(rk);
+    return ok;
+}
+
+bool ap_test_delete_topic(const char *bootstrap, const char *topic, char *why, size_t whylen)
+{
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;
+    if (!admin_client(bootstrap, &rk, &queue, why, whylen))
+        return false;
+    rd_kafka_DeleteTopic_t *del = rd_kafka_DeleteTopic_new(topic);
+    rd_kafka_DeleteTopics(rk, &del, 1, NULL, queue);
+    rd_kafka_event_t *event = admin_answer(queue, bootstrap, why, whylen);
+    bool ok = event != NULL;
+    if (event)
+        rd_kafka_event_destroy(event);
+    rd_kafka_DeleteTopic_destroy(del);
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_destroy(rk);
+    return ok;
 }

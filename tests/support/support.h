@@ -1,9 +1,12 @@
 /*
- * support.h - small helpers the integration tests and benchmarks share: time, and
- * connection strings derived from DATABASE_URL.
+ * support.h - small helpers the integration tests and benchmarks share: time, connection
+ * strings derived from DATABASE_URL, and topics of their own.
  */
 #ifndef AP_TEST_SUPPORT_H
 #define AP_TEST_SUPPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
 
 /* Monotonic microseconds. */
 long long ap_test_now_us(void);
@@ -30,5 +33,16 @@ char *ap_test_conninfo_with(const char *conninfo, const char *key, const char *v
  * reported with `test`'s name and exits 1: these tests never skip.
  */
 const char *ap_test_migrated_db(const char *test);
+
+/*
+ * Creates `topic` with `partitions` partitions (and the topic config max.message.bytes, when
+ * `max_message_bytes` > 0) on the brokers at `bootstrap`, waiting up to 20 s for the answer.
+ * False with the reason in `why` (no answer, or the broker's error).
+ */
+bool ap_test_create_topic(const char *bootstrap, const char *topic, int partitions,
+                          int max_message_bytes, char *why, size_t whylen);
+
+/* Deletes `topic`, the same way. */
+bool ap_test_delete_topic(const char *bootstrap, const char *topic, char *why, size_t whylen);
 
 #endif
