@@ -78,8 +78,8 @@ void ap_kafka_consumer_pause(ap_kafka_consumer_t *consumer, bool pause);
 bool ap_kafka_consumer_reachable(ap_kafka_consumer_t *consumer);
 
 /* How many times a poll found the queue drained after a backlog and woke the fetcher (see
- * kafka_consumer.c). */
-uint64_t ap_kafka_consumer_fetch_wakes(const ap_kafka_consumer_t *consumer);
+ * kafka_consumer.c); `partitions` (may be NULL): how many partitions the last time sought. */
+uint64_t ap_kafka_consumer_fetch_wakes(const ap_kafka_consumer_t *consumer, int *partitions);
 
 /* True once the consumer is a member of its group (it has a member id), with or without
  * partitions. */

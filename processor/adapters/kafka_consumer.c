@@ -15,7 +15,11 @@
  * the queue empty, an asynchronous seek of each assigned partition to its position (the
  * record after the last one handed out) wakes the broker thread. The queue being empty, the
  * seek discards nothing and skips nothing. At worst the fetcher had not stopped and its fetch
- * in flight is dropped and asked again: one round trip, once per backlog.
+ * in flight is dropped and asked again: one round trip, once per backlog. A seek clears
+ * librdkafka's position until the partition hands out a record again, so the offsets sought
+ * are kept until the next rebalance, seek or pause: a partition quiet since the last wake-up is
+ * sought again too, and so is its broker's thread woken when the other brokers' partitions
+ * filled the queue.
  */
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -40,7 +44,18 @@ struct ap_kafka_consumer {
     int queue_limit;         /* queued.min.messages */
     bool fetch_may_stop;     /* the queue reached half that limit since the last wake-up */
     uint64_t fetch_wakes;
+    int fetch_wake_partitions; /* how many partitions the last wake-up sought */
+    /* Where the last wake-up sought each partition to; NULL after a rebalance, a seek or a
+     * pause. */
+    rd_kafka_topic_partition_list_t *sought;
 };
+
+static void forget_sought(ap_kafka_consumer_t *self)
+{
+    if (self->sought)
+        rd_kafka_topic_partition_list_destroy(self->sought);
+    self->sought = NULL;
+}
 
 /* How long a close waits for the first assignment of a member still joining. */
 #define FIRST_ASSIGNMENT_WAIT_MS 10000
@@ -72,6 +87,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_error_t *error = NULL;
     rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
 
+    forget_sought(self); /* a partition may come back elsewhere in its log */
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         self->assigned = true;
         rd_kafka_topic_partition_list_t *accepted = rd_kafka_topic_partition_list_new(parts->cnt);
@@ -187,8 +203,8 @@ ap_err_t ap_kafka_consumer_subscribe(ap_kafka_consumer_t *consumer, char *const 
     return AP_OK;
 }
 
-/* The fetch wake-up (top of file): seeks every assigned partition that has handed out a record
- * to the record after it. Called with the consumer queue empty. */
+/* The fetch wake-up (top of file): seeks every assigned partition whose position is known to
+ * the record after the last one it handed out. Called with the consumer queue empty. */
 static void wake_fetchers(ap_kafka_consumer_t *self)
 {
     rd_kafka_topic_partition_list_t *parts = NULL;
@@ -197,11 +213,17 @@ static void wake_fetchers(ap_kafka_consumer_t *self)
         return;
     rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(parts->cnt);
     if (rd_kafka_position(self->rk, parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        for (int i = 0; i < parts->cnt; i++)
-            if (parts->elems[i].offset >= 0) /* RD_KAFKA_OFFSET_INVALID: nothing handed out */
-                rd_kafka_topic_partition_list_add(seek, parts->elems[i].topic,
-                                                  parts->elems[i].partition)
-                    ->offset = parts->elems[i].offset;
+        for (int i = 0; i < parts->cnt; i++) {
+            const rd_kafka_topic_partition_t *p = &parts->elems[i], *last;
+            int64_t offset = p->offset;
+            /* RD_KAFKA_OFFSET_INVALID: nothing handed out since the assignment or a seek. */
+            if (offset < 0 && self->sought &&
+                (last = rd_kafka_topic_partition_list_find(self->sought, p->topic,
+                                                           p->partition)))
+                offset = last->offset;
+            if (offset >= 0)
+                rd_kafka_topic_partition_list_add(seek, p->topic, p->partition)->offset = offset;
+        }
     }
     if (seek->cnt > 0) {
         rd_kafka_error_t *error = rd_kafka_seek_partitions(self->rk, seek, 0 /* async */);
@@ -210,11 +232,13 @@ static void wake_fetchers(ap_kafka_consumer_t *self)
             rd_kafka_error_destroy(error);
         } else {
             self->fetch_wakes++;
+            self->fetch_wake_partitions = seek->cnt;
             AP_DEBUG("kafka", "queue drained after a backlog: fetching again (%d partitions)",
                      seek->cnt);
         }
     }
-    rd_kafka_topic_partition_list_destroy(seek);
+    forget_sought(self);
+    self->sought = seek;
     rd_kafka_topic_partition_list_destroy(parts);
 }
 
@@ -287,6 +311,7 @@ ap_err_t ap_kafka_consumer_seek(ap_kafka_consumer_t *consumer, const char *topic
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(list, topic, partition)->offset =
         offset >= 0 ? offset : RD_KAFKA_OFFSET_BEGINNING;
+    forget_sought(consumer);
     rd_kafka_error_t *error = rd_kafka_seek_partitions(consumer->rk, list, 5000);
     ap_err_t err = AP_OK;
     if (error) {
@@ -306,6 +331,7 @@ ap_err_t ap_kafka_consumer_seek(ap_kafka_consumer_t *consumer, const char *topic
 void ap_kafka_consumer_pause(ap_kafka_consumer_t *consumer, bool pause)
 {
     rd_kafka_topic_partition_list_t *assignment = NULL;
+    forget_sought(consumer);
     if (rd_kafka_assignment(consumer->rk, &assignment) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_resp_err_t rerr = pause ? rd_kafka_pause_partitions(consumer->rk, assignment)
                                          : rd_kafka_resume_partitions(consumer->rk, assignment);
@@ -336,8 +362,10 @@ bool ap_kafka_consumer_reachable(ap_kafka_consumer_t *consumer)
     return !consumer->unreachable;
 }
 
-uint64_t ap_kafka_consumer_fetch_wakes(const ap_kafka_consumer_t *consumer)
+uint64_t ap_kafka_consumer_fetch_wakes(const ap_kafka_consumer_t *consumer, int *partitions)
 {
+    if (partitions)
+        *partitions = consumer->fetch_wake_partitions;
     return consumer->fetch_wakes;
 }
 
@@ -380,6 +408,7 @@ void ap_kafka_consumer_close(ap_kafka_consumer_t *consumer)
     rd_kafka_resp_err_t rerr = rd_kafka_consumer_close(consumer->rk);
     if (rerr)
         AP_WARN("kafka", "leaving the group: %s", rd_kafka_err2str(rerr));
+    forget_sought(consumer);
     rd_kafka_queue_destroy(consumer->queue);
     rd_kafka_destroy(consumer->rk);
     free(consumer);

@@ -3,7 +3,8 @@
  * Kafka at $KAFKA_BOOTSTRAP_SERVERS: a backlog larger than the consumer's queue limit arrives
  * whole, once and in order per partition, and the fetch wake-up (a seek of every assigned
  * partition when the queue drains after a backlog) is exercised on the way and loses nothing
- * and repeats nothing, including for records produced after it.
+ * and repeats nothing: for a partition quiet between wake-ups too, and for records produced
+ * after them.
  *
  * A missing or unreachable broker is a failure, not a skip. The test writes to a topic of its
  * own (ap_test_create_topic) and deletes it at the end.
@@ -54,13 +55,13 @@ static rd_kafka_t *producer(void)
     return rk;
 }
 
-/* Produces records `from` .. `to`-1 to every partition, each valued "<partition>:<seq>",
- * and waits until all are acknowledged. */
-static void produce(int from, int to)
+/* Produces records `from` .. `to`-1 to partitions `first` .. `last`, each valued
+ * "<partition>:<seq>", and waits until all are acknowledged. */
+static void produce_to(int32_t first, int32_t last, int from, int to)
 {
     rd_kafka_t *rk = producer();
     for (int seq = from; seq < to; seq++) {
-        for (int32_t part = 0; part < PARTITIONS; part++) {
+        for (int32_t part = first; part <= last; part++) {
             char value[32];
             int len = snprintf(value, sizeof value, "%d:%d", (int)part, seq);
             rd_kafka_resp_err_t err;
@@ -79,6 +80,11 @@ static void produce(int from, int to)
     rd_kafka_destroy(rk);
 }
 
+static void produce(int from, int to)
+{
+    produce_to(0, PARTITIONS - 1, from, to);
+}
+
 /* ---------------------------------------------------------------- the consumer under test */
 
 static ap_err_t from_beginning(void *ctx, const char *t, int32_t partition, int64_t *start)
@@ -93,20 +99,22 @@ static void revoked(void *ctx, const char *t, int32_t partition)
     (void)ctx, (void)t, (void)partition;
 }
 
-/* Reads until every partition has handed out records up to `until` (exclusive), the way the
- * processor gathers a batch: a wait for the first record, then what is already there. Each
- * record must be the next of its partition: nothing skipped, nothing repeated. */
-static void read_until(ap_kafka_consumer_t *consumer, int next[PARTITIONS], int until)
+/* Reads until every partition p has handed out records up to until[p] (exclusive), the way
+ * the processor gathers a batch: a wait for the first record, then what is already there.
+ * Each record must be the next of its partition: nothing skipped, nothing repeated. */
+static void read_until_each(ap_kafka_consumer_t *consumer, int next[PARTITIONS],
+                            const int until[PARTITIONS])
 {
     long long deadline = ap_test_now_us() + DEADLINE_US;
     for (;;) {
         bool done = true;
         for (int p = 0; p < PARTITIONS; p++)
-            done = done && next[p] == until;
+            done = done && next[p] == until[p];
         if (done)
             return;
         if (ap_test_now_us() > deadline)
-            fail_msg("timed out: partitions at %d and %d of %d", next[0], next[1], until);
+            fail_msg("timed out: partitions at %d and %d of %d and %d", next[0], next[1],
+                     until[0], until[1]);
         ap_record_t rec;
         for (int n = 0; ap_kafka_consumer_poll(consumer, n == 0 ? 100 : 0, &rec) == AP_OK; n++) {
             char want[32];
@@ -119,6 +127,12 @@ static void read_until(ap_kafka_consumer_t *consumer, int next[PARTITIONS], int 
             ap_kafka_record_release(&rec);
         }
     }
+}
+
+static void read_until(ap_kafka_consumer_t *consumer, int next[PARTITIONS], int until)
+{
+    const int all[PARTITIONS] = {until, until};
+    read_until_each(consumer, next, all);
 }
 
 static void test_backlog_beyond_the_queue_limit(void **state)
@@ -143,11 +157,22 @@ static void test_backlog_beyond_the_queue_limit(void **state)
     read_until(consumer, next, BACKLOG);
     /* The backlog filled the queue to its limit: the fetcher stopped, and a drained queue
      * woke it. */
-    assert_true(ap_kafka_consumer_fetch_wakes(consumer) >= 1);
+    uint64_t wakes = ap_kafka_consumer_fetch_wakes(consumer, NULL);
+    assert_true(wakes >= 1);
 
-    /* After the wake-ups, new records still come, once and in order. */
-    produce(BACKLOG, BACKLOG + LATER);
-    read_until(consumer, next, BACKLOG + LATER);
+    /* A backlog in partition 0 alone: partition 1 hands out nothing between the wake-ups,
+     * and is sought again each time all the same (where the previous one left it). */
+    produce_to(0, 0, BACKLOG, 2 * BACKLOG);
+    const int only_first[PARTITIONS] = {2 * BACKLOG, BACKLOG};
+    read_until_each(consumer, next, only_first);
+    int partitions = 0;
+    assert_true(ap_kafka_consumer_fetch_wakes(consumer, &partitions) > wakes);
+    assert_int_equal(partitions, PARTITIONS);
+
+    /* After the wake-ups, new records still come to both, once and in order. */
+    produce_to(1, 1, BACKLOG, 2 * BACKLOG);
+    produce(2 * BACKLOG, 2 * BACKLOG + LATER);
+    read_until(consumer, next, 2 * BACKLOG + LATER);
     ap_record_t rec;
     assert_int_equal(ap_kafka_consumer_poll(consumer, 500, &rec), AP_ERR_NOT_FOUND);
 
