@@ -195,8 +195,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char why[512];
-    if (!ap_test_delete_topic(bootstrap, topic, why, sizeof why)) {
+    char why[512], *topics[] = {topic};
+    if (!ap_test_delete_topics(bootstrap, topics, 1, why, sizeof why)) {
         fprintf(stderr, "test_kafka_consumer: deleting topic %s: %s\n", topic, why);
         return -1;
     }

@@ -162,19 +162,47 @@ bool ap_test_create_topic(const char *bootstrap, const char *topic, int partitio
     return ok;
 }
 
-bool ap_test_delete_topic(const char *bootstrap, const char *topic, char *why, size_t whylen)
+bool ap_test_delete_topics(const char *bootstrap, char *const *topics, size_t n, char *why,
+                           size_t whylen)
 {
     rd_kafka_t *rk;
     rd_kafka_queue_t *queue;
-    if (!admin_client(bootstrap, &rk, &queue, why, whylen))
+    rd_kafka_DeleteTopic_t **del = calloc(n ? n : 1, sizeof *del);
+    if (!del) {
+        snprintf(why, whylen, "out of memory");
         return false;
-    rd_kafka_DeleteTopic_t *del = rd_kafka_DeleteTopic_new(topic);
-    rd_kafka_DeleteTopics(rk, &del, 1, NULL, queue);
+    }
+    if (!admin_client(bootstrap, &rk, &queue, why, whylen)) {
+        free(del);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++)
+        del[i] = rd_kafka_DeleteTopic_new(topics[i]);
+    /* Answered once the topics are gone, not only once the request is taken. */
+    rd_kafka_AdminOptions_t *options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY);
+    char errstr[256];
+    rd_kafka_AdminOptions_set_operation_timeout(options, ADMIN_WAIT_MS / 2, errstr,
+                                                sizeof errstr);
+    rd_kafka_DeleteTopics(rk, del, n, options, queue);
     rd_kafka_event_t *event = admin_answer(queue, bootstrap, why, whylen);
     bool ok = event != NULL;
-    if (event)
+    if (event) {
+        size_t nresults = 0;
+        const rd_kafka_topic_result_t **results = rd_kafka_DeleteTopics_result_topics(
+            rd_kafka_event_DeleteTopics_result(event), &nresults);
+        for (size_t i = 0; i < nresults; i++) {
+            rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[i]);
+            if (err && err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+                snprintf(why, whylen, "%s: %s", rd_kafka_topic_result_name(results[i]),
+                         rd_kafka_topic_result_error_string(results[i]));
+                ok = false;
+            }
+        }
         rd_kafka_event_destroy(event);
-    rd_kafka_DeleteTopic_destroy(del);
+    }
+    rd_kafka_AdminOptions_destroy(options);
+    rd_kafka_DeleteTopic_destroy_array(del, n);
+    free(del);
     rd_kafka_queue_destroy(queue);
     rd_kafka_destroy(rk);
     return ok;

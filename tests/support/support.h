@@ -42,7 +42,9 @@ const char *ap_test_migrated_db(const char *test);
 bool ap_test_create_topic(const char *bootstrap, const char *topic, int partitions,
                           int max_message_bytes, char *why, size_t whylen);
 
-/* Deletes `topic`, the same way. */
-bool ap_test_delete_topic(const char *bootstrap, const char *topic, char *why, size_t whylen);
+/* Deletes `topics` (n of them) the same way; a topic already gone is fine. False with the
+ * reason of the last failure. */
+bool ap_test_delete_topics(const char *bootstrap, char *const *topics, size_t n, char *why,
+                           size_t whylen);
 
 #endif

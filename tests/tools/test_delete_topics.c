@@ -11,48 +11,12 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "support.h"
+
 static int fail(const char *what, const char *why)
 {
     fprintf(stderr, "test-delete-topics: %s: %s\n", what, why);
     return 1;
-}
-
-/* Deletes `names` and waits for the broker's answer; topics already gone are fine. */
-static int delete_all(rd_kafka_t *rk, char **names, size_t n)
-{
-    char errstr[512];
-    rd_kafka_DeleteTopic_t **del = calloc(n, sizeof *del);
-    rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY);
-    int rc = 0;
-
-    if (!del)
-        return fail("deleting", "out of memory");
-    for (size_t i = 0; i < n; i++)
-        del[i] = rd_kafka_DeleteTopic_new(names[i]);
-    rd_kafka_AdminOptions_set_operation_timeout(options, 10000, errstr, sizeof errstr);
-    rd_kafka_DeleteTopics(rk, del, n, options, queue);
-    rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 20000);
-    if (!event || rd_kafka_event_error(event)) {
-        rc = fail("deleting", event ? rd_kafka_event_error_string(event) : "no answer");
-    } else {
-        size_t nresults = 0;
-        const rd_kafka_topic_result_t **results = rd_kafka_DeleteTopics_result_topics(
-            rd_kafka_event_DeleteTopics_result(event), &nresults);
-        for (size_t i = 0; i < nresults; i++) {
-            rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[i]);
-            if (err && err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
-                rc = fail(rd_kafka_topic_result_name(results[i]),
-                          rd_kafka_topic_result_error_string(results[i]));
-        }
-    }
-    if (event)
-        rd_kafka_event_destroy(event);
-    rd_kafka_AdminOptions_destroy(options);
-    rd_kafka_DeleteTopic_destroy_array(del, n);
-    free(del);
-    rd_kafka_queue_destroy(queue);
-    return rc;
 }
 
 int main(int argc, char **argv)
@@ -90,8 +54,8 @@ int main(int argc, char **argv)
         }
         if (!names)
             rc = fail("listing topics", "out of memory");
-        else if (n > 0)
-            rc = delete_all(rk, names, n);
+        else if (n > 0 && !ap_test_delete_topics(servers, names, n, errstr, sizeof errstr))
+            rc = fail("deleting", errstr);
         free(names);
         rd_kafka_metadata_destroy(md);
     }
