@@ -23,11 +23,11 @@
 # and `kill pg` stops Postgres in immediate mode (crashes, for tests; `start` brings either back,
 # Postgres after crash recovery). `env` prints the variables to connect:
 #   eval "$(deploy/local/services.sh env)"
-# Kafka's jars come from deploy/local/deps.sh. AP_KAFKA_JVM_OPTS adds options to the broker's JVM
-# (either runtime; the last of a repeated option wins), to measure it, e.g.
-#   AP_KAFKA_JVM_OPTS='-Xlog:gc:file=/var/lib/kafka/gc.log:timemillis' deploy/local/services.sh restart kafka
-# logs every GC pause with the wall-clock time (the container's /var/lib/kafka is
-# .local/kafka-container; a host-process broker writes where the path says).
+# Kafka's jars come from deploy/local/deps.sh. The broker logs each of its GC pauses with the
+# wall-clock time it ended to gc.log beside server.log (.local/kafka-container/ or .local/kafka/);
+# tests/bench/run_bench.sh lines them up with its commands. AP_KAFKA_JVM_OPTS adds options to
+# the broker's JVM (either runtime; the last of a repeated option wins), to try a setting, e.g.
+#   AP_KAFKA_JVM_OPTS='-XX:MaxGCPauseMillis=20' deploy/local/services.sh restart kafka
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$AP_ROOT/deploy/container/lib.sh"
@@ -389,7 +389,8 @@ kafka_proc_start() {
     ap_log "kafka: starting a host process on 127.0.0.1:$AP_KAFKA_PORT (log $KAFKA_LOG)"
     # setsid: its own session, so a Ctrl-C in the caller's terminal does not reach it.
     # shellcheck disable=SC2086  # AP_KAFKA_JVM_OPTS is a list of options
-    nohup setsid java "${KAFKA_JAVA_OPTS[@]}" ${AP_KAFKA_JVM_OPTS:-} -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" \
+    nohup setsid java "${KAFKA_JAVA_OPTS[@]}" "-Xlog:gc:file=\"$KAFKA_DIR/gc.log\":timemillis:filecount=2,filesize=20m" \
+        ${AP_KAFKA_JVM_OPTS:-} -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" \
         -cp "$AP_KAFKA_LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
         >>"$KAFKA_DIR/stdout.log" 2>&1 </dev/null 9>&- &
     echo $! >"$KAFKA_PID_FILE"

@@ -37,7 +37,9 @@
 # the memory and thread figures are the first processor's;
 # BENCH_OUT (a directory for logs, default a new one under /tmp; latency.csv there has every
 # latency-phase command's send time, latency and the part of it up to the relay's produce
-# call, which the summary's `split:` line sums up); SKIP_BUILD=1 (reuse build/bench).
+# call, which the summary's `split:` line sums up); SKIP_BUILD=1 (reuse build/bench);
+# BENCH_KAFKA_GC_LOG: the broker's GC log, when it is not the local broker's (the summary's
+# `broker gc:` lines count the commands in flight during each of its pauses).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -359,6 +361,34 @@ if [[ -s "$OUT/latency.csv" ]]; then
         SPLIT="send -> relay's produce call p50 $(q "$OUT/split-relay.txt" 0.5) ms, p99 $(q "$OUT/split-relay.txt" 0.99) ms; then -> event read p50 $(q "$OUT/split-read.txt" 0.5) ms, p99 $(q "$OUT/split-read.txt" 0.99) ms (event timestamps: +-1 ms)"
 fi
 
+# The broker's GC pauses in each latency phase: a pause stalls every request the broker holds,
+# so the commands in flight during one are counted apart, with the p99 of the others. The local
+# broker logs its pauses (deploy/local/services.sh); BENCH_KAFKA_GC_LOG names another log.
+GC_LINES=()
+GC_LOG="${BENCH_KAFKA_GC_LOG:-}"
+if [[ -z "$GC_LOG" ]]; then
+    for f in "$ROOT/.local/kafka-container/gc.log" "$ROOT/.local/kafka/gc.log"; do
+        [[ -f "$f" && ( -z "$GC_LOG" || "$f" -nt "$GC_LOG" ) ]] && GC_LOG="$f"
+    done
+fi
+if [[ -n "$GC_LOG" && -f "$GC_LOG" ]]; then
+    # The current file and its rotated predecessors; timestamps of one width sort as text.
+    grep -h ' Pause ' "$GC_LOG" "$GC_LOG".[0-9]* 2>/dev/null | sort -u >"$OUT/broker-gc-pauses.txt" || true
+    while IFS='|' read -r label start; do
+        csv="$OUT/latency.csv"
+        [[ "$label" == "probe "* ]] && csv="$OUT/latency-probe${label#probe }.csv"
+        [[ -s "$csv" ]] || continue
+        line="$(awk -v t0="$start" -v others="$OUT/gc-others.txt" -f "$ROOT/tests/bench/broker_gc.awk"             "$OUT/broker-gc-pauses.txt" "$csv")"
+        [[ -s "$OUT/gc-others.txt" ]] &&
+            line+="; p99 of the others $(sort -g "$OUT/gc-others.txt" | awk '{v[NR] = $1} END {i = int(0.99 * NR); if (i < 1) i = 1; printf "%.1f", v[i]}') ms"
+        GC_LINES+=("$label: $line")
+        rm -f "$OUT/gc-others.txt"
+    done < <(sed -n 's/^phase: \(.*\) start at \([0-9.]*\) s since the epoch$/\1|\2/p' "$OUT/bench.log")
+    [[ ${#GC_LINES[@]} -gt 0 ]] && GC_LINES[-1]+=" (log: $GC_LOG)"
+else
+    GC_LINES=("no GC log from the broker (deploy/local/services.sh restart kafka starts one)")
+fi
+
 mib() { awk -v k="${1:-}" 'BEGIN {if (k == "") print "?"; else printf "%.1f", k / 1024}'; }
 RSS_MAX_KB="$(cat "$OUT/rss_max_kb" 2>/dev/null || true)"
 pg_setting() { psql_admin "SHOW $1" 2>/dev/null || echo "?"; }
@@ -389,6 +419,7 @@ ENVSET+="$(env | { grep -E '^KAFKA_' || true; } | { grep -vE '^KAFKA_(BOOTSTRAP_
     echo "--- summary"
     echo "end-to-end:  ${CMDS_PER_S:-?} commands/s (${EVENTS_PER_S:-?} events/s) vs pgbench -N ${PGB_TPS:-?} tps: ratio ${RATIO}"
     [[ -n "$SPLIT" ]] && echo "split:       $SPLIT"
+    for line in "${GC_LINES[@]}"; do echo "broker gc:   $line"; done
     [[ -n "$SYSCALLS" ]] && echo "syscalls:    processor per command in the throughput phase: $SYSCALLS"
     echo "memory:      processor VmHWM $(mib "$HWM_KB") MiB, VmRSS max sampled $(mib "$RSS_MAX_KB") MiB, at the end $(mib "$RSS_END_KB") MiB"
     echo "targets:     >= 30000 commands/s: $(verdict "${CMDS_PER_S:-0} >= 30000") (${CMDS_PER_S:-?});" \

@@ -9,7 +9,9 @@
 #   KAFKA_HEAP_OPTS        default -Xms256m -Xmx512m
 #   KAFKA_CLUSTER_ID       used when the storage is not formatted yet
 #   KAFKA_OPTS             more JVM options (services.sh tags the JVM with its container's name)
-# Everything lives in /var/lib/kafka (a volume): data/, server.log, server.properties.
+# Everything lives in /var/lib/kafka (a volume): data/, server.log, server.properties, and
+# gc.log (every GC pause of the broker with its wall-clock end, which the benchmark lines up
+# with its commands' latencies).
 set -eu
 port=${KAFKA_PORT:-9092}
 ctl=${KAFKA_CONTROLLER_PORT:-9093}
@@ -36,6 +38,7 @@ if [ ! -f "$home/data/meta.properties" ]; then
 fi
 echo "entrypoint: starting Kafka on 127.0.0.1:$port${KAFKA_SECURE_PORT:+ (SASL_SSL :$KAFKA_SECURE_PORT)} (controller :$ctl); log $home/server.log"
 # shellcheck disable=SC2086
-exec java $java_opts -Dkafka.logs.dir="$home" \
+exec java -Xlog:gc:file="$home/gc.log":timemillis:filecount=2,filesize=20m $java_opts \
+    -Dkafka.logs.dir="$home" \
     -Dlog4j.configuration=file:/opt/kafka/config/log4j.properties \
     -cp '/opt/kafka/libs/*' kafka.Kafka "$conf"
