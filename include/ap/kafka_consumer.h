@@ -32,6 +32,8 @@ typedef struct ap_record {
     size_t key_len;
     const void *value;
     size_t value_len;
+    int64_t timestamp_ms; /* Kafka's timestamp (ms since the epoch): the producer's send, or the
+                             broker's append on a LogAppendTime topic; -1 when there is none */
     void *handle; /* the adapter's own message */
 } ap_record_t;
 

@@ -267,6 +267,7 @@ ap_err_t ap_kafka_consumer_poll(ap_kafka_consumer_t *consumer, int timeout_ms, a
     rec->key_len = msg->key_len;
     rec->value = msg->payload;
     rec->value_len = msg->len;
+    rec->timestamp_ms = rd_kafka_message_timestamp(msg, NULL);
     rec->handle = msg;
     return AP_OK;
 }

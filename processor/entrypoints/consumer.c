@@ -601,15 +601,25 @@ out:
     free(last);
 }
 
+/* Milliseconds since the epoch: Kafka's timestamps are on the wall clock. */
+static int64_t wall_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /*
  * Gathers a batch: waits up to POLL_MS for a first record, then takes what has already been
  * fetched, without waiting for more, up to the batch size or time limit. A lone command is
- * therefore processed at once, and a busy partition in batches.
+ * therefore processed at once, and a busy partition in batches. The batch's oldest command
+ * timestamp goes to the age histogram (a skew between the producer's clock and ours shifts
+ * it; a negative age counts as 0).
  */
 static size_t gather(consumer_t *c, item_t *items)
 {
     size_t n = 0;
-    int64_t deadline = 0;
+    int64_t deadline = 0, oldest = INT64_MAX;
     ap_clock_t *clock = c->app->deps.clock;
 
     while (n < (size_t)c->cfg->batch_max_messages && !atomic_load(c->stop)) {
@@ -623,10 +633,16 @@ static size_t gather(consumer_t *c, item_t *items)
         }
         item->part = (size_t)(p - c->parts);
         item->decoded = decode(c, &item->rec, &item->cmd, item->why, sizeof item->why);
+        if (item->rec.timestamp_ms >= 0 && item->rec.timestamp_ms < oldest)
+            oldest = item->rec.timestamp_ms;
         if (n++ == 0)
             deadline = ap_clock_now_ms(clock) + c->cfg->batch_max_wait_ms;
         else if (ap_clock_now_ms(clock) >= deadline)
             break;
+    }
+    if (c->ins && oldest != INT64_MAX) {
+        int64_t now = wall_now_ms();
+        ap_metric_observe(c->ins->command_age, (double)(now > oldest ? now - oldest : 0) / 1e3);
     }
     return n;
 }

@@ -21,6 +21,7 @@
     X(commands, COUNTER, "allocation_commands_total", "type,outcome", NO_BUCKETS, "Commands read, by command type and outcome (applied, rejected, dead_lettered, failed, duplicate).") \
     X(batch_commands, HISTOGRAM, "allocation_batch_commands", NULL, BATCHES, "Commands per batch (one Postgres transaction).") \
     X(batch_duration, HISTOGRAM, "allocation_batch_duration_seconds", NULL, SECONDS, "Time from a batch's first attempt to its commit.") \
+    X(command_age, HISTOGRAM, "allocation_batch_command_age_seconds", NULL, SECONDS, "Per batch, the age of its oldest command when this process read it, from the command's Kafka timestamp (its producer's send, unless the topic stamps the broker's append): the trip through the broker plus the wait in the partition.") \
     X(consumer_lag, GAUGE, "allocation_consumer_lag_messages", "topic,partition", NO_BUCKETS, "Records of an owned partition not applied yet: its end offset minus the offset stored in Postgres.") \
     X(outbox_rows, GAUGE, "allocation_outbox_backlog_rows", NULL, NO_BUCKETS, "Outbox rows waiting for the relay (counted up to BACKPRESSURE_MAX_ROWS + 1).") \
     X(outbox_age, GAUGE, "allocation_outbox_oldest_age_seconds", NULL, NO_BUCKETS, "Age of the oldest outbox row waiting for the relay.") \

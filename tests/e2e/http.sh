@@ -110,14 +110,19 @@ echo "ok: bad requests"
 # --- metrics --------------------------------------------------------------------------------
 applied=$(metric 'allocation_commands_total{type="Allocate",outcome="applied"}')
 requests=$(metric 'allocation_http_requests_total{route="/allocate",code="202"}')
+aged=$(metric 'allocation_batch_command_age_seconds_count')
 for i in 1 2 3; do
     request POST /allocate "{\"orderid\":\"$RUN_ID-m$i\",\"sku\":\"$SKU\",\"qty\":1}" >/dev/null
 done
 expect "commands applied, counted" "$(metric 'allocation_commands_total{type="Allocate",outcome="applied"}')" $((applied + 3))
 expect "HTTP requests, counted" "$(metric 'allocation_http_requests_total{route="/allocate",code="202"}')" $((requests + 3))
+# The three commands came in one batch or more, and each batch observes its oldest command's age.
+aged_now=$(metric 'allocation_batch_command_age_seconds_count')
+[ "$aged_now" -gt "$aged" ] || fail "allocation_batch_command_age_seconds_count did not move ($aged -> $aged_now)"
 curl -s "$BASE/metrics" >"$WORK_DIR/metrics.txt"
 promtool check metrics <"$WORK_DIR/metrics.txt" || fail "promtool check metrics refused the exposition"
 for family in allocation_commands_total allocation_batch_commands allocation_batch_duration_seconds \
+    allocation_batch_command_age_seconds \
     allocation_event_delivery_latency_seconds allocation_outbox_backlog_rows allocation_outbox_oldest_age_seconds \
     allocation_relay_delivered_total allocation_relay_parked_total allocation_consumer_lag_messages \
     allocation_backpressure_active allocation_postgres_up allocation_kafka_up allocation_http_requests_total \

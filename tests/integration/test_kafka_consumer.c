@@ -37,6 +37,14 @@
 
 static const char *bootstrap;
 static char topic[128];
+static int64_t created_ms; /* wall clock, before the first record was produced */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---------------------------------------------------------------- Kafka helpers */
 
@@ -123,6 +131,11 @@ static void read_until_each(ap_kafka_consumer_t *consumer, int next[PARTITIONS],
             if (rec.value_len != strlen(want) || memcmp(rec.value, want, rec.value_len) != 0)
                 fail_msg("partition %d: expected %s, got %.*s", (int)rec.partition, want,
                          (int)rec.value_len, (const char *)rec.value);
+            /* The producer's send time, on this host's clock: after the topic was made,
+             * and not after it was read. */
+            if (rec.timestamp_ms < created_ms || rec.timestamp_ms > wall_ms())
+                fail_msg("partition %d: timestamp %lld outside [%lld, now]", (int)rec.partition,
+                         (long long)rec.timestamp_ms, (long long)created_ms);
             next[rec.partition]++;
             ap_kafka_record_release(&rec);
         }
@@ -185,6 +198,7 @@ static int setup(void **state)
     char why[512];
     snprintf(topic, sizeof topic, "test-kafka-consumer-%ld-%ld", (long)getpid(),
              (long)time(NULL));
+    created_ms = wall_ms();
     if (!ap_test_create_topic(bootstrap, topic, PARTITIONS, 0, why, sizeof why)) {
         fprintf(stderr, "test_kafka_consumer: creating topic %s: %s\n", topic, why);
         return -1;
