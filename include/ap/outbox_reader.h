@@ -63,6 +63,16 @@ ap_err_t ap_outbox_reader_fetch(ap_outbox_reader_t *reader, size_t limit,
 ap_err_t ap_outbox_reader_delete(ap_outbox_reader_t *reader, const int64_t *ids, size_t nids,
                                  size_t *deleted);
 
+/*
+ * Vacuums the outbox, so that the rows the relay deleted stop costing every fetch: reading the
+ * oldest rows steps over each deleted row's index entry until a vacuum removes it, and
+ * autovacuum visits a database at most once a minute (autovacuum_naptime), by which time a
+ * busy minute has left a million of them. Never truncates the table (that would lock out the
+ * writers) and leaves it alone while another vacuum works on it. `done` is false when the
+ * session's role may not vacuum the table (said once). AP_ERR_UNAVAILABLE on a lost session.
+ */
+ap_err_t ap_outbox_reader_vacuum(ap_outbox_reader_t *reader, bool *done);
+
 /* Moves one row to outbox_parked with Kafka's `reason` (a row that is not there is fine). */
 ap_err_t ap_outbox_reader_park(ap_outbox_reader_t *reader, int64_t id, const char *reason);
 

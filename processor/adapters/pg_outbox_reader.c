@@ -47,6 +47,8 @@ struct ap_outbox_reader {
     size_t rows_cap;
     ap_header_t *headers; /* every row's headers, back to back */
     size_t headers_cap;
+    PGconn *vacuum_checked; /* the session whose right to vacuum was checked ... */
+    bool may_vacuum;        /* ... and the answer */
 };
 
 ap_outbox_reader_t *ap_pg_outbox_reader_new(const char *conninfo)
@@ -322,6 +324,48 @@ ap_err_t ap_outbox_reader_delete(ap_outbox_reader_t *reader, const int64_t *ids,
         err = ap_pg_conn_fail(&reader->session, res, "outbox delete");
     else if (deleted)
         *deleted = (size_t)strtoul(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return err;
+}
+
+/* Whether this session's role may vacuum the outbox: in PostgreSQL 15, its owner (or a member
+ * of the owning role), the database's owner, or a superuser (who has every role). */
+static ap_err_t check_vacuum_right(ap_outbox_reader_t *reader)
+{
+    PGconn *conn = reader->session.conn;
+    if (reader->vacuum_checked == conn)
+        return AP_OK;
+    PGresult *res = PQexec(conn, "SELECT pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE')"
+                                 "  FROM pg_class c, pg_database d"
+                                 " WHERE c.oid = 'outbox'::regclass AND d.datname = current_database()");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        ap_err_t err = ap_pg_conn_fail(&reader->session, res, "outbox vacuum right");
+        PQclear(res);
+        return err;
+    }
+    reader->may_vacuum = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    reader->vacuum_checked = conn;
+    PQclear(res);
+    if (!reader->may_vacuum)
+        AP_INFO("relay", "this role may not vacuum the outbox: autovacuum alone removes the "
+                         "rows the relay deleted, and reading the outbox slows until it does");
+    return AP_OK;
+}
+
+ap_err_t ap_outbox_reader_vacuum(ap_outbox_reader_t *reader, bool *done)
+{
+    *done = false;
+    if (!reader->session.conn)
+        return AP_ERR_UNAVAILABLE;
+    ap_err_t err = check_vacuum_right(reader);
+    if (err || !reader->may_vacuum)
+        return err;
+    /* SKIP_LOCKED: another vacuum of the table at work already does the job. */
+    PGresult *res = PQexec(reader->session.conn, "VACUUM (SKIP_LOCKED, TRUNCATE false) outbox");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        err = ap_pg_conn_fail(&reader->session, res, "outbox vacuum");
+    else
+        *done = true;
     PQclear(res);
     return err;
 }

@@ -36,6 +36,8 @@
 #define RECONNECT_MAX_MS 10000
 #define FAILURE_MIN_MS 250    /* backoff after a batch with failed deliveries, doubling to ... */
 #define FAILURE_MAX_MS 5000
+#define VACUUM_AFTER_ROWS 2000 /* the active relay vacuums the outbox once it deleted this many */
+#define VACUUM_GAP_MS 1000     /* rows since its last vacuum, and at most this often */
 #define EVENT_ID_HEADER "event-id"
 
 /* SLOT_REFUSED: Kafka will never take the record; its row is parked (outbox_parked).
@@ -82,6 +84,8 @@ struct ap_relay {
     char logged_too_large[256]; /* "topic: reason" of the refusal logged last ("" none) */
     held_key_t *held;        /* keys held up by a too-large row, from the last batch */
     size_t nheld, held_cap;
+    size_t deleted_unvacuumed; /* rows deleted since the outbox was last vacuumed */
+    int64_t vacuumed_ms;       /* when (the clock's time) */
 };
 
 /* ---------------------------------------------------------------- time and stopping */
@@ -441,6 +445,7 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
      * row is through, they go in the next batch). */
     size_t nfailed = n - nacked - nparked - nwaiting;
     count(relay, err ? 0 : deleted, nfailed, nparked);
+    relay->deleted_unvacuumed += (err ? 0 : deleted) + nparked;
     AP_DEBUG("relay", "batch of %zu row(s), ids %lld..%lld: %zu delivered, %zu failed, %zu held, "
                       "%lld ms", n, (long long)rows[0].id, (long long)rows[n - 1].id, nacked,
              nfailed, nwaiting, (long long)(ap_clock_now_ms(relay->clock) - started));
@@ -462,6 +467,27 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
 }
 
 /* ---------------------------------------------------------------- the thread */
+
+/*
+ * Each fetch reads the outbox oldest first, and steps over the index entry of every row
+ * deleted since the table's last vacuum: after a burst of a million commands, before
+ * autovacuum came by, a fetch cost 10 ms (see ap_outbox_reader_vacuum). So the relay vacuums
+ * the table itself once it has deleted VACUUM_AFTER_ROWS rows, at most every VACUUM_GAP_MS.
+ * A failure is only logged: the next fetch says whether the session is lost.
+ */
+static void vacuum_when_due(ap_relay_t *relay)
+{
+    int64_t now = ap_clock_now_ms(relay->clock);
+    if (relay->deleted_unvacuumed < VACUUM_AFTER_ROWS || now - relay->vacuumed_ms < VACUUM_GAP_MS)
+        return;
+    bool done = false;
+    (void)ap_outbox_reader_vacuum(relay->pg, &done);
+    AP_DEBUG("relay", "vacuumed the outbox after %zu deleted rows: %s, %lld ms",
+             relay->deleted_unvacuumed, done ? "done" : "not allowed",
+             (long long)(ap_clock_now_ms(relay->clock) - now));
+    relay->deleted_unvacuumed = 0;
+    relay->vacuumed_ms = now;
+}
 
 static void renew_producer(ap_relay_t *relay)
 {
@@ -538,6 +564,7 @@ static void *relay_main(void *arg)
             continue;
         }
         failures = 0;
+        vacuum_when_due(relay);
         if (nrows == 0) {
             bool notified = false;
             (void)ap_outbox_reader_wait(relay->pg, IDLE_WAIT_MS, &notified);
