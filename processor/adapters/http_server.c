@@ -190,12 +190,12 @@ ap_err_t ap_http_server_start(const char *addr, size_t max_body, ap_http_handler
                      MHD_USE_POLL | MHD_USE_ERROR_LOG;
     if (found->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* The logger first: libmicrohttpd says so (with its own logger) when it comes later. */
     server->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, answer, server, MHD_OPTION_SOCK_ADDR, found->ai_addr,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, server, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
-        MHD_OPTION_END);
+        flags, 0, NULL, NULL, answer, server, MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
+        MHD_OPTION_SOCK_ADDR, found->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, completed, server,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_END);
     freeaddrinfo(found);
     if (!server->daemon) {
         AP_ERROR("http", "cannot listen on %s (in use, or not an address of this host?)", addr);
