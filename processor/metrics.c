@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ap/strbuf.h"
 
@@ -267,6 +268,14 @@ void ap_metric_observe(ap_metric_t *metric, double value, ...)
     va_start(ap, value);
     update(metric, OBSERVE, value, ap);
     va_end(ap);
+}
+
+void ap_metric_observe_since(ap_metric_t *metric, int64_t since_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    ap_metric_observe(metric, (double)(now > since_ms ? now - since_ms : 0) / 1e3);
 }
 
 void ap_metric_remove(ap_metric_t *metric, ...)

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct ap_metrics ap_metrics_t;
 typedef struct ap_metric ap_metric_t; /* one family */
@@ -45,6 +46,9 @@ ap_metric_t *ap_metrics_histogram(ap_metrics_t *metrics, const char *name, const
 void ap_metric_add(ap_metric_t *metric, double value, ...);
 void ap_metric_set(ap_metric_t *metric, double value, ...);
 void ap_metric_observe(ap_metric_t *metric, double value, ...);
+/* Records the seconds from `since_ms` (milliseconds since the epoch, another host's clock
+ * maybe) to now in a histogram without labels; a time in the future counts as 0. */
+void ap_metric_observe_since(ap_metric_t *metric, int64_t since_ms);
 /* Drops one series (a partition this process no longer reads). */
 void ap_metric_remove(ap_metric_t *metric, ...);
 

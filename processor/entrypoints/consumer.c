@@ -601,14 +601,6 @@ out:
     free(last);
 }
 
-/* Milliseconds since the epoch: Kafka's timestamps are on the wall clock. */
-static int64_t wall_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * Gathers a batch: waits up to POLL_MS for a first record, then takes what has already been
  * fetched, without waiting for more, up to the batch size or time limit. A lone command is
@@ -640,10 +632,8 @@ static size_t gather(consumer_t *c, item_t *items)
         else if (ap_clock_now_ms(clock) >= deadline)
             break;
     }
-    if (c->ins && oldest != INT64_MAX) {
-        int64_t now = wall_now_ms();
-        ap_metric_observe(c->ins->command_age, (double)(now > oldest ? now - oldest : 0) / 1e3);
-    }
+    if (c->ins && oldest != INT64_MAX)
+        ap_metric_observe_since(c->ins->command_age, oldest);
     return n;
 }
 

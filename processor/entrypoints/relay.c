@@ -173,13 +173,8 @@ static void on_delivery(void *ctx, void *opaque, ap_err_t err, const char *reaso
     if (err == AP_OK) {
         slot->state = SLOT_DELIVERED;
         ap_metric_t *latency = atomic_load(&relay->latency);
-        if (latency && slot->created_ms > 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-            int64_t ms = now > slot->created_ms ? now - slot->created_ms : 0;
-            ap_metric_observe(latency, (double)ms / 1e3);
-        }
+        if (latency && slot->created_ms > 0)
+            ap_metric_observe_since(latency, slot->created_ms);
         return;
     }
     if (err == AP_ERR_REFUSED || err == AP_ERR_TOO_LARGE) {
@@ -481,9 +476,10 @@ static void vacuum_when_due(ap_relay_t *relay)
     if (relay->deleted_unvacuumed < VACUUM_AFTER_ROWS || now - relay->vacuumed_ms < VACUUM_GAP_MS)
         return;
     bool done = false;
-    (void)ap_outbox_reader_vacuum(relay->pg, &done);
-    AP_DEBUG("relay", "vacuumed the outbox after %zu deleted rows: %s, %lld ms",
-             relay->deleted_unvacuumed, done ? "done" : "not allowed",
+    ap_err_t err = ap_outbox_reader_vacuum(relay->pg, &done);
+    AP_DEBUG("relay", "vacuuming the outbox after %zu deleted rows: %s, %lld ms",
+             relay->deleted_unvacuumed,
+             done ? "done" : err ? ap_strerror(err) : "not allowed for this role",
              (long long)(ap_clock_now_ms(relay->clock) - now));
     relay->deleted_unvacuumed = 0;
     relay->vacuumed_ms = now;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -65,6 +66,25 @@ static void test_histogram(void **state)
                               "x_seconds_bucket{le=\"+Inf\"} 3\n"
                               "x_seconds_sum 8.25\n"
                               "x_seconds_count 3\n");
+    free(text);
+    ap_metrics_free(m);
+}
+
+/* The seconds since a wall-clock time: a time in the future counts as 0. */
+static void test_observe_since(void **state)
+{
+    (void)state;
+    static const double bounds[] = {0.5, 1, 10};
+    ap_metrics_t *m = ap_metrics_new();
+    ap_metric_t *h = ap_metrics_histogram(m, "x_age_seconds", "Age.", NULL, bounds, 3);
+    int64_t now_ms = (int64_t)time(NULL) * 1000;
+    ap_metric_observe_since(h, now_ms + 60000); /* a producer's clock a minute ahead */
+    ap_metric_observe_since(h, now_ms - 5000);  /* 5-6 s ago */
+    char *text = render(m);
+    assert_non_null(strstr(text, "x_age_seconds_bucket{le=\"0.5\"} 1\n"
+                                 "x_age_seconds_bucket{le=\"1\"} 1\n"
+                                 "x_age_seconds_bucket{le=\"10\"} 2\n"));
+    assert_non_null(strstr(text, "x_age_seconds_count 2\n"));
     free(text);
     ap_metrics_free(m);
 }
@@ -129,6 +149,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_and_gauge),
         cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_observe_since),
         cmocka_unit_test(test_escaping_and_removal),
         cmocka_unit_test(test_collector_runs_at_render),
         cmocka_unit_test(test_addr_split),
