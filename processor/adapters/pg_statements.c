@@ -40,18 +40,22 @@ const pg_stmt_t pg_stmts[ST__COUNT] = {
                       "                     OFFSET 0) b ON true"
                       " ORDER BY w.ord, b.id"},
     /* The lines of orders $2[i] in the products of skus $1[i]: rows in input order (column
-     * 0, from 1), then allocation order. One probe of the orderid index per order: OFFSET 0
-     * keeps the subquery a probe, so no plan (a generic one made while the table was empty,
-     * or one from stale statistics) reads the whole of allocations instead. */
+     * 0, from 1), then allocation order. Per order, one probe of the orderid index, then one
+     * of batches' primary key per line found; each probe is an OFFSET 0 subquery, which no
+     * condition from outside enters. Otherwise a plan made before the tables' first ANALYZE
+     * (a new deployment, a benchmark's fresh database) may intersect the orderid index with
+     * the primary key's entries for the batch (a BitmapAnd), which reads every line the batch
+     * ever got, or read the whole of allocations (a generic plan made while it was empty). */
     [ST_LOAD_ORDERS] = {"ap_load_orders",
-                        "SELECT u.ord, l.reference, l.id, l.orderid, l.qty"
+                        "SELECT u.ord, b.reference, a.id, a.orderid, a.qty"
                         "  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY"
                         "       AS u(sku, orderid, ord)"
-                        " CROSS JOIN LATERAL"
-                        "       (SELECT b.reference, a.id, a.orderid, a.qty"
-                        "          FROM allocations a JOIN batches b ON b.id = a.batch_id"
-                        "         WHERE a.orderid = u.orderid AND b.sku = u.sku OFFSET 0) l"
-                        " ORDER BY u.ord, l.id"},
+                        " CROSS JOIN LATERAL (SELECT id, batch_id, orderid, qty FROM allocations"
+                        "                      WHERE orderid = u.orderid OFFSET 0) a"
+                        " CROSS JOIN LATERAL (SELECT reference, sku FROM batches"
+                        "                      WHERE id = a.batch_id OFFSET 0) b"
+                        " WHERE b.sku = u.sku"
+                        " ORDER BY u.ord, a.id"},
     /* A batch's lines newest first, after skipping the $2 newest (those in memory): a
      * backward scan of the (batch_id, id) index that stops after $3. */
     [ST_LOAD_OLDER] = {"ap_load_older",
@@ -80,13 +84,17 @@ const pg_stmt_t pg_stmts[ST__COUNT] = {
                      "            WHERE reference = $1::text RETURNING id)"
                      " INSERT INTO allocations (batch_id, orderid, qty)"
                      " SELECT id, $2::text, $3::bigint FROM b"},
-    /* Deallocation takes back the newest matching line (the batch's newest: a short
-     * backward scan of its index), and its quantity from the batch. */
+    /* Deallocation takes back the newest matching line, and its quantity from the batch.
+     * The line is found among its order's (one probe of the orderid index, fenced by OFFSET
+     * 0 as in ST_LOAD_ORDERS): a plan that intersected that index with the batch's entries
+     * in the primary key read every line the batch ever got. */
     [ST_LINE_REMOVE] = {"ap_line_remove",
-                        "WITH l AS (SELECT a.id, a.batch_id, a.qty FROM allocations a"
+                        "WITH l AS (SELECT a.id, a.batch_id, a.qty"
+                        "             FROM (SELECT id, batch_id, qty FROM allocations"
+                        "                    WHERE orderid = $2::text OFFSET 0) a"
                         "            WHERE a.batch_id = (SELECT id FROM batches"
                         "                                 WHERE reference = $1::text)"
-                        "              AND a.orderid = $2::text AND a.qty = $3::bigint"
+                        "              AND a.qty = $3::bigint"
                         "            ORDER BY a.id DESC LIMIT 1),"
                         "      b AS (UPDATE batches SET allocated_quantity ="
                         "                   allocated_quantity - (SELECT qty FROM l)"

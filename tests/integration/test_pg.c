@@ -1348,12 +1348,17 @@ static const char *option_in_effect(PQconninfoOption *options, const char *keywo
     return "";
 }
 
-/* Sessions get keepalives and a name by default; the connection string still decides. */
+/* Sessions get keepalives and a name by default; the connection string still decides.
+ * Every session has the JIT compiler off, whatever the server's default. */
 static void test_connection_defaults_yield_to_the_url(void **state)
 {
     (void)state;
     PGconn *conn = ap_pg_connect(db_url());
     assert_non_null(conn);
+    PGresult *res = PQexec(conn, "SHOW jit");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(res, 0, 0), "off");
+    PQclear(res);
     PQconninfoOption *options = PQconninfo(conn);
     assert_string_equal(option_in_effect(options, "keepalives"), "1");
     assert_string_equal(option_in_effect(options, "keepalives_idle"), "30");
