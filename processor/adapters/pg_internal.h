@@ -108,6 +108,21 @@ char *ap_pg_text_array(const char *const *items, size_t n);
  * malloc'd. */
 char *ap_pg_bytea_hex(const void *value, size_t len);
 
+/* Element types of the binary arrays below (their OIDs in pg_type, fixed since forever). */
+#define AP_PG_TEXT_OID 25u
+#define AP_PG_BYTEA_OID 17u
+
+/*
+ * A one-dimensional array in PostgreSQL's binary format (array_send's: header, then each
+ * element's length and bytes), for a parameter sent with format 1: the server reads it
+ * without parsing a literal. `elem_oid` must be the parameter's element type (text for a
+ * $1::text[]). Element i is `items[i]`, `lengths[i]` bytes long (or up to its NUL when
+ * `lengths` is NULL); a NULL item is an SQL NULL. *len receives the size. malloc'd (NULL
+ * when out of memory or larger than a parameter can be).
+ */
+char *ap_pg_binary_array(unsigned elem_oid, const char *const *items, const int *lengths,
+                         size_t n, int *len);
+
 /* An int8[] literal ("{1,-1}"). malloc'd (NULL when out of memory). */
 char *ap_pg_int_array(const int64_t *items, size_t n);
 

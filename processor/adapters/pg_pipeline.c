@@ -194,18 +194,28 @@ static void send_one(pipe_t *pipe, const pending_t *p)
                       p->lengths, p->formats);
 }
 
-/* Sends a statement prepared as `name` over arrays: parameter c of row r is cols[c][r]. Every
- * row must touch one row of the table (when `expect` counts rows). */
+/*
+ * Sends a statement prepared as `name` over arrays: parameter c of row r is cols[c][r].
+ * Every row must touch one row of the table (when `expect` counts rows). Each array goes in
+ * binary: a text[] of the column's text, or, for a column given `lens` (lens[c][r] bytes
+ * each), a bytea[] of its bytes; the statement declares each parameter accordingly.
+ */
 static void send_many(pipe_t *pipe, const char *name, expect_t expect, size_t nrows, int ncols,
-                      const char **const *cols)
+                      const char **const *cols, const int *const *lens)
 {
     char *arrays[MAX_PARAMS] = {NULL};
+    int lengths[MAX_PARAMS], formats[MAX_PARAMS];
     bool ok = true;
-    for (int c = 0; c < ncols; c++)
-        ok = ok && (arrays[c] = ap_pg_text_array(cols[c], nrows));
+    for (int c = 0; c < ncols && ok; c++) {
+        const int *bytes = lens ? lens[c] : NULL;
+        arrays[c] = ap_pg_binary_array(bytes ? AP_PG_BYTEA_OID : AP_PG_TEXT_OID, cols[c], bytes,
+                                       nrows, &lengths[c]);
+        formats[c] = 1;
+        ok = arrays[c] != NULL;
+    }
     if (ok)
         pipe_send_named(pipe, name, expect, (long)nrows, ncols, (const char *const *)arrays,
-                        NULL, NULL);
+                        lengths, formats);
     else if (pipe->err == AP_OK)
         pipe->err = AP_ERR_NOMEM;
     for (int c = 0; c < ncols; c++)
@@ -235,12 +245,13 @@ static bool same_form(const char *many, const pending_t *p)
 
 /*
  * Sends each run of consecutive statements that share a many-row form as one statement (text
- * parameters as they are, binary ones, which are bytea, in hex), the rest one by one, in
+ * parameters as text[], binary ones, which are bytea, as bytea[]), the rest one by one, in
  * queue order. `scratch` has room for MAX_PARAMS * n pointers.
  */
 static void send_runs(pipe_t *pipe, const pending_t *const *items, size_t n,
                       const char **scratch)
 {
+    int *bytes = NULL; /* the binary columns' lengths, MAX_PARAMS * n of them when needed */
     for (size_t i = 0; i < n && !pipe->err;) {
         const pending_t *p = items[i];
         const char *many = many_form(p);
@@ -254,29 +265,33 @@ static void send_runs(pipe_t *pipe, const pending_t *const *items, size_t n,
         }
         size_t nrows = end - i;
         const char **cols[MAX_PARAMS];
-        bool ok = true;
+        const int *lens[MAX_PARAMS];
+        bool binary = false;
         for (int c = 0; c < p->nparams; c++) {
             cols[c] = scratch + (size_t)c * n;
-            for (size_t r = 0; r < nrows; r++) {
-                const pending_t *q = items[i + r];
-                cols[c][r] = q->formats[c] && q->params[c]
-                                 ? ap_pg_bytea_hex(q->params[c], (size_t)q->lengths[c])
-                                 : q->params[c];
-                ok = ok && (cols[c][r] || !q->params[c]);
-            }
+            lens[c] = NULL;
+            for (size_t r = 0; r < nrows; r++)
+                cols[c][r] = items[i + r]->params[c];
+            binary = binary || p->formats[c];
         }
-        if (ok)
-            send_many(pipe, many, p->expect, nrows, p->nparams, (const char **const *)cols);
-        else if (pipe->err == AP_OK)
-            pipe->err = AP_ERR_NOMEM;
-        for (int c = 0; c < p->nparams; c++) {
-            for (size_t r = 0; r < nrows; r++) {
-                if (cols[c][r] != items[i + r]->params[c])
-                    free((char *)cols[c][r]);
-            }
+        if (binary && !bytes && !(bytes = malloc((size_t)MAX_PARAMS * n * sizeof *bytes))) {
+            if (pipe->err == AP_OK)
+                pipe->err = AP_ERR_NOMEM;
+            break;
         }
+        for (int c = 0; binary && c < p->nparams; c++) {
+            if (!p->formats[c])
+                continue;
+            int *col = bytes + (size_t)c * n;
+            for (size_t r = 0; r < nrows; r++)
+                col[r] = items[i + r]->lengths[c];
+            lens[c] = col;
+        }
+        send_many(pipe, many, p->expect, nrows, p->nparams, (const char **const *)cols,
+                  binary ? lens : NULL);
         i = end;
     }
+    free(bytes);
 }
 
 /*
@@ -325,7 +340,7 @@ static bool send_products(pipe_t *pipe, const pending_t *const *items, size_t n,
         const char **const cols[3] = {c0, c1, c2};
         enum stmt st = pass == 0 ? ST_PRODUCT_INSERT_MANY : ST_PRODUCT_CAS_MANY;
         if (m > 0)
-            send_many(pipe, pg_stmts[st].name, EXPECT_VERSION, m, pass == 0 ? 2 : 3, cols);
+            send_many(pipe, pg_stmts[st].name, EXPECT_VERSION, m, pass == 0 ? 2 : 3, cols, NULL);
     }
     ap_strset_free(&rows);
     free(insert);

@@ -247,6 +247,49 @@ char *ap_pg_text_array(const char *const *items, size_t n)
     return out;
 }
 
+static char *put_be32(char *p, uint32_t v)
+{
+    p[0] = (char)(v >> 24);
+    p[1] = (char)(v >> 16);
+    p[2] = (char)(v >> 8);
+    p[3] = (char)v;
+    return p + 4;
+}
+
+char *ap_pg_binary_array(unsigned elem_oid, const char *const *items, const int *lengths,
+                         size_t n, int *len)
+{
+    /* ndim, has-nulls flag, element type; then the one dimension's size and lower bound. */
+    size_t size = 5 * 4;
+    bool nulls = false;
+    for (size_t i = 0; i < n; i++) {
+        nulls = nulls || !items[i];
+        size += 4 + (items[i] ? (lengths ? (size_t)lengths[i] : strlen(items[i])) : 0);
+    }
+    char *out = size <= 0x3fffffff ? malloc(size) : NULL, *p = out;
+    if (!out)
+        return NULL;
+    p = put_be32(p, n ? 1 : 0);
+    p = put_be32(p, nulls ? 1 : 0);
+    p = put_be32(p, elem_oid);
+    if (n) {
+        p = put_be32(p, (uint32_t)n);
+        p = put_be32(p, 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!items[i]) {
+            p = put_be32(p, UINT32_MAX); /* -1: NULL */
+            continue;
+        }
+        size_t item_len = lengths ? (size_t)lengths[i] : strlen(items[i]);
+        p = put_be32(p, (uint32_t)item_len);
+        memcpy(p, items[i], item_len);
+        p += item_len;
+    }
+    *len = (int)(p - out);
+    return out;
+}
+
 char *ap_pg_int_array(const int64_t *items, size_t n)
 {
     size_t len = 3 + n * (AP_PG_INT_SIZE + 1);

@@ -121,10 +121,12 @@ const pg_stmt_t pg_stmts[ST__COUNT] = {
                     "UPDATE consumer_offsets SET next_offset = $6::bigint, updated_at = now()"
                     " WHERE group_id = $1::text AND topic = $2::text AND partition = $3::integer"
                     "   AND owner_epoch = $4::bigint AND next_offset = $5::bigint"},
-    /* Arrays in, rows in array order (ids keep the allocation order). */
+    /* Arrays in, rows in array order (ids keep the allocation order). Every array is a text[]
+     * (numbers as text, cast here), which pg_pipeline.c sends in binary. */
     [ST_PRODUCT_INSERT_MANY] = {"ap_product_insert_many",
                                 "INSERT INTO products (sku, version_number)"
-                                " SELECT * FROM unnest($1::text[], $2::bigint[])"
+                                " SELECT u.sku, u.version::bigint"
+                                "   FROM unnest($1::text[], $2::text[]) AS u(sku, version)"
                                 " ON CONFLICT DO NOTHING"},
     /* Each product found by one probe of its key (OFFSET 0, as in ST_LOAD_MANY) and updated
      * through the row found (ctid). A row another transaction updated meanwhile has moved,
@@ -133,19 +135,20 @@ const pg_stmt_t pg_stmts[ST__COUNT] = {
      * one (a 1,000-sku benchmark: 54 whole reads in 10 s at 1,000 commands/s). */
     [ST_PRODUCT_CAS_MANY] = {"ap_product_cas_many",
                              "UPDATE products p SET version_number = x.new"
-                             "  FROM (SELECT q.tid, u.new"
-                             "          FROM unnest($1::text[], $2::bigint[], $3::bigint[])"
+                             "  FROM (SELECT q.tid, u.new::bigint AS new"
+                             "          FROM unnest($1::text[], $2::text[], $3::text[])"
                              "               AS u(sku, old, new)"
                              "         CROSS JOIN LATERAL (SELECT ctid AS tid FROM products"
                              "                              WHERE sku = u.sku"
-                             "                                AND version_number = u.old"
+                             "                                AND version_number = u.old::bigint"
                              "                             OFFSET 0) q) x"
                              " WHERE p.ctid = x.tid"},
     /* Each batch found by one probe of its reference (OFFSET 0 again): the plain join hashed
      * every batch row once per call. */
     [ST_LINE_ADD_MANY] = {"ap_line_add_many",
-                          "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])"
-                          "           WITH ORDINALITY AS u(ref, orderid, qty, ord)),"
+                          "WITH u AS (SELECT ref, orderid, qty::bigint AS qty, ord"
+                          "             FROM unnest($1::text[], $2::text[], $3::text[])"
+                          "                  WITH ORDINALITY AS u(ref, orderid, qty, ord)),"
                           "     b AS (UPDATE batches b SET allocated_quantity ="
                           "                  b.allocated_quantity + s.qty"
                           "             FROM (SELECT x.id, s.qty"

@@ -1379,6 +1379,43 @@ static void test_connection_defaults_yield_to_the_url(void **state)
     PQfinish(conn);
 }
 
+/* The server's text for `array` sent in binary as parameter $1 of `sql`. */
+static void server_reads(const char *sql, const char *array, int len, const char *want)
+{
+    PGconn *conn = admin();
+    const int format = 1;
+    PGresult *res = PQexecParams(conn, sql, 1, NULL, &array, &len, &format, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(conn));
+    assert_string_equal(PQgetvalue(res, 0, 0), want);
+    PQclear(res);
+    PQfinish(conn);
+}
+
+/* The many-row writes send their arrays in binary: NULLs, empty and quoted text, any bytes. */
+static void test_binary_arrays(void **state)
+{
+    (void)state;
+    const char *text[] = {"a", NULL, "", "q\"u\\ote,{x}", "sk\xc3\xa9"};
+    int len;
+    char *array = ap_pg_binary_array(AP_PG_TEXT_OID, text, NULL, 5, &len);
+    assert_non_null(array);
+    server_reads("SELECT $1::text[]::text", array, len,
+                 "{a,NULL,\"\",\"q\\\"u\\\\ote,{x}\",sk\xc3\xa9}");
+    server_reads("SELECT array_length($1::text[], 1)::text", array, len, "5");
+    free(array);
+
+    const char *bytes[] = {"\0\377", NULL, ""};
+    const int lengths[] = {2, 0, 0};
+    assert_non_null(array = ap_pg_binary_array(AP_PG_BYTEA_OID, bytes, lengths, 3, &len));
+    server_reads("SELECT $1::bytea[]::text", array, len, "{\"\\\\x00ff\",NULL,\"\\\\x\"}");
+    free(array);
+
+    assert_non_null(array = ap_pg_binary_array(AP_PG_TEXT_OID, NULL, NULL, 0, &len));
+    server_reads("SELECT $1::text[]::text", array, len, "{}");
+    free(array);
+}
+
 /* Terminates the sessions that set application_name `name`, and waits until they are gone. */
 static void kill_sessions(const char *name)
 {
@@ -1525,6 +1562,7 @@ int main(void)
         cmocka_unit_test(test_views),
         cmocka_unit_test(test_offsets),
         cmocka_unit_test(test_connection_defaults_yield_to_the_url),
+        cmocka_unit_test(test_binary_arrays),
         cmocka_unit_test(test_connection_loss),
     };
     return cmocka_run_group_tests(tests, migrate_once, NULL);
