@@ -128,9 +128,13 @@ ap_err_t ap_outcomes_record(ap_uow_t *uow, const ap_command_outcome_t *outcomes,
     }
     flags[len++] = '}';
     flags[len] = '\0';
+    /* The text columns as binary text[] (no literal for the server to parse), the flags as
+     * a boolean[] literal. */
+    int lengths[NCOLS + 1] = {0}, formats[NCOLS + 1] = {0};
     for (size_t c = 0; c < NCOLS; c++) {
-        if (!(arrays[c] = ap_pg_text_array(cols[c], n)))
+        if (!(arrays[c] = ap_pg_binary_array(AP_PG_TEXT_OID, cols[c], NULL, n, &lengths[c])))
             goto out;
+        formats[c] = 1;
     }
     const char *params[NCOLS + 1] = {arrays[0], arrays[1], arrays[2], arrays[3],
                                      arrays[4], arrays[5], flags};
@@ -139,7 +143,7 @@ ap_err_t ap_outcomes_record(ap_uow_t *uow, const ap_command_outcome_t *outcomes,
                             "       reason, message, batchref, out_of_stock) "
                             "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
                             "       $4::text[], $5::text[], $6::text[], $7::boolean[])",
-                            NCOLS + 1, params, NULL, NULL, NULL);
+                            NCOLS + 1, params, lengths, formats, NULL);
     if (!err)
         ap_pg_uow_notify_on_commit(uow, AP_PG_CHANNEL_OUTCOMES);
 out:
