@@ -197,8 +197,9 @@ static void send_one(pipe_t *pipe, const pending_t *p)
 /*
  * Sends a statement prepared as `name` over arrays: parameter c of row r is cols[c][r].
  * Every row must touch one row of the table (when `expect` counts rows). Each array goes in
- * binary: a text[] of the column's text, or, for a column given `lens` (lens[c][r] bytes
- * each), a bytea[] of its bytes; the statement declares each parameter accordingly.
+ * binary: a text[] of the column's text, or, for a column with lengths (lens[c][r] bytes
+ * each; `lens` NULL or lens[c] NULL for none), a bytea[] of its bytes; the statement declares
+ * each parameter accordingly.
  */
 static void send_many(pipe_t *pipe, const char *name, expect_t expect, size_t nrows, int ncols,
                       const char **const *cols, const int *const *lens)
@@ -266,29 +267,26 @@ static void send_runs(pipe_t *pipe, const pending_t *const *items, size_t n,
         size_t nrows = end - i;
         const char **cols[MAX_PARAMS];
         const int *lens[MAX_PARAMS];
-        bool binary = false;
         for (int c = 0; c < p->nparams; c++) {
+            int *col = NULL; /* a binary (bytea) column's lengths */
+            if (p->formats[c]) {
+                if (!bytes && !(bytes = malloc((size_t)MAX_PARAMS * n * sizeof *bytes))) {
+                    pipe->err = AP_ERR_NOMEM; /* none before: the loop checks */
+                    break;
+                }
+                col = bytes + (size_t)c * n;
+            }
             cols[c] = scratch + (size_t)c * n;
-            lens[c] = NULL;
-            for (size_t r = 0; r < nrows; r++)
+            for (size_t r = 0; r < nrows; r++) {
                 cols[c][r] = items[i + r]->params[c];
-            binary = binary || p->formats[c];
-        }
-        if (binary && !bytes && !(bytes = malloc((size_t)MAX_PARAMS * n * sizeof *bytes))) {
-            if (pipe->err == AP_OK)
-                pipe->err = AP_ERR_NOMEM;
-            break;
-        }
-        for (int c = 0; binary && c < p->nparams; c++) {
-            if (!p->formats[c])
-                continue;
-            int *col = bytes + (size_t)c * n;
-            for (size_t r = 0; r < nrows; r++)
-                col[r] = items[i + r]->lengths[c];
+                if (col)
+                    col[r] = items[i + r]->lengths[c];
+            }
             lens[c] = col;
         }
-        send_many(pipe, many, p->expect, nrows, p->nparams, (const char **const *)cols,
-                  binary ? lens : NULL);
+        if (pipe->err)
+            break;
+        send_many(pipe, many, p->expect, nrows, p->nparams, (const char **const *)cols, lens);
         i = end;
     }
     free(bytes);

@@ -23,6 +23,7 @@
 #include "ap/denial.h"
 #include "ap/log.h"
 #include "ap/pg.h"
+#include "ap/strbuf.h"
 
 /* A failure logged at warn level again within this long is logged at debug level. */
 #define REPEAT_QUIET_MS 60000
@@ -247,47 +248,46 @@ char *ap_pg_text_array(const char *const *items, size_t n)
     return out;
 }
 
-static char *put_be32(char *p, uint32_t v)
+/* Appends `v` in network byte order, as the binary formats want. */
+static void add_be32(ap_strbuf_t *sb, uint32_t v)
 {
-    p[0] = (char)(v >> 24);
-    p[1] = (char)(v >> 16);
-    p[2] = (char)(v >> 8);
-    p[3] = (char)v;
-    return p + 4;
+    const char bytes[4] = {(char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v};
+    ap_strbuf_add(sb, bytes, sizeof bytes);
 }
 
 char *ap_pg_binary_array(unsigned elem_oid, const char *const *items, const int *lengths,
                          size_t n, int *len)
 {
-    /* ndim, has-nulls flag, element type; then the one dimension's size and lower bound. */
-    size_t size = 5 * 4;
+    /* ndim, has-nulls flag (set below once a NULL is seen), element type; then the one
+     * dimension's size and lower bound; then each element. */
+    enum { NULLS_FLAG_BYTE = 7 };
+    ap_strbuf_t sb = AP_STRBUF_INIT;
     bool nulls = false;
-    for (size_t i = 0; i < n; i++) {
-        nulls = nulls || !items[i];
-        size += 4 + (items[i] ? (lengths ? (size_t)lengths[i] : strlen(items[i])) : 0);
-    }
-    char *out = size <= 0x3fffffff ? malloc(size) : NULL, *p = out;
-    if (!out)
-        return NULL;
-    p = put_be32(p, n ? 1 : 0);
-    p = put_be32(p, nulls ? 1 : 0);
-    p = put_be32(p, elem_oid);
+    add_be32(&sb, n ? 1 : 0);
+    add_be32(&sb, 0);
+    add_be32(&sb, elem_oid);
     if (n) {
-        p = put_be32(p, (uint32_t)n);
-        p = put_be32(p, 1);
+        add_be32(&sb, (uint32_t)n);
+        add_be32(&sb, 1);
     }
     for (size_t i = 0; i < n; i++) {
         if (!items[i]) {
-            p = put_be32(p, UINT32_MAX); /* -1: NULL */
+            nulls = true;
+            add_be32(&sb, UINT32_MAX); /* -1: NULL */
             continue;
         }
         size_t item_len = lengths ? (size_t)lengths[i] : strlen(items[i]);
-        p = put_be32(p, (uint32_t)item_len);
-        memcpy(p, items[i], item_len);
-        p += item_len;
+        add_be32(&sb, (uint32_t)item_len);
+        ap_strbuf_add(&sb, items[i], item_len);
     }
-    *len = (int)(p - out);
-    return out;
+    if (sb.failed || sb.len > 0x3fffffff) { /* a parameter's length is an int */
+        free(ap_strbuf_detach(&sb));
+        return NULL;
+    }
+    if (nulls)
+        sb.buf[NULLS_FLAG_BYTE] = 1;
+    *len = (int)sb.len;
+    return ap_strbuf_detach(&sb);
 }
 
 char *ap_pg_int_array(const int64_t *items, size_t n)
