@@ -15,6 +15,7 @@
 #ifndef AP_OUTBOX_H
 #define AP_OUTBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,20 +61,32 @@ typedef struct ap_dead_letter {
  */
 ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const ap_dead_letter_t *letter);
 
+/* How far the relay is behind (ap_outbox_backlog). */
+typedef struct ap_outbox_backlog {
+    int64_t rows;      /* rows waiting: counted (up to the limit) when `counted`, else the span */
+    bool counted;      /* of ids from the oldest to the last one given, which bounds them */
+    int64_t oldest_ms; /* the oldest row's age; 0 when there is none */
+} ap_outbox_backlog_t;
+
 /*
- * How far the relay is behind: rows waiting (counted up to `limit`, so the cost stays
- * bounded) and the age of the oldest, in milliseconds (0 when empty), counting only the rows
- * whose id is at least *from_id. *from_id then becomes the oldest such row's id, or the next
- * id the outbox will give when there is none: pass 0 the first time, then what it returned.
- * The relay deletes from the front, and while a long transaction anywhere in the database
- * holds vacuum back, every deleted row stays in the table and its index: a count from the
- * front would walk them all (half a second per call at 200,000), one from the last oldest row
- * walks only those deleted since. It is an estimate: a row that commits after a later row was
- * seen here, with an id below it, is not counted (the relay still delivers it). Runs on the
- * unit of work's connection; call it between transactions. The errors above.
+ * How far the relay is behind, counting only the rows whose id is at least *from_id.
+ * *from_id then becomes the oldest such row's id, or the next id the outbox will give when
+ * there is none: pass 0 the first time, then what it returned.
+ *
+ * The cost does not grow with the backlog unless asked to: the oldest row and the last id
+ * given are two index probes, and the ids between them bound the rows waiting (a rolled-back
+ * transaction's ids, and rows deleted behind a row the relay holds, are in the span but not
+ * in the table). Only when that span exceeds `count_above` are the rows counted, up to
+ * `limit`, by one range scan from the oldest. The relay deletes from the front, and while a
+ * long transaction anywhere in the database holds vacuum back, every deleted row stays in
+ * the table and its index: a probe from the front would walk them all (half a second per
+ * count at 200,000), one from the last oldest row walks only those deleted since. A row that
+ * commits after a later row was seen here, with an id below it, is not seen (the relay still
+ * delivers it). Runs on the unit of work's connection; call it between transactions. The
+ * errors above.
  */
-ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t limit, int64_t *from_id, int64_t *rows,
-                           int64_t *oldest_ms);
+ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t count_above, int64_t limit,
+                           int64_t *from_id, ap_outbox_backlog_t *out);
 
 /*
  * How many rows this outbox has written since it was made, counting those of transactions

@@ -172,32 +172,41 @@ ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const ap_dead_letter_t *lett
     return err;
 }
 
-ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t limit, int64_t *from_id, int64_t *rows,
-                           int64_t *oldest_ms)
+ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t count_above, int64_t limit,
+                           int64_t *from_id, ap_outbox_backlog_t *out)
 {
-    /* One index range scan from the floor (the CTE is read twice, so it is materialised). */
+    /* The oldest row from the floor and the last id given: two index probes, whatever the
+     * backlog. Only a span over count_above is counted, by one range scan from that row. */
     static const char sql[] =
-        "WITH live AS (SELECT id, created_at FROM outbox WHERE id >= $2 ORDER BY id LIMIT $1) "
-        "SELECT (SELECT count(*) FROM live), "
-        "COALESCE((SELECT (extract(epoch FROM clock_timestamp() - created_at) * 1000)::bigint "
-        "FROM live ORDER BY id LIMIT 1), 0), "
-        "COALESCE((SELECT min(id) FROM live), "
-        "(SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM outbox_id_seq))";
-    char text[2][AP_PG_INT_SIZE];
-    const char *params[2] = {text[0], text[1]};
+        "WITH head AS (SELECT id, created_at FROM outbox WHERE id >= $2 ORDER BY id LIMIT 1), "
+        "     tail AS (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS id"
+        "                FROM outbox_id_seq) "
+        "SELECT COALESCE(h.id, t.id + 1), greatest(t.id - h.id + 1, 1), "
+        "       COALESCE((extract(epoch FROM clock_timestamp() - h.created_at) * 1000)::bigint,"
+        "                0), "
+        "       CASE WHEN t.id - h.id + 1 > $3 THEN (SELECT count(*) FROM (SELECT FROM outbox"
+        "                 WHERE id >= h.id ORDER BY id LIMIT $1) c) END "
+        "  FROM tail t LEFT JOIN head h ON true";
+    char text[3][AP_PG_INT_SIZE];
+    const char *params[3] = {text[0], text[1], text[2]};
     PGresult *res = NULL;
-    int64_t next_from;
+    int64_t next_from, span = 0;
 
     snprintf(text[0], sizeof text[0], "%lld", (long long)limit);
     snprintf(text[1], sizeof text[1], "%lld", (long long)*from_id);
-    ap_err_t err = ap_pg_uow_query(outbox->uow, sql, 2, params, &res);
+    snprintf(text[2], sizeof text[2], "%lld", (long long)count_above);
+    ap_err_t err = ap_pg_uow_query(outbox->uow, sql, 3, params, &res);
     if (err)
         return err;
-    if (!ap_pg_get_int64(res, 0, 0, rows) || !ap_pg_get_int64(res, 0, 1, oldest_ms) ||
-        !ap_pg_get_int64(res, 0, 2, &next_from))
+    out->counted = !PQgetisnull(res, 0, 3);
+    if (!ap_pg_get_int64(res, 0, 0, &next_from) || !ap_pg_get_int64(res, 0, 2, &out->oldest_ms) ||
+        (!PQgetisnull(res, 0, 1) && !ap_pg_get_int64(res, 0, 1, &span)) ||
+        (out->counted && !ap_pg_get_int64(res, 0, 3, &span))) {
         err = AP_ERR_INTERNAL;
-    else
+    } else {
+        out->rows = span;
         *from_id = next_from;
+    }
     PQclear(res);
     return err;
 }

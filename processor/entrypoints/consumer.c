@@ -42,7 +42,8 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define STATS_EVERY_MS 60000
-#define BACKPRESSURE_EVERY_MS 50 /* measure the backlog at least this often */
+#define BACKPRESSURE_EVERY_MS 50        /* measure the backlog at least this often */
+#define BACKPRESSURE_COUNT_EVERY_MS 1000 /* count its rows at most this often, unless ... */
 #define LAG_EVERY_MS 1000         /* the lag metric is refreshed this often */
 
 typedef struct partition {
@@ -68,8 +69,9 @@ typedef struct consumer {
     uint64_t applied, rejected, undecodable, failed;
     /* The backlog as last measured, and the outbox's row count then: the rows written since
      * bound how far it can have grown. */
-    bool backlog_known;
+    bool backlog_known, backlog_counted;
     int64_t backlog_rows, backlog_measured_ms, backlog_from_id; /* ap_outbox_backlog's floor */
+    int64_t backlog_counted_ms;
     uint64_t backlog_written;
 } consumer_t;
 
@@ -644,21 +646,39 @@ static size_t gather(consumer_t *c, item_t *items)
  * database is not asked, except every BACKPRESSURE_EVERY_MS for the age of the oldest row.
  * Pausing drops what was fetched already, so the next batch cannot add to a backlog that is
  * at or past the limit.
+ *
+ * A measure is two index probes (ap_outbox_backlog): the span of ids from the oldest row to
+ * the last one given bounds the rows waiting, which settles most questions. Only a count can
+ * tell that a span over the limit holds more rows than it (the span also has the ids of
+ * rolled-back transactions, and of rows delivered behind one the relay holds), or that a span
+ * over half the limit holds half or fewer, and a count costs what the backlog is long. So the
+ * rows are counted only then, at most every BACKPRESSURE_COUNT_EVERY_MS, except when the bound
+ * says this batch could take the backlog past the limit: then every time, as before.
  */
 static void check_backpressure(consumer_t *c, int64_t now)
 {
     const ap_config_t *cfg = c->cfg;
     bool paused = atomic_load(&c->health->backpressure);
     uint64_t written = ap_outbox_rows_written(c->outbox);
+    int64_t max = cfg->backpressure_max_rows;
     int64_t bound = c->backlog_rows + (int64_t)(written - c->backlog_written);
-    int64_t rows, age_ms;
+    ap_outbox_backlog_t b;
 
     if (c->backlog_known && now - c->backlog_measured_ms < BACKPRESSURE_EVERY_MS &&
-        (paused || bound <= cfg->backpressure_max_rows))
+        (paused || bound <= max))
         return;
-    if (ap_outbox_backlog(c->outbox, cfg->backpressure_max_rows + 1, &c->backlog_from_id, &rows,
-                          &age_ms))
+    bool may_count = (!paused && bound > max) || !c->backlog_counted ||
+                     now - c->backlog_counted_ms >= BACKPRESSURE_COUNT_EVERY_MS;
+    int64_t count_above = !may_count ? INT64_MAX : paused ? max / 2 : max;
+    if (ap_outbox_backlog(c->outbox, count_above, max + 1, &c->backlog_from_id, &b))
         return; /* Postgres is away: the batch's own retries deal with that */
+    int64_t rows = b.rows, age_ms = b.oldest_ms;
+    if (b.counted) {
+        c->backlog_counted = true;
+        c->backlog_counted_ms = now;
+    } else if (c->backlog_known && bound < rows) {
+        rows = bound; /* both bound the rows waiting: keep the tighter */
+    }
     c->backlog_rows = rows;
     c->backlog_written = written;
     c->backlog_measured_ms = now;
@@ -668,9 +688,9 @@ static void check_backpressure(consumer_t *c, int64_t now)
         ap_metric_set(c->ins->outbox_age, (double)age_ms / 1e3);
     }
 
-    bool behind = rows > cfg->backpressure_max_rows || age_ms > cfg->backpressure_max_age_ms;
-    bool caught_up = rows <= cfg->backpressure_max_rows / 2 &&
-                     age_ms <= cfg->backpressure_max_age_ms / 2;
+    /* Uncounted, rows is an upper bound: it may overstate the backlog, never understate it. */
+    bool behind = (rows > max && b.counted) || age_ms > cfg->backpressure_max_age_ms;
+    bool caught_up = rows <= max / 2 && age_ms <= cfg->backpressure_max_age_ms / 2;
     if (!paused && behind) {
         AP_WARN("consumer", "outbox backlog of %lld rows, oldest %lld ms: pausing consumption",
                 (long long)rows, (long long)age_ms);

@@ -347,7 +347,7 @@ static void test_rows_of_one_sku_follow_commit_order(void **state)
 }
 
 /*
- * The backlog is counted from a floor that follows the oldest row, so rows the relay deleted
+ * The backlog is measured from a floor that follows the oldest row, so rows the relay deleted
  * are not walked again: with a snapshot held open elsewhere they stay in the table and its
  * index, and a count from the front slowed every consumer batch down (tests/chaos/
  * held_snapshot.sh measured half a second per count at 200,000 such rows).
@@ -357,15 +357,16 @@ static void test_backlog_counts_from_the_oldest_row(void **state)
     rig_t rig;
     char sku[128], ref[128];
     ap_msg_t cmd;
-    int64_t from = 0, rows = -1, age = -1, ids[2];
+    ap_outbox_backlog_t b;
+    int64_t from = 0, ids[2];
     PGconn *conn = connect_db(), *holder = connect_db();
     (void)state;
 
     rig_init_fresh(&rig, "backlog", sku, ref);
     const char *prefix = rig.prefix;
     ap_uow_t *uow = rig.app.deps.uow;
-    assert_int_equal(ap_outbox_backlog(rig.outbox, 1000000, &from, &rows, &age), AP_OK);
-    assert_true(from > 0 && rows >= 0 && age >= 0);
+    assert_int_equal(ap_outbox_backlog(rig.outbox, 0, 1000000, &from, &b), AP_OK);
+    assert_true(from > 0 && b.rows >= 0 && b.oldest_ms >= 0);
 
     /* Two rows of ours: BatchCreated, Allocated. */
     assert_int_equal(ap_uow_begin(uow), AP_OK);
@@ -391,21 +392,93 @@ static void test_backlog_counts_from_the_oldest_row(void **state)
     PQclear(res);
 
     /* The floor is the oldest of ours, then the next one as the relay deletes them, then past
-     * both: deleted rows never count again. */
+     * both: deleted rows never count again. Counted (count_above 0) and as a span alike. */
     from = ids[0];
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(ap_outbox_backlog(rig.outbox, 1000000, &from, &rows, &age), AP_OK);
+        int64_t span_from = from;
+        assert_int_equal(ap_outbox_backlog(rig.outbox, 0, 1000000, &from, &b), AP_OK);
         assert_int_equal(from, ids[i]);
-        assert_true(rows >= 2 - i);
+        assert_true(b.counted);
+        assert_true(b.rows >= 2 - i);
+        assert_int_equal(ap_outbox_backlog(rig.outbox, INT64_MAX, 1000000, &span_from, &b),
+                         AP_OK);
+        assert_int_equal(span_from, ids[i]);
+        assert_false(b.counted);
+        assert_true(b.rows >= ids[1] - ids[i] + 1);
         char sql[96];
         snprintf(sql, sizeof sql, "DELETE FROM outbox WHERE id = %lld", (long long)ids[i]);
         PQclear(PQexec(conn, sql));
     }
-    assert_int_equal(ap_outbox_backlog(rig.outbox, 1000000, &from, &rows, &age), AP_OK);
+    assert_int_equal(ap_outbox_backlog(rig.outbox, 0, 1000000, &from, &b), AP_OK);
     assert_true(from > ids[1]);
 
     PQclear(PQexec(holder, "COMMIT"));
     PQfinish(holder);
+    PQfinish(conn);
+    rig_release(&rig);
+}
+
+/*
+ * The span bounds the rows waiting from above, and a count is made only when it passes
+ * count_above: rows delivered behind an older one still waiting (as behind a record the relay
+ * holds) are in the span, not in the count.
+ */
+static void test_backlog_counts_only_a_span_over_the_threshold(void **state)
+{
+    rig_t rig;
+    char sku[128], ref[128];
+    ap_msg_t cmd;
+    ap_outbox_backlog_t b;
+    int64_t from = 0, ids[3];
+    PGconn *conn = connect_db();
+    (void)state;
+
+    rig_init_fresh(&rig, "span", sku, ref);
+    ap_uow_t *uow = rig.app.deps.uow;
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_msg_create_batch(&cmd, ref, sku, 10, false, 0);
+    execute(&rig, &cmd);
+    ap_msg_allocate(&cmd, "o1", sku, 3);
+    execute(&rig, &cmd);
+    ap_msg_allocate(&cmd, "o2", sku, 3);
+    execute(&rig, &cmd);
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    const char *params[1] = {rig.prefix};
+    PGresult *res = PQexecParams(conn,
+                                 "SELECT id FROM outbox WHERE topic LIKE $1 || '.%' ORDER BY id", 1,
+                                 NULL, params, NULL, NULL, 0);
+    assert_int_equal(PQntuples(res), 3);
+    for (int i = 0; i < 3; i++)
+        ids[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    PQclear(res);
+
+    /* The middle one delivered, the oldest still waiting. */
+    char sql[96];
+    snprintf(sql, sizeof sql, "DELETE FROM outbox WHERE id = %lld", (long long)ids[1]);
+    PQclear(PQexec(conn, sql));
+
+    /* From our oldest: a span of at least three ids, uncounted under a high threshold... */
+    from = ids[0];
+    assert_int_equal(ap_outbox_backlog(rig.outbox, INT64_MAX, 1000000, &from, &b), AP_OK);
+    assert_int_equal(from, ids[0]);
+    assert_false(b.counted);
+    int64_t span = b.rows;
+    assert_true(span >= ids[2] - ids[0] + 1);
+
+    /* ...counted under a low one, which leaves out the delivered row. Other tests' rows may
+     * come and go meanwhile, so the count is compared with a span taken right after it. */
+    assert_int_equal(ap_outbox_backlog(rig.outbox, 1, 1000000, &from, &b), AP_OK);
+    assert_true(b.counted);
+    assert_true(b.rows >= 2);
+    int64_t counted = b.rows;
+    assert_int_equal(ap_outbox_backlog(rig.outbox, INT64_MAX, 1000000, &from, &b), AP_OK);
+    assert_true(counted < b.rows);
+
+    /* The count stops at its limit. */
+    assert_int_equal(ap_outbox_backlog(rig.outbox, 1, 2, &from, &b), AP_OK);
+    assert_true(b.counted);
+    assert_int_equal(b.rows, 2);
+
     PQfinish(conn);
     rig_release(&rig);
 }
@@ -540,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_deferred_rows_are_byte_exact),
         cmocka_unit_test(test_rows_of_one_sku_follow_commit_order),
         cmocka_unit_test(test_backlog_counts_from_the_oldest_row),
+        cmocka_unit_test(test_backlog_counts_only_a_span_over_the_threshold),
         cmocka_unit_test(test_commit_wakes_the_listeners_after_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
