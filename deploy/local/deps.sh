@@ -20,7 +20,8 @@ PACKAGES=(
     build-essential cmake ninja-build pkg-config               # toolchain
     clang libclang-rt-14-dev                                   # the second compiler CI builds with
     librdkafka-dev libavro-dev libpq-dev libjansson-dev        # libraries the program links
-    libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev uthash-dev
+    libcurl4-openssl-dev libmicrohttpd-dev libjemalloc-dev
+    libcmocka-dev uthash-dev                                   # and its tests
     postgresql-15 postgresql-client-15                         # local database
     openjdk-17-jdk-headless maven                              # local Kafka broker, registry
     kcat jq                                                    # tests and humans poking at topics
