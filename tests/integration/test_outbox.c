@@ -346,6 +346,34 @@ static void test_rows_of_one_sku_follow_commit_order(void **state)
     rig_release(&rig);
 }
 
+/* Commits a batch of `ref` and `orders` allocations from it, in one transaction, and puts the
+ * ids of the outbox rows they wrote (BatchCreated, then each Allocated) in ids[]. */
+static void write_events(rig_t *rig, const char *sku, const char *ref, int orders,
+                         PGconn *conn, int64_t *ids)
+{
+    ap_uow_t *uow = rig->app.deps.uow;
+    ap_msg_t cmd;
+    char orderid[16];
+
+    assert_int_equal(ap_uow_begin(uow), AP_OK);
+    ap_msg_create_batch(&cmd, ref, sku, 10, false, 0);
+    execute(rig, &cmd);
+    for (int i = 1; i <= orders; i++) {
+        snprintf(orderid, sizeof orderid, "o%d", i);
+        ap_msg_allocate(&cmd, orderid, sku, 3);
+        execute(rig, &cmd);
+    }
+    assert_int_equal(ap_uow_commit(uow), AP_OK);
+    const char *params[1] = {rig->prefix};
+    PGresult *res = PQexecParams(conn,
+                                 "SELECT id FROM outbox WHERE topic LIKE $1 || '.%' ORDER BY id", 1,
+                                 NULL, params, NULL, NULL, 0);
+    assert_int_equal(PQntuples(res), orders + 1);
+    for (int i = 0; i <= orders; i++)
+        ids[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    PQclear(res);
+}
+
 /*
  * The backlog is measured from a floor that follows the oldest row, so rows the relay deleted
  * are not walked again: with a snapshot held open elsewhere they stay in the table and its
@@ -356,38 +384,22 @@ static void test_backlog_counts_from_the_oldest_row(void **state)
 {
     rig_t rig;
     char sku[128], ref[128];
-    ap_msg_t cmd;
     ap_outbox_backlog_t b;
     int64_t from = 0, ids[2];
     PGconn *conn = connect_db(), *holder = connect_db();
     (void)state;
 
     rig_init_fresh(&rig, "backlog", sku, ref);
-    const char *prefix = rig.prefix;
-    ap_uow_t *uow = rig.app.deps.uow;
     assert_int_equal(ap_outbox_backlog(rig.outbox, 0, 1000000, &from, &b), AP_OK);
     assert_true(from > 0 && b.rows >= 0 && b.oldest_ms >= 0);
 
     /* Two rows of ours: BatchCreated, Allocated. */
-    assert_int_equal(ap_uow_begin(uow), AP_OK);
-    ap_msg_create_batch(&cmd, ref, sku, 10, false, 0);
-    execute(&rig, &cmd);
-    ap_msg_allocate(&cmd, "o1", sku, 3);
-    execute(&rig, &cmd);
-    assert_int_equal(ap_uow_commit(uow), AP_OK);
-    const char *params[1] = {prefix};
-    PGresult *res = PQexecParams(conn,
-                                 "SELECT id FROM outbox WHERE topic LIKE $1 || '.%' ORDER BY id", 1,
-                                 NULL, params, NULL, NULL, 0);
-    assert_int_equal(PQntuples(res), 2);
-    for (int i = 0; i < 2; i++)
-        ids[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-    PQclear(res);
+    write_events(&rig, sku, ref, 1, conn, ids);
     assert_true(ids[0] >= from);
 
     /* A snapshot held elsewhere keeps what is deleted from now on in the table. */
     PQclear(PQexec(holder, "BEGIN ISOLATION LEVEL REPEATABLE READ"));
-    res = PQexec(holder, "SELECT count(*) FROM outbox");
+    PGresult *res = PQexec(holder, "SELECT count(*) FROM outbox");
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
     PQclear(res);
 
@@ -427,30 +439,13 @@ static void test_backlog_counts_only_a_span_over_the_threshold(void **state)
 {
     rig_t rig;
     char sku[128], ref[128];
-    ap_msg_t cmd;
     ap_outbox_backlog_t b;
     int64_t from = 0, ids[3];
     PGconn *conn = connect_db();
     (void)state;
 
     rig_init_fresh(&rig, "span", sku, ref);
-    ap_uow_t *uow = rig.app.deps.uow;
-    assert_int_equal(ap_uow_begin(uow), AP_OK);
-    ap_msg_create_batch(&cmd, ref, sku, 10, false, 0);
-    execute(&rig, &cmd);
-    ap_msg_allocate(&cmd, "o1", sku, 3);
-    execute(&rig, &cmd);
-    ap_msg_allocate(&cmd, "o2", sku, 3);
-    execute(&rig, &cmd);
-    assert_int_equal(ap_uow_commit(uow), AP_OK);
-    const char *params[1] = {rig.prefix};
-    PGresult *res = PQexecParams(conn,
-                                 "SELECT id FROM outbox WHERE topic LIKE $1 || '.%' ORDER BY id", 1,
-                                 NULL, params, NULL, NULL, 0);
-    assert_int_equal(PQntuples(res), 3);
-    for (int i = 0; i < 3; i++)
-        ids[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-    PQclear(res);
+    write_events(&rig, sku, ref, 2, conn, ids);
 
     /* The middle one delivered, the oldest still waiting. */
     char sql[96];
