@@ -181,7 +181,8 @@ ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t count_above, int64_t lim
         "WITH head AS (SELECT id, created_at FROM outbox WHERE id >= $2 ORDER BY id LIMIT 1), "
         "     tail AS (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS id"
         "                FROM outbox_id_seq) "
-        "SELECT COALESCE(h.id, t.id + 1), greatest(t.id - h.id + 1, 1), "
+        "SELECT COALESCE(h.id, t.id + 1), "
+        "       CASE WHEN h.id IS NULL THEN 0 ELSE greatest(t.id - h.id + 1, 1) END, "
         "       COALESCE((extract(epoch FROM clock_timestamp() - h.created_at) * 1000)::bigint,"
         "                0), "
         "       CASE WHEN t.id - h.id + 1 > $3 THEN (SELECT count(*) FROM (SELECT FROM outbox"
@@ -190,7 +191,7 @@ ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t count_above, int64_t lim
     char text[3][AP_PG_INT_SIZE];
     const char *params[3] = {text[0], text[1], text[2]};
     PGresult *res = NULL;
-    int64_t next_from, span = 0;
+    int64_t next_from, span;
 
     snprintf(text[0], sizeof text[0], "%lld", (long long)limit);
     snprintf(text[1], sizeof text[1], "%lld", (long long)*from_id);
@@ -199,8 +200,8 @@ ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t count_above, int64_t lim
     if (err)
         return err;
     out->counted = !PQgetisnull(res, 0, 3);
-    if (!ap_pg_get_int64(res, 0, 0, &next_from) || !ap_pg_get_int64(res, 0, 2, &out->oldest_ms) ||
-        (!PQgetisnull(res, 0, 1) && !ap_pg_get_int64(res, 0, 1, &span)) ||
+    if (!ap_pg_get_int64(res, 0, 0, &next_from) || !ap_pg_get_int64(res, 0, 1, &span) ||
+        !ap_pg_get_int64(res, 0, 2, &out->oldest_ms) ||
         (out->counted && !ap_pg_get_int64(res, 0, 3, &span))) {
         err = AP_ERR_INTERNAL;
     } else {

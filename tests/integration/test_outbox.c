@@ -424,6 +424,14 @@ static void test_backlog_counts_from_the_oldest_row(void **state)
     assert_int_equal(ap_outbox_backlog(rig.outbox, 0, 1000000, &from, &b), AP_OK);
     assert_true(from > ids[1]);
 
+    /* Nothing at or past the floor: no rows, and the floor is the next id to be given. */
+    int64_t beyond = INT64_MAX / 2;
+    assert_int_equal(ap_outbox_backlog(rig.outbox, INT64_MAX, 1000000, &beyond, &b), AP_OK);
+    assert_int_equal(b.rows, 0);
+    assert_false(b.counted);
+    assert_int_equal(b.oldest_ms, 0);
+    assert_true(beyond > ids[1] && beyond < INT64_MAX / 2);
+
     PQclear(PQexec(holder, "COMMIT"));
     PQfinish(holder);
     PQfinish(conn);
