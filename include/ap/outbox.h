@@ -61,10 +61,12 @@ typedef struct ap_dead_letter {
  */
 ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const ap_dead_letter_t *letter);
 
-/* How far the relay is behind (ap_outbox_backlog). */
+/* How far the relay is behind (ap_outbox_backlog). `rows` is the rows waiting when `counted`
+ * (up to the limit asked for), else the span of ids from the oldest row to the last id given,
+ * which bounds them from above; 0 when there is no row. */
 typedef struct ap_outbox_backlog {
-    int64_t rows;      /* rows waiting: counted (up to the limit) when `counted`, else the span */
-    bool counted;      /* of ids from the oldest to the last one given, which bounds them */
+    int64_t rows;
+    bool counted;
     int64_t oldest_ms; /* the oldest row's age; 0 when there is none */
 } ap_outbox_backlog_t;
 
