@@ -9,7 +9,7 @@
 #   gcc-release, clang-release   as a packager (and the container image) builds
 #   clang-debug-sanitize         Debug + ASan/UBSan (gcc's twin is build/ci, the test build)
 # Only the program and its libraries are built (tests off), with Ninja: seconds each. Each
-# must keep its asserts (no -DNDEBUG).
+# must keep its asserts (no -DNDEBUG), and link jemalloc unless it has the sanitizers.
 # With NAMEs, builds only those. deploy/local/test runs it before the tests.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -49,5 +49,13 @@ for name in "${names[@]}"; do
     # Asserts stay in every build (CMakeLists.txt removes CMake's NDEBUG).
     ! grep -q -- '-DNDEBUG' "$dir/compile_commands.json" \
         || ap_die "build $name compiles with -DNDEBUG: its asserts are off"
+    # jemalloc is the program's allocator, except beside the sanitizers' (CMakeLists.txt).
+    links_jemalloc=0
+    ldd "$dir/allocation-processor" | grep -q 'libjemalloc\.so' && links_jemalloc=1
+    if [[ "$flags" == *AP_SANITIZE=ON* ]]; then
+        ((!links_jemalloc)) || ap_die "build $name links jemalloc beside the sanitizers"
+    else
+        ((links_jemalloc)) || ap_die "build $name does not link jemalloc"
+    fi
     ap_log "build $name: ok, warning-free with -Werror ($((SECONDS - start)) s, $dir)"
 done
