@@ -9,7 +9,7 @@
  * max.message.bytes) is not dropped and not parked: its row stays, and so do the later rows
  * of its key, which are not sent until it is delivered; it is tried again with backoff, said
  * once in the log, on /readyz and on /metrics, until the topic accepts it, while other keys
- * flow. When the table is empty the thread sleeps on LISTEN/NOTIFY
+ * flow. Once a batch has taken every row there was, the thread sleeps on LISTEN/NOTIFY
  * (with a short timeout as a fallback). Postgres and Kafka are adapters (outbox_reader.h,
  * kafka_producer.h); this file holds only the policy: leadership, batching, backoff and
  * stopping.
@@ -368,20 +368,21 @@ static void settle_too_large(ap_relay_t *relay, const ap_outbox_row_t *rows, siz
 }
 
 /*
- * Relays one batch: AP_OK with `nrows` read (0 when the table is empty) and `failed` set
- * when some rows were not delivered; an error when Postgres failed (logged).
+ * Relays one batch: AP_OK with `failed` set when some rows were not delivered, and `more`
+ * when rows are known to be waiting (the batch was full, or some were held back); an error
+ * when Postgres failed (logged).
  */
-static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
+static ap_err_t relay_batch(ap_relay_t *relay, bool *failed, bool *more)
 {
     const ap_outbox_row_t *rows = NULL;
     size_t n = 0, nacked = 0, deleted = 0;
     ap_err_t err;
     int64_t started = ap_clock_now_ms(relay->clock);
 
-    *failed = false;
+    *failed = *more = false;
     if ((err = ap_outbox_reader_fetch(relay->pg, BATCH_MAX, &rows, &n)))
         return err;
-    *nrows = n;
+    *more = n == BATCH_MAX;
     if (n == 0)
         return AP_OK;
 
@@ -445,6 +446,7 @@ static ap_err_t relay_batch(ap_relay_t *relay, size_t *nrows, bool *failed)
                       "%lld ms", n, (long long)rows[0].id, (long long)rows[n - 1].id, nacked,
              nfailed, nwaiting, (long long)(ap_clock_now_ms(relay->clock) - started));
     *failed = nfailed > 0;
+    *more = *more || nwaiting > 0;
     if (nfailed > ntoo_large) { /* too-large ones have said their own */
         const char *why = relay->batch_error[0] ? relay->batch_error : "not acknowledged";
         /* One warning per distinct cause, not one per retry; a stop has said its own. */
@@ -542,9 +544,8 @@ static void *relay_main(void *arg)
             standby_logged = false;
         }
 
-        size_t nrows = 0;
-        bool failed = false;
-        ap_err_t err = relay_batch(relay, &nrows, &failed);
+        bool failed = false, more = false;
+        ap_err_t err = relay_batch(relay, &failed, &more);
         if (err) {
             /* Lost sessions are handled at the top of the loop; anything else (a missing
              * table, bad rows) is retried after a growing pause. */
@@ -561,7 +562,11 @@ static void *relay_main(void *arg)
         }
         failures = 0;
         vacuum_when_due(relay);
-        if (nrows == 0) {
+        /* A batch that settled every row it read, short of BATCH_MAX, took every row
+         * committed when it was read, and each commit that adds rows notifies after it:
+         * rather than read an empty table again, wait, and a notification that came
+         * meanwhile (queued on the session) ends the wait at once. */
+        if (!more) {
             bool notified = false;
             (void)ap_outbox_reader_wait(relay->pg, IDLE_WAIT_MS, &notified);
         }

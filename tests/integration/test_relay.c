@@ -140,12 +140,19 @@ static rd_kafka_event_t *admin_answer(rd_kafka_queue_t *queue, const char *what,
 }
 
 /* Creates a topic; `max_message_bytes` > 0 sets the topic's max.message.bytes. */
+/* The topics the tests made, deleted by teardown: a long-lived local broker would collect
+ * their partitions run after run. */
+static char *made_topics[32];
+static size_t nmade_topics;
+
 static void create_topic_with(const char *topic, int max_message_bytes)
 {
     char why[512];
     if (!ap_test_create_topic(cfg.bootstrap_servers, topic, PARTITIONS, max_message_bytes, why,
                               sizeof why))
         fail_msg("creating topic %s: %s", topic, why);
+    assert_true(nmade_topics < sizeof made_topics / sizeof made_topics[0]);
+    assert_non_null(made_topics[nmade_topics++] = strdup(topic));
 }
 
 static void create_topic(const char *topic)
@@ -295,7 +302,8 @@ static void make_row(row_t *row, int i, int nkeys)
 }
 
 /* Inserts the rows in one transaction (one NOTIFY) and reads back their ids and event ids. */
-static void insert_rows(const char *topic, row_t *rows, size_t n)
+/* Inserts rows in a transaction left open on the connection returned (commit_rows ends it). */
+static PGconn *begin_rows(const char *topic, row_t *rows, size_t n)
 {
     static const char sql[] =
         "INSERT INTO outbox (topic, key, value, header_names, header_values) "
@@ -331,10 +339,20 @@ static void insert_rows(const char *topic, row_t *rows, size_t n)
         snprintf(row->event_id, sizeof row->event_id, "%s", PQgetvalue(res, 0, 1));
         PQclear(res);
     }
-    res = PQexec(conn, "COMMIT");
+    return conn;
+}
+
+static void commit_rows(PGconn *conn)
+{
+    PGresult *res = PQexec(conn, "COMMIT");
     assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
     PQfinish(conn);
+}
+
+static void insert_rows(const char *topic, row_t *rows, size_t n)
+{
+    commit_rows(begin_rows(topic, rows, n));
 }
 
 static void wait_outbox_empty(const char *topic, int timeout_ms)
@@ -623,6 +641,55 @@ static void test_new_rows_relayed_promptly(void **state)
     /* Polling alone (every 500 ms) would give a median near 250 ms. */
     assert_true(sorted[N / 2] < 150);
     consume_rows(topic, rows, N, 30000);
+    free(rows);
+}
+
+/*
+ * Rows committed while the relay sends a batch read without them are relayed at once, not at
+ * the next poll: the relay waits only when its last batch took every row there was, and their
+ * notification, queued on its session meanwhile, ends that wait at once.
+ */
+static void test_rows_committed_during_a_batch_relayed_promptly(void **state)
+{
+    (void)state;
+    char topic[128];
+    enum { N = 10, BULK = 100 };
+    long long took[N];
+    uniq(topic, sizeof topic, "relaytest-during");
+    create_topic(topic);
+    row_t *rows = make_rows(N * (BULK + 1), 3, 1);
+
+    ap_relay_t *relay = start_relay(&cfg);
+    wait_leader(relay, 10000);
+    for (int i = 0; i < N; i++) {
+        row_t *bulk = &rows[i * (BULK + 1)], *late = bulk + BULK;
+        ap_test_pause_ms(37 * i % 300 + 20);
+        PGconn *conn = begin_rows(topic, late, 1); /* its id is lower, its commit later */
+        insert_rows(topic, bulk, BULK);            /* wakes the relay, which reads these ... */
+        ap_test_pause_ms(1 + i % 4);
+        long long t0 = now_ms();
+        commit_rows(conn); /* ... while this one commits */
+        wait_outbox_empty(topic, 10000);
+        took[i] = now_ms() - t0;
+    }
+    ap_relay_stop(relay);
+
+    long long sorted[N];
+    memcpy(sorted, took, sizeof took);
+    for (int i = 0; i < N; i++)
+        for (int j = i + 1; j < N; j++)
+            if (sorted[j] < sorted[i]) {
+                long long t = sorted[i];
+                sorted[i] = sorted[j];
+                sorted[j] = t;
+            }
+    fprintf(stderr, "late commit to deletion (ms):");
+    for (int i = 0; i < N; i++)
+        fprintf(stderr, " %lld", took[i]);
+    fprintf(stderr, "; median %lld\n", sorted[N / 2]);
+    /* A lost notification leaves the row to the poll, 500 ms after the relay went idle. */
+    assert_true(sorted[N / 2] < 150);
+    consume_rows(topic, rows, N * (BULK + 1), 30000);
     free(rows);
 }
 
@@ -916,6 +983,12 @@ static int teardown(void **state)
         exec_on(getenv("DATABASE_URL"), sql);
         free(scratch_conninfo);
     }
+    char why[512];
+    if (nmade_topics &&
+        !ap_test_delete_topics(cfg.bootstrap_servers, made_topics, nmade_topics, why, sizeof why))
+        fprintf(stderr, "test_relay: deleting the test topics: %s\n", why);
+    for (size_t i = 0; i < nmade_topics; i++)
+        free(made_topics[i]);
     return 0;
 }
 
@@ -937,6 +1010,7 @@ int main(void)
         cmocka_unit_test(test_bad_kafka_property),
         cmocka_unit_test(test_backlog_delivered_exactly),
         cmocka_unit_test(test_new_rows_relayed_promptly),
+        cmocka_unit_test(test_rows_committed_during_a_batch_relayed_promptly),
         cmocka_unit_test(test_relay_vacuums_the_outbox),
         cmocka_unit_test(test_one_leader_and_failover),
         cmocka_unit_test(test_reconnects_after_session_loss),
