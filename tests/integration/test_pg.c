@@ -26,6 +26,7 @@
 
 #include "adapters/migrations.h"
 #include "adapters/pg_internal.h"
+#include "adapters/pg_uow_internal.h"
 #include "ap/log.h"
 #include "ap/model.h"
 #include "ap/pg.h"
@@ -1159,6 +1160,56 @@ static void test_deferred_writes_merge_per_table(void **state)
     }
 }
 
+/*
+ * The unit of work's statements run on their generic plans from the first call: a small batch
+ * is never planned anew (the server's own choice kept a custom plan for the product update,
+ * and planned it again at every call).
+ */
+static void test_statements_keep_their_generic_plan(void **state)
+{
+    (void)state;
+    char sku[96], ref[96], orderid[128];
+    uniq(sku, sizeof sku, "GENERIC");
+    uniq(ref, sizeof ref, "b-generic");
+    store_product(sku, ref, 1000);
+
+    ap_uow_t *uow = new_uow();
+    for (int i = 0; i < 8; i++) { /* batches of one command, as at a low rate */
+        uow->defer_writes = true;
+        assert_int_equal(ap_uow_begin(uow), AP_OK);
+        ap_product_t *product = command_get(uow, sku);
+        snprintf(orderid, sizeof orderid, "%s-o%d", sku, i);
+        allocate(uow, product, orderid, 1, ref);
+        assert_int_equal(ap_uow_view_add(uow, orderid, sku, ref), AP_OK);
+        command_end(uow);
+        assert_int_equal(ap_uow_commit(uow), AP_OK);
+        uow->defer_writes = false;
+    }
+
+    PGconn *conn = container_of(uow, pg_uow_t, uow)->conn;
+    PGresult *res = PQexec(conn, "SELECT name, generic_plans, custom_plans"
+                                 "  FROM pg_prepared_statements"
+                                 " WHERE name = 'ap_product_cas_many' OR custom_plans > 0"
+                                 " ORDER BY name");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    bool cas_seen = false;
+    for (int row = 0; row < PQntuples(res); row++) {
+        const char *name = PQgetvalue(res, row, 0);
+        if (atoi(PQgetvalue(res, row, 2)) > 0)
+            print_error("%s: %s custom plan(s)\n", name, PQgetvalue(res, row, 2));
+        assert_int_equal(atoi(PQgetvalue(res, row, 2)), 0);
+        if (strcmp(name, "ap_product_cas_many") == 0) {
+            cas_seen = true;
+            assert_int_equal(atoi(PQgetvalue(res, row, 1)), 8);
+        }
+    }
+    assert_true(cas_seen);
+    PQclear(res);
+    ap_uow_free(uow);
+    assert_int_equal(scalar("SELECT allocated_quantity FROM batches WHERE reference = $1", ref),
+                     8);
+}
+
 /* Two transactions creating the same product: one wins, the other conflicts. */
 static void test_concurrent_creation(void **state)
 {
@@ -1559,6 +1610,7 @@ int main(void)
         cmocka_unit_test(test_deferred_writes_doom_the_transaction),
         cmocka_unit_test(test_version_check_meets_an_update_in_flight),
         cmocka_unit_test(test_deferred_writes_merge_per_table),
+        cmocka_unit_test(test_statements_keep_their_generic_plan),
         cmocka_unit_test(test_views),
         cmocka_unit_test(test_offsets),
         cmocka_unit_test(test_connection_defaults_yield_to_the_url),
