@@ -602,6 +602,26 @@ static void test_relay_vacuums_the_outbox(void **state)
     free(rows);
 }
 
+/* Prints the `n` times (ms) of `what` and returns their median. */
+static long long median_ms(const char *what, const long long *took, int n)
+{
+    long long sorted[16];
+    assert_true(n > 0 && n <= (int)(sizeof sorted / sizeof sorted[0]));
+    memcpy(sorted, took, (size_t)n * sizeof *took);
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (sorted[j] < sorted[i]) {
+                long long t = sorted[i];
+                sorted[i] = sorted[j];
+                sorted[j] = t;
+            }
+    fprintf(stderr, "%s (ms):", what);
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, " %lld", took[i]);
+    fprintf(stderr, "; median %lld\n", sorted[n / 2]);
+    return sorted[n / 2];
+}
+
 /* Rows committed while the relay idles arrive well inside its polling interval. */
 static void test_new_rows_relayed_promptly(void **state)
 {
@@ -625,21 +645,8 @@ static void test_new_rows_relayed_promptly(void **state)
     }
     ap_relay_stop(relay);
 
-    long long sorted[N];
-    memcpy(sorted, took, sizeof took);
-    for (int i = 0; i < N; i++)
-        for (int j = i + 1; j < N; j++)
-            if (sorted[j] < sorted[i]) {
-                long long t = sorted[i];
-                sorted[i] = sorted[j];
-                sorted[j] = t;
-            }
-    fprintf(stderr, "commit to deletion (ms):");
-    for (int i = 0; i < N; i++)
-        fprintf(stderr, " %lld", took[i]);
-    fprintf(stderr, "; median %lld\n", sorted[N / 2]);
     /* Polling alone (every 500 ms) would give a median near 250 ms. */
-    assert_true(sorted[N / 2] < 150);
+    assert_true(median_ms("commit to deletion", took, N) < 150);
     consume_rows(topic, rows, N, 30000);
     free(rows);
 }
@@ -674,21 +681,8 @@ static void test_rows_committed_during_a_batch_relayed_promptly(void **state)
     }
     ap_relay_stop(relay);
 
-    long long sorted[N];
-    memcpy(sorted, took, sizeof took);
-    for (int i = 0; i < N; i++)
-        for (int j = i + 1; j < N; j++)
-            if (sorted[j] < sorted[i]) {
-                long long t = sorted[i];
-                sorted[i] = sorted[j];
-                sorted[j] = t;
-            }
-    fprintf(stderr, "late commit to deletion (ms):");
-    for (int i = 0; i < N; i++)
-        fprintf(stderr, " %lld", took[i]);
-    fprintf(stderr, "; median %lld\n", sorted[N / 2]);
     /* A lost notification leaves the row to the poll, 500 ms after the relay went idle. */
-    assert_true(sorted[N / 2] < 150);
+    assert_true(median_ms("late commit to deletion", took, N) < 150);
     consume_rows(topic, rows, N * (BULK + 1), 30000);
     free(rows);
 }
