@@ -139,12 +139,12 @@ static rd_kafka_event_t *admin_answer(rd_kafka_queue_t *queue, const char *what,
     return event;
 }
 
-/* Creates a topic; `max_message_bytes` > 0 sets the topic's max.message.bytes. */
 /* The topics the tests made, deleted by teardown: a long-lived local broker would collect
  * their partitions run after run. */
 static char *made_topics[32];
 static size_t nmade_topics;
 
+/* Creates a topic; `max_message_bytes` > 0 sets the topic's max.message.bytes. */
 static void create_topic_with(const char *topic, int max_message_bytes)
 {
     char why[512];
@@ -301,8 +301,8 @@ static void make_row(row_t *row, int i, int nkeys)
     row->nhdrs = 5;
 }
 
-/* Inserts the rows in one transaction (one NOTIFY) and reads back their ids and event ids. */
-/* Inserts rows in a transaction left open on the connection returned (commit_rows ends it). */
+/* Inserts the rows in a transaction left open on the connection returned (commit_rows ends
+ * it, with one NOTIFY) and reads back their ids and event ids. */
 static PGconn *begin_rows(const char *topic, row_t *rows, size_t n)
 {
     static const char sql[] =
@@ -350,6 +350,7 @@ static void commit_rows(PGconn *conn)
     PQfinish(conn);
 }
 
+/* The same in one go. */
 static void insert_rows(const char *topic, row_t *rows, size_t n)
 {
     commit_rows(begin_rows(topic, rows, n));
@@ -602,19 +603,19 @@ static void test_relay_vacuums_the_outbox(void **state)
     free(rows);
 }
 
+static int compare_ms(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
 /* Prints the `n` times (ms) of `what` and returns their median. */
 static long long median_ms(const char *what, const long long *took, int n)
 {
     long long sorted[16];
     assert_true(n > 0 && n <= (int)(sizeof sorted / sizeof sorted[0]));
     memcpy(sorted, took, (size_t)n * sizeof *took);
-    for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++)
-            if (sorted[j] < sorted[i]) {
-                long long t = sorted[i];
-                sorted[i] = sorted[j];
-                sorted[j] = t;
-            }
+    qsort(sorted, (size_t)n, sizeof *sorted, compare_ms);
     fprintf(stderr, "%s (ms):", what);
     for (int i = 0; i < n; i++)
         fprintf(stderr, " %lld", took[i]);
