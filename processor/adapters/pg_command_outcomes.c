@@ -61,6 +61,28 @@ static bool read_row(const PGresult *res, int row, ap_command_outcome_t *out)
 
 /* ---------------------------------------------------------------- writing */
 
+/* Which of the ids $1 have an outcome: one probe of the primary key per id, whatever the
+ * statistics say (see ST_LOAD_ORDERS in pg_statements.c), since the table holds every id of
+ * the retention period. */
+static const char seen_sql[] =
+    "SELECT o.message_id FROM unnest($1::text[]) AS u(id)"
+    " CROSS JOIN LATERAL (SELECT message_id FROM command_outcomes"
+    "                      WHERE message_id = u.id OFFSET 0) o";
+
+/* Many outcomes, a column per array. */
+static const char record_sql[] =
+    "INSERT INTO command_outcomes (message_id, command_type, outcome, reason, message,"
+    "                              batchref, out_of_stock)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+    "                      $6::text[], $7::boolean[])";
+
+/* For test_plans (pg_internal.h); the unit of work prepares them under names of its own. */
+const ap_pg_prepared_t ap_pg_outcome_statements[] = {
+    {"ap_outcomes_seen", seen_sql},
+    {"ap_outcomes_record", record_sql},
+    {NULL, NULL},
+};
+
 ap_err_t ap_outcomes_seen(ap_uow_t *uow, const char *const *ids, size_t n, bool *seen)
 {
     PGresult *res = NULL;
@@ -72,13 +94,7 @@ ap_err_t ap_outcomes_seen(ap_uow_t *uow, const char *const *ids, size_t n, bool 
     if (!array)
         goto out;
     const char *params[1] = {array};
-    /* One probe of the primary key per id, whatever the statistics say (see
-     * ST_LOAD_ORDERS in pg_statements.c): the table holds every id of the retention period. */
-    err = ap_pg_uow_query(uow,
-                          "SELECT o.message_id FROM unnest($1::text[]) AS u(id)"
-                          " CROSS JOIN LATERAL (SELECT message_id FROM command_outcomes"
-                          "                      WHERE message_id = u.id OFFSET 0) o",
-                          1, params, &res);
+    err = ap_pg_uow_query(uow, seen_sql, 1, params, &res);
     if (err)
         goto out;
     for (int row = 0; row < PQntuples(res); row++) {
@@ -138,12 +154,7 @@ ap_err_t ap_outcomes_record(ap_uow_t *uow, const ap_command_outcome_t *outcomes,
     }
     const char *params[NCOLS + 1] = {arrays[0], arrays[1], arrays[2], arrays[3],
                                      arrays[4], arrays[5], flags};
-    err = ap_pg_uow_command(uow,
-                            "INSERT INTO command_outcomes (message_id, command_type, outcome, "
-                            "       reason, message, batchref, out_of_stock) "
-                            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-                            "       $4::text[], $5::text[], $6::text[], $7::boolean[])",
-                            NCOLS + 1, params, lengths, formats, NULL);
+    err = ap_pg_uow_command(uow, record_sql, NCOLS + 1, params, lengths, formats, NULL);
     if (!err)
         ap_pg_uow_notify_on_commit(uow, AP_PG_CHANNEL_OUTCOMES);
 out:

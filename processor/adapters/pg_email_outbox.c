@@ -37,6 +37,13 @@ static const char insert_many_sql[] =
     "       WITH ORDINALITY AS u(origin, recipient, subject, body, event_id, ord) "
     " ORDER BY u.ord";
 
+/* For test_plans (pg_internal.h); the unit of work prepares them under names of its own. */
+const ap_pg_prepared_t ap_pg_email_outbox_statements[] = {
+    {"ap_email_insert", insert_sql},
+    {"ap_email_insert_many", insert_many_sql},
+    {NULL, NULL},
+};
+
 static ap_err_t email_outbox_send(ap_notifier_t *notifier, const char *to, const char *subject,
                                   const char *body, const char *event_id)
 {
@@ -75,7 +82,7 @@ ap_err_t ap_pg_email_outbox_new(ap_uow_t *uow, const char *origin, ap_notifier_t
 
 /* The session's prepared statements, by what they do. */
 enum { TAKE, SENT, RETRY };
-static const ap_pg_prepared_t queue_statements[] = {
+const ap_pg_prepared_t ap_pg_email_queue_statements[] = {
     [TAKE] = {"ap_email_take",
               "SELECT id, event_id::text, recipient, subject, body, attempts FROM email_outbox "
               " WHERE origin = $1 AND next_attempt_at <= clock_timestamp() "
@@ -130,7 +137,7 @@ bool ap_email_queue_connected(ap_email_queue_t *queue)
 static const char *const queue_commands[] = {"SET synchronous_commit TO off",
                                              "LISTEN " AP_PG_CHANNEL_EMAIL, NULL};
 static const ap_pg_conn_setup_t queue_setup = {"email session", queue_commands,
-                                               queue_statements};
+                                               ap_pg_email_queue_statements};
 
 ap_err_t ap_email_queue_connect(ap_email_queue_t *queue)
 {
@@ -158,7 +165,8 @@ ap_err_t ap_email_queue_take(ap_email_queue_t *queue, ap_email_row_t *row, bool 
     queue->in_tx = true;
     PQclear(queue->res);
     const char *params[1] = {queue->origin};
-    queue->res = PQexecPrepared(queue->session.conn, queue_statements[TAKE].name, 1, params, NULL, NULL, 0);
+    queue->res = PQexecPrepared(queue->session.conn, ap_pg_email_queue_statements[TAKE].name,
+                                1, params, NULL, NULL, 0);
     if (PQresultStatus(queue->res) != PGRES_TUPLES_OK || PQnfields(queue->res) != NCOLS) {
         err = ap_pg_conn_fail(&queue->session, queue->res, "email take");
         ap_email_queue_release(queue);
@@ -207,7 +215,7 @@ ap_err_t ap_email_queue_sent(ap_email_queue_t *queue, int64_t id)
     char id_text[AP_PG_INT_SIZE];
     snprintf(id_text, sizeof id_text, "%lld", (long long)id);
     const char *params[1] = {id_text};
-    return finish(queue, queue_statements[SENT].name, 1, params, "email delete");
+    return finish(queue, ap_pg_email_queue_statements[SENT].name, 1, params, "email delete");
 }
 
 ap_err_t ap_email_queue_retry(ap_email_queue_t *queue, int64_t id, int64_t delay_ms,
@@ -217,7 +225,7 @@ ap_err_t ap_email_queue_retry(ap_email_queue_t *queue, int64_t id, int64_t delay
     snprintf(id_text, sizeof id_text, "%lld", (long long)id);
     snprintf(delay_text, sizeof delay_text, "%lld", (long long)delay_ms);
     const char *params[3] = {id_text, delay_text, error};
-    return finish(queue, queue_statements[RETRY].name, 3, params, "email retry");
+    return finish(queue, ap_pg_email_queue_statements[RETRY].name, 3, params, "email retry");
 }
 
 ap_err_t ap_email_queue_wait(ap_email_queue_t *queue, int timeout_ms)

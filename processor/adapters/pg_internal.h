@@ -148,6 +148,19 @@ typedef struct ap_pg_prepared {
     const char *name, *sql;
 } ap_pg_prepared_t;
 
+/*
+ * Every statement the adapters prepare beside the unit of work's own (pg_stmts): on a
+ * session of their own (the relay's, the email sender's) or on the unit of work's, which
+ * prepares the SQL it is given under names of its own and, with plan_cache_mode set to
+ * force_generic_plan, runs it on its generic plan from the first call. test_plans checks all
+ * of them; a statement added to an adapter belongs in its table.
+ */
+extern const ap_pg_prepared_t ap_pg_outbox_statements[];        /* pg_outbox.c */
+extern const ap_pg_prepared_t ap_pg_outbox_reader_statements[]; /* pg_outbox_reader.c */
+extern const ap_pg_prepared_t ap_pg_email_outbox_statements[];  /* pg_email_outbox.c */
+extern const ap_pg_prepared_t ap_pg_email_queue_statements[];   /* pg_email_outbox.c */
+extern const ap_pg_prepared_t ap_pg_outcome_statements[];       /* pg_command_outcomes.c */
+
 /* What a new connection runs before use: `commands` (NULL-terminated, may be NULL: SET,
  * LISTEN...), then `prepared` (may be NULL). `what` names the connection in the log. */
 typedef struct ap_pg_conn_setup {

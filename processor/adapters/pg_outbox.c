@@ -38,6 +38,29 @@ static const char insert_many_sql[] =
     "       WITH ORDINALITY AS u(topic, key, value, names, vals, event_id, ord) "
     " ORDER BY u.ord";
 
+/* The backlog (ap_outbox_backlog): the oldest row from id $2 and the last id given, two index
+ * probes whatever the backlog. Only a span over $3 rows is counted, by one range scan from
+ * that row, stopping at $1. */
+static const char backlog_sql[] =
+    "WITH head AS (SELECT id, created_at FROM outbox WHERE id >= $2 ORDER BY id LIMIT 1), "
+    "     tail AS (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS id"
+    "                FROM outbox_id_seq) "
+    "SELECT COALESCE(h.id, t.id + 1), "
+    "       CASE WHEN h.id IS NULL THEN 0 ELSE greatest(t.id - h.id + 1, 1) END, "
+    "       COALESCE((extract(epoch FROM clock_timestamp() - h.created_at) * 1000)::bigint,"
+    "                0), "
+    "       CASE WHEN t.id - h.id + 1 > $3 THEN (SELECT count(*) FROM (SELECT FROM outbox"
+    "                 WHERE id >= h.id ORDER BY id LIMIT $1) c) END "
+    "  FROM tail t LEFT JOIN head h ON true";
+
+/* For test_plans (pg_internal.h); the unit of work prepares them under names of its own. */
+const ap_pg_prepared_t ap_pg_outbox_statements[] = {
+    {"ap_outbox_insert", insert_sql},
+    {"ap_outbox_insert_many", insert_many_sql},
+    {"ap_outbox_backlog", backlog_sql},
+    {NULL, NULL},
+};
+
 /* ---------------------------------------------------------------- the insert */
 
 /*
@@ -175,19 +198,6 @@ ap_err_t ap_outbox_dead_letter(ap_outbox_t *outbox, const ap_dead_letter_t *lett
 ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t count_above, int64_t limit,
                            int64_t *from_id, ap_outbox_backlog_t *out)
 {
-    /* The oldest row from the floor and the last id given: two index probes, whatever the
-     * backlog. Only a span over count_above is counted, by one range scan from that row. */
-    static const char sql[] =
-        "WITH head AS (SELECT id, created_at FROM outbox WHERE id >= $2 ORDER BY id LIMIT 1), "
-        "     tail AS (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS id"
-        "                FROM outbox_id_seq) "
-        "SELECT COALESCE(h.id, t.id + 1), "
-        "       CASE WHEN h.id IS NULL THEN 0 ELSE greatest(t.id - h.id + 1, 1) END, "
-        "       COALESCE((extract(epoch FROM clock_timestamp() - h.created_at) * 1000)::bigint,"
-        "                0), "
-        "       CASE WHEN t.id - h.id + 1 > $3 THEN (SELECT count(*) FROM (SELECT FROM outbox"
-        "                 WHERE id >= h.id ORDER BY id LIMIT $1) c) END "
-        "  FROM tail t LEFT JOIN head h ON true";
     char text[3][AP_PG_INT_SIZE];
     const char *params[3] = {text[0], text[1], text[2]};
     PGresult *res = NULL;
@@ -196,7 +206,7 @@ ap_err_t ap_outbox_backlog(ap_outbox_t *outbox, int64_t count_above, int64_t lim
     snprintf(text[0], sizeof text[0], "%lld", (long long)limit);
     snprintf(text[1], sizeof text[1], "%lld", (long long)*from_id);
     snprintf(text[2], sizeof text[2], "%lld", (long long)count_above);
-    ap_err_t err = ap_pg_uow_query(outbox->uow, sql, 3, params, &res);
+    ap_err_t err = ap_pg_uow_query(outbox->uow, backlog_sql, 3, params, &res);
     if (err)
         return err;
     out->counted = !PQgetisnull(res, 0, 3);

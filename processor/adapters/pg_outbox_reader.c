@@ -21,7 +21,7 @@
 
 /* The relay session's prepared statements, by what they do. */
 enum { FETCH, DELETE, PARK };
-static const ap_pg_prepared_t reader_statements[] = {
+const ap_pg_prepared_t ap_pg_outbox_reader_statements[] = {
     [FETCH] = {"ap_outbox_reader_fetch",
                "SELECT id, event_id::text, topic, key, value, header_names, header_values, "
                "       (extract(epoch FROM created_at) * 1000)::bigint "
@@ -90,7 +90,7 @@ bool ap_outbox_reader_connected(ap_outbox_reader_t *reader)
  * transactions keep the server's synchronous_commit. */
 static const char *const reader_commands[] = {"SET synchronous_commit TO off", NULL};
 static const ap_pg_conn_setup_t reader_setup = {"relay session", reader_commands,
-                                                reader_statements};
+                                                ap_pg_outbox_reader_statements};
 
 ap_err_t ap_outbox_reader_connect(ap_outbox_reader_t *reader)
 {
@@ -293,7 +293,8 @@ ap_err_t ap_outbox_reader_fetch(ap_outbox_reader_t *reader, size_t limit,
     if (!reader->session.conn)
         return AP_ERR_UNAVAILABLE;
     snprintf(limit_text, sizeof limit_text, "%zu", limit);
-    reader->res = PQexecPrepared(reader->session.conn, reader_statements[FETCH].name, 1, params, NULL, NULL, 1);
+    reader->res = PQexecPrepared(reader->session.conn, ap_pg_outbox_reader_statements[FETCH].name,
+                                 1, params, NULL, NULL, 1);
     if (PQresultStatus(reader->res) != PGRES_TUPLES_OK)
         return ap_pg_conn_fail(&reader->session, reader->res, "outbox fetch");
     if ((err = refuse_read_only(reader)) || (err = decode_rows(reader, &n)))
@@ -317,7 +318,9 @@ ap_err_t ap_outbox_reader_delete(ap_outbox_reader_t *reader, const int64_t *ids,
     if (!id_array)
         return AP_ERR_NOMEM;
     const char *params[] = {id_array};
-    PGresult *res = PQexecPrepared(reader->session.conn, reader_statements[DELETE].name, 1, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(reader->session.conn,
+                                   ap_pg_outbox_reader_statements[DELETE].name, 1, params, NULL,
+                                   NULL, 0);
     free(id_array);
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
@@ -377,7 +380,9 @@ ap_err_t ap_outbox_reader_park(ap_outbox_reader_t *reader, int64_t id, const cha
         return AP_ERR_UNAVAILABLE;
     snprintf(id_text, sizeof id_text, "%lld", (long long)id);
     const char *params[] = {id_text, reason};
-    PGresult *res = PQexecPrepared(reader->session.conn, reader_statements[PARK].name, 2, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(reader->session.conn,
+                                   ap_pg_outbox_reader_statements[PARK].name, 2, params, NULL,
+                                   NULL, 0);
     ap_err_t err = AP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         err = ap_pg_conn_fail(&reader->session, res, "outbox park");

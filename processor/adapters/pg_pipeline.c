@@ -156,10 +156,9 @@ void pg_pipe_send(pipe_t *pipe, enum stmt st, expect_t expect, const char *key, 
     pipe_sent(pipe, sent, pg_stmts[st].name, key, expect, 1);
 }
 
-/* A statement prepared by name, with PQexecParams's arguments; it must touch `rows` rows. */
-static void pipe_send_named(pipe_t *pipe, const char *name, expect_t expect, long rows,
-                            int nparams, const char *const *params, const int *lengths,
-                            const int *formats)
+void pg_pipe_send_named(pipe_t *pipe, const char *name, expect_t expect, long rows,
+                        int nparams, const char *const *params, const int *lengths,
+                        const int *formats)
 {
     if (pipe->err)
         return;
@@ -187,8 +186,8 @@ static void send_one(pipe_t *pipe, const pending_t *p)
     if (p->st != ST__COUNT)
         pg_pipe_send(pipe, p->st, p->expect, p->key, p->nparams, params);
     else if (p->name[0])
-        pipe_send_named(pipe, p->name, p->expect, 1, p->nparams, params, p->lengths,
-                        p->formats);
+        pg_pipe_send_named(pipe, p->name, p->expect, 1, p->nparams, params, p->lengths,
+                           p->formats);
     else
         pg_pipe_send_sql(pipe, "deferred command", p->sql, p->expect, p->nparams, params,
                       p->lengths, p->formats);
@@ -215,8 +214,8 @@ static void send_many(pipe_t *pipe, const char *name, expect_t expect, size_t nr
         ok = arrays[c] != NULL;
     }
     if (ok)
-        pipe_send_named(pipe, name, expect, (long)nrows, ncols, (const char *const *)arrays,
-                        lengths, formats);
+        pg_pipe_send_named(pipe, name, expect, (long)nrows, ncols,
+                           (const char *const *)arrays, lengths, formats);
     else if (pipe->err == AP_OK)
         pipe->err = AP_ERR_NOMEM;
     for (int c = 0; c < ncols; c++)

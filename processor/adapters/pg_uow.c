@@ -96,17 +96,25 @@ static ap_err_t reconnect(pg_uow_t *self);
 
 /*
  * Runs `call` in a pipeline, after the outermost BEGIN not sent yet and the queue. Another
- * adapter's statement goes unnamed: preparing it here could fail inside the transaction,
- * ahead of the savepoint that should have contained the failure.
+ * adapter's statement is prepared here only while the session is outside a transaction (the
+ * BEGIN not sent yet, as for the consumer's idempotency check, the first statement of every
+ * batch): preparing inside one could fail ahead of the savepoint that should have contained
+ * the failure. Not prepared yet inside a transaction, it goes unnamed.
  */
 static ap_err_t execute_piped(pg_uow_t *self, const stmt_call_t *call, ExecStatusType want,
                               PGresult **out)
 {
+    char name[16];
+    bool named = call->st == ST__COUNT && PQtransactionStatus(self->conn) == PQTRANS_IDLE &&
+                 pg_uow_named_statement(self, call->sql, name);
     pipe_t pipe;
     pg_pipe_open(&pipe, self);
     pipe.want = want;
     if (call->st != ST__COUNT)
         pg_pipe_send(&pipe, call->st, EXPECT_KEEP, NULL, call->nparams, call->params);
+    else if (named)
+        pg_pipe_send_named(&pipe, name, EXPECT_KEEP, 1, call->nparams, call->params,
+                           call->lengths, call->formats);
     else
         pg_pipe_send_sql(&pipe, "command", call->sql, EXPECT_KEEP, call->nparams, call->params,
                          call->lengths, call->formats);

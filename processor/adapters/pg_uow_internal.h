@@ -195,6 +195,12 @@ ap_err_t pg_pipe_close(pipe_t *pipe);
 void pg_pipe_send(pipe_t *pipe, enum stmt st, expect_t expect, const char *key, int nparams,
                   const char *const *params);
 
+/* A statement prepared as `name` (pg_uow_named_statement), with PQexecParams's arguments;
+ * it must touch `rows` rows. */
+void pg_pipe_send_named(pipe_t *pipe, const char *name, expect_t expect, long rows,
+                        int nparams, const char *const *params, const int *lengths,
+                        const int *formats);
+
 /* The same for a statement that is not prepared (the unnamed statement). */
 void pg_pipe_send_sql(pipe_t *pipe, const char *what, const char *sql, expect_t expect,
                       int nparams, const char *const *params, const int *lengths,
