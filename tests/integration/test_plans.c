@@ -239,8 +239,12 @@ static void test_the_check_sees_an_intersection(void **state)
 
 /* The adapters' statements beside pg_stmts (pg_internal.h). */
 static const ap_pg_prepared_t *const adapter_tables[] = {
-    ap_pg_outbox_statements,       ap_pg_outbox_reader_statements, ap_pg_email_outbox_statements,
-    ap_pg_email_queue_statements,  ap_pg_outcome_statements,       NULL,
+    ap_pg_outbox_statements,
+    ap_pg_outbox_reader_statements,
+    ap_pg_email_outbox_statements,
+    ap_pg_email_queue_statements,
+    ap_pg_outcome_statements,
+    NULL,
 };
 
 /* 1 when the generic plan of `sql` reads history (printed with the plan), else 0. */
