@@ -259,19 +259,42 @@ static int reads_history(PGconn *conn, const char *name, const char *sql)
     return 1;
 }
 
+/* The i-th statement checked here, from 0: pg_stmts, then the adapters' tables (`adapter`
+ * says which); false past the last. */
+static bool checked_statement(size_t i, const char **name, const char **sql, bool *adapter)
+{
+    if (i < ST__COUNT) {
+        *name = pg_stmts[i].name;
+        *sql = pg_stmts[i].sql;
+        *adapter = false;
+        return true;
+    }
+    i -= ST__COUNT;
+    for (const ap_pg_prepared_t *const *table = adapter_tables; *table; table++) {
+        for (const ap_pg_prepared_t *st = *table; st->name; st++) {
+            if (i-- == 0) {
+                *name = st->name;
+                *sql = st->sql;
+                *adapter = true;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 /* How many of the statements read history in their generic plan; *checked counts them. */
 static int statements_reading_history(int *checked)
 {
     PGconn *conn = generic_session();
+    const char *name, *sql;
+    bool adapter;
     int bad = 0;
-    *checked = 0;
-    for (int st = 0; st < ST__COUNT; st++, ++*checked)
-        bad += reads_history(conn, pg_stmts[st].name, pg_stmts[st].sql);
-    for (const ap_pg_prepared_t *const *table = adapter_tables; *table; table++) {
-        for (const ap_pg_prepared_t *st = *table; st->name; st++, ++*checked)
-            bad += reads_history(conn, st->name, st->sql);
-    }
+    size_t i = 0;
+    for (; checked_statement(i, &name, &sql, &adapter); i++)
+        bad += reads_history(conn, name, sql);
     PQfinish(conn);
+    *checked = (int)i;
     return bad;
 }
 
@@ -286,19 +309,10 @@ static void test_no_statement_reads_history(void **state)
 /* Where `sql` is among the statements checked above: its name, or NULL. */
 static const char *checked_name(const char *sql, bool *adapter)
 {
-    for (int st = 0; st < ST__COUNT; st++) {
-        if (strcmp(pg_stmts[st].sql, sql) == 0) {
-            *adapter = false;
-            return pg_stmts[st].name;
-        }
-    }
-    for (const ap_pg_prepared_t *const *table = adapter_tables; *table; table++) {
-        for (const ap_pg_prepared_t *st = *table; st->name; st++) {
-            if (strcmp(st->sql, sql) == 0) {
-                *adapter = true;
-                return st->name;
-            }
-        }
+    const char *name, *other;
+    for (size_t i = 0; checked_statement(i, &name, &other, adapter); i++) {
+        if (strcmp(other, sql) == 0)
+            return name;
     }
     return NULL;
 }
