@@ -29,8 +29,10 @@
 # PGBENCH_CLIENTS (2), PGBENCH_SCALE (1), PGBENCH_SECONDS (the throughput phase's length);
 # BENCH_MIX (simple, the default, or realistic: bench_e2e.c says what each sends);
 # BENCH_MILLIONS=N, BENCH_ROUND, BENCH_PROBE_S: the long run (N rounds of BENCH_ROUND commands,
-# default 1,000,000, each followed by a BENCH_PROBE_S-second probe at RATE; after each a line
-# with its throughput, the probe's p99, VmRSS and the table sizes; at the end the verdicts);
+# default 1,000,000, each followed by a BENCH_PROBE_S-second probe at RATE, then, unless
+# BENCH_SETTLE_S=0, a wait of up to BENCH_SETTLE_S (120) seconds for the machine to go quiet
+# and a second probe, the one the p99 target is judged on; after each round a line with its
+# throughput, both probes' p99, VmRSS and the table sizes; at the end the verdicts);
 # BENCH_REPLICAS=N (default 1): N processors in the same group and database, as replicas of a
 # deployment are (give TOPIC_PARTITIONS a multiple of N); with CONSUMER_THREADS=M each is M
 # group members; the run starts once every member holds its share of the partitions, and
@@ -377,6 +379,7 @@ if [[ -n "$GC_LOG" && -f "$GC_LOG" ]]; then
     while IFS='|' read -r label start; do
         csv="$OUT/latency.csv"
         [[ "$label" == "probe "* ]] && csv="$OUT/latency-probe${label#probe }.csv"
+        [[ "$label" == "settled probe "* ]] && csv="$OUT/latency-probe${label#settled probe }-settled.csv"
         [[ -s "$csv" ]] || continue
         line="$(awk -v t0="$start" -v others="$OUT/gc-others.txt" -f "$ROOT/tests/bench/broker_gc.awk"             "$OUT/broker-gc-pauses.txt" "$csv")"
         [[ -s "$OUT/gc-others.txt" ]] &&
@@ -409,7 +412,7 @@ ENVSET+="$(env | { grep -E '^KAFKA_' || true; } | { grep -vE '^KAFKA_(BOOTSTRAP_
     echo "before:      machine ${BUSY_BEFORE}% busy (of $(( $(nproc) * 100 ))%) over 3 s before the processor started${OTHERS:+; busiest: $OTHERS}"
     echo "postgres:    $("$PGBIN/postgres" --version | awk '{print $3}'), synchronous_commit=$(pg_setting synchronous_commit), fsync=$(pg_setting fsync), shared_buffers=$(pg_setting shared_buffers), max_wal_size=$(pg_setting max_wal_size)"
     echo "processor:   $AP_BIN (Release, -g -fno-omit-frame-pointer);$ENVSET"
-    echo "command:     ${BENCH_MIX:+BENCH_MIX=$BENCH_MIX }${BENCH_MILLIONS:+BENCH_MILLIONS=$BENCH_MILLIONS }${BENCH_ROUND:+BENCH_ROUND=$BENCH_ROUND }tests/bench/run_bench.sh ${*}"
+    echo "command:     ${BENCH_MIX:+BENCH_MIX=$BENCH_MIX }${BENCH_MILLIONS:+BENCH_MILLIONS=$BENCH_MILLIONS }${BENCH_ROUND:+BENCH_ROUND=$BENCH_ROUND }${BENCH_SETTLE_S:+BENCH_SETTLE_S=$BENCH_SETTLE_S }tests/bench/run_bench.sh ${*}"
     echo "mix:         ${BENCH_MIX:-simple}$([[ -n "${BENCH_MILLIONS:-}" ]] && echo "; long run of $BENCH_MILLIONS rounds")"
     echo "load:        $LOAD_BEFORE at the start; $(uptime | sed 's/.*load average/load average/') at the end"
     echo "--- bench_e2e (exit $BENCH_RC)"
