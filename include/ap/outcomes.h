@@ -51,8 +51,9 @@ ap_err_t ap_outcomes_seen(ap_uow_t *uow, const char *const *ids, size_t n, bool 
 
 /*
  * Inserts `n` outcomes in one statement inside the unit of work's current transaction. An id
- * recorded meanwhile by another consumer (the same key sent under two skus) makes it fail
- * with AP_ERR_CONFLICT: the caller retries its batch, and then skips that command.
+ * that has an outcome already makes it fail with AP_ERR_CONFLICT: one recorded meanwhile by
+ * another consumer (the same key sent under two skus), or before, when the caller did not ask
+ * ap_outcomes_seen first. The caller retries its batch, asking, and then skips that command.
  */
 ap_err_t ap_outcomes_record(ap_uow_t *uow, const ap_command_outcome_t *outcomes, size_t n);
 

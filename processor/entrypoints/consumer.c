@@ -73,6 +73,9 @@ typedef struct consumer {
     int64_t backlog_rows, backlog_measured_ms, backlog_from_id; /* ap_outbox_backlog's floor */
     int64_t backlog_counted_ms;
     uint64_t backlog_written;
+    /* Ask Postgres which of a batch's message ids have an outcome before applying it (see
+     * mark_duplicates): set while batches keep meeting ids applied before. */
+    bool check_ids;
 } consumer_t;
 
 static partition_t *find_partition(consumer_t *c, const char *topic, int32_t partition,
@@ -375,10 +378,17 @@ static void observe_event(void *ctx, const ap_msg_t *event)
 }
 
 /*
- * Marks the records whose message id has an outcome already, in Postgres or earlier in this
- * batch, as duplicates. One query for the batch; none when no record has an id.
+ * Marks the records whose message id came earlier in this batch as duplicates, and with
+ * `ask` those whose id has an outcome in Postgres already (one query for the batch; none when
+ * no record has an id), setting *stored when there was one.
+ *
+ * Without `ask` an id applied in an earlier batch goes unnoticed here, but not for long: its
+ * outcome's insert then fails on the table's primary key, in the same transaction as
+ * everything the batch did, which makes it a conflict, and the batch is rolled back and
+ * retried, asking this time. A repeated id is rare (a producer's retry), so most batches
+ * save the query's round trip, and one that meets a repeat pays for it with one attempt.
  */
-static ap_err_t mark_duplicates(consumer_t *c, item_t *items, size_t n)
+static ap_err_t mark_duplicates(consumer_t *c, item_t *items, size_t n, bool ask, bool *stored)
 {
     const char **ids = NULL;
     size_t *which = NULL, nids = 0;
@@ -407,7 +417,7 @@ static ap_err_t mark_duplicates(consumer_t *c, item_t *items, size_t n)
         which[nids] = i;
         ids[nids++] = items[i].cmd.meta.message_id;
     }
-    if (nids && (err = ap_outcomes_seen(c->app->deps.uow, ids, nids, seen)))
+    if (ask && nids && (err = ap_outcomes_seen(c->app->deps.uow, ids, nids, seen)))
         goto out;
     if (!ap_strset_init(&earlier, nids)) {
         err = AP_ERR_NOMEM;
@@ -420,6 +430,7 @@ static ap_err_t mark_duplicates(consumer_t *c, item_t *items, size_t n)
             break;
         }
         items[which[k]].duplicate = seen[k] || added == AP_STRSET_FOUND;
+        *stored = *stored || seen[k];
     }
     ap_strset_free(&earlier);
 out:
@@ -481,10 +492,11 @@ static ap_err_t record_outcomes(consumer_t *c, const item_t *items, size_t n)
 /*
  * One attempt at the batch: every record of a partition we own, then each partition's offset
  * moved past its last record, all in one transaction. Records of partitions we no longer
- * own, or already applied (a re-fetch), are skipped.
+ * own, or already applied (a re-fetch), are skipped; so are repeated message ids, those
+ * applied before only with `check_ids` (mark_duplicates), which sets *stored when it met one.
  */
 static ap_err_t try_batch(consumer_t *c, item_t *items, size_t n, int64_t *last,
-                          const char **skus)
+                          const char **skus, bool check_ids, bool *stored)
 {
     ap_uow_t *uow = c->app->deps.uow;
     ap_err_t err = ap_uow_begin(uow);
@@ -508,7 +520,7 @@ static ap_err_t try_batch(consumer_t *c, item_t *items, size_t n, int64_t *last,
     if (err == AP_OK)
         ap_uow_prefetch(uow, skus, orderids, nskus, skus + n - nrefs, nrefs);
     if (err == AP_OK)
-        err = mark_duplicates(c, items, n);
+        err = mark_duplicates(c, items, n, check_ids, stored);
     for (size_t i = 0; i < n && err == AP_OK; i++) {
         item_t *item = &items[i];
         const partition_t *p = &c->parts[item->part];
@@ -564,9 +576,11 @@ static void process_batch(consumer_t *c, item_t *items, size_t n)
         /* Writes go in bulk at first; should one fail, the batch is retried with each write
          * sent at once, so a failure is pinned on its own command. */
         uow->defer_writes = attempt == 0;
-        ap_err_t err = try_batch(c, items, n, last, skus);
+        bool stored = false; /* the batch held an id applied before */
+        ap_err_t err = try_batch(c, items, n, last, skus, c->check_ids || attempt > 0, &stored);
         uow->defer_writes = false;
         if (err == AP_OK) {
+            c->check_ids = stored;
             AP_DEBUG("consumer", "batch of %zu committed in %lld ms", n,
                      (long long)(ap_clock_now_ms(c->app->deps.clock) - started));
             ap_health_set_database(c->health, true, AP_FAULT_NONE);
@@ -591,6 +605,10 @@ static void process_batch(consumer_t *c, item_t *items, size_t n)
             continue; /* that partition is skipped now: the rest goes again at once */
         if (err == AP_ERR_UNAVAILABLE) /* said once, by the health flag, rather than each time */
             ap_health_set_database(c->health, false, ap_pg_thread_fault());
+        else if (attempt == 0 && err == AP_ERR_CONFLICT) /* often a repeated message id */
+            AP_INFO("consumer", "batch of %zu: %s (a concurrent change, or a message id applied "
+                                "before); retrying",
+                    n, ap_strerror(err));
         else
             AP_WARN("consumer", "batch of %zu: %s; retrying", n, ap_strerror(err));
         if (attempt == 0 && err == AP_ERR_CONFLICT)
