@@ -45,6 +45,7 @@
 #define BACKPRESSURE_EVERY_MS 50        /* measure the backlog at least this often */
 #define BACKPRESSURE_COUNT_EVERY_MS 1000 /* count its rows at most this often, unless ... */
 #define LAG_EVERY_MS 1000         /* the lag metric is refreshed this often */
+#define ASK_IDS_BATCHES 100 /* batches that look message ids up first after one met a repeat */
 
 typedef struct partition {
     char topic[256];
@@ -74,8 +75,10 @@ typedef struct consumer {
     int64_t backlog_counted_ms;
     uint64_t backlog_written;
     /* Ask Postgres which of a batch's message ids have an outcome before applying it (see
-     * mark_duplicates): set while batches keep meeting ids applied before. */
-    bool check_ids;
+     * mark_duplicates) for this many more batches: set to ASK_IDS_BATCHES by a batch that met
+     * an id applied before, so a producer that keeps repeating costs one failed attempt per
+     * ASK_IDS_BATCHES batches at most. */
+    unsigned ask_ids;
 } consumer_t;
 
 static partition_t *find_partition(consumer_t *c, const char *topic, int32_t partition,
@@ -386,7 +389,8 @@ static void observe_event(void *ctx, const ap_msg_t *event)
  * outcome's insert then fails on the table's primary key, in the same transaction as
  * everything the batch did, which makes it a conflict, and the batch is rolled back and
  * retried, asking this time. A repeated id is rare (a producer's retry), so most batches
- * save the query's round trip, and one that meets a repeat pays for it with one attempt.
+ * save the query's round trip, and one that meets a repeat pays for it with one attempt (and
+ * makes the next ASK_IDS_BATCHES batches ask first).
  */
 static ap_err_t mark_duplicates(consumer_t *c, item_t *items, size_t n, bool ask, bool *stored)
 {
@@ -577,10 +581,10 @@ static void process_batch(consumer_t *c, item_t *items, size_t n)
          * sent at once, so a failure is pinned on its own command. */
         uow->defer_writes = attempt == 0;
         bool stored = false; /* the batch held an id applied before */
-        ap_err_t err = try_batch(c, items, n, last, skus, c->check_ids || attempt > 0, &stored);
+        ap_err_t err = try_batch(c, items, n, last, skus, c->ask_ids > 0 || attempt > 0, &stored);
         uow->defer_writes = false;
         if (err == AP_OK) {
-            c->check_ids = stored;
+            c->ask_ids = stored ? ASK_IDS_BATCHES : c->ask_ids - (c->ask_ids > 0);
             AP_DEBUG("consumer", "batch of %zu committed in %lld ms", n,
                      (long long)(ap_clock_now_ms(c->app->deps.clock) - started));
             ap_health_set_database(c->health, true, AP_FAULT_NONE);
