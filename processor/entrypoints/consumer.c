@@ -383,7 +383,7 @@ static void observe_event(void *ctx, const ap_msg_t *event)
 /*
  * Marks the records whose message id came earlier in this batch as duplicates, and with
  * `ask` those whose id has an outcome in Postgres already (one query for the batch; none when
- * no record has an id), setting *stored when there was one.
+ * no record has an id); meeting one of those makes the next ASK_IDS_BATCHES batches ask.
  *
  * Without `ask` an id applied in an earlier batch goes unnoticed here, but not for long: its
  * outcome's insert then fails on the table's primary key, in the same transaction as
@@ -392,7 +392,7 @@ static void observe_event(void *ctx, const ap_msg_t *event)
  * save the query's round trip, and one that meets a repeat pays for it with one attempt (and
  * makes the next ASK_IDS_BATCHES batches ask first).
  */
-static ap_err_t mark_duplicates(consumer_t *c, item_t *items, size_t n, bool ask, bool *stored)
+static ap_err_t mark_duplicates(consumer_t *c, item_t *items, size_t n, bool ask)
 {
     const char **ids = NULL;
     size_t *which = NULL, nids = 0;
@@ -434,7 +434,8 @@ static ap_err_t mark_duplicates(consumer_t *c, item_t *items, size_t n, bool ask
             break;
         }
         items[which[k]].duplicate = seen[k] || added == AP_STRSET_FOUND;
-        *stored = *stored || seen[k];
+        if (seen[k])
+            c->ask_ids = ASK_IDS_BATCHES;
     }
     ap_strset_free(&earlier);
 out:
@@ -497,10 +498,10 @@ static ap_err_t record_outcomes(consumer_t *c, const item_t *items, size_t n)
  * One attempt at the batch: every record of a partition we own, then each partition's offset
  * moved past its last record, all in one transaction. Records of partitions we no longer
  * own, or already applied (a re-fetch), are skipped; so are repeated message ids, those
- * applied before only with `check_ids` (mark_duplicates), which sets *stored when it met one.
+ * applied before only with `check_ids` (mark_duplicates).
  */
 static ap_err_t try_batch(consumer_t *c, item_t *items, size_t n, int64_t *last,
-                          const char **skus, bool check_ids, bool *stored)
+                          const char **skus, bool check_ids)
 {
     ap_uow_t *uow = c->app->deps.uow;
     ap_err_t err = ap_uow_begin(uow);
@@ -524,7 +525,7 @@ static ap_err_t try_batch(consumer_t *c, item_t *items, size_t n, int64_t *last,
     if (err == AP_OK)
         ap_uow_prefetch(uow, skus, orderids, nskus, skus + n - nrefs, nrefs);
     if (err == AP_OK)
-        err = mark_duplicates(c, items, n, check_ids, stored);
+        err = mark_duplicates(c, items, n, check_ids);
     for (size_t i = 0; i < n && err == AP_OK; i++) {
         item_t *item = &items[i];
         const partition_t *p = &c->parts[item->part];
@@ -576,15 +577,16 @@ static void process_batch(consumer_t *c, item_t *items, size_t n)
         goto out;
     }
     int64_t started = ap_clock_now_ms(c->app->deps.clock);
+    bool ask_ids = c->ask_ids > 0; /* see mark_duplicates */
+    if (ask_ids)
+        c->ask_ids--;
     for (unsigned attempt = 0;; attempt++) {
         /* Writes go in bulk at first; should one fail, the batch is retried with each write
          * sent at once, so a failure is pinned on its own command. */
         uow->defer_writes = attempt == 0;
-        bool stored = false; /* the batch held an id applied before */
-        ap_err_t err = try_batch(c, items, n, last, skus, c->ask_ids > 0 || attempt > 0, &stored);
+        ap_err_t err = try_batch(c, items, n, last, skus, ask_ids || attempt > 0);
         uow->defer_writes = false;
         if (err == AP_OK) {
-            c->ask_ids = stored ? ASK_IDS_BATCHES : c->ask_ids - (c->ask_ids > 0);
             AP_DEBUG("consumer", "batch of %zu committed in %lld ms", n,
                      (long long)(ap_clock_now_ms(c->app->deps.clock) - started));
             ap_health_set_database(c->health, true, AP_FAULT_NONE);
