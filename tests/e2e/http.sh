@@ -82,6 +82,20 @@ wait_for "the command after the duplicate to be applied" 30 o7_applied
 expect "the kcat duplicate applied nothing" "$(request GET "/allocations/$RUN_ID-o4" | cut -d' ' -f1)" 404
 after=$(sql "select version_number from products where sku = '$SKU'")
 expect "versions moved by the duplicate and the command after it" "$((after - before))" 1
+# No batch before had met a stored id, so that one was not looked up first: its outcome's key
+# caught it, and its batch was retried once. Having met it, the consumer looks ids up first
+# for its next batches: after a batch without ids, the same id again is skipped without
+# another failed attempt.
+id_retries() { grep -c "a message id applied before); retrying" "$PROCESSOR_LOG" || true; }
+expect "batches retried on the stored id" "$(id_retries)" 1
+echo "{\"type\":\"Allocate\",\"orderid\":\"$RUN_ID-o8\",\"sku\":\"$SKU\",\"qty\":1}" | produce "$SKU"
+o8_applied() { [[ $(request GET "/allocations/$RUN_ID-o8" | cut -d' ' -f1) == 200 ]]; }
+wait_for "the command without an id to be applied" 30 o8_applied
+echo "{\"type\":\"Allocate\",\"orderid\":\"$RUN_ID-o9\",\"sku\":\"$SKU\",\"qty\":1}" | produce "$SKU" -H "message-id=$KEY"
+dup_counted_again() { [[ $(metric 'allocation_commands_total{type="Allocate",outcome="duplicate"}') == $((dup_before + 2)) ]]; }
+wait_for "the same id again to be counted a duplicate" 30 dup_counted_again
+expect "the same id again applied nothing" "$(request GET "/allocations/$RUN_ID-o9" | cut -d' ' -f1)" 404
+expect "batches retried on the stored id, after it came again" "$(id_retries)" 1
 # A new id on two records in a row (one produce call: one fetch, most often one batch): the
 # first is applied, the second is a duplicate of it, whether the batch check or the table
 # catches it.
